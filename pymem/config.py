@@ -1,0 +1,148 @@
+"""The one place where pymem reads environment variables.
+
+Every other module asks :func:`get_settings` (or :func:`key_material`) instead of
+touching ``os.environ``, so the full list of knobs lives here and is documented once.
+
+Environment variables
+---------------------
+Database
+    ``PYMEM_DATABASE_URL``   libpq DSN/URL of your Postgres. Unset: an embedded server.
+    ``PYMEM_HOME``           state dir for the embedded server (default ``~/.pymem``).
+    ``PYMEM_PG_VERSION``     embedded Postgres major version, 16 or 18 (default 18).
+    ``PYMEM_EMBEDDING_DIM``  default embedding dimension at migration time (default 384).
+    ``PYMEM_MAX_TEXT_BYTES`` largest accepted chunk text in UTF-8 bytes (default 65536).
+Keys (see :mod:`pymem.security`)
+    ``MEMORY_ENCRYPTION_KEY``      active AES-256 key, base64 of exactly 32 bytes.
+    ``MEMORY_ENCRYPTION_KEY_ID``   its integer id (default 1).
+    ``MEMORY_ENCRYPTION_OLD_KEYS`` keys kept for opening only: ``"ID:BASE64,ID:BASE64"``.
+    ``MEMORY_TENANT_HMAC_KEY``     HMAC-SHA256 key for tenant ids, base64 of 32 bytes.
+Reranker (see :mod:`pymem.rerank`)
+    ``RERANK_ENABLED``                  true/false (default true).
+    ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
+    ``PYMEM_RERANK_MODEL``              exported model dir (default ``onnx_models/ms-marco-TinyBERT-L2-v2``).
+    ``PYMEM_RERANK_DEVICE``             auto, cuda or cpu (default auto).
+    ``PYMEM_RERANK_THREADS``            CPU intra-op threads, 0 = ONNX Runtime's choice (default 0).
+    ``PYMEM_RERANK_MAX_LENGTH``         token truncation length (default 256).
+    ``PYMEM_RERANK_BATCH_SIZE``         pairs per inference batch (default 32).
+    ``PYMEM_RERANK_BREAKER_THRESHOLD``  consecutive failures that open the breaker (default 3).
+    ``PYMEM_RERANK_BREAKER_COOLDOWN_S`` seconds the breaker stays open (default 30).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of true/false/1/0/yes/no/on/off")
+
+
+def _env_number(name: str, default: float, kind: type, minimum: float, maximum: float):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return kind(default)
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a {kind.__name__}") from None
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of pymem's non-secret settings (see the module docstring)."""
+
+    database_url: str | None
+    home: Path
+    pg_version: int
+    embedding_dim: int
+    max_text_bytes: int
+    rerank_enabled: bool
+    rerank_circuit_ms: float
+    rerank_model_dir: Path
+    rerank_device: str
+    rerank_threads: int
+    rerank_max_length: int
+    rerank_batch_size: int
+    rerank_breaker_threshold: int
+    rerank_breaker_cooldown_s: float
+
+
+def get_settings() -> Settings:
+    """Read and validate the settings from the environment.
+
+    Raises:
+        ValueError: a variable is present but malformed (the message names the
+            variable, never its value).
+    """
+    pg_version = _env_number("PYMEM_PG_VERSION", 18, int, 16, 18)
+    if pg_version not in (16, 18):
+        raise ValueError("PYMEM_PG_VERSION must be 16 or 18")
+    return Settings(
+        database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
+        home=Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser(),
+        pg_version=pg_version,
+        embedding_dim=_env_number("PYMEM_EMBEDDING_DIM", 384, int, 1, 2000),
+        max_text_bytes=_env_number("PYMEM_MAX_TEXT_BYTES", 64 * 1024, int, 1, 1 << 30),
+        rerank_enabled=_env_bool("RERANK_ENABLED", True),
+        rerank_circuit_ms=_env_number("RERANK_CIRCUIT_MS", 250.0, float, 1.0, 60_000.0),
+        rerank_model_dir=Path(
+            os.environ.get("PYMEM_RERANK_MODEL") or "onnx_models/ms-marco-TinyBERT-L2-v2"
+        ),
+        rerank_device=_env_choice("PYMEM_RERANK_DEVICE", "auto", ("auto", "cuda", "cpu")),
+        rerank_threads=_env_number("PYMEM_RERANK_THREADS", 0, int, 0, 256),
+        rerank_max_length=_env_number("PYMEM_RERANK_MAX_LENGTH", 256, int, 8, 4096),
+        rerank_batch_size=_env_number("PYMEM_RERANK_BATCH_SIZE", 32, int, 1, 1024),
+        rerank_breaker_threshold=_env_number("PYMEM_RERANK_BREAKER_THRESHOLD", 3, int, 1, 1000),
+        rerank_breaker_cooldown_s=_env_number(
+            "PYMEM_RERANK_BREAKER_COOLDOWN_S", 30.0, float, 0.0, 86_400.0
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """Raw key strings from the environment, not yet decoded or validated.
+
+    ``repr`` is redacted so that a stray log line or traceback never shows a key.
+    """
+
+    encryption_key: str | None
+    encryption_key_id: str | None
+    old_encryption_keys: str | None
+    tenant_hmac_key: str | None
+
+    def __repr__(self) -> str:
+        return "KeyMaterial(<redacted>)"
+
+
+def key_material() -> KeyMaterial:
+    """Return the raw key variables; :mod:`pymem.security` validates them."""
+    return KeyMaterial(
+        encryption_key=os.environ.get("MEMORY_ENCRYPTION_KEY"),
+        encryption_key_id=os.environ.get("MEMORY_ENCRYPTION_KEY_ID"),
+        old_encryption_keys=os.environ.get("MEMORY_ENCRYPTION_OLD_KEYS"),
+        tenant_hmac_key=os.environ.get("MEMORY_TENANT_HMAC_KEY"),
+    )

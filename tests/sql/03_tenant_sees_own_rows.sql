@@ -1,0 +1,32 @@
+-- Property: a tenant sees exactly its own rows through every read API, even when
+-- another tenant's rows are nearer to the query.
+BEGIN;
+SET LOCAL ROLE pymem_app;
+SELECT plan(8);
+
+SELECT tests.act_as('alice');
+SELECT set_eq($$SELECT id FROM pymem.search_chunks('[1,0,0.1]', 100)$$,
+              $$VALUES ('aaaaaaaa-0000-0000-0000-000000000001'::uuid), ('aaaaaaaa-0000-0000-0000-000000000002'),
+                       ('aaaaaaaa-0000-0000-0000-000000000003')$$,
+              'alice: search returns all and only her chunks');
+SELECT is((SELECT id FROM pymem.search_chunks('[1,0,0.1]', 1)), 'aaaaaaaa-0000-0000-0000-000000000001'::uuid,
+          'alice: nearest neighbour is hers, not bob''s exact match');
+SELECT results_eq($$SELECT doc_id FROM pymem.get_chunk('aaaaaaaa-0000-0000-0000-000000000003')$$,
+                  $$VALUES ('a2')$$, 'alice: get returns her chunk');
+SELECT is_empty($$SELECT * FROM pymem.get_chunk('bbbbbbbb-0000-0000-0000-000000000001')$$,
+                'alice: get of bob''s chunk id returns nothing');
+
+SELECT tests.act_as('bob');
+SELECT set_eq($$SELECT id FROM pymem.search_chunks('[1,0,0]', 100)$$,
+              $$VALUES ('bbbbbbbb-0000-0000-0000-000000000001'::uuid), ('bbbbbbbb-0000-0000-0000-000000000002')$$,
+              'bob: search returns all and only his chunks');
+SELECT is_empty($$SELECT * FROM pymem.get_chunk('aaaaaaaa-0000-0000-0000-000000000001')$$,
+                'bob: get of alice''s chunk id returns nothing');
+SELECT is_empty($$SELECT * FROM pymem.search_chunks('[1,0,0]', 100) WHERE doc_id LIKE 'a%'$$,
+                'bob: no alice document appears in his results');
+
+SELECT tests.act_as('carol');
+SELECT is_empty($$SELECT * FROM pymem.search_chunks('[1,0,0]', 100)$$, 'a tenant with no rows sees nothing');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,31 @@
+-- Property: pymem_app has no direct table privileges and cannot reach the audit
+-- log or the internal functions; its only door is the SQL API.
+BEGIN;
+SET LOCAL ROLE pymem_app;
+SELECT plan(12);
+
+SELECT table_privs_are('pymem', 'memory_chunks', 'pymem_app', ARRAY[]::text[],
+                       'pymem_app has no privilege on memory_chunks');
+SELECT table_privs_are('pymem', 'audit_log', 'pymem_app', ARRAY[]::text[],
+                       'pymem_app has no privilege on audit_log');
+SELECT tests.act_as('alice');
+SELECT throws_ok($$SELECT * FROM pymem.memory_chunks$$, '42501', 'permission denied for table memory_chunks',
+                 'direct SELECT on memory_chunks is denied');
+SELECT throws_ok($$INSERT INTO pymem.memory_chunks (id) VALUES (gen_random_uuid())$$, '42501', NULL,
+                 'direct INSERT is denied');
+SELECT throws_ok($$UPDATE pymem.memory_chunks SET source = 'x'$$, '42501', NULL, 'direct UPDATE is denied');
+SELECT throws_ok($$DELETE FROM pymem.memory_chunks$$, '42501', NULL, 'direct DELETE is denied');
+SELECT throws_ok($$SELECT * FROM pymem.audit_log$$, '42501', 'permission denied for table audit_log',
+                 'audit_log is not readable by the app');
+SELECT throws_ok($$SELECT pymem.audit_append('get', NULL, '{}')$$, '42501', NULL,
+                 'internal audit_append is not callable');
+SELECT throws_ok($$SELECT * FROM pymem.audit_verify()$$, '42501', NULL,
+                 'audit_verify is for the auditor, not the app');
+SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(public.vector, integer)', 'EXECUTE'),
+          'the app can execute search_chunks');
+SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(public.vector, integer)', 'EXECUTE'),
+          'PUBLIC cannot execute search_chunks');
+SELECT ok(NOT has_schema_privilege('pymem_app', 'pymem', 'CREATE'), 'the app cannot create objects in pymem');
+
+SELECT * FROM finish();
+ROLLBACK;

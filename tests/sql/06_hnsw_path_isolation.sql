@@ -1,0 +1,23 @@
+-- Property: with sequential scans disabled, so that the HNSW index path is the one
+-- taken, search still returns only the current tenant's rows.
+BEGIN;
+SET LOCAL ROLE pymem_app;
+SET LOCAL enable_seqscan = off;
+SELECT plan(5);
+
+SELECT has_index('pymem', 'memory_chunks', 'memory_chunks_embedding_hnsw', 'the HNSW index exists');
+SELECT tests.act_as('alice');
+SELECT set_eq($$SELECT id FROM pymem.search_chunks('[1,0,0.1]', 10)$$,
+              $$VALUES ('aaaaaaaa-0000-0000-0000-000000000001'::uuid), ('aaaaaaaa-0000-0000-0000-000000000002'),
+                       ('aaaaaaaa-0000-0000-0000-000000000003')$$,
+              'index path: alice gets only her rows');
+SELECT is((SELECT count(*) FROM pymem.search_chunks('[0,0,1]', 2)), 2::bigint,
+          'index path: k is honoured within the tenant');
+SELECT tests.act_as('bob');
+SELECT is_empty($$SELECT * FROM pymem.search_chunks('[1,0,0]', 10) WHERE id::text LIKE 'aaaaaaaa%'$$,
+                'index path: bob never gets alice''s rows');
+SELECT is((SELECT count(*) FROM pymem.search_chunks('[1,0,0]', 10)), 2::bigint,
+          'index path: bob gets his two rows');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,80 @@
+"""Run the pgTAP isolation suites in tests/sql/ as pymem_app, on PG 16 and PG 18.
+
+Each file is one property; its assertions are checked inside the file by pgTAP.
+A second test breaks RLS on purpose (NO FORCE, DROP POLICY, DISABLE) and shows
+that the same suites then fail: they would catch a regression.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import TAP_SUMMARY, cluster_for, external_database
+from tests.pgtap import install_pgtap, run_file, run_sql
+
+SQL_DIR = Path(__file__).parent / "sql"
+TAP_FILES = sorted(SQL_DIR.glob("[0-9]*.sql"))
+VERSIONS = [None] if external_database() else [16, 18]
+TAP_ROLE = "pymem_tap"
+
+
+def prepare_tap_database(cluster, name: str) -> str:
+    """Migrate a 3-d database, load pgTAP + helpers + seed; return the tap role's DSN."""
+    install_pgtap(cluster.sharedir())
+    admin = cluster.fresh_database(name, embedding_dim=3)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pgtap")
+    run_sql(cluster.psql(), admin, SQL_DIR / "fixtures" / "helpers.sql")
+    # NOINHERIT: the login role holds nothing itself; each file does SET LOCAL ROLE pymem_app.
+    cluster.login_role(TAP_ROLE, ["pymem_app"], inherit=False)
+    tap_url = cluster.url(name, user=TAP_ROLE)
+    run_sql(cluster.psql(), tap_url, SQL_DIR / "fixtures" / "seed.sql")
+    return tap_url
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=lambda v: "external" if v is None else f"pg{v}")
+def tap_database(request):
+    """(cluster, DSN as the tap role) for a prepared pgTAP database on one PG version."""
+    cluster = cluster_for(request.param)
+    return cluster, prepare_tap_database(cluster, "pymem_tap")
+
+
+def test_there_are_enough_suites():
+    assert len(TAP_FILES) >= 6
+
+
+@pytest.mark.parametrize("path", TAP_FILES, ids=lambda p: p.stem)
+def test_pgtap_file(tap_database, path):
+    cluster, tap_url = tap_database
+    result = run_file(cluster.psql(), tap_url, path)
+    server = "external" if cluster.pg_version is None else f"PostgreSQL {cluster.pg_version}"
+    TAP_SUMMARY.append((server, path.name, len(result.passed), result.planned or 0))
+    assert result.ok, f"{path.name}: failed {result.failed}; ran {result.ran} of {result.planned}\n{result.output}"
+
+
+SABOTAGE = {
+    "no_force": "ALTER TABLE pymem.memory_chunks NO FORCE ROW LEVEL SECURITY",
+    "drop_policy": "DROP POLICY tenant_isolation ON pymem.memory_chunks",
+    "disable_rls": "ALTER TABLE pymem.memory_chunks DISABLE ROW LEVEL SECURITY",
+}
+ISOLATION_FILES = ["02_no_context_sees_nothing", "03_tenant_sees_own_rows", "04_cross_tenant_writes",
+                   "06_hnsw_path_isolation"]
+
+
+@pytest.mark.parametrize("sabotage", sorted(SABOTAGE))
+def test_suites_fail_when_rls_is_broken(sabotage):
+    cluster = cluster_for(VERSIONS[-1])
+    name = f"pymem_tap_{sabotage}"
+    tap_url = prepare_tap_database(cluster, name)
+    with psycopg.connect(cluster.url(name), autocommit=True) as conn:
+        conn.execute(SABOTAGE[sabotage])
+    failures = {f: run_file(cluster.psql(), tap_url, SQL_DIR / f"{f}.sql").failed for f in ISOLATION_FILES}
+    broken = [f for f, failed in failures.items() if failed]
+    # Every isolation property must notice; a suite that stays green here tests nothing.
+    assert "03_tenant_sees_own_rows" in broken, failures
+    assert len(broken) >= 3, failures
+    with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
