@@ -1,12 +1,16 @@
--- Property: with sequential scans disabled, so that the HNSW index path is the one
--- taken, search still returns only the current tenant's rows.
+-- Property: with sequential scans and sorts disabled, so that the HNSW index path
+-- is the one taken (not the btree on user_hash plus a sort), search still returns
+-- only the current tenant's rows.
 BEGIN;
 SET LOCAL ROLE pymem_app;
 SET LOCAL enable_seqscan = off;
-SELECT plan(5);
+SET LOCAL enable_sort = off;
+SELECT plan(6);
 
 SELECT has_index('pymem', 'memory_chunks', 'memory_chunks_embedding_hnsw', 'the HNSW index exists');
 SELECT tests.act_as('alice');
+SELECT matches(tests.search_plan('[1,0,0]'), 'memory_chunks_embedding_hnsw',
+               'the search query is planned through the HNSW index');
 SELECT set_eq($$SELECT id FROM pymem.search_chunks('[1,0,0.1]', 10)$$,
               $$VALUES ('aaaaaaaa-0000-0000-0000-000000000001'::uuid), ('aaaaaaaa-0000-0000-0000-000000000002'),
                        ('aaaaaaaa-0000-0000-0000-000000000003')$$,
