@@ -13,7 +13,7 @@ import secrets
 import pytest
 
 from pymem.config import get_settings
-from tests.cluster import Cluster
+from pymem.scratch import Cluster
 
 # Fresh random keys for this test run only; never a fixed key in the repository.
 for _name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):

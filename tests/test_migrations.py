@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 
 from pymem import migrations
 from pymem.db import sqlalchemy_url
-from tests.cluster import Cluster
+from pymem.scratch import Cluster
 from tests.conftest import external_database
 
 # Everything the security model rests on, in a form independent of OIDs.

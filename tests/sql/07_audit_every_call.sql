@@ -2,7 +2,7 @@
 -- the audit log cannot be changed by the app or by the auditor.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(11);
+SELECT plan(12);
 
 SELECT tests.act_as('alice');
 CREATE TEMP TABLE mark AS SELECT coalesce(max(seq), 0) AS seq FROM tests.audit_rows();
@@ -24,6 +24,10 @@ SELECT is((SELECT row_count FROM tests.audit_rows() WHERE seq > (SELECT seq FROM
 SELECT pymem.erase_tenant();
 SELECT is((SELECT count(*) FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark) AND operation = 'delete'),
           2::bigint, 'erase_tenant leaves another delete audit row');
+SELECT pymem.delete_document('no-such-doc');
+SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark)
+                   AND operation = 'delete' AND row_count = 0 AND user_hash = tests.tenant('alice')),
+          'a delete that matches nothing is audited too');
 SELECT set_config('app.user_hash', '', true);
 SELECT * FROM pymem.search_chunks('[1,0,0]', 5);
 SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark)

@@ -1,4 +1,4 @@
-"""Throw-away Postgres clusters and databases for the test suites.
+"""Throw-away Postgres clusters and databases, for the test suites and benchmarks.
 
 With ``PYMEM_DATABASE_URL`` set, tests use that server (it must accept a superuser
 connection: the suites create databases and roles). Otherwise each PG major version
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
-from pymem import migrations
-from pymem.config import get_settings
-from pymem.db import embedded_server, ensure_database
+from . import migrations
+from .config import get_settings
+from .db import embedded_server, ensure_database
 
 
 class Cluster:
@@ -90,6 +90,21 @@ class Cluster:
             self._tmp = None
 
 
-def dsn_user(dsn: str) -> str | None:
-    """The user named in a DSN."""
-    return conninfo_to_dict(dsn).get("user")
+
+def ephemeral_keys() -> list[str]:
+    """Generate any missing MEMORY_* key for this process only; return their names.
+
+    For the demo and benchmarks: keys live in this process's environment and are
+    never written anywhere, so what they seal cannot be opened by a later run.
+    """
+    import os
+
+    from .security import generate_key, reload_keys
+
+    generated = []
+    for name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):
+        if not os.environ.get(name):
+            os.environ[name] = generate_key()
+            generated.append(name)
+    reload_keys()
+    return generated

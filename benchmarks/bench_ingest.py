@@ -1,0 +1,108 @@
+"""Ingest: single calls vs the batch path, and the sealed batch path vs plaintext COPY.
+
+Both comparisons run on the same server in the same run, with the HNSW index
+present on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
+from pymem import repository
+from pymem.db import aconnect
+from pymem.repository import ChunkInput
+from pymem.scratch import ephemeral_keys
+
+DIM = 384
+SIZES = {"tiny": (50, 200), "quick": (1000, 5000), "full": (1000, 20000)}  # (single-vs-batch, copy-vs-sealed)
+TEXT = "memory chunk text " * 20  # ~360 bytes, a typical short chunk
+
+PLAIN_DDL = """CREATE TABLE bench_plain (id uuid PRIMARY KEY, user_hash text NOT NULL, doc_id text NOT NULL,
+    source text NOT NULL, text text NOT NULL, meta jsonb NOT NULL, embedding vector(384) NOT NULL);
+CREATE INDEX ON bench_plain USING hnsw (embedding vector_cosine_ops);"""
+
+
+def _chunks(vectors, prefix: str) -> list[ChunkInput]:
+    return [ChunkInput(f"{prefix}-{i // 10}", "bench", TEXT, v, {"i": i}) for i, v in enumerate(vectors)]
+
+
+async def _single_vs_batch(dsn: str, n: int) -> dict:
+    vectors = unit_vectors(2 * n, DIM, seed=1)
+    conn = await aconnect(dsn)
+    try:
+        start = time.perf_counter()
+        for chunk in _chunks(vectors[:n], "single"):
+            await repository.index_memory_chunk(conn, "bench-single", chunk.doc_id, chunk.source, chunk.text,
+                                                chunk.embedding, chunk.metadata)
+        single_s = time.perf_counter() - start
+        start = time.perf_counter()
+        await repository.index_memory_chunks(conn, "bench-batch", _chunks(vectors[n:], "batch"))
+        batch_s = time.perf_counter() - start
+    finally:
+        await conn.close()
+    return {"chunks": n, "single_chunks_per_s": round(n / single_s), "batch_chunks_per_s": round(n / batch_s),
+            "batch_speedup_per_chunk": ratio(single_s, batch_s)}
+
+
+def _plain_copy(admin_dsn: str, vectors) -> float:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_plain")
+        conn.execute(PLAIN_DDL)
+        register_vector(conn)
+        user_hash = "b" * 64
+        start = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(sql.SQL("COPY bench_plain FROM STDIN WITH (FORMAT BINARY)")) as copy:
+                copy.set_types(["uuid", "text", "text", "text", "text", "jsonb", "vector"])
+                for i, v in enumerate(vectors):
+                    copy.write_row((uuid.uuid4(), user_hash, f"plain-{i // 10}", "bench", TEXT, f'{{"i": {i}}}', v))
+        elapsed = time.perf_counter() - start
+        conn.execute("DROP TABLE bench_plain")
+    return elapsed
+
+
+async def _sealed_batch(dsn: str, vectors) -> float:
+    conn = await aconnect(dsn)
+    try:
+        start = time.perf_counter()
+        await repository.index_memory_chunks(conn, "bench-sealed", _chunks(vectors, "sealed"))
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+def run(scale: str) -> dict:
+    ephemeral_keys()
+    cluster = bench_cluster()
+    n_single, n_copy = SIZES[scale]
+    cluster.fresh_database("pymem_bench_ingest", embedding_dim=DIM)
+    single = asyncio.run(_single_vs_batch(app_dsn(cluster, "pymem_bench_ingest"), n_single))
+    # Fresh databases for the COPY comparison: both sides start from an empty HNSW
+    # graph, since insertion cost grows with the graph.
+    vectors = unit_vectors(n_copy, DIM, seed=2)
+    copy_s = _plain_copy(cluster.fresh_database("pymem_bench_copy", embedding_dim=DIM), vectors)
+    cluster.fresh_database("pymem_bench_sealed", embedding_dim=DIM)
+    sealed_s = asyncio.run(_sealed_batch(app_dsn(cluster, "pymem_bench_sealed"), vectors))
+    copy_rate, sealed_rate = n_copy / copy_s, n_copy / sealed_s
+    results = {
+        "single_vs_batch": single,
+        "copy_vs_sealed": {"chunks": n_copy, "plaintext_copy_chunks_per_s": round(copy_rate),
+                           "sealed_batch_chunks_per_s": round(sealed_rate),
+                           "sealed_ratio_vs_copy": ratio(sealed_rate, copy_rate)},
+    }
+    table = markdown_table(
+        ["ingest (384-d, HNSW index present)", "chunks", "chunks/s", "ratio"],
+        [["index_memory_chunk x N (one transaction each)", n_single, f"{single['single_chunks_per_s']:,}", "1.0"],
+         ["index_memory_chunks (one batch)", n_single, f"{single['batch_chunks_per_s']:,}",
+          f"{single['batch_speedup_per_chunk']}x faster per chunk (goal >= 10x)"],
+         ["plaintext COPY BINARY (baseline)", n_copy, f"{round(copy_rate):,}", "1.0"],
+         ["pymem sealed batch (seal x3 + audit + RLS)", n_copy, f"{round(sealed_rate):,}",
+          f"{results['copy_vs_sealed']['sealed_ratio_vs_copy']}x of COPY (goal >= 0.8x)"]])
+    return {"name": "ingest", "results": results, "markdown": table}

@@ -1,0 +1,75 @@
+"""Shared helpers for the benchmark suite: timing, percentiles, markdown tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def percentiles_ms(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latencies given in seconds, in milliseconds."""
+    arr = np.asarray(samples_s, dtype=np.float64) * 1000.0
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 4),
+        "p95": round(float(np.percentile(arr, 95)), 4),
+        "p99": round(float(np.percentile(arr, 99)), 4),
+        "max": round(float(arr.max()), 4),
+    }
+
+
+def time_each(fn: Callable[[], object], n: int) -> list[float]:
+    """Call ``fn`` n times; return each call's duration in seconds."""
+    samples = []
+    clock = time.perf_counter
+    for _ in range(n):
+        start = clock()
+        fn()
+        samples.append(clock() - start)
+    return samples
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator rounded to 3 places (0 when the denominator is 0)."""
+    return round(numerator / denominator, 3) if denominator else 0.0
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+_cluster = None
+
+
+def bench_cluster():
+    """One throw-away Postgres for the whole benchmark run (embedded, or PYMEM_DATABASE_URL).
+
+    It is deleted when the process exits.
+    """
+    global _cluster
+    if _cluster is None:
+        import atexit
+
+        from pymem.config import get_settings
+        from pymem.scratch import Cluster
+
+        settings = get_settings()
+        _cluster = Cluster(None if settings.database_url else settings.pg_version)
+        atexit.register(_cluster.close)
+    return _cluster
+
+
+def app_dsn(cluster, dbname: str) -> str:
+    """DSN of a login role with pymem_app on ``dbname`` (benchmarks measure the app's path)."""
+    cluster.login_role("pymem_bench_app", ["pymem_app"])
+    return cluster.url(dbname, user="pymem_bench_app")
+
+
+def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """n random unit vectors (float32)."""
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -1,0 +1,3 @@
+from pymem.cli import main
+
+raise SystemExit(main())
