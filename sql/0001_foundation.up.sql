@@ -226,15 +226,23 @@ CREATE FUNCTION pymem.audit_chunk_writes() RETURNS trigger
 AS $$
 DECLARE
     v_row record;
+    v_logged boolean := false;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         FOR v_row IN SELECT o.user_hash, array_agg(o.id ORDER BY o.id) AS ids FROM old_rows o GROUP BY o.user_hash LOOP
             PERFORM pymem.audit_append('delete', v_row.user_hash, v_row.ids);
+            v_logged := true;
         END LOOP;
     ELSE
         FOR v_row IN SELECT n.user_hash, array_agg(n.id ORDER BY n.id) AS ids FROM new_rows n GROUP BY n.user_hash LOOP
             PERFORM pymem.audit_append(lower(TG_OP), v_row.user_hash, v_row.ids);
+            v_logged := true;
         END LOOP;
+    END IF;
+    -- A write that matched nothing (say, another tenant's doc id) is an attempt
+    -- worth a trace too: log it under the caller's tenant with no ids.
+    IF NOT v_logged THEN
+        PERFORM pymem.audit_append(lower(TG_OP), pymem.current_tenant(), '{}');
     END IF;
     RETURN NULL;
 END
