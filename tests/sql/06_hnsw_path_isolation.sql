@@ -1,8 +1,10 @@
--- Property: with sequential scans and sorts disabled, so that the HNSW index path
--- is the one taken (not the btree on user_hash plus a sort), search still returns
--- only the current tenant's rows.
+-- Property: on the HNSW path, search still returns only the current tenant's rows.
+-- exact_search_max_rows = 0 sends every tenant down search_chunks' HNSW branch
+-- (03 covers the default, exact branch for small tenants); seqscan and sort are
+-- off so the plain query below is planned through the index too.
 BEGIN;
 SET LOCAL ROLE pymem_app;
+SET LOCAL pymem.exact_search_max_rows = 0;
 SET LOCAL enable_seqscan = off;
 SET LOCAL enable_sort = off;
 SELECT plan(6);

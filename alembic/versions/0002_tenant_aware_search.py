@@ -1,0 +1,22 @@
+"""Tenant-aware search: exact for small tenants, iterative HNSW for large ones.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from alembic import op
+
+from pymem.migrations import apply_sql
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    apply_sql(op, "0002_tenant_aware_search", "up")
+
+
+def downgrade() -> None:
+    apply_sql(op, "0002_tenant_aware_search", "down")

@@ -1,0 +1,40 @@
+"""The benchmark suite runs end to end at its tiny scale and writes JSON + markdown.
+
+Shape only: no assertion here looks at a timing (these machines are shared).
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.run import BENCHES, run_suite
+
+
+def test_tiny_suite_writes_json_and_markdown(tmp_path):
+    report = run_suite("tiny", tmp_path)
+    written = json.loads((tmp_path / "tiny.json").read_text())
+    assert set(written["benches"]) == set(BENCHES) == set(report["benches"])
+    markdown = (tmp_path / "tiny.md").read_text()
+    for name in BENCHES:
+        assert f"## {name}" in markdown
+
+    crypto = written["benches"]["crypto"]["results"]
+    assert {"raw AESGCM seal", "pymem seal", "seal_ratio_vs_raw", "open_ratio_vs_raw"} <= set(crypto)
+
+    ingest = written["benches"]["ingest"]["results"]
+    assert {"batch_speedup_per_chunk", "single_chunks_per_s"} <= set(ingest["single_vs_batch"])
+    assert "sealed_ratio_vs_copy" in ingest["copy_vs_sealed"]
+
+    search = written["benches"]["search"]["results"]["classes"]
+    assert search, "at least one size class was measured"
+    for info in search.values():
+        assert set(info["methods"]) == {"pymem search_chunks", "plain HNSW + filter", "exact (btree + sort)"}
+        for stats in info["methods"].values():
+            assert 0.0 <= stats["recall_at_10"] <= 1.0 and set(stats["latency_ms"]) == {"p50", "p95", "p99", "max"}
+
+    rerank = written["benches"]["rerank"]["results"]
+    assert set(rerank["lengths"]) == {"64", "128", "256"}
+    assert {"torch", "ort_fp32", "ort_int8", "ratio_p95_vs_torch"} <= set(rerank["lengths"]["256"])
+
+    e2e = written["benches"]["e2e"]["results"]
+    assert {"ANN + open only", "with rerank"} <= set(e2e) and e2e["rerank_skipped_total"] == 0
