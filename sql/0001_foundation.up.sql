@@ -256,7 +256,10 @@ CREATE TRIGGER memory_chunks_audit_delete AFTER DELETE ON pymem.memory_chunks
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION pymem.audit_chunk_writes();
 
 -- Walk every chain and report the first row per chain that does not verify.
--- Returns no rows when the log is intact.
+-- Returns no rows when the log is intact. Checks, in order: a gap in chain_pos
+-- (rows deleted), a row whose rank by seq differs from its chain position (rows
+-- reordered), a prev_hash that is not the predecessor's row_hash, and a row_hash
+-- that does not match the row (modified).
 CREATE FUNCTION pymem.audit_verify()
     RETURNS TABLE (user_hash char(64), seq bigint, chain_pos bigint, problem text)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -268,23 +271,25 @@ DECLARE
     v_first     boolean := true;
     v_expect    bigint;
     v_prev_hash bytea;
-    v_last_seq  bigint;
     v_broken    boolean;
 BEGIN
-    FOR v_row IN SELECT a.* FROM pymem.audit_log a ORDER BY a.user_hash NULLS FIRST, a.chain_pos LOOP
+    FOR v_row IN
+        SELECT a.*, row_number() OVER (PARTITION BY a.user_hash ORDER BY a.seq) AS seq_rank
+          FROM pymem.audit_log a
+         ORDER BY a.user_hash NULLS FIRST, a.chain_pos
+    LOOP
         IF v_first OR v_row.user_hash IS DISTINCT FROM v_chain THEN
             v_first := false;
             v_chain := v_row.user_hash;
             v_expect := 1;
             v_prev_hash := '\x';
-            v_last_seq := 0;
             v_broken := false;
         END IF;
         CONTINUE WHEN v_broken;
         problem := CASE
             WHEN v_row.chain_pos <> v_expect THEN 'missing row(s) before this one (deleted)'
-            WHEN v_row.prev_hash <> v_prev_hash THEN 'previous hash does not match (deleted or altered predecessor)'
-            WHEN v_row.seq <= v_last_seq THEN 'out of order (reordered)'
+            WHEN v_row.seq_rank <> v_row.chain_pos THEN 'out of order (reordered)'
+            WHEN v_row.prev_hash <> v_prev_hash THEN 'previous hash does not match (predecessor altered)'
             WHEN v_row.row_hash <> pymem.audit_row_digest(v_row.prev_hash, v_row.seq, v_row.at, v_row.db_role,
                      v_row.user_hash, v_row.operation, v_row.chunk_ids, v_row.row_count, v_row.txid,
                      v_row.chain_pos) THEN 'row hash does not match (modified)'
@@ -298,7 +303,6 @@ BEGIN
         END IF;
         v_expect := v_row.chain_pos + 1;
         v_prev_hash := v_row.row_hash;
-        v_last_seq := v_row.seq;
     END LOOP;
 END
 $$;
