@@ -51,6 +51,34 @@ async def _single_vs_batch(dsn: str, n: int) -> dict:
             "batch_speedup_per_chunk": ratio(single_s, batch_s)}
 
 
+async def _single_calls(dsn: str, vectors, user: str) -> float:
+    conn = await aconnect(dsn)
+    try:
+        start = time.perf_counter()
+        for chunk in _chunks(vectors, user):
+            await repository.index_memory_chunk(conn, user, chunk.doc_id, chunk.source, chunk.text,
+                                                chunk.embedding, chunk.metadata)
+        return time.perf_counter() - start
+    finally:
+        await conn.close()
+
+
+def _audit_cost(cluster, n: int) -> dict:
+    """Single-chunk writes with the hash-chained audit trigger on, then off (fresh DBs)."""
+    vectors = unit_vectors(n, DIM, seed=3)
+    rates = {}
+    for label, disable in (("audit on", False), ("audit off", True)):
+        name = "pymem_bench_audit_off" if disable else "pymem_bench_audit_on"
+        admin = cluster.fresh_database(name, embedding_dim=DIM)
+        if disable:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("ALTER TABLE pymem.memory_chunks DISABLE TRIGGER memory_chunks_audit_insert")
+        rates[label] = n / asyncio.run(_single_calls(app_dsn(cluster, name), vectors, "bench-audit"))
+    return {"chunks": n, "with_audit_chunks_per_s": round(rates["audit on"]),
+            "without_audit_chunks_per_s": round(rates["audit off"]),
+            "audit_overhead_ratio": ratio(rates["audit on"], rates["audit off"])}
+
+
 def _plain_copy(admin_dsn: str, vectors) -> float:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS bench_plain")
@@ -91,7 +119,9 @@ def run(scale: str) -> dict:
     cluster.fresh_database("pymem_bench_sealed", embedding_dim=DIM)
     sealed_s = asyncio.run(_sealed_batch(app_dsn(cluster, "pymem_bench_sealed"), vectors))
     copy_rate, sealed_rate = n_copy / copy_s, n_copy / sealed_s
+    audit = _audit_cost(cluster, n_single // 2)
     results = {
+        "audit_chain_cost": audit,
         "single_vs_batch": single,
         "copy_vs_sealed": {"chunks": n_copy, "plaintext_copy_chunks_per_s": round(copy_rate),
                            "sealed_batch_chunks_per_s": round(sealed_rate),
@@ -104,5 +134,9 @@ def run(scale: str) -> dict:
           f"{single['batch_speedup_per_chunk']}x faster per chunk (goal >= 10x)"],
          ["plaintext COPY BINARY (baseline)", n_copy, f"{round(copy_rate):,}", "1.0"],
          ["pymem sealed batch (seal x3 + audit + RLS)", n_copy, f"{round(sealed_rate):,}",
-          f"{results['copy_vs_sealed']['sealed_ratio_vs_copy']}x of COPY (goal >= 0.8x)"]])
+          f"{results['copy_vs_sealed']['sealed_ratio_vs_copy']}x of COPY (goal >= 0.8x)"],
+         ["single writes, audit trigger off (baseline)", audit["chunks"], f"{audit['without_audit_chunks_per_s']:,}",
+          "1.0"],
+         ["single writes, hash-chained audit on", audit["chunks"], f"{audit['with_audit_chunks_per_s']:,}",
+          f"{audit['audit_overhead_ratio']}x of no-audit"]])
     return {"name": "ingest", "results": results, "markdown": table}

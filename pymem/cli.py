@@ -1,12 +1,13 @@
 """The ``pymem`` command.
 
-Subcommands: demo, migrate, keygen, audit-verify, bench, export-reranker,
-serve-metrics. ``pymem <command> --help`` describes each.
+Subcommands: demo, migrate, keygen, rotate-key, key-usage, rotate-tenant-key,
+audit-verify, bench, export-reranker, serve-metrics. ``pymem <command> --help`` describes each.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 
@@ -47,6 +48,71 @@ def _cmd_audit_verify(args) -> int:
         print(f"audit log: chain {problem.chain_label}: seq {problem.seq} "
               f"(position {problem.chain_pos}): {problem.problem}")
     return 1
+
+
+def _cmd_rotate_key(args) -> int:
+    from .db import aconnect
+    from .rotation import key_usage, rotate_encryption_key
+
+    async def run():
+        conn = await aconnect()
+        try:
+            report = await rotate_encryption_key(conn, batch_size=args.batch_size,
+                                                 max_rows_per_second=args.max_rows_per_second,
+                                                 progress=not args.no_progress)
+            usage = await key_usage(conn)
+        finally:
+            await conn.close()
+        print(f"re-sealed {report.rows_resealed} rows of {report.tenants} tenants in {report.batches} batches")
+        _print_usage(usage)
+
+    asyncio.run(run())
+    return 0
+
+
+def _print_usage(usage) -> None:
+    for u in usage:
+        print(f"key id {u.key_id}: {u.live_rows} live rows, {u.seals} seals, {u.tenants} tenants")
+
+
+def _cmd_key_usage(args) -> int:
+    from .db import aconnect
+    from .rotation import key_usage
+
+    async def run():
+        conn = await aconnect()
+        try:
+            _print_usage(await key_usage(conn))
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _cmd_rotate_tenant_key(args) -> int:
+    from .config import key_material
+    from .db import aconnect
+    from .rotation import rotate_tenant_key
+
+    material = key_material()
+    if not material.tenant_hmac_key or not material.new_tenant_hmac_key:
+        raise ValueError("set MEMORY_TENANT_HMAC_KEY (current) and MEMORY_TENANT_HMAC_KEY_NEW (next)")
+    with open(args.user_ids_file, encoding="utf-8") as handle:
+        user_ids = [line.rstrip("\n") for line in handle if line.strip()]
+
+    async def run():
+        conn = await aconnect()
+        try:
+            return await rotate_tenant_key(conn, user_ids, material.tenant_hmac_key,
+                                           material.new_tenant_hmac_key, progress=True)
+        finally:
+            await conn.close()
+
+    moved = asyncio.run(run())
+    print(f"moved {moved} rows of {len(user_ids)} users to the new HMAC key; "
+          "now set MEMORY_TENANT_HMAC_KEY to the new key")
+    return 0
 
 
 def _cmd_bench(args) -> int:
@@ -102,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--host", default="127.0.0.1")
     metrics.add_argument("--port", type=int, default=9464)
     metrics.set_defaults(func=_cmd_serve_metrics)
+
+    rotate = sub.add_parser("rotate-key", help="re-seal rows under old AES key ids with the active key (resumable)")
+    rotate.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
+    rotate.add_argument("--max-rows-per-second", type=float, default=None, help="rate limit")
+    rotate.add_argument("--no-progress", action="store_true")
+    rotate.set_defaults(func=_cmd_rotate_key)
+
+    sub.add_parser("key-usage", help="live rows and seals per AES key id").set_defaults(func=_cmd_key_usage)
+
+    retenant = sub.add_parser("rotate-tenant-key",
+                              help="move users to MEMORY_TENANT_HMAC_KEY_NEW (user ids from a file, one per line)")
+    retenant.add_argument("--user-ids-file", required=True)
+    retenant.set_defaults(func=_cmd_rotate_tenant_key)
 
     bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in benchmarks/results/)")
     bench.add_argument("--scale", choices=("tiny", "quick", "full"), default="full")

@@ -16,6 +16,7 @@ Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_KEY_ID``   its integer id (default 1).
     ``MEMORY_ENCRYPTION_OLD_KEYS`` keys kept for opening only: ``"ID:BASE64,ID:BASE64"``.
     ``MEMORY_TENANT_HMAC_KEY``     HMAC-SHA256 key for tenant ids, base64 of 32 bytes.
+    ``MEMORY_TENANT_HMAC_KEY_NEW`` the next HMAC key, read only by ``pymem rotate-tenant-key``.
 Reranker (see :mod:`pymem.rerank`)
     ``RERANK_ENABLED``                  true/false (default true).
     ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
@@ -133,6 +134,7 @@ class KeyMaterial:
     encryption_key_id: str | None
     old_encryption_keys: str | None
     tenant_hmac_key: str | None
+    new_tenant_hmac_key: str | None = None
 
     def __repr__(self) -> str:
         return "KeyMaterial(<redacted>)"
@@ -145,4 +147,5 @@ def key_material() -> KeyMaterial:
         encryption_key_id=os.environ.get("MEMORY_ENCRYPTION_KEY_ID"),
         old_encryption_keys=os.environ.get("MEMORY_ENCRYPTION_OLD_KEYS"),
         tenant_hmac_key=os.environ.get("MEMORY_TENANT_HMAC_KEY"),
+        new_tenant_hmac_key=os.environ.get("MEMORY_TENANT_HMAC_KEY_NEW"),
     )

@@ -92,8 +92,10 @@ def sqlalchemy_url(dsn: str) -> str:
     return "postgresql+psycopg://" + rest
 
 
-def _vector_type(conn: psycopg.Connection) -> TypeInfo | None:
-    return TypeInfo.fetch(conn, "vector")
+def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
+    """Forward the server's WARNINGs (e.g. a key nearing its seal budget) to logging."""
+    if diag.severity_nonlocalized == "WARNING":
+        log.warning("postgres: %s", diag.message_primary)
 
 
 def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
@@ -104,7 +106,8 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
         **kwargs: passed to ``psycopg.connect``.
     """
     conn = psycopg.connect(dsn or database_url(), autocommit=True, **kwargs)
-    if _vector_type(conn) is not None:
+    conn.add_notice_handler(_log_server_warning)
+    if TypeInfo.fetch(conn, "vector") is not None:
         register_vector(conn)
     return conn
 
@@ -112,6 +115,7 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
 async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
     """Async twin of :func:`connect`."""
     conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True, **kwargs)
+    conn.add_notice_handler(_log_server_warning)
     if await TypeInfo.fetch(conn, "vector") is not None:
         await register_vector_async(conn)
     return conn

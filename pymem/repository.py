@@ -78,7 +78,9 @@ class MemoryHit:
 
 
 @dataclass(frozen=True)
-class _SealedRow:
+class SealedRow:
+    """A chunk as stored: labels, three sealed fields and the plaintext embedding for ANN."""
+
     id: uuid.UUID
     doc_id: str
     source: str
@@ -98,6 +100,8 @@ def _check_label(name: str, value: Any, *, allow_empty: bool) -> str:
         raise ValueError(f"{name} must not be empty")
     if len(value) > MAX_LABEL_CHARS:
         raise ValueError(f"{name} is longer than {MAX_LABEL_CHARS} characters")
+    if "\x00" in value:  # Postgres text cannot hold NUL; say so before anything is sent
+        raise ValueError(f"{name} must not contain NUL characters")
     return value
 
 
@@ -108,6 +112,13 @@ def _check_text(text: Any, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ValueError(f"text is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
     return data
+
+
+def _check_chunk_id(chunk_id: Any) -> str:
+    try:
+        return str(chunk_id if isinstance(chunk_id, uuid.UUID) else uuid.UUID(str(chunk_id)))
+    except ValueError:
+        raise ValueError("chunk_id must be a UUID") from None
 
 
 def _check_metadata(metadata: Any) -> bytes:
@@ -143,7 +154,7 @@ async def _embedding_dim(conn: psycopg.AsyncConnection) -> int:
     return dim
 
 
-def _seal_chunk(user_hash: str, chunk: ChunkInput, dim: int, max_bytes: int, key_id: int) -> _SealedRow:
+def _seal_chunk(user_hash: str, chunk: ChunkInput, dim: int, max_bytes: int, key_id: int) -> SealedRow:
     doc_id = _check_label("doc_id", chunk.doc_id, allow_empty=False)
     source = _check_label("source", chunk.source, allow_empty=True)
     text = _check_text(chunk.text, max_bytes)
@@ -151,7 +162,7 @@ def _seal_chunk(user_hash: str, chunk: ChunkInput, dim: int, max_bytes: int, key
     embedding = _check_embedding(chunk.embedding, dim)
     chunk_id = uuid.uuid4()
     cid = str(chunk_id)
-    return _SealedRow(
+    return SealedRow(
         id=chunk_id,
         doc_id=doc_id,
         source=source,
@@ -207,23 +218,29 @@ async def index_memory_chunks(
     async with set_rls_context(conn, user_id) as user_hash:
         dim = await _embedding_dim(conn)
         rows = [_seal_chunk(user_hash, item, dim, max_bytes, key_id) for item in items]
-        bar = _progress_bar(len(rows), progress)
-        for start in range(0, len(rows), PUT_BATCH_ROWS):
-            part = rows[start:start + PUT_BATCH_ROWS]
-            await conn.execute(_PUT_SQL, (
-                user_hash,
-                [r.id for r in part],
-                [r.doc_id for r in part],
-                [r.source for r in part],
-                [r.text_cipher for r in part],
-                [r.meta_cipher for r in part],
-                [r.emb_cipher for r in part],
-                [key_id] * len(part),
-                [r.embedding for r in part],
-            ))
-            bar.update(len(part))
-        bar.close()
+        await put_sealed_rows(conn, user_hash, rows, key_id, progress=progress)
     return [r.id for r in rows]
+
+
+async def put_sealed_rows(conn: psycopg.AsyncConnection, user_hash: str, rows: Sequence[SealedRow], key_id: int,
+                          *, progress: bool = False) -> None:
+    """Send already sealed rows through ``pymem.put_chunks``, inside the caller's tenant transaction."""
+    bar = _progress_bar(len(rows), progress)
+    for start in range(0, len(rows), PUT_BATCH_ROWS):
+        part = rows[start:start + PUT_BATCH_ROWS]
+        await conn.execute(_PUT_SQL, (
+            user_hash,
+            [r.id for r in part],
+            [r.doc_id for r in part],
+            [r.source for r in part],
+            [r.text_cipher for r in part],
+            [r.meta_cipher for r in part],
+            [r.emb_cipher for r in part],
+            [key_id] * len(part),
+            [r.embedding for r in part],
+        ))
+        bar.update(len(part))
+    bar.close()
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -280,15 +297,21 @@ def _open_fields(user_hash: str, chunk_id: uuid.UUID, text_cipher: bytes, meta_c
     return text, meta
 
 
+async def _fetch_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: Any) -> tuple[str, tuple | None]:
+    """(user_hash, sealed row or None) through the audited ``pymem.get_chunk``."""
+    chunk_id = _check_chunk_id(chunk_id)
+    async with set_rls_context(conn, user_id) as user_hash:
+        cursor = await conn.execute(_GET_SQL, (chunk_id,))
+        return user_hash, await cursor.fetchone()
+
+
 async def get_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit | None:
     """Open one of the tenant's chunks by id; None if it is not the tenant's (audited).
 
     Raises:
         InvalidTag: the stored ciphertext does not open under this tenant's AAD.
     """
-    async with set_rls_context(conn, user_id) as user_hash:
-        cursor = await conn.execute(_GET_SQL, (str(chunk_id),))
-        row = await cursor.fetchone()
+    user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
     if row is None:
         return None
     cid, doc_id, source, text_cipher, meta_cipher, _emb_cipher, key_id = row
@@ -302,9 +325,7 @@ async def open_embedding(conn: psycopg.AsyncConnection, user_id: str, chunk_id: 
     Returns:
         The float32 vector, or None when the chunk is not the tenant's.
     """
-    async with set_rls_context(conn, user_id) as user_hash:
-        cursor = await conn.execute(_GET_SQL, (str(chunk_id),))
-        row = await cursor.fetchone()
+    user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
     if row is None:
         return None
     cid, _doc, _src, _text, _meta, emb_cipher, key_id = row

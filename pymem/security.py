@@ -107,7 +107,7 @@ class KeyRing:
     :func:`keyring` for the process-wide ring built from the environment.
     """
 
-    __slots__ = ("active_key_id", "_aead", "_hmac")
+    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac")
 
     def __init__(self, active_key_id: int, aes_keys: dict[int, bytes], hmac_key: bytes):
         if active_key_id not in aes_keys:
@@ -116,6 +116,7 @@ class KeyRing:
             raise ValueError("MEMORY_TENANT_HMAC_KEY must differ from every encryption key")
         self.active_key_id = active_key_id
         self._aead = {key_id: AESGCM(key) for key_id, key in aes_keys.items()}
+        self.active_aead = self._aead[active_key_id]  # the hot path skips the dict lookup
         self._hmac = hmac.new(hmac_key, digestmod=hashlib.sha256)
 
     @classmethod
@@ -209,9 +210,9 @@ def hmac_user(user_id: str) -> str:
     return keyring().hmac_hex(user_id.encode("utf-8"))
 
 
-def _seal_with_nonce(aead: AESGCM, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    # The one place the layout is assembled; tests inject a nonce for a known-answer vector.
-    return nonce + aead.encrypt(nonce, plaintext, aad)
+# Module-level alias: one attribute lookup less per seal, and the one seam where
+# the known-answer test injects a fixed nonce.
+_urandom = os.urandom
 
 
 def seal(plaintext: bytes, aad: bytes = b"", *, key_id: int | None = None) -> bytes:
@@ -229,7 +230,10 @@ def seal(plaintext: bytes, aad: bytes = b"", *, key_id: int | None = None) -> by
         ValueError: keys missing or malformed; :class:`UnknownKeyId` for key_id.
         TypeError: plaintext or aad is not bytes-like.
     """
-    return _seal_with_nonce(keyring().aead(key_id), os.urandom(NONCE_BYTES), plaintext, aad)
+    ring = _ring or keyring()
+    aead = ring.active_aead if key_id is None else ring.aead(key_id)
+    nonce = _urandom(NONCE_BYTES)
+    return nonce + aead.encrypt(nonce, plaintext, aad)
 
 
 def open_sealed(blob: bytes, aad: bytes = b"", *, key_id: int | None = None) -> bytes:
@@ -249,7 +253,8 @@ def open_sealed(blob: bytes, aad: bytes = b"", *, key_id: int | None = None) -> 
         UnknownKeyId: ``key_id`` is not in the ring (a ValueError).
         ValueError: keys missing or malformed.
     """
-    aead = keyring().aead(key_id)
+    ring = _ring or keyring()
+    aead = ring.active_aead if key_id is None else ring.aead(key_id)
     if len(blob) < NONCE_BYTES + TAG_BYTES:
         raise InvalidTag()
     return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)

@@ -7,6 +7,7 @@ would survive on a pooled connection and hand the next caller another tenant's r
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,28 @@ from psycopg.pq import TransactionStatus
 from .security import hmac_user
 
 SET_TENANT_SQL = "SELECT set_config('app.user_hash', %s, true)"
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@asynccontextmanager
+async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str) -> AsyncIterator[str]:
+    """Open a transaction on ``conn`` scoped to the tenant ``user_hash``; yield it.
+
+    The building block of :func:`set_rls_context`, for operators' tools (key
+    rotation) that work from hashes and never see user ids.
+
+    Raises:
+        ValueError: ``user_hash`` is not 64 lowercase hex characters.
+        RuntimeError: ``conn`` is already inside a transaction; nesting would let
+            the tenant setting outlive this block, so it is refused.
+    """
+    if not (isinstance(user_hash, str) and len(user_hash) == 64 and _HEX.fullmatch(user_hash)):
+        raise ValueError("user_hash must be 64 lowercase hex characters")
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
+    async with conn.transaction():
+        await conn.execute(SET_TENANT_SQL, (user_hash,))
+        yield user_hash
 
 
 @asynccontextmanager
@@ -33,12 +56,7 @@ async def set_rls_context(conn: psycopg.AsyncConnection, user_id: str) -> AsyncI
 
     Raises:
         ValueError: ``user_id`` is empty or not a str, or the HMAC key is invalid.
-        RuntimeError: ``conn`` is already inside a transaction; nesting would let
-            the tenant setting outlive this block, so it is refused.
+        RuntimeError: ``conn`` is already inside a transaction (see :func:`tenant_transaction`).
     """
-    user_hash = hmac_user(user_id)
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
-    async with conn.transaction():
-        await conn.execute(SET_TENANT_SQL, (user_hash,))
+    async with tenant_transaction(conn, hmac_user(user_id)) as user_hash:
         yield user_hash

@@ -21,6 +21,7 @@ for _name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):
 
 _clusters: dict[int | None, Cluster] = {}
 TAP_SUMMARY: list[tuple[str, str, int, int]] = []  # (server, file, passed, planned)
+RELIABILITY: dict[str, int] = {}  # figures the hardening suites measured, printed at the end
 
 
 def external_database() -> bool:
@@ -42,6 +43,10 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if RELIABILITY:
+        terminalreporter.section("reliability & security figures (README)")
+        for name, value in RELIABILITY.items():
+            terminalreporter.write_line(f"{name}: {value:,}")
     if not TAP_SUMMARY:
         return
     terminalreporter.section("pgTAP suites (run as pymem_app)")

@@ -255,9 +255,14 @@ class TestKnownAnswers:
         out = aead.encrypt(bytes.fromhex(vector["iv"]), bytes.fromhex(vector["pt"]), bytes.fromhex(vector["aad"]))
         assert out.hex() == vector["ct"] + vector["tag"]
 
-    def test_seal_format_known_answer(self):
+    def test_seal_format_known_answer(self, monkeypatch):
+        """The real seal() with the published test key and the nonce injected here only."""
         kat = json.loads((DATA / "seal_kat.json").read_text())
-        aead = AESGCM(base64.b64decode(kat["key_b64"]))
-        blob = security._seal_with_nonce(aead, bytes.fromhex(kat["nonce"]), bytes.fromhex(kat["plaintext"]),
-                                         bytes.fromhex(kat["aad"]))
+        set_keys(monkeypatch, MEMORY_ENCRYPTION_KEY=kat["key_b64"], MEMORY_TENANT_HMAC_KEY=generate_key())
+        reload_keys()
+        monkeypatch.setattr(security, "_urandom", lambda n: bytes.fromhex(kat["nonce"]))
+        blob = seal(bytes.fromhex(kat["plaintext"]), bytes.fromhex(kat["aad"]))
         assert blob.hex() == kat["blob"]
+        assert open_sealed(blob, bytes.fromhex(kat["aad"])) == bytes.fromhex(kat["plaintext"])
+        monkeypatch.undo()
+        reload_keys()

@@ -1,0 +1,22 @@
+"""Key lifecycle: per-key counters, tenant-scoped export and re-keying, pymem_maintainer.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from alembic import op
+
+from pymem.migrations import apply_sql
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    apply_sql(op, "0003_key_lifecycle", "up")
+
+
+def downgrade() -> None:
+    apply_sql(op, "0003_key_lifecycle", "down")

@@ -1,0 +1,209 @@
+"""Key rotation: re-seal rows under the active AES key; move users to a new HMAC key.
+
+AES rotation (quarterly in the seed's plan)
+    Add the new key as ``MEMORY_ENCRYPTION_KEY`` (with a new ``MEMORY_ENCRYPTION_KEY_ID``)
+    and list the previous ones in ``MEMORY_ENCRYPTION_OLD_KEYS``. New writes use the
+    new key at once and reads keep working through the ring. Then run
+    ``pymem rotate-key``: it re-seals the old-key rows tenant by tenant, one batch per
+    transaction. Killing it at any point loses nothing (a batch commits whole or not
+    at all), and running it again resumes where it stopped. When ``pymem key-usage``
+    shows no live rows under an old key, drop that key from the ring.
+
+HMAC rotation (yearly; a full re-index)
+    ``user_hash`` is HMAC(key, user_id), so a new HMAC key moves every tenant.
+    :func:`rotate_tenant_key` moves the given users one transaction each: it exports
+    the rows under the old hash, erases them, and re-inserts them under the new hash
+    with every field re-sealed under the new AAD. Both sides are audited (delete in
+    the old hash's chain, insert in the new one). pymem cannot list user ids (it only
+    ever stores hashes): the caller supplies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg
+from tqdm import tqdm
+
+from .repository import SealedRow, put_sealed_rows
+from .security import UnknownKeyId, chunk_aad, keyring, open_sealed, seal
+from .tenant import SET_TENANT_SQL, tenant_transaction
+
+FIELDS = ("text", "meta", "emb")
+_EXPORT_SQL = ("SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, embedding"
+               " FROM pymem.export_chunks(%b::integer[], %s::uuid, %s)")
+_REKEY_SQL = "SELECT pymem.rekey_chunks(%b::uuid[], %b::integer[], %b::bytea[], %b::bytea[], %b::bytea[], %s)"
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """One key's counters from ``pymem.key_usage()``."""
+
+    key_id: int
+    live_rows: int
+    seals: int
+    tenants: int
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    rows_resealed: int
+    tenants: int
+    batches: int
+
+
+async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
+    """Live rows, seals so far and tenants, per key id (needs pymem_maintainer or pymem_auditor)."""
+    cursor = await conn.execute("SELECT key_id, live_rows, seals, tenants FROM pymem.key_usage()")
+    return [KeyUsage(*row) for row in await cursor.fetchall()]
+
+
+def _reseal(user_hash: str, row: tuple) -> tuple[bytes, bytes, bytes]:
+    chunk_id, _doc, _src, text_cipher, meta_cipher, emb_cipher, key_id, _emb = row
+    cid = str(chunk_id)
+    return tuple(
+        seal(open_sealed(blob, chunk_aad(user_hash, cid, field), key_id=key_id), chunk_aad(user_hash, cid, field))
+        for blob, field in zip((text_cipher, meta_cipher, emb_cipher), FIELDS))
+
+
+class _Throttle:
+    """Sleeps so that ``done`` rows take at least ``done / rate`` seconds."""
+
+    def __init__(self, rate: float | None):
+        if rate is not None and rate <= 0:
+            raise ValueError("max_rows_per_second must be positive")
+        self.rate, self.start, self.done = rate, time.monotonic(), 0
+
+    async def add(self, rows: int) -> None:
+        self.done += rows
+        if self.rate:
+            ahead = self.done / self.rate - (time.monotonic() - self.start)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+
+async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: int = 500,
+                                max_rows_per_second: float | None = None, progress: bool = False) -> RotationReport:
+    """Re-seal every row under an old key id with the active key.
+
+    Args:
+        conn: async connection of a role with pymem_maintainer.
+        batch_size: rows per transaction (1..10000).
+        max_rows_per_second: rate limit, to spare a busy primary (None: unlimited).
+        progress: show a progress bar.
+
+    Raises:
+        UnknownKeyId: rows exist under a key id the ring does not hold; add it to
+            MEMORY_ENCRYPTION_OLD_KEYS first (nothing is changed).
+        InvalidTag: a stored ciphertext does not open; that batch is rolled back
+            and the rotation stops, naming nothing secret.
+    """
+    if not 1 <= batch_size <= 10_000:
+        raise ValueError("batch_size must be between 1 and 10000")
+    ring = keyring()
+    usage = [u for u in await key_usage(conn) if u.live_rows > 0 and u.key_id != ring.active_key_id]
+    missing = [u.key_id for u in usage if u.key_id not in ring.key_ids]
+    if missing:
+        raise UnknownKeyId(f"rows are sealed under key id(s) {missing}, which the key ring does not hold")
+    old_ids = [u.key_id for u in usage]
+    if not old_ids:
+        return RotationReport(0, 0, 0)
+    cursor = await conn.execute("SELECT user_hash, live_rows FROM pymem.tenants_with_keys(%b::integer[])", (old_ids,))
+    tenants = await cursor.fetchall()
+    bar = tqdm(total=sum(n for _, n in tenants), unit="row", desc="re-sealing", disable=not progress)
+    throttle = _Throttle(max_rows_per_second)
+    resealed = batches = 0
+    for user_hash, _ in tenants:
+        while True:
+            async with tenant_transaction(conn, user_hash.strip()):
+                cursor = await conn.execute(_EXPORT_SQL, (old_ids, None, batch_size))
+                rows = await cursor.fetchall()
+                if not rows:
+                    break
+                fresh = [_reseal(user_hash, row) for row in rows]
+                cursor = await conn.execute(_REKEY_SQL, (
+                    [r[0] for r in rows], [r[6] for r in rows], [f[0] for f in fresh], [f[1] for f in fresh],
+                    [f[2] for f in fresh], ring.active_key_id))
+                changed = (await cursor.fetchone())[0]
+            resealed += changed
+            batches += 1
+            bar.update(changed)
+            await throttle.add(changed)
+    bar.close()
+    return RotationReport(resealed, len(tenants), batches)
+
+
+def _hmac_key(value: str | bytes, name: str) -> bytes:
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{name} is not valid base64") from None
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValueError(f"{name} must be 32 bytes")
+    return value
+
+
+async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[str], old_hmac_key: str | bytes,
+                            new_hmac_key: str | bytes, *, page_size: int = 1000, progress: bool = False) -> int:
+    """Move users' rows from HMAC(old key) to HMAC(new key), re-sealing every field.
+
+    One transaction per user: export, erase, re-insert with the same chunk ids under
+    the new user_hash and AAD (active AES key). A failure rolls that user back whole.
+    ``created_at`` restarts at the move (the rows are re-inserted).
+
+    Args:
+        conn: async connection of a role with pymem_app.
+        user_ids: the application's user ids (pymem stores only their hashes).
+        old_hmac_key, new_hmac_key: 32-byte keys, raw or base64.
+
+    Returns:
+        Rows moved.
+
+    Raises:
+        ValueError: bad keys (equal, or not 32 bytes) or a bad user id.
+    """
+    old_key, new_key = _hmac_key(old_hmac_key, "old_hmac_key"), _hmac_key(new_hmac_key, "new_hmac_key")
+    if old_key == new_key:
+        raise ValueError("the new HMAC key must differ from the old one")
+    users = list(user_ids)
+    if any(not isinstance(u, str) or u == "" for u in users):
+        raise ValueError("user ids must be non-empty str")
+    active = keyring().active_key_id
+    moved = 0
+    for user_id in tqdm(users, unit="user", desc="re-tenanting", disable=not progress):
+        old_hash = hmac.new(old_key, user_id.encode(), hashlib.sha256).hexdigest()
+        new_hash = hmac.new(new_key, user_id.encode(), hashlib.sha256).hexdigest()
+        async with tenant_transaction(conn, old_hash):
+            rows, after = [], None
+            while True:
+                cursor = await conn.execute(_EXPORT_SQL, (None, after, page_size))
+                page = await cursor.fetchall()
+                rows += page
+                if len(page) < page_size:
+                    break
+                after = page[-1][0]
+            cursor = await conn.execute("SELECT pymem.erase_tenant()")
+            if (await cursor.fetchone())[0] != len(rows):
+                raise RuntimeError("rows changed during the move; nothing was moved for this user")
+            await conn.execute(SET_TENANT_SQL, (new_hash,))
+            await put_sealed_rows(conn, new_hash, [_moved_row(old_hash, new_hash, row) for row in rows], active)
+        moved += len(rows)
+    return moved
+
+
+def _moved_row(old_hash: str, new_hash: str, row: tuple) -> SealedRow:
+    chunk_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, embedding = row
+    cid = str(chunk_id)
+    text, meta, emb = (
+        seal(open_sealed(blob, chunk_aad(old_hash, cid, field), key_id=key_id), chunk_aad(new_hash, cid, field))
+        for blob, field in zip((text_cipher, meta_cipher, emb_cipher), FIELDS))
+    return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text, meta_cipher=meta,
+                     emb_cipher=emb, embedding=embedding)
