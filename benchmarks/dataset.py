@@ -22,7 +22,9 @@ from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
 SIZE_CLASSES = ("tiny", "small", "mid", "large")
-FAKE_CIPHER = bytes(28)
+# The search path never opens blobs, but row width matters (TOAST, rows per page):
+# stand-ins as long as real sealed fields (text ~360 bytes, metadata, float32 embedding).
+FAKE_TEXT_CIPHER, FAKE_META_CIPHER = bytes(400), bytes(40)
 SUBSPACE_DIM = 16
 SUBSPACE_SPREAD = 0.5  # along the subspace (unit-norm center; basis rows have norm ~1)
 ISOTROPIC_NOISE = 0.01  # per dimension, in all dimensions  # the search path never opens blobs; any 28 bytes satisfy the schema
@@ -108,6 +110,7 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
     Returns the chunk id of every row and the index build time in seconds.
     """
     ids = [uuid.uuid4() for _ in range(dataset.n)]
+    fake_emb = bytes(4 * dataset.vectors.shape[1] + 28)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         register_vector(conn)
         index_def = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'memory_chunks_embedding_hnsw'"
@@ -119,7 +122,7 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
                 copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", "vector"])
                 for i in tqdm(range(dataset.n), desc="loading rows", unit="row", disable=not progress):
                     copy.write_row((ids[i], dataset.tenant_hashes[dataset.tenant_of_row[i]], f"doc-{i // 20}",
-                                    "bench", FAKE_CIPHER, FAKE_CIPHER, FAKE_CIPHER, 1, dataset.vectors[i]))
+                                    "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1, dataset.vectors[i]))
         # A bulk build is ~8x faster than row-by-row insertion; give it memory.
         conn.execute("SET maintenance_work_mem = '1GB'")
         start = time.perf_counter()

@@ -12,6 +12,8 @@ import importlib
 import json
 import os
 import platform
+import signal
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,29 +32,39 @@ def machine() -> dict:
 
 
 def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
-    """Run the benchmarks, write JSON + markdown into ``out``; return the report."""
-    report = {"scale": scale, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine(), "benches": {}}
-    sections = []
+    """Run the benchmarks, write JSON + markdown into ``out``; return the report.
+
+    With ``only``, the other benchmarks' results are kept from an existing report
+    of the same scale, so one benchmark can be re-run without redoing the rest.
+    """
+    path = out / f"{scale}.json"
+    report = {"scale": scale, "machine": machine(), "benches": {}}
+    if only and path.exists():
+        report["benches"] = json.loads(path.read_text())["benches"]
     for name in only or BENCHES:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         start = time.perf_counter()
         print(f"== {name} ({scale})", flush=True)
         result = module.run(scale)
         result["seconds"] = round(time.perf_counter() - start, 1)
+        result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         report["benches"][name] = result
-        sections.append(f"## {name}\n\n{result['markdown'].strip()}\n")
         print(result["markdown"], flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{scale}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    header = (f"# pymem benchmarks ({scale})\n\nRun {report['started']} on {report['machine']['cpus']} CPU cores, "
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    sections = [f"## {name}\n\n{report['benches'][name]['markdown'].strip()}\n"
+                f"\n<sub>finished {report['benches'][name]['finished']}</sub>\n"
+                for name in BENCHES if name in report["benches"]]
+    header = (f"# pymem benchmarks ({scale})\n\n{report['machine']['cpus']} CPU cores, "
               f"GPU: {'yes' if report['machine']['gpu'] else 'none'}. "
-              f"Command: `pymem bench --scale {scale}`.\n\n")
+              f"Command: `pymem bench --scale {scale}` (`make bench` for full).\n\n")
     (out / f"{scale}.md").write_text(header + "\n".join(sections))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM would skip atexit and leave the embedded Postgres running; exit cleanly instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description="pymem benchmark suite")
     parser.add_argument("--scale", choices=("tiny", "quick", "full"), default="quick")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

@@ -118,7 +118,7 @@ def _cmd_rotate_tenant_key(args) -> int:
 def _cmd_bench(args) -> int:
     from benchmarks.run import main
 
-    return main(["--scale", args.scale])
+    return main(["--scale", args.scale] + (["--only", *args.only] if args.only else []))
 
 
 def _cmd_export_reranker(args) -> int:
@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in benchmarks/results/)")
     bench.add_argument("--scale", choices=("tiny", "quick", "full"), default="full")
+    bench.add_argument("--only", nargs="+", choices=("crypto", "ingest", "search", "rerank", "e2e"),
+                       help="re-run these and keep the other results of the same scale")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -25,6 +25,7 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     assert {"batch_speedup_per_chunk", "single_chunks_per_s"} <= set(ingest["single_vs_batch"])
     assert "sealed_ratio_vs_copy" in ingest["copy_vs_sealed"]
     assert "audit_overhead_ratio" in ingest["audit_chain_cost"]
+    assert "batch_speedup_per_chunk" in ingest["single_vs_batch_no_hnsw"]
 
     search = written["benches"]["search"]["results"]["classes"]
     assert search, "at least one size class was measured"

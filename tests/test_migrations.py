@@ -19,10 +19,10 @@ from tests.conftest import external_database
 # Everything the security model rests on, in a form independent of OIDs.
 SNAPSHOT_QUERIES = {
     "tables": """SELECT c.relname, pg_get_userbyid(c.relowner), c.relrowsecurity, c.relforcerowsecurity,
-                        coalesce(c.relacl::text, '')
+                        coalesce(c.relacl::text, ''), coalesce(c.reloptions::text, '')
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p', 'v', 'S') ORDER BY 1""",
-    "columns": """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+    "columns": """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attstorage
                     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                     JOIN pg_namespace n ON n.oid = c.relnamespace
                    WHERE n.nspname = 'pymem' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
