@@ -34,22 +34,23 @@ def _chunks(vectors, prefix: str) -> list[ChunkInput]:
     return [ChunkInput(f"{prefix}-{i // 10}", "bench", TEXT, v, {"i": i}) for i, v in enumerate(vectors)]
 
 
-async def _single_vs_batch(dsn: str, n: int) -> dict:
+async def _single_vs_batch(cluster, name: str, n: int, with_index: bool) -> dict:
+    """n single calls vs one batch of n, each into a fresh database (both graphs start empty)."""
     vectors = unit_vectors(2 * n, DIM, seed=1)
-    conn = await aconnect(dsn)
-    try:
-        start = time.perf_counter()
-        for chunk in _chunks(vectors[:n], "single"):
-            await repository.index_memory_chunk(conn, "bench-single", chunk.doc_id, chunk.source, chunk.text,
-                                                chunk.embedding, chunk.metadata)
-        single_s = time.perf_counter() - start
-        start = time.perf_counter()
-        await repository.index_memory_chunks(conn, "bench-batch", _chunks(vectors[n:], "batch"))
-        batch_s = time.perf_counter() - start
-    finally:
-        await conn.close()
-    return {"chunks": n, "single_chunks_per_s": round(n / single_s), "batch_chunks_per_s": round(n / batch_s),
-            "batch_speedup_per_chunk": ratio(single_s, batch_s)}
+    elapsed = {}
+    for mode, part in (("single", vectors[:n]), ("batch", vectors[n:])):
+        admin = cluster.fresh_database(f"{name}_{mode}", embedding_dim=DIM)
+        if not with_index:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("DROP INDEX pymem.memory_chunks_embedding_hnsw")
+        dsn = app_dsn(cluster, f"{name}_{mode}")
+        if mode == "single":
+            elapsed[mode] = await _single_calls(dsn, part, "bench-single")
+        else:
+            elapsed[mode] = await _sealed_batch(dsn, part)
+    return {"chunks": n, "single_chunks_per_s": round(n / elapsed["single"]),
+            "batch_chunks_per_s": round(n / elapsed["batch"]),
+            "batch_speedup_per_chunk": ratio(elapsed["single"], elapsed["batch"])}
 
 
 async def _single_calls(dsn: str, vectors, user: str) -> float:
@@ -106,15 +107,11 @@ def run(scale: str) -> dict:
     ephemeral_keys()
     cluster = bench_cluster()
     n_single, n_copy = SIZES[scale]
-    cluster.fresh_database("pymem_bench_ingest", embedding_dim=DIM)
-    single = asyncio.run(_single_vs_batch(app_dsn(cluster, "pymem_bench_ingest"), n_single))
+    single = asyncio.run(_single_vs_batch(cluster, "pymem_bench_sb", n_single, with_index=True))
     # The write path alone: the same comparison with no HNSW index, as during a bulk
     # load before the index is built. With the index, each row's HNSW insertion
     # (the same in both paths) bounds the ratio.
-    admin = cluster.fresh_database("pymem_bench_ingest_noindex", embedding_dim=DIM)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP INDEX pymem.memory_chunks_embedding_hnsw")
-    path_only = asyncio.run(_single_vs_batch(app_dsn(cluster, "pymem_bench_ingest_noindex"), n_single))
+    path_only = asyncio.run(_single_vs_batch(cluster, "pymem_bench_sb_noindex", n_single, with_index=False))
     # Fresh databases for the COPY comparison: both sides start from an empty HNSW
     # graph (insertion cost grows with the graph) and grow in interleaved rounds,
     # alternating who goes first, so drift on a shared machine hits both alike.

@@ -19,6 +19,11 @@
 -- HNSW branch it keeps the planner from choosing the btree plus a full sort of a
 -- large tenant (its estimate for "user_hash = <context>" is 1/n_distinct).
 
+-- Load pgvector's library so its hnsw.* settings are known in this session: a
+-- non-superuser (the owner) may not name an unknown placeholder setting in a
+-- function's SET clause, and a fresh migration session has not loaded it yet.
+SELECT '[0]'::public.vector;
+
 SET LOCAL ROLE pymem_owner;
 
 CREATE OR REPLACE FUNCTION pymem.search_chunks(p_query public.vector, p_k integer)

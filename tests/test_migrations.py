@@ -165,3 +165,23 @@ def test_alembic_cli_against_a_separate_server(scratch_cluster):
     bad = subprocess.run([*alembic, "-x", "embedding_dim=4096", "upgrade", "head"], env=env, cwd=cwd,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "between 1 and 2000" in bad.stderr
+
+
+def test_each_revision_applies_in_its_own_session(scratch_cluster):
+    """One alembic run per step, up and down, as DBAs upgrading release by release do.
+
+    A fresh session has not loaded pgvector's library; a step that relied on an
+    earlier step's session state would fail here.
+    """
+    from alembic.script import ScriptDirectory
+
+    url = scratch_cluster.fresh_database("pymem_steps", embedding_dim=384, migrate=False)
+    script = ScriptDirectory.from_config(migrations.alembic_config())
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    for revision in revisions:
+        migrations.upgrade(url, revision)
+    full = snapshot(url)
+    for revision in reversed(["base", *revisions[:-1]]):
+        migrations.downgrade(url, revision)
+    migrations.upgrade(url, "head")
+    assert snapshot(url) == full
