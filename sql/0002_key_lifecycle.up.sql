@@ -1,4 +1,4 @@
--- pymem 0003: key lifecycle. Per-key counters, tenant-scoped export, re-keying.
+-- pymem 0002: key lifecycle. Per-key counters, tenant-scoped export, re-keying.
 --
 -- Rotation never reads across tenants. The rotator asks which tenants still hold
 -- rows under old keys (pymem.tenants_with_keys: hashes and counts only), then
@@ -77,6 +77,24 @@ CREATE TRIGGER memory_chunks_key_stats_update AFTER UPDATE ON pymem.memory_chunk
 CREATE TRIGGER memory_chunks_key_stats_delete AFTER DELETE ON pymem.memory_chunks
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION pymem.track_key_stats();
 
+-- Search routes by a tenant's live rows (0003), so per-tenant lookups need an index.
+CREATE INDEX key_stats_tenant ON pymem.key_stats (user_hash);
+
+-- TRUNCATE fires no row or transition-table triggers: zero the live counts so they
+-- never claim rows that are gone. Seal counts stay (they track each key's nonce budget).
+CREATE FUNCTION pymem.reset_live_counts() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE pymem.key_stats SET live_rows = 0 WHERE live_rows <> 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER memory_chunks_key_stats_truncate AFTER TRUNCATE ON pymem.memory_chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION pymem.reset_live_counts();
+
 -- Per key: live rows, seals so far, tenants holding rows. Aggregates only.
 CREATE FUNCTION pymem.key_usage()
     RETURNS TABLE (key_id integer, live_rows bigint, seals bigint, tenants bigint)
@@ -150,7 +168,7 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION pymem.track_key_stats(), pymem.key_usage(), pymem.tenants_with_keys(integer[]),
+REVOKE ALL ON FUNCTION pymem.track_key_stats(), pymem.reset_live_counts(), pymem.key_usage(), pymem.tenants_with_keys(integer[]),
     pymem.export_chunks(integer[], uuid, integer),
     pymem.rekey_chunks(uuid[], integer[], bytea[], bytea[], bytea[], integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pymem.export_chunks(integer[], uuid, integer) TO pymem_app, pymem_maintainer;

@@ -1,4 +1,4 @@
-"""Tenant-aware search: exact for small tenants, iterative HNSW for large ones.
+"""Key lifecycle: per-key counters, tenant-scoped export and re-keying, pymem_maintainer.
 
 Revision ID: 0002
 Revises: 0001
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    apply_sql(op, "0002_tenant_aware_search", "up")
+    apply_sql(op, "0002_key_lifecycle", "up")
 
 
 def downgrade() -> None:
-    apply_sql(op, "0002_tenant_aware_search", "down")
+    apply_sql(op, "0002_key_lifecycle", "down")

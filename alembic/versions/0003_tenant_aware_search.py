@@ -1,4 +1,4 @@
-"""Key lifecycle: per-key counters, tenant-scoped export and re-keying, pymem_maintainer.
+"""Tenant-aware search: exact for small tenants, iterative HNSW for large ones, routed by key_stats.
 
 Revision ID: 0003
 Revises: 0002
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    apply_sql(op, "0003_key_lifecycle", "up")
+    apply_sql(op, "0003_tenant_aware_search", "up")
 
 
 def downgrade() -> None:
-    apply_sql(op, "0003_key_lifecycle", "down")
+    apply_sql(op, "0003_tenant_aware_search", "down")

@@ -1,4 +1,4 @@
--- pymem 0002 down: back to 0001's single-path search (HNSW or whatever the planner picks).
+-- pymem 0003 down: back to 0001's single-path search (HNSW or whatever the planner picks).
 SET LOCAL ROLE pymem_owner;
 
 CREATE OR REPLACE FUNCTION pymem.search_chunks(p_query public.vector, p_k integer)

@@ -1,12 +1,14 @@
--- pymem 0003 down: drop the key lifecycle objects and the maintainer role.
+-- pymem 0002 down: drop the key lifecycle objects and the maintainer role.
 DROP TRIGGER memory_chunks_key_stats_insert ON pymem.memory_chunks;
 DROP TRIGGER memory_chunks_key_stats_update ON pymem.memory_chunks;
 DROP TRIGGER memory_chunks_key_stats_delete ON pymem.memory_chunks;
+DROP TRIGGER memory_chunks_key_stats_truncate ON pymem.memory_chunks;
 DROP FUNCTION pymem.rekey_chunks(uuid[], integer[], bytea[], bytea[], bytea[], integer);
 DROP FUNCTION pymem.export_chunks(integer[], uuid, integer);
 DROP FUNCTION pymem.tenants_with_keys(integer[]);
 DROP FUNCTION pymem.key_usage();
 DROP FUNCTION pymem.track_key_stats();
+DROP FUNCTION pymem.reset_live_counts();
 DROP TABLE pymem.key_stats;
 REVOKE ALL ON FUNCTION pymem.embedding_dim() FROM pymem_maintainer;
 REVOKE USAGE ON SCHEMA pymem FROM pymem_maintainer;
