@@ -65,11 +65,16 @@ async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
     return [KeyUsage(*row) for row in await cursor.fetchall()]
 
 
-def _reseal(user_hash: str, row: tuple) -> tuple[bytes, bytes, bytes]:
+def _reseal_fields(row: tuple, old_hash: str, new_hash: str) -> tuple[bytes, bytes, bytes]:
+    """Open an exported row's three fields and seal them again with the active key.
+
+    Re-keying passes the same hash twice; moving a user to a new HMAC key passes
+    the old and new hash, so the AAD changes with it.
+    """
     chunk_id, _doc, _src, text_cipher, meta_cipher, emb_cipher, key_id, _emb = row
     cid = str(chunk_id)
     return tuple(
-        seal(open_sealed(blob, chunk_aad(user_hash, cid, field), key_id=key_id), chunk_aad(user_hash, cid, field))
+        seal(open_sealed(blob, chunk_aad(old_hash, cid, field), key_id=key_id), chunk_aad(new_hash, cid, field))
         for blob, field in zip((text_cipher, meta_cipher, emb_cipher), FIELDS))
 
 
@@ -127,7 +132,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
                 rows = await cursor.fetchall()
                 if not rows:
                     break
-                fresh = [_reseal(user_hash, row) for row in rows]
+                fresh = [_reseal_fields(row, user_hash, user_hash) for row in rows]
                 cursor = await conn.execute(_REKEY_SQL, (
                     [r[0] for r in rows], [r[6] for r in rows], [f[0] for f in fresh], [f[1] for f in fresh],
                     [f[2] for f in fresh], ring.active_key_id))
@@ -200,10 +205,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
 
 
 def _moved_row(old_hash: str, new_hash: str, row: tuple) -> SealedRow:
-    chunk_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, embedding = row
-    cid = str(chunk_id)
-    text, meta, emb = (
-        seal(open_sealed(blob, chunk_aad(old_hash, cid, field), key_id=key_id), chunk_aad(new_hash, cid, field))
-        for blob, field in zip((text_cipher, meta_cipher, emb_cipher), FIELDS))
+    chunk_id, doc_id, source, *_sealed, embedding = row
+    text, meta, emb = _reseal_fields(row, old_hash, new_hash)
     return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text, meta_cipher=meta,
                      emb_cipher=emb, embedding=embedding)

@@ -7,6 +7,7 @@ gets its own embedded server in a temporary directory, deleted at the end.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -97,8 +98,6 @@ def ephemeral_keys() -> list[str]:
     For the demo and benchmarks: keys live in this process's environment and are
     never written anywhere, so what they seal cannot be opened by a later run.
     """
-    import os
-
     from .security import generate_key, reload_keys
 
     generated = []

@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import os
 import threading
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM

@@ -15,7 +15,6 @@ from pymem import repository as repo
 from pymem.audit import verify_audit_log
 from pymem.db import aconnect, connect
 from pymem.migrations import PROJECT_ROOT
-from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 
 

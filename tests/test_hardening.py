@@ -8,7 +8,6 @@ Real Postgres, real pool, real cryptography. Figures go to the run's summary
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import uuid
 
