@@ -65,8 +65,15 @@ async def _single_calls(dsn: str, vectors, user: str) -> float:
         await conn.close()
 
 
+# The baseline without the audit chain: the same API with pymem.audit_append made a
+# no-op, in a throw-away database (the chain lock taken first by every writer stays).
+_NO_AUDIT_SQL = """CREATE OR REPLACE FUNCTION pymem.audit_append(p_user_hash char(64), p_operation text,
+    p_phase text, p_ticket uuid, p_params_digest bytea, p_chunk_ids uuid[]) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp RETURN 0"""
+
+
 def _audit_cost(cluster, n: int) -> dict:
-    """Single-chunk writes with the hash-chained audit trigger on, then off (fresh DBs)."""
+    """Single-chunk writes with the hash-chained audit on, then off (fresh DBs)."""
     vectors = unit_vectors(n, DIM, seed=3)
     rates = {}
     for label, disable in (("audit on", False), ("audit off", True)):
@@ -74,11 +81,48 @@ def _audit_cost(cluster, n: int) -> dict:
         admin = cluster.fresh_database(name, embedding_dim=DIM)
         if disable:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("ALTER TABLE pymem.memory_chunks DISABLE TRIGGER memory_chunks_audit_insert")
+                conn.execute(_NO_AUDIT_SQL)
         rates[label] = n / asyncio.run(_single_calls(app_dsn(cluster, name), vectors, "bench-audit"))
     return {"chunks": n, "with_audit_chunks_per_s": round(rates["audit on"]),
             "without_audit_chunks_per_s": round(rates["audit off"]),
             "audit_overhead_ratio": ratio(rates["audit on"], rates["audit off"])}
+
+
+WRITERS = 8
+
+
+async def _concurrent_writes(dsn: str, vectors, same_tenant: bool) -> float:
+    """WRITERS connections write their share of ``vectors`` one chunk per call."""
+    share = len(vectors) // WRITERS
+    conns = [await aconnect(dsn) for _ in range(WRITERS)]
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(
+            _write_each(conn, "bench-same" if same_tenant else f"bench-own-{w}", vectors[w * share:(w + 1) * share])
+            for w, conn in enumerate(conns)))
+        return time.perf_counter() - start
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def _write_each(conn, user: str, vectors) -> None:
+    for chunk in _chunks(vectors, user):
+        await repository.index_memory_chunk(conn, user, chunk.doc_id, chunk.source, chunk.text, chunk.embedding)
+
+
+def _tenant_contention(cluster, n: int) -> dict:
+    """Throughput of WRITERS concurrent writers of one tenant (one audit chain, whose
+    head row serialises them until commit) vs of WRITERS different tenants."""
+    vectors = unit_vectors(n, DIM, seed=4)
+    rates = {}
+    for label, same in (("same", True), ("different", False)):
+        name = f"pymem_bench_contention_{label}"
+        cluster.fresh_database(name, embedding_dim=DIM)
+        rates[label] = n / asyncio.run(_concurrent_writes(app_dsn(cluster, name), vectors, same))
+    return {"chunks": n, "writers": WRITERS, "same_tenant_chunks_per_s": round(rates["same"]),
+            "different_tenants_chunks_per_s": round(rates["different"]),
+            "same_vs_different_ratio": ratio(rates["same"], rates["different"])}
 
 
 def _plain_copy(conn: psycopg.Connection, vectors, offset: int) -> float:
@@ -135,8 +179,10 @@ def run(scale: str) -> dict:
     n_copy = step * COPY_ROUNDS
     copy_rate, sealed_rate = n_copy / copy_s, n_copy / sealed_s
     audit = _audit_cost(cluster, n_single // 2)
+    contention = _tenant_contention(cluster, n_single)
     results = {
         "audit_chain_cost": audit,
+        "same_tenant_contention": contention,
         "single_vs_batch": single,
         "single_vs_batch_no_hnsw": path_only,
         "copy_vs_sealed": {"chunks": n_copy, "plaintext_copy_chunks_per_s": round(copy_rate),
@@ -158,5 +204,9 @@ def run(scale: str) -> dict:
          ["single writes, audit trigger off (baseline)", audit["chunks"], f"{audit['without_audit_chunks_per_s']:,}",
           "1.0"],
          ["single writes, hash-chained audit on", audit["chunks"], f"{audit['with_audit_chunks_per_s']:,}",
-          f"{audit['audit_overhead_ratio']}x of no-audit"]])
+          f"{audit['audit_overhead_ratio']}x of no-audit"],
+         [f"single writes, {WRITERS} writers, {WRITERS} different tenants (baseline)", contention["chunks"],
+          f"{contention['different_tenants_chunks_per_s']:,}", "1.0"],
+         [f"single writes, {WRITERS} writers, one tenant (one audit chain)", contention["chunks"],
+          f"{contention['same_tenant_chunks_per_s']:,}", f"{contention['same_vs_different_ratio']}x of different"]])
     return {"name": "ingest", "results": results, "markdown": table}

@@ -118,11 +118,11 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
         conn.execute("DROP INDEX pymem.memory_chunks_embedding_hnsw")
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy("COPY pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"
-                          " emb_cipher, key_id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", "vector"])
+                          " emb_cipher, key_id, embedding, aad_version) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", "vector", "int2"])
                 for i in tqdm(range(dataset.n), desc="loading rows", unit="row", disable=not progress):
                     copy.write_row((ids[i], dataset.tenant_hashes[dataset.tenant_of_row[i]], f"doc-{i // 20}",
-                                    "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1, dataset.vectors[i]))
+                                    "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1, dataset.vectors[i], 2))
         # A bulk build is ~8x faster than row-by-row insertion; give it memory.
         conn.execute("SET maintenance_work_mem = '1GB'")
         start = time.perf_counter()

@@ -1,30 +1,62 @@
-"""Reading and verifying the audit log (as ``pymem_auditor``).
+"""Reading, verifying and checkpointing the audit log (as ``pymem_auditor``).
 
 Each tenant's audit rows form a hash chain: a row's ``row_hash`` covers its
 predecessor's hash and its own canonical fields. ``pymem.audit_verify()`` walks
-every chain and reports, per chain, the first row that is modified, missing a
-predecessor (deleted) or out of order (reordered).
+every chain and reports every broken segment: rows modified, missing, reordered,
+or cut from the end (the per-chain head row disagrees).
+
+What the database alone cannot show is a chain deleted *with* its head, or a tail
+cut and the head rewritten by a superuser. For that, :func:`write_checkpoint`
+signs every chain head with an Ed25519 key that never reaches the database
+(``PYMEM_AUDIT_SIGNING_KEY``), into a file kept wherever the operator chooses;
+:func:`verify_checkpoint` later checks that every checkpointed row is still there,
+unchanged, using only the public key (``PYMEM_AUDIT_VERIFY_KEY``).
+
+Checkpoint file (JSON)::
+
+    {"format": "pymem-audit-checkpoint/1", "created_at": "<ISO 8601>",
+     "database": "<name>", "heads": [["<user_hash>", <chain_pos>, "<row_hash hex>"], ...],
+     "signature": "<base64 Ed25519 signature of the other fields as canonical JSON>"}
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import os
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .config import key_material
+
+CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
 
 
 @dataclass(frozen=True)
 class AuditProblem:
-    """The first row of one chain that does not verify."""
+    """One place where a chain does not verify."""
 
-    user_hash: str | None
-    seq: int
+    user_hash: str
     chain_pos: int
     problem: str
 
     @property
     def chain_label(self) -> str:
-        return "(no tenant)" if self.user_hash is None else f"{self.user_hash[:12]}…"
+        return "(no tenant)" if self.user_hash == "0" * 64 else f"{self.user_hash[:12]}…"
+
+
+def _as_auditor(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[tuple]:
+    with conn.transaction():
+        conn.execute("SET LOCAL ROLE pymem_auditor")
+        return conn.execute(query, params).fetchall()
 
 
 def verify_audit_log(conn: psycopg.Connection) -> list[AuditProblem]:
@@ -33,7 +65,101 @@ def verify_audit_log(conn: psycopg.Connection) -> list[AuditProblem]:
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
     """
-    with conn.transaction():
-        conn.execute("SET LOCAL ROLE pymem_auditor")
-        rows = conn.execute("SELECT user_hash, seq, chain_pos, problem FROM pymem.audit_verify()").fetchall()
+    rows = _as_auditor(conn, "SELECT user_hash, chain_pos, problem FROM pymem.audit_verify()")
     return [AuditProblem(*row) for row in rows]
+
+
+def _decode_key(variable: str, raw: str | None) -> bytes:
+    if not raw or not raw.strip():
+        raise ValueError(f"{variable} is not set; generate a pair with `pymem keygen --audit`")
+    try:
+        key = base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{variable} is not valid base64") from None
+    if len(key) != 32:
+        raise ValueError(f"{variable} must decode to exactly 32 bytes")
+    return key
+
+
+def generate_signing_key() -> tuple[str, str]:
+    """A fresh Ed25519 pair as base64: (``PYMEM_AUDIT_SIGNING_KEY``, ``PYMEM_AUDIT_VERIFY_KEY``)."""
+    private = Ed25519PrivateKey.generate()
+    seed = private.private_bytes_raw()
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(seed).decode(), base64.b64encode(public).decode()
+
+
+def _signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(
+        _decode_key("PYMEM_AUDIT_SIGNING_KEY", key_material().audit_signing_key))
+
+
+def _verify_key() -> Ed25519PublicKey:
+    """PYMEM_AUDIT_VERIFY_KEY, else the public half of PYMEM_AUDIT_SIGNING_KEY."""
+    raw = key_material().audit_verify_key
+    if raw:
+        return Ed25519PublicKey.from_public_bytes(_decode_key("PYMEM_AUDIT_VERIFY_KEY", raw))
+    return _signing_key().public_key()
+
+
+def _signed_bytes(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
+    """Sign every chain head and write the checkpoint to ``path`` (atomically).
+
+    Args:
+        conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
+        path: where the operator keeps checkpoints (not the database).
+
+    Returns:
+        The number of chains checkpointed.
+
+    Raises:
+        ValueError: ``PYMEM_AUDIT_SIGNING_KEY`` is missing or malformed.
+    """
+    key = _signing_key()
+    heads = _as_auditor(conn, "SELECT user_hash, chain_pos, row_hash FROM pymem.audit_heads()")
+    database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+    body = {"format": CHECKPOINT_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
+            "database": database, "heads": [[u, int(p), bytes(h).hex()] for u, p, h in heads]}
+    body["signature"] = base64.b64encode(key.sign(_signed_bytes(body))).decode()
+    target = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(body, out, indent=1)
+    os.replace(tmp, target)
+    return len(heads)
+
+
+def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditProblem]:
+    """Check that every row a signed checkpoint names is still in the log, unchanged.
+
+    A chain cut at its end, or deleted whole (head included), no longer has the
+    checkpointed row: that is reported here even when ``audit_verify`` is clean.
+
+    Raises:
+        ValueError: the file is not a checkpoint, or its signature does not verify
+            under ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
+    """
+    try:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        signature = base64.b64decode(body.pop("signature"), validate=True)
+        if body.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        raise ValueError(f"{path} is not a readable pymem audit checkpoint") from None
+    try:
+        _verify_key().verify(signature, _signed_bytes(body))
+    except InvalidSignature:
+        raise ValueError(f"{path}: the checkpoint's signature does not verify (forged or edited)") from None
+    problems = []
+    for user_hash, chain_pos, row_hash in body["heads"]:
+        found = _as_auditor(conn, "SELECT pymem.audit_row_hash(%s::pg_catalog.bpchar, %s::pg_catalog.int8)",
+                            (user_hash, chain_pos))[0][0]
+        if found is None:
+            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
+        elif bytes(found).hex() != row_hash:
+            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row has changed"))
+    return problems

@@ -1,7 +1,7 @@
 """The ``pymem`` command.
 
-Subcommands: demo, migrate, keygen, rotate-key, key-usage, rotate-tenant-key,
-audit-verify, bench, export-reranker, serve-metrics. ``pymem <command> --help`` describes each.
+Subcommands: demo, migrate, doctor, keygen, register-key, rotate-key, key-usage,
+rotate-tenant-key, audit-verify, audit-checkpoint, bench, export-reranker, serve-metrics. ``pymem <command> --help`` describes each.
 """
 
 from __future__ import annotations
@@ -27,27 +27,66 @@ def _cmd_migrate(args) -> int:
 
 
 def _cmd_keygen(args) -> int:
+    # Printed, never stored.
+    if args.audit:
+        from .audit import generate_signing_key
+
+        signing, verify = generate_signing_key()
+        print(f"PYMEM_AUDIT_SIGNING_KEY={signing}")
+        print(f"PYMEM_AUDIT_VERIFY_KEY={verify}")
+        return 0
     from .security import generate_key
 
-    # The seed's format: base64 of 32 random bytes. Printed, never stored.
+    # The seed's format: base64 of 32 random bytes.
     print(f"MEMORY_ENCRYPTION_KEY={generate_key()}")
     print(f"MEMORY_TENANT_HMAC_KEY={generate_key()}")
     return 0
 
 
 def _cmd_audit_verify(args) -> int:
-    from .audit import verify_audit_log
+    from .audit import verify_audit_log, verify_checkpoint
     from .db import connect
 
     with connect() as conn:
         problems = verify_audit_log(conn)
+        if args.checkpoint:
+            problems += verify_checkpoint(conn, args.checkpoint)
     if not problems:
-        print("audit log: every hash chain verifies")
+        print("audit log: every hash chain verifies" + (" and matches the checkpoint" if args.checkpoint else ""))
         return 0
     for problem in problems:
-        print(f"audit log: chain {problem.chain_label}: seq {problem.seq} "
-              f"(position {problem.chain_pos}): {problem.problem}")
+        print(f"audit log: chain {problem.chain_label}: position {problem.chain_pos}: {problem.problem}")
     return 1
+
+
+def _cmd_audit_checkpoint(args) -> int:
+    from .audit import write_checkpoint
+    from .db import connect
+
+    with connect() as conn:
+        chains = write_checkpoint(conn, args.out)
+    print(f"signed the heads of {chains} chains into {args.out}")
+    return 0
+
+
+def _cmd_register_key(args) -> int:
+    from .db import connect
+
+    with connect() as conn:
+        added = conn.execute("SELECT pymem.register_encryption_key(%s::pg_catalog.int4)", (args.key_id,)).fetchone()[0]
+    print(f"key id {args.key_id} {'registered' if added else 'was already registered'}")
+    return 0
+
+
+def _cmd_doctor(args) -> int:
+    from .db import connect
+    from .doctor import check_deployment
+
+    with connect() as conn:
+        findings = check_deployment(conn, args.role)
+    for finding in findings:
+        print(f"{'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def _cmd_rotate_key(args) -> int:
@@ -64,10 +103,16 @@ def _cmd_rotate_key(args) -> int:
         finally:
             await conn.close()
         print(f"re-sealed {report.rows_resealed} rows of {report.tenants} tenants in {report.batches} batches")
+        if report.quarantined:
+            print(f"quarantined {report.quarantined} rows that did not open (listed by pymem.quarantined());"
+                  " they stay under their old key")
+        print(f"rows left under old keys: {report.rows_left}")
         _print_usage(usage)
+        return report
 
-    asyncio.run(run())
-    return 0
+    report = asyncio.run(run())
+    # 3: finished, but an old key cannot be retired yet.
+    return 3 if report.rows_left else 0
 
 
 def _print_usage(usage) -> None:
@@ -151,10 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--embedding-dim", type=int, default=None, help="vector dimension (first install only)")
     migrate.set_defaults(func=_cmd_migrate)
 
-    sub.add_parser("keygen", help="print fresh MEMORY_ENCRYPTION_KEY / MEMORY_TENANT_HMAC_KEY").set_defaults(
-        func=_cmd_keygen)
+    keygen = sub.add_parser("keygen", help="print fresh MEMORY_ENCRYPTION_KEY / MEMORY_TENANT_HMAC_KEY")
+    keygen.add_argument("--audit", action="store_true",
+                        help="print an audit checkpoint key pair (PYMEM_AUDIT_SIGNING_KEY / _VERIFY_KEY) instead")
+    keygen.set_defaults(func=_cmd_keygen)
 
-    sub.add_parser("audit-verify", help="verify the audit log's hash chains").set_defaults(func=_cmd_audit_verify)
+    verify = sub.add_parser("audit-verify", help="verify the audit log's hash chains")
+    verify.add_argument("--checkpoint", help="also check a signed checkpoint (PYMEM_AUDIT_VERIFY_KEY)")
+    verify.set_defaults(func=_cmd_audit_verify)
+
+    checkpoint = sub.add_parser("audit-checkpoint",
+                                help="sign every chain head into a file (PYMEM_AUDIT_SIGNING_KEY)")
+    checkpoint.add_argument("--out", required=True, help="checkpoint file, kept outside the database")
+    checkpoint.set_defaults(func=_cmd_audit_checkpoint)
+
+    register = sub.add_parser("register-key", help="allow rows under an AES key id (needs pymem_maintainer)")
+    register.add_argument("key_id", type=int)
+    register.set_defaults(func=_cmd_register_key)
+
+    doctor = sub.add_parser("doctor", help="check a deployment's hardening (TEMP, CREATE, roles)")
+    doctor.add_argument("--role", required=True, help="the application's login role")
+    doctor.set_defaults(func=_cmd_doctor)
 
     export = sub.add_parser("export-reranker", help="export a Hugging Face cross-encoder to ONNX (+ manifest)")
     export.add_argument("model", help="hub id (needs the internet) or a local model directory")

@@ -17,6 +17,9 @@ Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_OLD_KEYS`` keys kept for opening only: ``"ID:BASE64,ID:BASE64"``.
     ``MEMORY_TENANT_HMAC_KEY``     HMAC-SHA256 key for tenant ids, base64 of 32 bytes.
     ``MEMORY_TENANT_HMAC_KEY_NEW`` the next HMAC key, read only by ``pymem rotate-tenant-key``.
+Audit checkpoints (see :mod:`pymem.audit`)
+    ``PYMEM_AUDIT_SIGNING_KEY``    Ed25519 private key (base64 of 32 bytes) that signs checkpoints.
+    ``PYMEM_AUDIT_VERIFY_KEY``     its public key (base64 of 32 bytes), enough to verify them.
 Reranker (see :mod:`pymem.rerank`)
     ``RERANK_ENABLED``                  true/false (default true).
     ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
@@ -135,6 +138,8 @@ class KeyMaterial:
     old_encryption_keys: str | None
     tenant_hmac_key: str | None
     new_tenant_hmac_key: str | None = None
+    audit_signing_key: str | None = None
+    audit_verify_key: str | None = None
 
     def __repr__(self) -> str:
         return "KeyMaterial(<redacted>)"
@@ -148,4 +153,6 @@ def key_material() -> KeyMaterial:
         old_encryption_keys=os.environ.get("MEMORY_ENCRYPTION_OLD_KEYS"),
         tenant_hmac_key=os.environ.get("MEMORY_TENANT_HMAC_KEY"),
         new_tenant_hmac_key=os.environ.get("MEMORY_TENANT_HMAC_KEY_NEW"),
+        audit_signing_key=os.environ.get("PYMEM_AUDIT_SIGNING_KEY"),
+        audit_verify_key=os.environ.get("PYMEM_AUDIT_VERIFY_KEY"),
     )

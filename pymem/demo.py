@@ -95,10 +95,12 @@ async def _run(dsn: str, embedder: HashingEmbedder) -> None:
                     print("   -> no 'roadmap' document: alice's Osprey notes are invisible to this tenant")
 
         with _step("RLS at the SQL level, as pymem_app"):
-            async with conn.transaction():
-                cur = await conn.execute("SELECT count(*) FROM pymem.search_chunks(%s, 100)",
-                                         (embedder.embed("Osprey"),))
-                print(f"   no tenant context: search_chunks sees {(await cur.fetchone())[0]} rows")
+            try:
+                async with conn.transaction():
+                    await conn.execute("SELECT * FROM pymem.search_chunks(gen_random_uuid(), %b::public.vector, 100)",
+                                       (embedder.embed("Osprey"),))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                print(f"   a search without a committed read intent: refused ({exc.diag.message_primary})")
             try:
                 await conn.execute("SELECT * FROM pymem.memory_chunks")
             except psycopg.errors.InsufficientPrivilege as exc:

@@ -2,11 +2,15 @@
 
 Every call runs in its own tenant transaction (:func:`pymem.tenant.set_rls_context`)
 and reaches rows only through the SQL API (``pymem.put_chunks``, ``search_chunks``,
-``get_chunk``, ``delete_document``, ``erase_tenant``), which audits every call.
+``get_chunks``, ``delete_document``, ``erase_tenant``), which audits every call.
+Reads first commit a read intent (:mod:`pymem.reads`), so they stay on record even
+if their own transaction is rolled back.
 
-Each sealed field's AAD is ``pymem:v1|<user_hash>|<chunk_id>|<field>`` (see
-:func:`pymem.security.chunk_aad`), so a ciphertext moved to another tenant, row or
-column fails to open with ``InvalidTag`` instead of returning someone else's data.
+Each sealed field's AAD binds tenant, chunk id, field, ``doc_id`` and ``source``
+(AAD v2, see :func:`pymem.security.chunk_aad`), so a ciphertext moved to another
+tenant, row or column, or a row relabelled in the table, fails to open with
+``InvalidTag`` instead of returning someone else's data. Reads also check that the
+searchable plaintext embedding equals its sealed copy (``EmbeddingMismatch``).
 
 Input is validated completely before anything is sent, and a batch is one
 transaction: bad input raises ``ValueError`` and writes nothing.
@@ -25,24 +29,33 @@ import numpy as np
 import psycopg
 
 from .config import get_settings
-from .security import chunk_aad, keyring, open_sealed, seal
-from .tenant import set_rls_context
+from .reads import commit_read_intent
+from .security import AAD_VERSION, EmbeddingMismatch, chunk_aad, hmac_user, keyring, open_sealed, seal
+from .tenant import set_rls_context, tenant_transaction
 
-MAX_LABEL_CHARS = 1024  # doc_id and source; mirrors the CHECK constraints in SQL
+# doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
+# (user_hash, doc_id) btree takes at most about 2.7 KB per entry.
+MAX_LABEL_BYTES = 1024
 PUT_BATCH_ROWS = 1000  # rows per put_chunks call inside one transaction
 EMBEDDING_DTYPE = np.dtype("<f4")  # the emb_cipher plaintext layout: little-endian float32
 
-# %b: binary parameters. With %s, psycopg dumps each vector as text in Python
-# (about 0.3 ms per 384-d vector, measured), which dominated the whole write path.
+# Every type and function is schema-qualified: a session may have left a
+# temporary type named uuid, text or bytea in pg_temp, which Postgres would
+# otherwise resolve first. %b: binary parameters; with %s, psycopg dumps each
+# vector as text in Python (about 0.3 ms per 384-d vector, measured).
 _PUT_SQL = (
-    "SELECT pymem.put_chunks(%s::char(64), %b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::bytea[],"
-    " %b::bytea[], %b::integer[], %b::public.vector[])"
+    "SELECT pymem.put_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.text[],"
+    " %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
+    " %b::pg_catalog.int4[], %b::public.vector[], %s::pg_catalog.int2)"
 )
 _SEARCH_SQL = (
-    "SELECT id, doc_id, source, text_cipher, meta_cipher, key_id, distance"
-    " FROM pymem.search_chunks(%b::public.vector, %s)"
+    "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance"
+    " FROM pymem.search_chunks(%s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
 )
-_GET_SQL = "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id FROM pymem.get_chunk(%s)"
+_GET_SQL = (
+    "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
+    " FROM pymem.get_chunks(%s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
+)
 
 _dims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -79,7 +92,7 @@ class MemoryHit:
 
 @dataclass(frozen=True)
 class SealedRow:
-    """A chunk as stored: labels, three sealed fields and the plaintext embedding for ANN."""
+    """A chunk as stored: labels, three sealed fields (AAD v2) and the plaintext embedding for ANN."""
 
     id: uuid.UUID
     doc_id: str
@@ -98,17 +111,20 @@ def _check_label(name: str, value: Any, *, allow_empty: bool) -> str:
         raise ValueError(f"{name} must be a str")
     if not allow_empty and value == "":
         raise ValueError(f"{name} must not be empty")
-    if len(value) > MAX_LABEL_CHARS:
-        raise ValueError(f"{name} is longer than {MAX_LABEL_CHARS} characters")
     if "\x00" in value:  # Postgres text cannot hold NUL; say so before anything is sent
         raise ValueError(f"{name} must not contain NUL characters")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
+        raise ValueError(f"{name} is longer than {MAX_LABEL_BYTES} bytes in UTF-8")
     return value
 
 
 def _check_text(text: Any, max_bytes: int) -> bytes:
     if not isinstance(text, str):
         raise ValueError("text must be a str")
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (lone surrogates)") from None
     if len(data) > max_bytes:
         raise ValueError(f"text is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
     return data
@@ -121,56 +137,81 @@ def _check_chunk_id(chunk_id: Any) -> str:
         raise ValueError("chunk_id must be a UUID") from None
 
 
-def _check_metadata(metadata: Any) -> bytes:
+def _check_metadata(metadata: Any, max_bytes: int) -> bytes:
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise ValueError("metadata must be a mapping (dict) or None")
     try:
-        return json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        data = json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except RecursionError:
+        raise ValueError("metadata is nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata is not JSON-serializable: {type(exc).__name__}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"metadata is {len(data)} bytes as JSON; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
+    return data
 
 
 def _check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.ndarray:
     try:
-        vector = np.asarray(embedding, dtype=EMBEDDING_DTYPE)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of numbers") from None
-    if vector.ndim != 1 or vector.shape[0] != dim:
-        raise ValueError(f"{name} must have {dim} dimensions, got shape {vector.shape}")
+        raw = np.asarray(embedding)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a sequence of real numbers") from None
+    # Integers and floats only: complex values would lose their imaginary part,
+    # and huge Python ints (object arrays) or strings are not embeddings.
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a sequence of real numbers")
+    if raw.ndim != 1 or raw.shape[0] != dim:
+        raise ValueError(f"{name} must have {dim} dimensions, got shape {raw.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        vector = raw.astype(EMBEDDING_DTYPE)
     if not np.isfinite(vector).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+        raise ValueError(f"{name} contains NaN or infinity, or values beyond float32")
+    if not vector.any():
+        raise ValueError(f"{name} is all zeros: cosine distance is undefined for it")
     return vector
+
+
+def _check_count(name: str, value: Any, maximum: int = 1000) -> int:
+    # bool is an int subclass; k=True is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an int between 1 and {maximum}")
+    return value
 
 
 async def _embedding_dim(conn: psycopg.AsyncConnection) -> int:
     """The deployment's dimension (fixed at migration time), cached per connection."""
     dim = _dims.get(conn)
     if dim is None:
-        cursor = await conn.execute("SELECT pymem.embedding_dim()")
-        dim = (await cursor.fetchone())[0]
+        # Outside a transaction, its own one: a connection that is not in
+        # autocommit mode must not be left inside an implicit transaction.
+        async with conn.transaction():
+            cursor = await conn.execute("SELECT pymem.embedding_dim()")
+            dim = (await cursor.fetchone())[0]
         _dims[conn] = dim
     return dim
+
+
+def seal_fields(user_hash: str, chunk_id: str, doc_id: str, source: str, text: bytes, meta: bytes,
+            embedding: np.ndarray, key_id: int) -> tuple[bytes, bytes, bytes]:
+    """Seal a chunk's three fields with AAD v2 (tenant, id, field, labels)."""
+    labels = (doc_id, source)
+    return tuple(seal(data, chunk_aad(user_hash, chunk_id, field, labels), key_id=key_id)
+                 for data, field in ((text, "text"), (meta, "meta"), (embedding.tobytes(), "emb")))
 
 
 def _seal_chunk(user_hash: str, chunk: ChunkInput, dim: int, max_bytes: int, key_id: int) -> SealedRow:
     doc_id = _check_label("doc_id", chunk.doc_id, allow_empty=False)
     source = _check_label("source", chunk.source, allow_empty=True)
     text = _check_text(chunk.text, max_bytes)
-    meta = _check_metadata(chunk.metadata)
+    meta = _check_metadata(chunk.metadata, max_bytes)
     embedding = _check_embedding(chunk.embedding, dim)
     chunk_id = uuid.uuid4()
-    cid = str(chunk_id)
-    return SealedRow(
-        id=chunk_id,
-        doc_id=doc_id,
-        source=source,
-        text_cipher=seal(text, chunk_aad(user_hash, cid, "text"), key_id=key_id),
-        meta_cipher=seal(meta, chunk_aad(user_hash, cid, "meta"), key_id=key_id),
-        emb_cipher=seal(embedding.tobytes(), chunk_aad(user_hash, cid, "emb"), key_id=key_id),
-        embedding=embedding,
-    )
+    text_cipher, meta_cipher, emb_cipher = seal_fields(user_hash, str(chunk_id), doc_id, source, text, meta,
+                                                   embedding, key_id)
+    return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text_cipher,
+                     meta_cipher=meta_cipher, emb_cipher=emb_cipher, embedding=embedding)
 
 
 def _as_chunk(item: ChunkInput | Mapping[str, Any]) -> ChunkInput:
@@ -224,7 +265,7 @@ async def index_memory_chunks(
 
 async def put_sealed_rows(conn: psycopg.AsyncConnection, user_hash: str, rows: Sequence[SealedRow], key_id: int,
                           *, progress: bool = False) -> None:
-    """Send already sealed rows through ``pymem.put_chunks``, inside the caller's tenant transaction."""
+    """Send already sealed (AAD v2) rows through ``pymem.put_chunks``, inside the caller's tenant transaction."""
     bar = _progress_bar(len(rows), progress)
     for start in range(0, len(rows), PUT_BATCH_ROWS):
         part = rows[start:start + PUT_BATCH_ROWS]
@@ -238,6 +279,7 @@ async def put_sealed_rows(conn: psycopg.AsyncConnection, user_hash: str, rows: S
             [r.emb_cipher for r in part],
             [key_id] * len(part),
             [r.embedding for r in part],
+            AAD_VERSION,
         ))
         bar.update(len(part))
     bar.close()
@@ -275,7 +317,7 @@ async def delete_document(conn: psycopg.AsyncConnection, user_id: str, doc_id: s
     """Delete every chunk of one of the tenant's documents; return how many (audited)."""
     _check_label("doc_id", doc_id, allow_empty=False)
     async with set_rls_context(conn, user_id):
-        cursor = await conn.execute("SELECT pymem.delete_document(%s)", (doc_id,))
+        cursor = await conn.execute("SELECT pymem.delete_document(%s::pg_catalog.text)", (doc_id,))
         return (await cursor.fetchone())[0]
 
 
@@ -289,20 +331,61 @@ async def erase_user(conn: psycopg.AsyncConnection, user_id: str) -> int:
 # ---------------------------------------------------------------------------
 # reads
 # ---------------------------------------------------------------------------
-def _open_fields(user_hash: str, chunk_id: uuid.UUID, text_cipher: bytes, meta_cipher: bytes,
-                 key_id: int) -> tuple[str, dict[str, Any]]:
-    cid = str(chunk_id)
-    text = open_sealed(text_cipher, chunk_aad(user_hash, cid, "text"), key_id=key_id).decode("utf-8")
-    meta = json.loads(open_sealed(meta_cipher, chunk_aad(user_hash, cid, "meta"), key_id=key_id))
-    return text, meta
+def _row_aad(user_hash: str, chunk_id: uuid.UUID, field: str, doc_id: str, source: str, aad_version: int) -> bytes:
+    return chunk_aad(user_hash, str(chunk_id), field, (doc_id, source) if aad_version == 2 else None)
+
+
+def as_float32(embedding: Any) -> np.ndarray:
+    """A vector as read from Postgres (pgvector's binary format loads as ``Vector``) as float32."""
+    if hasattr(embedding, "to_numpy"):
+        embedding = embedding.to_numpy()
+    return np.asarray(embedding, dtype=EMBEDDING_DTYPE)
+
+
+def open_row_fields(user_hash: str, row: tuple) -> tuple[bytes, bytes, np.ndarray]:
+    """Open a read row's three sealed fields and check its plaintext embedding.
+
+    ``row`` is ``(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id,
+    aad_version, embedding, ...)``, as ``get_chunks``, ``search_chunks`` and
+    ``export_chunks`` return it.
+
+    Returns:
+        (text bytes, metadata JSON bytes, the sealed float32 embedding).
+
+    Raises:
+        InvalidTag: a field does not open (moved, relabelled or modified).
+        EmbeddingMismatch: the searchable embedding was changed in the table.
+        UnknownKeyId: the row's key id is not in the key ring.
+    """
+    cid, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding = row[:9]
+    text, meta, emb = (open_sealed(blob, _row_aad(user_hash, cid, field, doc_id, source, aad_version), key_id=key_id)
+                       for blob, field in ((text_cipher, "text"), (meta_cipher, "meta"), (emb_cipher, "emb")))
+    sealed = np.frombuffer(emb, dtype=EMBEDDING_DTYPE)
+    if not np.array_equal(sealed, as_float32(embedding)):
+        raise EmbeddingMismatch("a stored embedding differs from its sealed copy")
+    return text, meta, sealed.copy()
+
+
+def _open_row(user_hash: str, row: tuple) -> tuple[str, dict[str, Any], np.ndarray]:
+    text, meta, embedding = open_row_fields(user_hash, row)
+    return text.decode("utf-8"), json.loads(meta), embedding
+
+
+async def _read(conn: psycopg.AsyncConnection, user_hash: str, operation: str, digest_params: Sequence,
+                read_sql: str, read_params: Sequence) -> list[tuple]:
+    """A durable, audited read: commit the intent, then read in a second transaction."""
+    ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
+    async with tenant_transaction(conn, user_hash):
+        cursor = await conn.execute(read_sql, (ticket, *read_params), binary=True)
+        return await cursor.fetchall()
 
 
 async def _fetch_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: Any) -> tuple[str, tuple | None]:
-    """(user_hash, sealed row or None) through the audited ``pymem.get_chunk``."""
-    chunk_id = _check_chunk_id(chunk_id)
-    async with set_rls_context(conn, user_id) as user_hash:
-        cursor = await conn.execute(_GET_SQL, (chunk_id,))
-        return user_hash, await cursor.fetchone()
+    """(user_hash, opened row or None) through the audited ``pymem.get_chunks``."""
+    ids = [uuid.UUID(_check_chunk_id(chunk_id))]
+    user_hash = hmac_user(user_id)
+    rows = await _read(conn, user_hash, "get", (ids,), _GET_SQL, (ids,))
+    return user_hash, rows[0] if rows else None
 
 
 async def get_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit | None:
@@ -310,13 +393,13 @@ async def get_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.
 
     Raises:
         InvalidTag: the stored ciphertext does not open under this tenant's AAD.
+        EmbeddingMismatch: the stored plaintext embedding was changed.
     """
     user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
     if row is None:
         return None
-    cid, doc_id, source, text_cipher, meta_cipher, _emb_cipher, key_id = row
-    text, meta = _open_fields(user_hash, cid, text_cipher, meta_cipher, key_id)
-    return MemoryHit(id=cid, doc_id=doc_id, source=source, text=text, metadata=meta)
+    text, meta, _ = _open_row(user_hash, row)
+    return MemoryHit(id=row[0], doc_id=row[1], source=row[2], text=text, metadata=meta)
 
 
 async def open_embedding(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.UUID | str) -> np.ndarray | None:
@@ -328,9 +411,7 @@ async def open_embedding(conn: psycopg.AsyncConnection, user_id: str, chunk_id: 
     user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
     if row is None:
         return None
-    cid, _doc, _src, _text, _meta, emb_cipher, key_id = row
-    raw = open_sealed(emb_cipher, chunk_aad(user_hash, str(cid), "emb"), key_id=key_id)
-    return np.frombuffer(raw, dtype=EMBEDDING_DTYPE).copy()
+    return _open_row(user_hash, row)[2]
 
 
 async def query_memory(
@@ -344,6 +425,8 @@ async def query_memory(
     rerank: bool = True,
 ) -> list[MemoryHit]:
     """ANN search within the tenant, open the hits, rerank them, return the top ``k``.
+
+    The search is a durable read: its intent is committed first (see :mod:`pymem.reads`).
 
     Args:
         conn: async connection of a role that has ``pymem_app``.
@@ -360,23 +443,21 @@ async def query_memory(
 
     Raises:
         ValueError: bad ``k``/``candidates``/embedding.
-        InvalidTag: a stored ciphertext failed to open (tampering): fail closed.
+        InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
+            a stored embedding was changed: fail closed.
     """
-    if not isinstance(k, int) or not 1 <= k <= 1000:
-        raise ValueError("k must be an int between 1 and 1000")
-    if not isinstance(candidates, int) or not 1 <= candidates <= 1000:
-        raise ValueError("candidates must be an int between 1 and 1000")
+    _check_count("k", k)
+    _check_count("candidates", candidates)
     fetch = max(k, candidates)
-    async with set_rls_context(conn, user_id) as user_hash:
-        vector = _check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
-        cursor = await conn.execute(_SEARCH_SQL, (vector, fetch))
-        rows = await cursor.fetchall()
+    user_hash = hmac_user(user_id)
+    vector = _check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
+    rows = await _read(conn, user_hash, "search", (vector, fetch), _SEARCH_SQL, (vector, fetch))
     # Opening and reranking happen after COMMIT: the transaction stays short.
     opened = []
-    for cid, doc_id, source, text_cipher, meta_cipher, key_id, distance in rows:
-        text, meta = _open_fields(user_hash, cid, text_cipher, meta_cipher, key_id)
-        opened.append((cid, doc_id, source, text, meta, distance))
-    order = await _rerank_order(query, [hit[3] for hit in opened], rerank)
+    for row in rows:
+        text, meta, _ = _open_row(user_hash, row)
+        opened.append((row[0], row[1], row[2], text, meta, row[9]))
+    order = await _rerank_order(query, [hit[3] for hit in opened], rerank, user_hash)
     hits = []
     for rank, (index, score) in enumerate(order[:k], start=1):
         cid, doc_id, source, text, meta, distance = opened[index]
@@ -385,11 +466,11 @@ async def query_memory(
     return hits
 
 
-async def _rerank_order(query: str, texts: Sequence[str], enabled: bool) -> list[tuple[int, float]]:
+async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str) -> list[tuple[int, float]]:
     """(candidate index, score) pairs, best first."""
     # Imported here so that a store used without reranking never loads ONNX Runtime.
     from .rerank import ann_order, maybe_rerank
 
-    results = await maybe_rerank(query, list(texts)) if enabled else ann_order(texts)
+    results = await maybe_rerank(query, list(texts), tenant=tenant) if enabled else ann_order(texts)
     return [(r.index, r.score) for r in results]
 

@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+TENANT_BREAKERS_KEPT = 4096  # per-tenant breakers kept in memory (least recently used go first)
 # Preferred variants: int8 is the fast CPU path; int8 ops have no CUDA kernels, so CUDA
 # takes fp16 (fused attention, half the memory traffic) and falls back to fp32.
 _CPU_PREFERENCE = ("int8", "fp32")
@@ -453,6 +455,10 @@ class Reranker:
         self.breaker = CircuitBreaker(self.settings.rerank_breaker_threshold,
                                       self.settings.rerank_breaker_cooldown_s, clock=clock,
                                       on_change=self.metrics.set_breaker_state)
+        # One breaker per tenant as well: a tenant whose own calls keep breaching
+        # the budget (say, 1000 candidates each) opens only its own breaker, and
+        # other tenants keep their reranking. Bounded, least recently used first out.
+        self._tenant_breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
         self._factory = scorer_factory
         self._clock = clock
         self._scorer: Scorer | None = None
@@ -497,8 +503,21 @@ class Reranker:
                 self._scorer = scorer
         return self._scorer
 
+    def breaker_for(self, tenant: str | None) -> CircuitBreaker:
+        """The breaker that guards calls for ``tenant`` (the process-wide one for None)."""
+        if tenant is None:
+            return self.breaker
+        with self._load_lock:
+            breaker = self._tenant_breakers.pop(tenant, None)
+            if breaker is None:
+                breaker = CircuitBreaker(self.breaker.threshold, self.breaker.cooldown_s, clock=self._clock)
+            self._tenant_breakers[tenant] = breaker
+            while len(self._tenant_breakers) > TENANT_BREAKERS_KEPT:
+                self._tenant_breakers.popitem(last=False)
+            return breaker
+
     async def rerank(self, query: str, candidates: Sequence[str],
-                     timeout_ms: float | None = None) -> list[RerankedResult]:
+                     timeout_ms: float | None = None, *, tenant: str | None = None) -> list[RerankedResult]:
         """Reorder ``candidates`` by cross-encoder relevance to ``query``, within a budget.
 
         Args:
@@ -506,6 +525,8 @@ class Reranker:
             candidates: texts in ANN order.
             timeout_ms: the budget; ``None`` uses ``RERANK_CIRCUIT_MS`` (default 250).
                 The first call also waits for the model to load, outside the budget.
+            tenant: whose call this is (a user_hash); its failures open only that
+                tenant's breaker. None uses the process-wide breaker.
 
         Returns:
             One :class:`RerankedResult` per candidate, sorted by rank. On a timeout, an
@@ -521,7 +542,8 @@ class Reranker:
         except RerankError:
             # Logged once per load attempt (in cross_encoder), not once per query.
             return self._skip(candidates, "model_unavailable")
-        if not self.breaker.allow():
+        breaker = self.breaker_for(tenant)
+        if not breaker.allow():
             return self._skip(candidates, "circuit_open")
 
         import onnxruntime as ort
@@ -539,7 +561,7 @@ class Reranker:
         if not done:
             run_options.terminate = True  # ORT stops between nodes; queued work never starts
             future.add_done_callback(_drain)
-            self.breaker.record_failure()
+            breaker.record_failure()
             return self._skip(candidates, "timeout")
         try:
             scores = future.result()
@@ -547,20 +569,21 @@ class Reranker:
                 raise RerankError("the model returned malformed scores")
         except Exception as exc:
             log.warning("rerank failed (%s): answering in ANN order", type(exc).__name__)
-            self.breaker.record_failure()
+            breaker.record_failure()
             return self._skip(candidates, "error")
-        self.breaker.record_success()
+        breaker.record_success()
         self.metrics.observe_stages(scores.tokenize_s, scores.inference_s)
         return _ranked(candidates, scores.logits)
 
-    async def maybe_rerank(self, query: str, candidates: Sequence[str]) -> list[RerankedResult]:
+    async def maybe_rerank(self, query: str, candidates: Sequence[str], *,
+                           tenant: str | None = None) -> list[RerankedResult]:
         """:meth:`rerank` if ``RERANK_ENABLED``, else the ANN order without loading a model.
 
         A disabled reranker is a configuration, not a failure: it counts no skip.
         """
         if not self.settings.rerank_enabled:
             return ann_order(list(candidates))
-        return await self.rerank(query, candidates)
+        return await self.rerank(query, candidates, tenant=tenant)
 
     def _skip(self, candidates: list[str], reason: str) -> list[RerankedResult]:
         self.metrics.count_skip(reason)
@@ -639,15 +662,16 @@ def get_cross_encoder() -> Scorer:
     return get_reranker().cross_encoder()
 
 
-async def rerank(query: str, candidates: Sequence[str], timeout_ms: float | None = None) -> list[RerankedResult]:
+async def rerank(query: str, candidates: Sequence[str], timeout_ms: float | None = None, *,
+                 tenant: str | None = None) -> list[RerankedResult]:
     """Rerank within ``timeout_ms`` (default ``RERANK_CIRCUIT_MS``); see :meth:`Reranker.rerank`."""
-    return await get_reranker().rerank(query, candidates, timeout_ms)
+    return await get_reranker().rerank(query, candidates, timeout_ms, tenant=tenant)
 
 
-async def maybe_rerank(query: str, candidates: Sequence[str]) -> list[RerankedResult]:
+async def maybe_rerank(query: str, candidates: Sequence[str], *, tenant: str | None = None) -> list[RerankedResult]:
     """Rerank if ``RERANK_ENABLED`` (default true), else ANN order; never raises for
     model, device or timeout problems. See :meth:`Reranker.maybe_rerank`."""
-    return await get_reranker().maybe_rerank(query, candidates)
+    return await get_reranker().maybe_rerank(query, candidates, tenant=tenant)
 
 
 def get_rerank_metrics() -> dict:

@@ -30,16 +30,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
+from cryptography.exceptions import InvalidTag
 from tqdm import tqdm
 
-from .repository import SealedRow, put_sealed_rows
-from .security import UnknownKeyId, chunk_aad, keyring, open_sealed, seal
+from .reads import commit_read_intent
+from .repository import SealedRow, as_float32, open_row_fields, put_sealed_rows, seal_fields
+from .security import AAD_VERSION, UnknownKeyId, keyring
 from .tenant import SET_TENANT_SQL, tenant_transaction
 
-FIELDS = ("text", "meta", "emb")
-_EXPORT_SQL = ("SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, embedding"
-               " FROM pymem.export_chunks(%b::integer[], %s::uuid, %s)")
-_REKEY_SQL = "SELECT pymem.rekey_chunks(%b::uuid[], %b::integer[], %b::bytea[], %b::bytea[], %b::bytea[], %s)"
+_EXPORT_SQL = ("SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
+               " FROM pymem.export_chunks(%s::pg_catalog.uuid, %b::pg_catalog.int4[], %s::pg_catalog.uuid,"
+               " %s::pg_catalog.int4)")
+_REKEY_SQL = ("SELECT pymem.rekey_chunks(%b::pg_catalog.uuid[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[],"
+              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %s::pg_catalog.int4, %s::pg_catalog.int2)")
+_QUARANTINE_SQL = "SELECT pymem.quarantine_chunks(%b::pg_catalog.uuid[], %s::pg_catalog.text)"
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,19 @@ class KeyUsage:
 
 @dataclass(frozen=True)
 class RotationReport:
+    """What a rotation run did, and what it left under old keys.
+
+    ``quarantined`` rows did not open (tampered ciphertext, or a key id the ring
+    does not hold); they are listed by ``pymem.quarantined()`` and stay under
+    their old key. ``rows_left`` counts every live row still under an old key
+    after the run, so an old key can be retired only when it is 0.
+    """
+
     rows_resealed: int
     tenants: int
     batches: int
+    quarantined: int = 0
+    rows_left: int = 0
 
 
 async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
@@ -66,16 +80,14 @@ async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
 
 
 def _reseal_fields(row: tuple, old_hash: str, new_hash: str) -> tuple[bytes, bytes, bytes]:
-    """Open an exported row's three fields and seal them again with the active key.
+    """Open an exported row's three fields and seal them again (active key, AAD v2).
 
     Re-keying passes the same hash twice; moving a user to a new HMAC key passes
     the old and new hash, so the AAD changes with it.
     """
-    chunk_id, _doc, _src, text_cipher, meta_cipher, emb_cipher, key_id, _emb = row
-    cid = str(chunk_id)
-    return tuple(
-        seal(open_sealed(blob, chunk_aad(old_hash, cid, field), key_id=key_id), chunk_aad(new_hash, cid, field))
-        for blob, field in zip((text_cipher, meta_cipher, emb_cipher), FIELDS))
+    chunk_id, doc_id, source = row[:3]
+    text, meta, embedding = open_row_fields(old_hash, row)
+    return seal_fields(new_hash, str(chunk_id), doc_id, source, text, meta, embedding, keyring().active_key_id)
 
 
 class _Throttle:
@@ -96,53 +108,75 @@ class _Throttle:
 
 async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: int = 500,
                                 max_rows_per_second: float | None = None, progress: bool = False) -> RotationReport:
-    """Re-seal every row under an old key id with the active key.
+    """Re-seal every row under an old key id with the active key (and AAD v2).
+
+    Rows that do not open (a tampered ciphertext, or a key id the ring does not
+    hold) are quarantined and skipped, and the run finishes everything else: one
+    bad row can no longer stop a rotation. The report says what is left.
 
     Args:
         conn: async connection of a role with pymem_maintainer.
         batch_size: rows per transaction (1..10000).
         max_rows_per_second: rate limit, to spare a busy primary (None: unlimited).
         progress: show a progress bar.
-
-    Raises:
-        UnknownKeyId: rows exist under a key id the ring does not hold; add it to
-            MEMORY_ENCRYPTION_OLD_KEYS first (nothing is changed).
-        InvalidTag: a stored ciphertext does not open; that batch is rolled back
-            and the rotation stops, naming nothing secret.
     """
     if not 1 <= batch_size <= 10_000:
         raise ValueError("batch_size must be between 1 and 10000")
     ring = keyring()
-    usage = [u for u in await key_usage(conn) if u.live_rows > 0 and u.key_id != ring.active_key_id]
-    missing = [u.key_id for u in usage if u.key_id not in ring.key_ids]
-    if missing:
-        raise UnknownKeyId(f"rows are sealed under key id(s) {missing}, which the key ring does not hold")
-    old_ids = [u.key_id for u in usage]
+    async with conn.transaction():
+        await conn.execute("SELECT pymem.register_encryption_key(%s::pg_catalog.int4)", (ring.active_key_id,))
+    old_ids = [u.key_id for u in await key_usage(conn) if u.live_rows > 0 and u.key_id != ring.active_key_id]
     if not old_ids:
         return RotationReport(0, 0, 0)
-    cursor = await conn.execute("SELECT user_hash, live_rows FROM pymem.tenants_with_keys(%b::integer[])", (old_ids,))
+    cursor = await conn.execute("SELECT user_hash, live_rows FROM pymem.tenants_with_keys(%b::pg_catalog.int4[])",
+                                (old_ids,))
     tenants = await cursor.fetchall()
     bar = tqdm(total=sum(n for _, n in tenants), unit="row", desc="re-sealing", disable=not progress)
     throttle = _Throttle(max_rows_per_second)
-    resealed = batches = 0
+    resealed = batches = quarantined = 0
     for user_hash, _ in tenants:
+        user_hash = user_hash.strip()
+        after = None  # keyset paging: quarantined rows are passed over, not read again
         while True:
-            async with tenant_transaction(conn, user_hash.strip()):
-                cursor = await conn.execute(_EXPORT_SQL, (old_ids, None, batch_size))
+            ticket = await commit_read_intent(conn, user_hash, "export", (old_ids, batch_size))
+            async with tenant_transaction(conn, user_hash):
+                cursor = await conn.execute(_EXPORT_SQL, (ticket, old_ids, after, batch_size))
                 rows = await cursor.fetchall()
                 if not rows:
                     break
-                fresh = [_reseal_fields(row, user_hash, user_hash) for row in rows]
-                cursor = await conn.execute(_REKEY_SQL, (
-                    [r[0] for r in rows], [r[6] for r in rows], [f[0] for f in fresh], [f[1] for f in fresh],
-                    [f[2] for f in fresh], ring.active_key_id))
-                changed = (await cursor.fetchone())[0]
+                after = rows[-1][0]
+                changed, bad = await _reseal_batch(conn, user_hash, rows, ring.active_key_id)
             resealed += changed
+            quarantined += bad
             batches += 1
-            bar.update(changed)
+            bar.update(changed + bad)
             await throttle.add(changed)
     bar.close()
-    return RotationReport(resealed, len(tenants), batches)
+    left = sum(u.live_rows for u in await key_usage(conn) if u.key_id in old_ids)
+    return RotationReport(resealed, len(tenants), batches, quarantined, left)
+
+
+async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: list[tuple],
+                        active_key_id: int) -> tuple[int, int]:
+    """Re-seal the rows that open, quarantine the rest; return (re-sealed, quarantined)."""
+    fresh, bad = [], {"does not open": [], "key not in the ring": []}
+    for row in rows:
+        try:
+            fresh.append((row, _reseal_fields(row, user_hash, user_hash)))
+        except UnknownKeyId:
+            bad["key not in the ring"].append(row[0])
+        except InvalidTag:  # EmbeddingMismatch included
+            bad["does not open"].append(row[0])
+    changed = 0
+    if fresh:
+        cursor = await conn.execute(_REKEY_SQL, (
+            [r[0] for r, _ in fresh], [r[6] for r, _ in fresh], [f[0] for _, f in fresh],
+            [f[1] for _, f in fresh], [f[2] for _, f in fresh], active_key_id, AAD_VERSION))
+        changed = (await cursor.fetchone())[0]
+    for reason, ids in bad.items():
+        if ids:
+            await conn.execute(_QUARANTINE_SQL, (ids, reason))
+    return changed, sum(len(ids) for ids in bad.values())
 
 
 def _hmac_key(value: str | bytes, name: str) -> bytes:
@@ -186,10 +220,11 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
     for user_id in tqdm(users, unit="user", desc="re-tenanting", disable=not progress):
         old_hash = hmac.new(old_key, user_id.encode(), hashlib.sha256).hexdigest()
         new_hash = hmac.new(new_key, user_id.encode(), hashlib.sha256).hexdigest()
+        ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size))
         async with tenant_transaction(conn, old_hash):
             rows, after = [], None
             while True:
-                cursor = await conn.execute(_EXPORT_SQL, (None, after, page_size))
+                cursor = await conn.execute(_EXPORT_SQL, (ticket, None, after, page_size))
                 page = await cursor.fetchall()
                 rows += page
                 if len(page) < page_size:
@@ -208,4 +243,4 @@ def _moved_row(old_hash: str, new_hash: str, row: tuple) -> SealedRow:
     chunk_id, doc_id, source, *_sealed, embedding = row
     text, meta, emb = _reseal_fields(row, old_hash, new_hash)
     return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text, meta_cipher=meta,
-                     emb_cipher=emb, embedding=embedding)
+                     emb_cipher=emb, embedding=as_float32(embedding))

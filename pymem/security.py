@@ -40,18 +40,26 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .config import KeyMaterial, key_material
 
 __all__ = [
-    "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key", "hmac_user",
-    "keyring", "open_sealed", "reload_keys", "seal",
+    "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key",
+    "hmac_user", "keyring", "open_sealed", "reload_keys", "seal",
 ]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
-AAD_VERSION = b"pymem:v1"
+AAD_VERSION = 2  # what new rows are sealed with; rows store theirs (memory_chunks.aad_version)
 
 
 class UnknownKeyId(ValueError):
     """A blob names a key id that is neither active nor among the old keys."""
+
+
+class EmbeddingMismatch(InvalidTag):
+    """A row's searchable plaintext embedding differs from its sealed copy (tampering).
+
+    A subclass of :class:`InvalidTag`, so code that fails closed on tampering
+    catches both.
+    """
 
 
 def generate_key() -> str:
@@ -259,10 +267,23 @@ def open_sealed(blob: bytes, aad: bytes = b"", *, key_id: int | None = None) -> 
     return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
 
 
-def chunk_aad(user_hash: str, chunk_id: str, field: str) -> bytes:
-    """AAD for one sealed field of one chunk: ``pymem:v1|<user_hash>|<chunk_id>|<field>``.
+def chunk_aad(user_hash: str, chunk_id: str, field: str, labels: tuple[str, str] | None = None) -> bytes:
+    """AAD for one sealed field of one chunk.
+
+    Layouts (``|`` separated; v2 prefixes each label with its UTF-8 byte length,
+    so no choice of labels can produce another's bytes)::
+
+        v1 (labels None):              pymem:v1|<user_hash>|<chunk_id>|<field>
+        v2 (labels=(doc_id, source)):  pymem:v2|<user_hash>|<chunk_id>|<field>|<n>:<doc_id>|<m>:<source>
 
     Binding tenant, row and column means a ciphertext copied to another tenant,
-    another row or another column no longer opens (InvalidTag).
+    row or column no longer opens (InvalidTag); v2 also fails when the row's
+    ``doc_id`` or ``source`` was changed in the table. New rows use v2; v1 rows
+    (written before migration 0005) keep opening until re-sealed.
     """
-    return b"|".join((AAD_VERSION, user_hash.encode(), chunk_id.encode(), field.encode()))
+    head = [b"pymem:v1" if labels is None else b"pymem:v2", user_hash.encode(), chunk_id.encode(), field.encode()]
+    if labels is not None:
+        for label in labels:
+            data = label.encode("utf-8")
+            head.append(b"%d:%s" % (len(data), data))
+    return b"|".join(head)

@@ -3,6 +3,14 @@
 The setting is only ever made with ``set_config(..., true)`` inside a transaction
 this module opens, so it vanishes at COMMIT or ROLLBACK. A session-level ``SET``
 would survive on a pooled connection and hand the next caller another tenant's rows.
+
+Each tenant transaction also pins what a previous user of the same connection
+could have changed for the session and that pymem's correctness rests on: it is
+READ COMMITTED (the audit chain's row lock then waits instead of failing) and
+READ WRITE, whatever ``default_transaction_isolation`` or
+``default_transaction_read_only`` say. Every name pymem sends is schema-qualified
+(``pg_catalog.set_config``, ``pg_catalog.uuid[]``), so temporary types, domains
+or tables a session left in ``pg_temp`` are never used.
 """
 
 from __future__ import annotations
@@ -12,12 +20,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from .security import hmac_user
 
-SET_TENANT_SQL = "SELECT set_config('app.user_hash', %s, true)"
+SET_TENANT_SQL = "SELECT pg_catalog.set_config('app.user_hash', %s, true)"
+# One round trip: no parameters, so psycopg sends it as a simple query and both
+# statements run; the hash is a validated literal (64 lowercase hex characters).
+_BEGIN_TENANT_SQL = sql.SQL(
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE;"
+    " SELECT pg_catalog.set_config('app.user_hash', {}, true)")
 _HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_user_hash(user_hash: object) -> str:
+    """Return ``user_hash`` if it is 64 lowercase hex characters, else raise ValueError."""
+    if not (isinstance(user_hash, str) and len(user_hash) == 64 and _HEX.fullmatch(user_hash)):
+        raise ValueError("user_hash must be 64 lowercase hex characters")
+    return user_hash
 
 
 @asynccontextmanager
@@ -32,12 +53,11 @@ async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str) -> A
         RuntimeError: ``conn`` is already inside a transaction; nesting would let
             the tenant setting outlive this block, so it is refused.
     """
-    if not (isinstance(user_hash, str) and len(user_hash) == 64 and _HEX.fullmatch(user_hash)):
-        raise ValueError("user_hash must be 64 lowercase hex characters")
+    check_user_hash(user_hash)
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
     async with conn.transaction():
-        await conn.execute(SET_TENANT_SQL, (user_hash,))
+        await conn.execute(_BEGIN_TENANT_SQL.format(sql.Literal(user_hash)))
         yield user_hash
 
 

@@ -30,7 +30,8 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     search = written["benches"]["search"]["results"]["classes"]
     assert search, "at least one size class was measured"
     for info in search.values():
-        assert set(info["methods"]) == {"pymem search_chunks", "plain HNSW + filter", "exact (btree + sort)"}
+        assert set(info["methods"]) == {"pymem search_chunks", "pymem search_chunks, read only",
+                                         "plain HNSW + filter", "exact (btree + sort)"}
         for stats in info["methods"].values():
             assert 0.0 <= stats["recall_at_10"] <= 1.0 and set(stats["latency_ms"]) == {"p50", "p95", "p99", "max"}
 

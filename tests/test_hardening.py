@@ -19,10 +19,11 @@ from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
 from pymem import repository as repo
+from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user, open_sealed, seal
 from pymem.tenant import set_rls_context
-from tests.conftest import RELIABILITY
+from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL, committed_search_intent
 
 DIM = 384
 
@@ -103,9 +104,10 @@ async def test_pooled_connection_does_not_leak_the_tenant(app_url, ending):
     async with pool_for(app_url, 1) as pool:
         async with pool.connection() as conn:
             await repo.index_memory_chunk(conn, user, "d", "s", "t", vec(1))
+            ticket = await commit_read_intent(conn, hmac_user(user), "search", (vec(1), 10))
             with pytest.raises(RuntimeError) if ending == "rollback" else _nothing():
                 async with set_rls_context(conn, user):
-                    cur = await conn.execute("SELECT count(*) FROM pymem.search_chunks(%s, 10)", (vec(1),))
+                    cur = await conn.execute(SEARCH_COUNT_SQL, (ticket, vec(1), 10))
                     assert (await cur.fetchone())[0] == 1
                     if ending == "rollback":
                         raise RuntimeError("abort the tenant transaction")
@@ -114,8 +116,9 @@ async def test_pooled_connection_does_not_leak_the_tenant(app_url, ending):
             assert conn.info.backend_pid == first_backend
             cur = await conn.execute("SELECT current_setting('app.user_hash', true)")
             assert (await cur.fetchone())[0] in (None, "")
+            ticket = await committed_search_intent(conn, vec(1), 10)
             async with conn.transaction():
-                cur = await conn.execute("SELECT count(*) FROM pymem.search_chunks(%s, 10)", (vec(1),))
+                cur = await conn.execute(SEARCH_COUNT_SQL, (ticket, vec(1), 10))
                 leaked = (await cur.fetchone())[0]
     assert leaked == 0
     RELIABILITY[f"pooled leak after {ending}: rows seen by the next transaction"] = leaked
@@ -192,11 +195,16 @@ PRIVILEGED = {
     "set role auditor": "SET ROLE pymem_auditor",
     "read audit log": "SELECT * FROM pymem.audit_log",
     "read key stats": "SELECT * FROM pymem.key_stats",
-    "audit_append": "SELECT pymem.audit_append('get', NULL, '{}')",
+    "audit_append": "SELECT pymem.audit_append(repeat('0', 64), 'get', 'write', NULL, NULL, '{}')",
+    "lock a chain head": "SELECT pymem.audit_lock_chain(repeat('0', 64))",
+    "lock the heads table": "SELECT * FROM pymem.audit_chain_heads FOR UPDATE",
+    "change search tuning": "UPDATE pymem.tuning SET exact_search_max_rows = 0",
+    "register a key id": "SELECT pymem.register_encryption_key(99)",
+    "quarantine rows": "SELECT pymem.quarantine_chunks('{}', 'does not open')",
     "audit_verify": "SELECT * FROM pymem.audit_verify()",
     "key_usage": "SELECT * FROM pymem.key_usage()",
     "tenants_with_keys": "SELECT * FROM pymem.tenants_with_keys('{1}')",
-    "rekey_chunks": "SELECT pymem.rekey_chunks('{}', '{}', '{}', '{}', '{}', 1)",
+    "rekey_chunks": "SELECT pymem.rekey_chunks('{}', '{}', '{}', '{}', '{}', 1, 2::smallint)",
     "create in schema": "CREATE TABLE pymem.evil (x int)",
     "copy out": "COPY pymem.memory_chunks TO STDOUT",
 }
@@ -220,6 +228,16 @@ def _bad_calls():
         "index: NUL in source": lambda c: repo.index_memory_chunk(c, "u", "d", "s\x00", "t", good),
         "index: non-str source": lambda c: repo.index_memory_chunk(c, "u", "d", None, "t", good),
         "index: string embedding": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", "0.1,0.2"),
+        "index: 4 KiB doc_id (1024 four-byte characters)": lambda c: repo.index_memory_chunk(
+            c, "u", "\U0001f680" * 1024, "s", "t", good),
+        "index: deeply nested metadata": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", good, _nested(5000)),
+        "index: 32 MiB metadata": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", good, {"x": "y" * (32 << 20)}),
+        "index: 2**2000 in the embedding": lambda c: repo.index_memory_chunk(
+            c, "u", "d", "s", "t", [2**2000] + [0.0] * (DIM - 1)),
+        "index: complex embedding": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", good + 1j),
+        "index: all-zero embedding": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", np.zeros(DIM)),
+        "query: all-zero embedding": lambda c: repo.query_memory(c, "u", "q", np.zeros(DIM)),
+        "query: k = True": lambda c: repo.query_memory(c, "u", "q", good, k=True),
         "query: empty user": lambda c: repo.query_memory(c, "", "q", good),
         "query: k = 0": lambda c: repo.query_memory(c, "u", "q", good, k=0),
         "query: k = 1001": lambda c: repo.query_memory(c, "u", "q", good, k=1001),
@@ -234,6 +252,13 @@ def _bad_calls():
         "delete: non-str user": lambda c: repo.delete_document(c, 7, "d"),
         "erase: empty user": lambda c: repo.erase_user(c, ""),
     }
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"n": value}
+    return value
 
 
 @pytest.mark.parametrize("case", list(_bad_calls()))

@@ -16,9 +16,11 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from pymem import repository as repo
+from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 from pymem.tenant import set_rls_context
+from tests.conftest import SEARCH_COUNT_SQL, committed_search_intent
 
 DIM = 384
 
@@ -49,14 +51,18 @@ async def test_index_then_get_round_trip(aconn, alice):
 
 
 async def test_raw_row_holds_no_plaintext(aconn, admin_conn, alice):
-    text = "Project Nightingale launch code is 7734"
+    # Every needle holds characters outside [0-9a-f] (so none can occur in the hex
+    # user_hash) and is at least 13 bytes long (a random ciphertext byte string of
+    # this row's length contains a given 13-byte string with probability < 2**-90).
+    text = "Project Nightingale launch code is 7734-XQZ"
     metadata = {"secret_label": "codename-osprey"}
     chunk_id = await repo.index_memory_chunk(aconn, alice, "doc-x", "chat", text, vec(2), metadata)
     row = admin_conn.execute(
         "SELECT user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id FROM pymem.memory_chunks"
         " WHERE id = %s", (chunk_id,)).fetchone()
     raw = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
-    for needle in (text, "Nightingale", "7734", json.dumps(metadata), "codename-osprey", "secret_label", alice):
+    for needle in (text, "Project Nightingale", "launch code is 7734-XQZ", json.dumps(metadata), "codename-osprey",
+                   "secret_label\":", alice):
         assert needle.encode() not in raw
     assert row[0] == hmac_user(alice)
 
@@ -196,13 +202,15 @@ async def test_set_rls_context_refuses_an_open_transaction(aconn, alice):
 
 async def test_context_does_not_survive_the_transaction(aconn, alice):
     await repo.index_memory_chunk(aconn, alice, "d", "s", "t", vec(5))
+    ticket = await commit_read_intent(aconn, hmac_user(alice), "search", (vec(5), 10))
     async with set_rls_context(aconn, alice):
-        cur = await aconn.execute("SELECT count(*) FROM pymem.search_chunks(%s, 10)", (vec(5),))
+        cur = await aconn.execute(SEARCH_COUNT_SQL, (ticket, vec(5), 10))
         assert (await cur.fetchone())[0] >= 1
     cur = await aconn.execute("SELECT current_setting('app.user_hash', true)")
     assert (await cur.fetchone())[0] in (None, "")
+    ticket = await committed_search_intent(aconn, vec(5), 10)
     async with aconn.transaction():
-        cur = await aconn.execute("SELECT count(*) FROM pymem.search_chunks(%s, 10)", (vec(5),))
+        cur = await aconn.execute(SEARCH_COUNT_SQL, (ticket, vec(5), 10))
         assert (await cur.fetchone())[0] == 0
 
 

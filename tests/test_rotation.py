@@ -74,11 +74,12 @@ def open_everything(admin_url: str) -> dict[int, int]:
     """Open every field of every row with the current ring; return rows per key id."""
     per_key: dict[int, int] = {}
     with connect(admin_url) as conn:
-        rows = conn.execute("SELECT id, user_hash, text_cipher, meta_cipher, emb_cipher, key_id"
-                            " FROM pymem.memory_chunks").fetchall()
-    for chunk_id, user_hash, *blobs, key_id in rows:
+        rows = conn.execute("SELECT id, user_hash, doc_id, source, aad_version, text_cipher, meta_cipher,"
+                            " emb_cipher, key_id FROM pymem.memory_chunks").fetchall()
+    for chunk_id, user_hash, doc_id, source, aad_version, *blobs, key_id in rows:
+        labels = (doc_id, source) if aad_version == 2 else None
         for blob, field in zip(blobs, ("text", "meta", "emb")):
-            open_sealed(blob, chunk_aad(user_hash, str(chunk_id), field), key_id=key_id)
+            open_sealed(blob, chunk_aad(user_hash, str(chunk_id), field, labels), key_id=key_id)
         per_key[key_id] = per_key.get(key_id, 0) + 1
     return per_key
 
@@ -105,19 +106,21 @@ async def test_rotation_reseals_everything_and_reads_keep_working(ops_url, key_e
         await conn.close()
 
 
-async def test_rotation_refuses_rows_under_a_key_the_ring_lacks(ops_url, key_env):
+async def test_rotation_quarantines_rows_under_a_key_the_ring_lacks(ops_url, key_env):
     admin, ops = ops_url
     key_env(1, {1: generate_key()})
     await index_users(ops, ["lost-key"], 3)
     key_env(2, {2: generate_key()})  # key 1 forgotten
     conn = await aconnect(ops)
     try:
-        with pytest.raises(ValueError, match=r"key id\(s\) \[1\]"):
-            await rotate_encryption_key(conn)
+        report = await rotate_encryption_key(conn)
     finally:
         await conn.close()
+    assert (report.rows_resealed, report.quarantined, report.rows_left) == (0, 3, 3)
     with connect(admin) as c:
         assert c.execute("SELECT count(*) FROM pymem.memory_chunks WHERE key_id = 1").fetchone()[0] == 3
+        assert c.execute("SELECT reason, count(*) FROM pymem.quarantined() GROUP BY 1").fetchall() == [
+            ("key not in the ring", 3)]
 
 
 def test_rotation_survives_sigkill_and_resumes(ops_url, key_env):
@@ -152,9 +155,10 @@ def test_rotation_survives_sigkill_and_resumes(ops_url, key_env):
 async def test_seal_counter_warns_past_the_threshold(ops_url, key_env, caplog):
     admin, ops = ops_url
     key_env(1, {1: generate_key()})
+    with connect(admin) as c:  # a DBA's knob now: pymem.tuning, owner only
+        c.execute("UPDATE pymem.tuning SET key_seal_warn_threshold = 12")
     conn = await aconnect(ops)
     try:
-        await conn.execute("SET pymem.key_seal_warn_threshold = 12")
         with caplog.at_level(logging.WARNING, logger="pymem.db"):
             await repo.index_memory_chunks(conn, "warn-me", [ChunkInput("d", "s", "t", vec(i)) for i in range(3)])
             assert not [r for r in caplog.records if "rotate it" in r.getMessage()]  # 9 seals < 12

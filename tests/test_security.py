@@ -119,6 +119,16 @@ class TestAADBinding:
 
     def test_chunk_aad_layout(self):
         assert chunk_aad("ab", "id", "text") == b"pymem:v1|ab|id|text"
+        assert chunk_aad("ab", "id", "text", ("d|1", "sé")) == b"pymem:v2|ab|id|text|3:d|1|3:s\xc3\xa9"
+
+    def test_chunk_aad_v2_labels_cannot_be_shifted(self):
+        # Length prefixes: moving a separator between doc_id and source changes the AAD.
+        assert chunk_aad("ab", "id", "text", ("a|1:b", "")) != chunk_aad("ab", "id", "text", ("a", "b"))
+
+    def test_relabelled_v2_blob_fails(self, keys):
+        blob = seal(b"x", chunk_aad("a" * 64, "id", "text", ("doc", "src")))
+        with pytest.raises(InvalidTag):
+            open_sealed(blob, chunk_aad("a" * 64, "id", "text", ("other-doc", "src")))
 
 
 class TestTamperDetection:

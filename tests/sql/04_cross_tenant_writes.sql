@@ -1,7 +1,8 @@
 -- Property: a tenant cannot insert rows for another tenant (exact RLS error),
 -- and cannot update or delete another tenant's rows.
+SET ROLE pymem_app;
+SELECT tests.intend('bob', 'search', pymem.search_digest('[1,0,0]', 100));
 BEGIN;
-SET LOCAL ROLE pymem_app;
 SELECT plan(7);
 
 SELECT tests.act_as('alice');
@@ -16,7 +17,7 @@ SELECT throws_ok($$UPDATE pymem.memory_chunks SET doc_id = 'x'$$, '42501', NULL,
                  'alice cannot UPDATE rows directly');
 
 SELECT tests.act_as('bob');
-SELECT is((SELECT count(*) FROM pymem.search_chunks('[1,0,0]', 100)), 2::bigint,
+SELECT is((SELECT count(*) FROM tests.search('[1,0,0]', 100)), 2::bigint,
           'bob still has both his rows after alice''s delete and erase');
 SELECT is(pymem.delete_document('b1'), 2, 'control: bob can delete his own document');
 

@@ -17,13 +17,13 @@ SELECT throws_ok($$UPDATE pymem.memory_chunks SET source = 'x'$$, '42501', NULL,
 SELECT throws_ok($$DELETE FROM pymem.memory_chunks$$, '42501', NULL, 'direct DELETE is denied');
 SELECT throws_ok($$SELECT * FROM pymem.audit_log$$, '42501', 'permission denied for table audit_log',
                  'audit_log is not readable by the app');
-SELECT throws_ok($$SELECT pymem.audit_append('get', NULL, '{}')$$, '42501', NULL,
+SELECT throws_ok($$SELECT pymem.audit_append(repeat('0', 64), 'get', 'write', NULL, NULL, '{}')$$, '42501', NULL,
                  'internal audit_append is not callable');
 SELECT throws_ok($$SELECT * FROM pymem.audit_verify()$$, '42501', NULL,
                  'audit_verify is for the auditor, not the app');
-SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(public.vector, integer)', 'EXECUTE'),
+SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(uuid, public.vector, integer)', 'EXECUTE'),
           'the app can execute search_chunks');
-SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(public.vector, integer)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(uuid, public.vector, integer)', 'EXECUTE'),
           'PUBLIC cannot execute search_chunks');
 SELECT ok(NOT has_schema_privilege('pymem_app', 'pymem', 'CREATE'), 'the app cannot create objects in pymem');
 

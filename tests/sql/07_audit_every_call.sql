@@ -1,39 +1,43 @@
 -- Property: every API call leaves an audit row (reads and searches included), and
 -- the audit log cannot be changed by the app or by the auditor.
+SET ROLE pymem_app;
+SELECT tests.intend('alice', 'search', pymem.search_digest('[1,0,0]', 2));
+SELECT tests.intend('alice', 'get', pymem.get_digest(ARRAY['aaaaaaaa-0000-0000-0000-000000000003'::uuid]));
+SELECT tests.intend('', 'search', pymem.search_digest('[1,0,0]', 5));
 BEGIN;
-SET LOCAL ROLE pymem_app;
-SELECT plan(12);
+SELECT plan(13);
 
+SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE phase = 'intent' AND operation = 'search'
+                   AND user_hash = tests.tenant('alice')),
+          'a read''s intent is in the tenant''s chain, committed before the read');
 SELECT tests.act_as('alice');
-CREATE TEMP TABLE mark AS SELECT coalesce(max(seq), 0) AS seq FROM tests.audit_rows();
-
-SELECT * FROM pymem.search_chunks('[1,0,0]', 2);
-SELECT results_eq($$SELECT operation, user_hash::text, row_count FROM tests.audit_rows()
-                    WHERE seq > (SELECT seq FROM mark) ORDER BY seq$$,
-                  $$VALUES ('search'::text, tests.tenant('alice')::text, 2)$$,
-                  'search leaves one audit row with the tenant and the hit count');
-SELECT * FROM pymem.get_chunk('aaaaaaaa-0000-0000-0000-000000000003');
-SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark) AND operation = 'get'),
+SELECT * FROM tests.search('[1,0,0]', 2);
+SELECT results_eq($$SELECT operation, phase, user_hash::text, row_count FROM tests.audit_rows()
+                    WHERE txid = pg_current_xact_id() ORDER BY chain_pos$$,
+                  $$VALUES ('search'::text, 'result'::text, tests.tenant('alice')::text, 2)$$,
+                  'search leaves one result row with the tenant and the hit count');
+SELECT * FROM tests.get('aaaaaaaa-0000-0000-0000-000000000003');
+SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'get'),
           ARRAY['aaaaaaaa-0000-0000-0000-000000000003'::uuid], 'get leaves an audit row naming the chunk');
 SELECT tests.put(tests.tenant('alice'), 'aaaaaaaa-0000-0000-0000-0000000000aa', 'a7', '[0,1,1]');
-SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark) AND operation = 'insert'),
+SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'insert'),
           ARRAY['aaaaaaaa-0000-0000-0000-0000000000aa'::uuid], 'put leaves an insert audit row');
 SELECT pymem.delete_document('a7');
-SELECT is((SELECT row_count FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark) AND operation = 'delete'),
+SELECT is((SELECT row_count FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'delete'),
           1, 'delete_document leaves a delete audit row');
 SELECT pymem.erase_tenant();
-SELECT is((SELECT count(*) FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark) AND operation = 'delete'),
+SELECT is((SELECT count(*) FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'delete'),
           2::bigint, 'erase_tenant leaves another delete audit row');
 SELECT pymem.delete_document('no-such-doc');
-SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark)
+SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
                    AND operation = 'delete' AND row_count = 0 AND user_hash = tests.tenant('alice')),
           'a delete that matches nothing is audited too');
 SELECT set_config('app.user_hash', '', true);
-SELECT * FROM pymem.search_chunks('[1,0,0]', 5);
-SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE seq > (SELECT seq FROM mark)
-                   AND operation = 'search' AND user_hash IS NULL AND row_count = 0),
-          'a search without tenant context is audited too');
-SELECT is(tests.audit_problems(), 0::bigint, 'the audit hash chain verifies');
+SELECT * FROM tests.search('[1,0,0]', 5);
+SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
+                   AND operation = 'search' AND user_hash = repeat('0', 64) AND row_count = 0),
+          'a search without tenant context is audited too, in the no-tenant chain');
+SELECT is(tests.audit_problems(), 0::bigint, 'the audit hash chains verify');
 
 SELECT throws_ok($$UPDATE pymem.audit_log SET operation = 'get'$$, '42501', NULL, 'the app cannot UPDATE the audit log');
 SELECT throws_ok($$DELETE FROM pymem.audit_log$$, '42501', NULL, 'the app cannot DELETE from the audit log');

@@ -1,9 +1,11 @@
 -- Property: the tenant context is transaction-local. After a transaction that set
 -- it commits or rolls back, the next transaction on the same connection sees nothing.
+SET ROLE pymem_app;
+SELECT tests.intend('alice', 'search', pymem.search_digest('[1,0,0]', 10));
+SELECT tests.intend('', 'search', pymem.search_digest('[1,0,0]', 10));
 BEGIN;
-SET LOCAL ROLE pymem_app;
 SELECT tests.act_as('alice');
-SELECT count(*) FROM pymem.search_chunks('[1,0,0]', 10);
+SELECT count(*) FROM tests.search('[1,0,0]', 10);
 COMMIT;
 
 BEGIN;
@@ -16,11 +18,11 @@ SET LOCAL ROLE pymem_app;
 SELECT plan(4);
 SELECT is(coalesce(current_setting('app.user_hash', true), ''), '',
           'after commit and rollback the setting is gone');
-SELECT is_empty($$SELECT * FROM pymem.search_chunks('[1,0,0]', 10)$$,
+SELECT is_empty($$SELECT * FROM tests.search('[1,0,0]', 10)$$,
                 'the next transaction finds no rows of the previous tenants');
 SELECT is(pymem.erase_tenant(), 0, 'and can erase nothing');
 SELECT tests.act_as('alice');
-SELECT is((SELECT count(*) FROM pymem.search_chunks('[1,0,0]', 10)), 3::bigint,
+SELECT is((SELECT count(*) FROM tests.search('[1,0,0]', 10)), 3::bigint,
           'control: setting the context again in this transaction works');
 SELECT * FROM finish();
 ROLLBACK;
