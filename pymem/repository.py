@@ -30,7 +30,7 @@ import psycopg
 
 from .config import get_settings
 from .reads import commit_read_intent
-from .security import AAD_VERSION, EmbeddingMismatch, chunk_aad, hmac_user, keyring, open_sealed, seal
+from .security import AAD_VERSION, EmbeddingMismatch, UnknownKeyId, chunk_aad, hmac_user, keyring, open_sealed, seal
 from .tenant import set_rls_context, tenant_transaction
 
 # doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
@@ -249,6 +249,7 @@ async def index_memory_chunks(
     Raises:
         ValueError: any chunk is invalid (empty doc_id, wrong embedding dimension,
             NaN/inf, text over the limit, metadata not JSON); nothing is written.
+        UnknownKeyId: the active key id is not registered in the database.
         psycopg.Error: the database refused the batch; nothing is written.
     """
     items = [_as_chunk(item) for item in chunks]
@@ -256,10 +257,14 @@ async def index_memory_chunks(
         raise ValueError("chunks must not be empty")
     max_bytes = get_settings().max_text_bytes
     key_id = keyring().active_key_id
-    async with set_rls_context(conn, user_id) as user_hash:
-        dim = await _embedding_dim(conn)
-        rows = [_seal_chunk(user_hash, item, dim, max_bytes, key_id) for item in items]
-        await put_sealed_rows(conn, user_hash, rows, key_id, progress=progress)
+    try:
+        async with set_rls_context(conn, user_id) as user_hash:
+            dim = await _embedding_dim(conn)
+            rows = [_seal_chunk(user_hash, item, dim, max_bytes, key_id) for item in items]
+            await put_sealed_rows(conn, user_hash, rows, key_id, progress=progress)
+    except psycopg.errors.ForeignKeyViolation:
+        raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
+                           f" `pymem register-key {key_id}` before the app writes with it") from None
     return [r.id for r in rows]
 
 

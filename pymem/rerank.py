@@ -219,6 +219,10 @@ class CrossEncoder:
                     "onnxruntime-gpu with matching CUDA/cuDNN libraries, or set "
                     "PYMEM_RERANK_DEVICE=auto or cpu.")
             return None
+        return self._open_cuda_session(ort, manifest, strict)
+
+    # Needs onnxruntime-gpu and an NVIDIA GPU: excluded from coverage on machines without one.
+    def _open_cuda_session(self, ort, manifest: dict | None, strict: bool):  # pragma: no cover
         self.variant, path = _pick_variant(self.model_dir, manifest, self._forced or _CUDA_PREFERENCE)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -258,6 +262,9 @@ class CrossEncoder:
     def _run(self, feed: dict[str, np.ndarray], run_options) -> np.ndarray:
         if self.device == "cpu":
             return self._session.run([self._output_name], feed, run_options)[0]
+        return self._run_cuda(feed, run_options)
+
+    def _run_cuda(self, feed: dict[str, np.ndarray], run_options) -> np.ndarray:  # pragma: no cover - CUDA only
         # I/O binding on CUDA: inputs are copied once to the device and the (tiny)
         # logits come back to host memory, without ORT's per-run staging copies.
         binding = self._session.io_binding()

@@ -7,6 +7,18 @@ SELECT '[0]'::public.vector;
 
 SET LOCAL ROLE pymem_owner;
 
+-- 0005 pinned row_security on every definer function; earlier revisions did not.
+DO $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    FOR v_fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = 'pymem'::regnamespace AND p.prosecdef LOOP
+        EXECUTE format('ALTER FUNCTION %s RESET row_security', v_fn);
+    END LOOP;
+END
+$$;
+
 DROP TRIGGER memory_chunks_audit_direct ON pymem.memory_chunks;
 DROP TRIGGER memory_chunks_audit_truncate ON pymem.memory_chunks;
 DROP FUNCTION pymem.audit_direct_write();

@@ -862,6 +862,20 @@ BEGIN
 END
 $$;
 
+-- Every definer function touches tables under FORCE RLS; a caller's leftover
+-- row_security = off would make each of them fail (sabotage on a pooled
+-- connection). Pin it on all of them, including those of earlier revisions.
+DO $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    FOR v_fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                 WHERE p.pronamespace = 'pymem'::regnamespace AND p.prosecdef LOOP
+        EXECUTE format('ALTER FUNCTION %s SET row_security = on', v_fn);
+    END LOOP;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Grants.
 -- ---------------------------------------------------------------------------

@@ -421,6 +421,21 @@ class TestReranking:
         for x in results:
             assert x.score == pytest.approx(1 / (1 + np.exp(-logits[x.index])), abs=1e-5)
 
+    async def test_one_tenants_timeouts_do_not_turn_reranking_off_for_other_tenants(self, rerankers, model_dir):
+        """The attack: three candidates=1000 queries from one tenant opened the
+        process-wide breaker, and the next tenant was no longer reranked."""
+        r = rerankers(settings=make_settings(model_dir, rerank_circuit_ms=60_000.0),
+                      factory=rr._cross_encoder_from_settings)
+        heavy = [CANDIDATES[i % len(CANDIDATES)] + f" {i}" for i in range(1000)]
+        for _ in range(3):  # a budget no run can meet: every call times out
+            assert_ann_order(await r.rerank(QUERY, heavy, timeout_ms=0.001, tenant="a" * 64), heavy)
+        assert r.breaker_for("a" * 64).state == "open"
+        skipped = r.metrics_json()["rerank_skipped_total"]
+        results = await r.rerank(QUERY, CANDIDATES, tenant="b" * 64)
+        assert r.metrics_json()["rerank_skipped_total"] == skipped  # tenant b was reranked, not skipped
+        assert r.breaker_for("b" * 64).state == "closed" and r.breaker.state == "closed"
+        assert sorted(x.index for x in results) == list(range(len(CANDIDATES)))
+
     async def test_rerank_of_nothing_is_nothing(self, rerankers):
         scorer = InstantScorer()
         assert await rerankers(scorer).rerank(QUERY, []) == []

@@ -1,0 +1,102 @@
+"""The ``pymem`` command in-process, against fresh databases on the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+import pytest
+
+from pymem import repository as repo
+from pymem.cli import main
+from pymem.db import aconnect
+
+
+@pytest.fixture
+def cli_db(cluster, monkeypatch, request) -> str:
+    """A fresh database as PYMEM_DATABASE_URL (superuser: it may act as every pymem role)."""
+    admin = cluster.fresh_database(f"pymem_cli_{request.node.name[:20].lower()}", embedding_dim=8)
+    monkeypatch.setenv("PYMEM_DATABASE_URL", admin)
+    return admin
+
+
+def _lines(capsys) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+@pytest.mark.parametrize("extra, names", [([], ["MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"]),
+                                          (["--audit"], ["PYMEM_AUDIT_SIGNING_KEY", "PYMEM_AUDIT_VERIFY_KEY"])])
+def test_keygen_prints_fresh_32_byte_keys(capsys, extra, names):
+    assert main(["keygen", *extra]) == 0
+    first = dict(line.split("=", 1) for line in _lines(capsys))
+    assert main(["keygen", *extra]) == 0
+    second = dict(line.split("=", 1) for line in _lines(capsys))
+    assert sorted(first) == sorted(names)
+    assert all(len(base64.b64decode(v)) == 32 for v in first.values())
+    assert first != second
+
+
+def test_demo_runs_end_to_end(cluster, monkeypatch, capsys):
+    monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.fresh_database("pymem_cli_demo", embedding_dim=384))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "refused" in out and "invisible to this tenant" in out
+
+
+def test_migrate_register_key_and_key_usage(cli_db, capsys):
+    assert main(["migrate"]) == 0 and "migrated to head" in capsys.readouterr().out
+    assert main(["register-key", "7"]) == 0 and "key id 7 registered" in capsys.readouterr().out
+    assert main(["register-key", "7"]) == 0 and "already registered" in capsys.readouterr().out
+    assert main(["key-usage"]) == 0
+
+
+def test_doctor_fails_on_a_login_that_may_create_temp_objects(cluster, cli_db, capsys):
+    cluster.login_role("pymem_cli_app", ["pymem_app"])
+    assert main(["doctor", "--role", "pymem_cli_app"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL no temporary objects: REVOKE TEMPORARY ON DATABASE" in out and "ok   app role" in out
+    assert main(["doctor", "--role", "no_such_role"]) == 2
+
+
+async def _index_one(dsn: str) -> None:
+    conn = await aconnect(dsn)
+    await conn.execute("SET ROLE pymem_app")
+    try:
+        await repo.index_memory_chunk(conn, "cli-user", "d", "s", "t", np.ones(8))
+    finally:
+        await conn.close()
+
+
+def test_rotate_key_checkpoint_and_verify(cli_db, capsys, monkeypatch, tmp_path):
+    asyncio.run(_index_one(cli_db))  # the CLI runs its own event loop: this test is sync
+    assert main(["rotate-key", "--no-progress"]) == 0
+    assert "rows left under old keys: 0" in capsys.readouterr().out  # nothing under old keys: a no-op
+    checkpoint = tmp_path / "audit.checkpoint"
+    assert main(["audit-checkpoint", "--out", str(checkpoint)]) == 2  # no signing key yet
+    assert "PYMEM_AUDIT_SIGNING_KEY is not set" in capsys.readouterr().err
+    main(["keygen", "--audit"])
+    keys = dict(line.split("=", 1) for line in _lines(capsys))
+    monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", keys["PYMEM_AUDIT_SIGNING_KEY"])
+    assert main(["audit-checkpoint", "--out", str(checkpoint)]) == 0
+    assert "signed the heads of" in capsys.readouterr().out
+    monkeypatch.delenv("PYMEM_AUDIT_SIGNING_KEY")
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", keys["PYMEM_AUDIT_VERIFY_KEY"])
+    assert main(["audit-verify", "--checkpoint", str(checkpoint)]) == 0
+    assert "matches the checkpoint" in capsys.readouterr().out
+    checkpoint.write_text("{}")
+    assert main(["audit-verify", "--checkpoint", str(checkpoint)]) == 2
+    assert "not a readable pymem audit checkpoint" in capsys.readouterr().err
+
+
+def test_rotate_tenant_key_needs_both_hmac_keys(cli_db, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("MEMORY_TENANT_HMAC_KEY_NEW", raising=False)
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+    assert main(["rotate-tenant-key", "--user-ids-file", str(users)]) == 2
+    assert "MEMORY_TENANT_HMAC_KEY_NEW" in capsys.readouterr().err
+
+
+def test_export_reranker_reports_a_missing_model(capsys, tmp_path):
+    assert main(["export-reranker", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "pymem export-reranker:" in capsys.readouterr().err
