@@ -201,7 +201,7 @@ def run(scale: str) -> dict:
          ["plaintext COPY BINARY (baseline)", n_copy, f"{round(copy_rate):,}", "1.0"],
          ["pymem sealed batch (seal x3 + audit + RLS)", n_copy, f"{round(sealed_rate):,}",
           f"{results['copy_vs_sealed']['sealed_ratio_vs_copy']}x of COPY (goal >= 0.8x)"],
-         ["single writes, audit trigger off (baseline)", audit["chunks"], f"{audit['without_audit_chunks_per_s']:,}",
+         ["single writes, audit_append a no-op (baseline)", audit["chunks"], f"{audit['without_audit_chunks_per_s']:,}",
           "1.0"],
          ["single writes, hash-chained audit on", audit["chunks"], f"{audit['with_audit_chunks_per_s']:,}",
           f"{audit['audit_overhead_ratio']}x of no-audit"],

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "pymem"
 # Never inherited by a server or child process: a database superuser could read
-# them back (COPY ... FROM PROGRAM 'env', pg_read_file('/proc/self/environ')).
+# them back with COPY ... FROM PROGRAM 'env'.
 SECRET_VARIABLES = ("MEMORY_ENCRYPTION_KEY", "MEMORY_ENCRYPTION_OLD_KEYS", "MEMORY_TENANT_HMAC_KEY",
                     "MEMORY_TENANT_HMAC_KEY_NEW", "PYMEM_AUDIT_SIGNING_KEY")
 _environ_lock = threading.Lock()

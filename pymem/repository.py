@@ -113,7 +113,11 @@ def _check_label(name: str, value: Any, *, allow_empty: bool) -> str:
         raise ValueError(f"{name} must not be empty")
     if "\x00" in value:  # Postgres text cannot hold NUL; say so before anything is sent
         raise ValueError(f"{name} must not contain NUL characters")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_LABEL_BYTES:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid Unicode (lone surrogates)") from None
+    if size > MAX_LABEL_BYTES:
         raise ValueError(f"{name} is longer than {MAX_LABEL_BYTES} bytes in UTF-8")
     return value
 

@@ -129,6 +129,21 @@ async def test_pool_reset_discards_what_a_borrower_left(app_url):
     attack_failed("pooled connection reuse")
 
 
+async def test_pool_reset_also_works_on_connections_outside_autocommit(app_url):
+    conn = await psycopg.AsyncConnection.connect(app_url)  # autocommit off, as psycopg's default
+    try:
+        await conn.execute("SET statement_timeout = 1")
+        await conn.rollback()  # the SET was in a transaction; a SET that was committed survives:
+        await conn.execute("SET statement_timeout = 1")
+        await conn.commit()
+        await reset_connection(conn)
+        assert not conn.autocommit
+        cur = await conn.execute("SHOW statement_timeout")
+        assert (await cur.fetchone())[0] == "0"
+    finally:
+        await conn.close()
+
+
 def test_doctor_flags_temp_privilege_until_the_dba_revokes_it(cluster):
     name = "pymem_doctor"
     admin = cluster.fresh_database(name, embedding_dim=8)
@@ -385,13 +400,17 @@ def test_the_embedded_server_does_not_hold_the_keys(admin_conn):
     import os
 
     assert os.environ.get("MEMORY_ENCRYPTION_KEY")  # this process has them (conftest) ...
-    environ = bytes(admin_conn.execute("SELECT pg_read_binary_file('/proc/self/environ')").fetchone()[0])
-    postmaster = bytes(admin_conn.execute(
-        "SELECT pg_read_binary_file('/proc/' || (SELECT pid FROM pg_stat_activity"
-        " WHERE backend_type = 'checkpointer') || '/environ')").fetchone()[0])
-    for name in (b"MEMORY_ENCRYPTION_KEY", b"MEMORY_TENANT_HMAC_KEY"):
-        assert name not in environ and name not in postmaster  # ... the database server does not
-        assert os.environ[name.decode()].encode() not in environ
+    # What a database superuser does: run a program that inherits the server's
+    # environment. (/proc/self/environ of a backend is no test: Postgres reuses
+    # that memory for its process title.)
+    with admin_conn.transaction():
+        admin_conn.execute("CREATE TEMP TABLE server_env (line text)")
+        admin_conn.execute("COPY server_env FROM PROGRAM 'env'")
+        environ = "\n".join(r[0] for r in admin_conn.execute("SELECT line FROM server_env"))
+        admin_conn.execute("DROP TABLE server_env")
+    assert "PATH=" in environ  # the program ran and its environment came back
+    for name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):
+        assert name not in environ and os.environ[name] not in environ  # ... the server does not
     attack_failed("read the keys from the server's environment")
 
 

@@ -230,6 +230,7 @@ def _bad_calls():
         "index: string embedding": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", "0.1,0.2"),
         "index: 4 KiB doc_id (1024 four-byte characters)": lambda c: repo.index_memory_chunk(
             c, "u", "\U0001f680" * 1024, "s", "t", good),
+        "index: lone surrogate in doc_id": lambda c: repo.index_memory_chunk(c, "u", "a\ud800", "s", "t", good),
         "index: deeply nested metadata": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", good, _nested(5000)),
         "index: 32 MiB metadata": lambda c: repo.index_memory_chunk(c, "u", "d", "s", "t", good, {"x": "y" * (32 << 20)}),
         "index: 2**2000 in the embedding": lambda c: repo.index_memory_chunk(
