@@ -26,9 +26,31 @@ from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.rotation import rotate_encryption_key
 from pymem.security import EmbeddingMismatch, UnknownKeyId, chunk_aad, generate_key, hmac_user, reload_keys, seal
-from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL
+from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL, cluster_for, external_database
 
 DIM = 384
+VERSIONS = [None] if external_database() else [16, 18]
+
+
+# Every attack runs on PostgreSQL 16 and 18: these module fixtures override the
+# session's single-server ones from conftest.
+@pytest.fixture(scope="module", params=VERSIONS, ids=lambda v: "external" if v is None else f"pg{v}")
+def cluster(request):
+    """The server of one PG major version."""
+    return cluster_for(request.param)
+
+
+@pytest.fixture(scope="module")
+def admin_url(cluster) -> str:
+    """Superuser DSN of a fresh, migrated database for this module."""
+    return cluster.fresh_database("pymem_attacks", embedding_dim=DIM)
+
+
+@pytest.fixture(scope="module")
+def app_url(cluster, admin_url) -> str:
+    """A LOGIN role that has pymem_app, as an application would connect."""
+    cluster.login_role("pymem_attacks_app", ["pymem_app"])
+    return cluster.url("pymem_attacks", user="pymem_attacks_app")
 
 
 def vec(seed: int) -> np.ndarray:
@@ -201,7 +223,7 @@ async def test_a_read_without_a_committed_intent_returns_nothing(aconn, user):
 # --------------------------------------------------------------------------- 3. freezing a tenant
 async def test_a_login_without_pymem_roles_cannot_freeze_a_tenant(cluster, admin_url, app_url, user):
     cluster.login_role("pymem_outsider", [])
-    outsider = connect(cluster.url("pymem_test", user="pymem_outsider"))
+    outsider = connect(cluster.url("pymem_attacks", user="pymem_outsider"))
     victim = await aconnect(app_url)
     try:
         await repo.index_memory_chunk(victim, user, "d", "s", "t", vec(5))
