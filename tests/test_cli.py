@@ -100,3 +100,39 @@ def test_rotate_tenant_key_needs_both_hmac_keys(cli_db, capsys, monkeypatch, tmp
 def test_export_reranker_reports_a_missing_model(capsys, tmp_path):
     assert main(["export-reranker", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "pymem export-reranker:" in capsys.readouterr().err
+
+
+@pytest.fixture
+def fresh_keys(monkeypatch):
+    """Set key variables for one test; the session's ring comes back afterwards."""
+    from pymem.security import reload_keys
+
+    def use(**variables):
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        reload_keys()
+    yield use
+    monkeypatch.undo()
+    reload_keys()
+
+
+def test_rotate_tenant_key_moves_the_listed_users(cli_db, capsys, fresh_keys, tmp_path):
+    from pymem.security import generate_key
+
+    fresh_keys(MEMORY_TENANT_HMAC_KEY=generate_key(), MEMORY_TENANT_HMAC_KEY_NEW=generate_key())
+    asyncio.run(_index_one(cli_db))
+    users = tmp_path / "users.txt"
+    users.write_text("cli-user\n")
+    assert main(["rotate-tenant-key", "--user-ids-file", str(users)]) == 0
+    assert "moved 1 rows of 1 users" in capsys.readouterr().out
+
+
+def test_rotate_key_exits_3_while_rows_are_left_under_an_old_key(cli_db, capsys, fresh_keys):
+    from pymem.security import generate_key
+
+    fresh_keys(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="1", MEMORY_ENCRYPTION_OLD_KEYS="")
+    asyncio.run(_index_one(cli_db))
+    fresh_keys(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="2")  # key 1 lost
+    assert main(["rotate-key", "--no-progress"]) == 3
+    out = capsys.readouterr().out
+    assert "quarantined 1 rows" in out and "rows left under old keys: 1" in out
