@@ -390,7 +390,7 @@ async def _read(conn: psycopg.AsyncConnection, user_hash: str, operation: str, d
 
 
 async def _fetch_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: Any) -> tuple[str, tuple | None]:
-    """(user_hash, opened row or None) through the audited ``pymem.get_chunks``."""
+    """(user_hash, the sealed row or None) through the audited ``pymem.get_chunks``."""
     ids = [uuid.UUID(_check_chunk_id(chunk_id))]
     user_hash = hmac_user(user_id)
     rows = await _read(conn, user_hash, "get", (ids,), _GET_SQL, (ids,))

@@ -466,6 +466,7 @@ class Reranker:
         # the budget (say, 1000 candidates each) opens only its own breaker, and
         # other tenants keep their reranking. Bounded, least recently used first out.
         self._tenant_breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
+        self._tenant_breakers_lock = threading.Lock()
         self._factory = scorer_factory
         self._clock = clock
         self._scorer: Scorer | None = None
@@ -514,7 +515,7 @@ class Reranker:
         """The breaker that guards calls for ``tenant`` (the process-wide one for None)."""
         if tenant is None:
             return self.breaker
-        with self._load_lock:
+        with self._tenant_breakers_lock:
             breaker = self._tenant_breakers.pop(tenant, None)
             if breaker is None:
                 breaker = CircuitBreaker(self.breaker.threshold, self.breaker.cooldown_s, clock=self._clock)
