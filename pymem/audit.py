@@ -154,12 +154,16 @@ def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditP
         _verify_key().verify(signature, _signed_bytes(body))
     except InvalidSignature:
         raise ValueError(f"{path}: the checkpoint's signature does not verify (forged or edited)") from None
+    heads = body["heads"]
+    # One round trip for all chains, however many tenants there are.
+    found = _as_auditor(conn, "SELECT pymem.audit_row_hash(h.user_hash, h.chain_pos)"
+                              " FROM unnest(%s::pg_catalog.bpchar[], %s::pg_catalog.int8[])"
+                              " WITH ORDINALITY AS h(user_hash, chain_pos, n) ORDER BY h.n",
+                        ([h[0] for h in heads], [h[1] for h in heads]))
     problems = []
-    for user_hash, chain_pos, row_hash in body["heads"]:
-        found = _as_auditor(conn, "SELECT pymem.audit_row_hash(%s::pg_catalog.bpchar, %s::pg_catalog.int8)",
-                            (user_hash, chain_pos))[0][0]
-        if found is None:
+    for (user_hash, chain_pos, row_hash), (now,) in zip(heads, found):
+        if now is None:
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
-        elif bytes(found).hex() != row_hash:
+        elif bytes(now).hex() != row_hash:
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row has changed"))
     return problems

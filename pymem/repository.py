@@ -198,7 +198,7 @@ async def _embedding_dim(conn: psycopg.AsyncConnection) -> int:
 
 
 def seal_fields(user_hash: str, chunk_id: str, doc_id: str, source: str, text: bytes, meta: bytes,
-            embedding: np.ndarray, key_id: int) -> tuple[bytes, bytes, bytes]:
+                embedding: np.ndarray, key_id: int) -> tuple[bytes, bytes, bytes]:
     """Seal a chunk's three fields with AAD v2 (tenant, id, field, labels)."""
     labels = (doc_id, source)
     return tuple(seal(data, chunk_aad(user_hash, chunk_id, field, labels), key_id=key_id)

@@ -79,15 +79,15 @@ async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
     return [KeyUsage(*row) for row in await cursor.fetchall()]
 
 
-def _reseal_fields(row: tuple, old_hash: str, new_hash: str) -> tuple[bytes, bytes, bytes]:
-    """Open an exported row's three fields and seal them again (active key, AAD v2).
+def _reseal_fields(row: tuple, old_hash: str, new_hash: str, key_id: int) -> tuple[bytes, bytes, bytes]:
+    """Open an exported row's three fields and seal them again under ``key_id`` (AAD v2).
 
     Re-keying passes the same hash twice; moving a user to a new HMAC key passes
     the old and new hash, so the AAD changes with it.
     """
     chunk_id, doc_id, source = row[:3]
     text, meta, embedding = open_row_fields(old_hash, row)
-    return seal_fields(new_hash, str(chunk_id), doc_id, source, text, meta, embedding, keyring().active_key_id)
+    return seal_fields(new_hash, str(chunk_id), doc_id, source, text, meta, embedding, key_id)
 
 
 class _Throttle:
@@ -162,7 +162,7 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
     fresh, bad = [], {"does not open": [], "key not in the ring": []}
     for row in rows:
         try:
-            fresh.append((row, _reseal_fields(row, user_hash, user_hash)))
+            fresh.append((row, _reseal_fields(row, user_hash, user_hash, active_key_id)))
         except UnknownKeyId:
             bad["key not in the ring"].append(row[0])
         except InvalidTag:  # EmbeddingMismatch included
@@ -234,13 +234,14 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
             if (await cursor.fetchone())[0] != len(rows):
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
             await conn.execute(SET_TENANT_SQL, (new_hash,))
-            await put_sealed_rows(conn, new_hash, [_moved_row(old_hash, new_hash, row) for row in rows], active)
+            await put_sealed_rows(conn, new_hash, [_moved_row(old_hash, new_hash, row, active) for row in rows],
+                                  active)
         moved += len(rows)
     return moved
 
 
-def _moved_row(old_hash: str, new_hash: str, row: tuple) -> SealedRow:
+def _moved_row(old_hash: str, new_hash: str, row: tuple, key_id: int) -> SealedRow:
     chunk_id, doc_id, source, *_sealed, embedding = row
-    text, meta, emb = _reseal_fields(row, old_hash, new_hash)
+    text, meta, emb = _reseal_fields(row, old_hash, new_hash, key_id)
     return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text, meta_cipher=meta,
                      emb_cipher=emb, embedding=as_float32(embedding))
