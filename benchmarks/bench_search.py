@@ -20,14 +20,16 @@ from tqdm import tqdm
 
 from benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
 from benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
+from pymem.tenant import set_tenant_sql
 
 K = 10
 # rows, tenants, tenants sampled per class, queries per tenant
 SCALES = {"tiny": (3_000, 30, 2, 2), "quick": (20_000, 100, 6, 5), "full": (100_000, 200, 10, 10)}
 
-_INTENT_SQL = ("SELECT pymem.read_intent(%s::pg_catalog.uuid, 'search',"
+_INTENT_SQL = ("SELECT pymem.read_intent(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, 'search',"
                " pymem.search_digest(%b::public.vector, %s::pg_catalog.int4))")
-_PYMEM_SQL = "SELECT id FROM pymem.search_chunks(%s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
+_PYMEM_SQL = ("SELECT id FROM pymem.search_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector,"
+              " %s::pg_catalog.int4)")
 # The durable read audit (0005) commits an intent before each search. "pymem
 # search_chunks" times both transactions, as an app pays them; "read only" times
 # the search transaction alone (intent committed untimed): the ratio is its cost.
@@ -45,8 +47,8 @@ METHODS = {
 def _commit_intent(conn, user_hash: str, query: np.ndarray) -> uuid.UUID:
     ticket = uuid.uuid4()
     with conn.transaction():
-        conn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
-        conn.execute(_INTENT_SQL, (ticket, query, K))
+        conn.execute(set_tenant_sql(user_hash))
+        conn.execute(_INTENT_SQL, (user_hash, ticket, query, K))
     return ticket
 
 
@@ -59,8 +61,8 @@ def _measure(conn, method: str, role_sql: list[str], query_sql: str, user_hash: 
     with conn.transaction():
         for statement in role_sql:
             conn.execute(statement)
-        conn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
-        params = (query, K) if ticket is None else (ticket, query, K)
+        conn.execute(set_tenant_sql(user_hash))
+        params = (query, K) if ticket is None else (user_hash, ticket, query, K)
         rows = conn.execute(query_sql, params).fetchall()
     elapsed = time.perf_counter() - start
     return [r[0] for r in rows], elapsed

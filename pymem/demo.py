@@ -97,10 +97,10 @@ async def _run(dsn: str, embedder: HashingEmbedder) -> None:
         with _step("RLS at the SQL level, as pymem_app"):
             try:
                 async with conn.transaction():
-                    await conn.execute("SELECT * FROM pymem.search_chunks(gen_random_uuid(), %b::public.vector, 100)",
-                                       (embedder.embed("Osprey"),))
+                    await conn.execute("SELECT * FROM pymem.search_chunks(%s, gen_random_uuid(), %b::public.vector, 100)",
+                                       ("0" * 64, embedder.embed("Osprey")))
             except psycopg.errors.InsufficientPrivilege as exc:
-                print(f"   a search without a committed read intent: refused ({exc.diag.message_primary})")
+                print(f"   a search for a tenant outside its tenant context: refused ({exc.diag.message_primary})")
             try:
                 await conn.execute("SELECT * FROM pymem.memory_chunks")
             except psycopg.errors.InsufficientPrivilege as exc:

@@ -1,6 +1,6 @@
 """Durable read audit: a committed intent first, then the read.
 
-Since migration 0005, ``pymem.search_chunks``, ``pymem.get_chunks`` and
+Since migration 0005 (tenant argument since 0006), ``pymem.search_chunks``, ``pymem.get_chunks`` and
 ``pymem.export_chunks`` refuse to run unless the caller's audit chain holds a
 *committed* read intent with the same ticket and the same parameters. The intent
 is written and committed in its own transaction before the read starts, so what
@@ -31,7 +31,8 @@ _DIGEST_SQL = {
     "export": "pymem.export_digest(%b::pg_catalog.int4[], %s::pg_catalog.int4)",
 }
 _INTENT_SQL = {
-    operation: sql.SQL("SELECT pymem.read_intent(%s::pg_catalog.uuid, %s::pg_catalog.text, {})").format(
+    operation: sql.SQL(
+        "SELECT pymem.read_intent(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text, {})").format(
         sql.SQL(digest))
     for operation, digest in _DIGEST_SQL.items()
 }
@@ -52,5 +53,5 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, oper
     """
     ticket = uuid.uuid4()
     async with tenant_transaction(conn, user_hash):
-        await conn.execute(_INTENT_SQL[operation], (ticket, operation, *digest_params))
+        await conn.execute(_INTENT_SQL[operation], (user_hash, ticket, operation, *digest_params))
     return ticket

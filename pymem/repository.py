@@ -50,11 +50,11 @@ _PUT_SQL = (
 )
 _SEARCH_SQL = (
     "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance"
-    " FROM pymem.search_chunks(%s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
+    " FROM pymem.search_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
 )
 _GET_SQL = (
     "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
-    " FROM pymem.get_chunks(%s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
+    " FROM pymem.get_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
 )
 
 _dims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -325,15 +325,16 @@ async def index_memory_chunk(
 async def delete_document(conn: psycopg.AsyncConnection, user_id: str, doc_id: str) -> int:
     """Delete every chunk of one of the tenant's documents; return how many (audited)."""
     _check_label("doc_id", doc_id, allow_empty=False)
-    async with set_rls_context(conn, user_id):
-        cursor = await conn.execute("SELECT pymem.delete_document(%s::pg_catalog.text)", (doc_id,))
+    async with set_rls_context(conn, user_id) as user_hash:
+        cursor = await conn.execute("SELECT pymem.delete_document(%s::pg_catalog.bpchar, %s::pg_catalog.text)",
+                                    (user_hash, doc_id))
         return (await cursor.fetchone())[0]
 
 
 async def erase_user(conn: psycopg.AsyncConnection, user_id: str) -> int:
     """Delete every chunk of the tenant; return how many (audited)."""
-    async with set_rls_context(conn, user_id):
-        cursor = await conn.execute("SELECT pymem.erase_tenant()")
+    async with set_rls_context(conn, user_id) as user_hash:
+        cursor = await conn.execute("SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)", (user_hash,))
         return (await cursor.fetchone())[0]
 
 
@@ -385,7 +386,7 @@ async def _read(conn: psycopg.AsyncConnection, user_hash: str, operation: str, d
     """A durable, audited read: commit the intent, then read in a second transaction."""
     ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
     async with tenant_transaction(conn, user_hash):
-        cursor = await conn.execute(read_sql, (ticket, *read_params), binary=True)
+        cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
         return await cursor.fetchall()
 
 

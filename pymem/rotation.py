@@ -36,14 +36,17 @@ from tqdm import tqdm
 from .reads import commit_read_intent
 from .repository import SealedRow, as_float32, open_row_fields, put_sealed_rows, seal_fields
 from .security import AAD_VERSION, UnknownKeyId, keyring
-from .tenant import SET_TENANT_SQL, tenant_transaction
+from .tenant import set_tenant_sql, tenant_transaction
 
 _EXPORT_SQL = ("SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
-               " FROM pymem.export_chunks(%s::pg_catalog.uuid, %b::pg_catalog.int4[], %s::pg_catalog.uuid,"
+               " FROM pymem.export_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.int4[], %s::pg_catalog.uuid,"
                " %s::pg_catalog.int4)")
-_REKEY_SQL = ("SELECT pymem.rekey_chunks(%b::pg_catalog.uuid[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[],"
-              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %s::pg_catalog.int4, %s::pg_catalog.int2)")
-_QUARANTINE_SQL = "SELECT pymem.quarantine_chunks(%b::pg_catalog.uuid[], %s::pg_catalog.text)"
+_REKEY_SQL = ("SELECT pymem.rekey_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
+              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %s::pg_catalog.int4,"
+              " %s::pg_catalog.int2)")
+_QUARANTINE_SQL = ("SELECT pymem.quarantine_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[],"
+                   " %s::pg_catalog.text)")
+_ERASE_SQL = "SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)"
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
         while True:
             ticket = await commit_read_intent(conn, user_hash, "export", (old_ids, batch_size))
             async with tenant_transaction(conn, user_hash):
-                cursor = await conn.execute(_EXPORT_SQL, (ticket, old_ids, after, batch_size))
+                cursor = await conn.execute(_EXPORT_SQL, (user_hash, ticket, old_ids, after, batch_size))
                 rows = await cursor.fetchall()
                 if not rows:
                     break
@@ -170,12 +173,12 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
     changed = 0
     if fresh:
         cursor = await conn.execute(_REKEY_SQL, (
-            [r[0] for r, _ in fresh], [r[6] for r, _ in fresh], [f[0] for _, f in fresh],
+            user_hash, [r[0] for r, _ in fresh], [r[6] for r, _ in fresh], [f[0] for _, f in fresh],
             [f[1] for _, f in fresh], [f[2] for _, f in fresh], active_key_id, AAD_VERSION))
         changed = (await cursor.fetchone())[0]
     for reason, ids in bad.items():
         if ids:
-            await conn.execute(_QUARANTINE_SQL, (ids, reason))
+            await conn.execute(_QUARANTINE_SQL, (user_hash, ids, reason))
     return changed, sum(len(ids) for ids in bad.values())
 
 
@@ -224,16 +227,16 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
         async with tenant_transaction(conn, old_hash):
             rows, after = [], None
             while True:
-                cursor = await conn.execute(_EXPORT_SQL, (ticket, None, after, page_size))
+                cursor = await conn.execute(_EXPORT_SQL, (old_hash, ticket, None, after, page_size))
                 page = await cursor.fetchall()
                 rows += page
                 if len(page) < page_size:
                     break
                 after = page[-1][0]
-            cursor = await conn.execute("SELECT pymem.erase_tenant()")
+            cursor = await conn.execute(_ERASE_SQL, (old_hash,))
             if (await cursor.fetchone())[0] != len(rows):
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
-            await conn.execute(SET_TENANT_SQL, (new_hash,))
+            await conn.execute(set_tenant_sql(new_hash))
             await put_sealed_rows(conn, new_hash, [_moved_row(old_hash, new_hash, row, active) for row in rows],
                                   active)
         moved += len(rows)

@@ -1,15 +1,20 @@
 """The tenant context: a transaction-local ``app.user_hash`` that RLS reads.
 
-The setting is only ever made with ``set_config(..., true)`` inside a transaction
-this module opens, so it vanishes at COMMIT or ROLLBACK. A session-level ``SET``
-would survive on a pooled connection and hand the next caller another tenant's rows.
+The setting is only ever made with ``SET LOCAL`` inside a transaction this module
+opens, so it vanishes at COMMIT or ROLLBACK. A session-level ``SET`` would survive
+on a pooled connection and hand the next caller another tenant's rows. ``SET LOCAL``
+rather than ``set_config(..., true)`` because Citus forwards ``SET LOCAL`` (with
+``citus.propagate_set_commands = 'local'``, which ``pymem distribute`` sets for the
+database) to the workers that run the tenant's calls, and ``set_config`` is not
+forwarded. ``SET LOCAL`` takes no bind parameter, so the hash is checked to be 64
+lowercase hex characters and sent as a quoted literal.
 
 Each tenant transaction also pins what a previous user of the same connection
 could have changed for the session and that pymem's correctness rests on: it is
 READ COMMITTED (the audit chain's row lock then waits instead of failing) and
 READ WRITE, whatever ``default_transaction_isolation`` or
 ``default_transaction_read_only`` say. Every name pymem sends is schema-qualified
-(``pg_catalog.set_config``, ``pg_catalog.uuid[]``), so temporary types, domains
+(``pg_catalog.uuid[]``, ``public.vector``), so temporary types, domains
 or tables a session left in ``pg_temp`` are never used.
 """
 
@@ -25,12 +30,11 @@ from psycopg.pq import TransactionStatus
 
 from .security import hmac_user
 
-SET_TENANT_SQL = "SELECT pg_catalog.set_config('app.user_hash', %s, true)"
+_SET_TENANT_SQL = sql.SQL("SET LOCAL app.user_hash = {}")
 # One round trip: no parameters, so psycopg sends it as a simple query and both
-# statements run; the hash is a validated literal (64 lowercase hex characters).
-_BEGIN_TENANT_SQL = sql.SQL(
-    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE;"
-    " SELECT pg_catalog.set_config('app.user_hash', {}, true)")
+# statements run. (Citus forwards the query text of each SET it propagates, here
+# the whole string twice; both statements are idempotent.)
+_BEGIN_TENANT_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; {}")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -39,6 +43,11 @@ def check_user_hash(user_hash: object) -> str:
     if not (isinstance(user_hash, str) and len(user_hash) == 64 and _HEX.fullmatch(user_hash)):
         raise ValueError("user_hash must be 64 lowercase hex characters")
     return user_hash
+
+
+def set_tenant_sql(user_hash: str) -> sql.Composed:
+    """``SET LOCAL app.user_hash = '<hash>'`` for a checked hash (raises ValueError otherwise)."""
+    return _SET_TENANT_SQL.format(sql.Literal(check_user_hash(user_hash)))
 
 
 @asynccontextmanager
@@ -53,11 +62,10 @@ async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str) -> A
         RuntimeError: ``conn`` is already inside a transaction; nesting would let
             the tenant setting outlive this block, so it is refused.
     """
-    check_user_hash(user_hash)
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
     async with conn.transaction():
-        await conn.execute(_BEGIN_TENANT_SQL.format(sql.Literal(user_hash)))
+        await conn.execute(_BEGIN_TENANT_SQL.format(set_tenant_sql(user_hash)))
         yield user_hash
 
 
@@ -68,7 +76,7 @@ async def set_rls_context(conn: psycopg.AsyncConnection, user_id: str) -> AsyncI
     Usage::
 
         async with set_rls_context(conn, "user-42") as user_hash:
-            await conn.execute("SELECT * FROM pymem.search_chunks(%s, %s)", (vec, 10))
+            await conn.execute("SELECT pymem.delete_document(%s, %s)", (user_hash, "doc-1"))
 
     Args:
         conn: an async psycopg connection that is not inside a transaction.

@@ -24,19 +24,7 @@ TAP_SUMMARY: list[tuple[str, str, int, int]] = []  # (server, file, passed, plan
 RELIABILITY: dict[str, int] = {}  # figures the hardening suites measured, printed at the end
 
 
-SEARCH_COUNT_SQL = "SELECT count(*) FROM pymem.search_chunks(%s::uuid, %b::public.vector, %s::int)"
-
-
-async def committed_search_intent(conn, vector, k: int):
-    """Commit a search intent on ``conn`` in a transaction of its own, in whatever
-    tenant context that transaction has (none: the no-tenant chain); return the ticket."""
-    import uuid
-
-    ticket = uuid.uuid4()
-    async with conn.transaction():
-        await conn.execute("SELECT pymem.read_intent(%s::uuid, 'search', pymem.search_digest(%b::public.vector, %s))",
-                           (ticket, vector, k))
-    return ticket
+SEARCH_COUNT_SQL = "SELECT count(*) FROM pymem.search_chunks(%s::bpchar, %s::uuid, %b::public.vector, %s::int)"
 
 
 def external_database() -> bool:

@@ -26,6 +26,7 @@ from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.rotation import rotate_encryption_key
 from pymem.security import EmbeddingMismatch, UnknownKeyId, chunk_aad, generate_key, hmac_user, reload_keys, seal
+from pymem.tenant import set_tenant_sql
 from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL, cluster_for, external_database
 
 DIM = 384
@@ -191,10 +192,10 @@ async def test_a_rolled_back_read_stays_on_record(app_url, admin_conn, user, end
     user_hash = hmac_user(user)
     ticket = await commit_read_intent(conn, user_hash, "search", (vec(3), 10))
     await conn.set_autocommit(False)
-    await conn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
+    await conn.execute(set_tenant_sql(user_hash))
     if ending == "savepoint rollback then commit":
         await conn.execute("SAVEPOINT s")
-    cur = await conn.execute(SEARCH_COUNT_SQL, (ticket, vec(3), 10))
+    cur = await conn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(3), 10))
     assert (await cur.fetchone())[0] == 1  # the attacker did read the row
     if ending == "rollback":
         await conn.rollback()
@@ -211,12 +212,13 @@ async def test_a_rolled_back_read_stays_on_record(app_url, admin_conn, user, end
 async def test_a_read_without_a_committed_intent_returns_nothing(aconn, user):
     await repo.index_memory_chunk(aconn, user, "d", "s", "t", vec(4))
     async with aconn.transaction():
-        await aconn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (hmac_user(user),))
+        user_hash = hmac_user(user)
+        await aconn.execute(set_tenant_sql(user_hash))
         ticket = uuid.uuid4()
-        await aconn.execute("SELECT pymem.read_intent(%s, 'search', pymem.search_digest(%b::public.vector, 10))",
-                            (ticket, vec(4)))
+        await aconn.execute("SELECT pymem.read_intent(%s, %s, 'search', pymem.search_digest(%b::public.vector, 10))",
+                            (user_hash, ticket, vec(4)))
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be committed"):
-            await aconn.execute(SEARCH_COUNT_SQL, (ticket, vec(4), 10))
+            await aconn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(4), 10))
     attack_failed("read with an uncommitted intent")
 
 
@@ -242,8 +244,8 @@ async def test_a_login_without_pymem_roles_cannot_freeze_a_tenant(cluster, admin
         assert len(hits) == 2
         # Mid-transaction, pg_locks shows the outsider no advisory lock of the tenant's.
         async with victim.transaction():
-            await victim.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
-            await victim.execute("SELECT pymem.delete_document('d')")
+            await victim.execute(set_tenant_sql(user_hash))
+            await victim.execute("SELECT pymem.delete_document(%s, 'd')", (user_hash,))
             seen = outsider.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'",
                                     (victim.info.backend_pid,)).fetchone()[0]
         assert seen == 0
@@ -335,7 +337,7 @@ async def _raw_put(conn, user: str, key_id: int, blob: bytes) -> None:
     """What an attacker with the app's credentials (no keys) can write: anything."""
     user_hash = hmac_user(user)
     async with conn.transaction():
-        await conn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
+        await conn.execute(set_tenant_sql(user_hash))
         await conn.execute(_RAW_PUT, (user_hash, [uuid.uuid4()], [blob], [blob], [blob], [key_id], [vec(8)]))
 
 
@@ -446,8 +448,9 @@ async def test_maintainer_reads_are_audited_under_the_operator_login(rotation_db
         user_hash = hmac_user(user)
         ticket = await commit_read_intent(conn, user_hash, "export", (None, 100))
         async with conn.transaction():
-            await conn.execute("SELECT pg_catalog.set_config('app.user_hash', %s, true)", (user_hash,))
-            cur = await conn.execute("SELECT count(*) FROM pymem.export_chunks(%s, NULL, NULL, 100)", (ticket,))
+            await conn.execute(set_tenant_sql(user_hash))
+            cur = await conn.execute("SELECT count(*) FROM pymem.export_chunks(%s, %s, NULL, NULL, 100)",
+                                     (user_hash, ticket))
             assert (await cur.fetchone())[0] == 1
     finally:
         await conn.close()

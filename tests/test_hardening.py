@@ -23,7 +23,7 @@ from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user, open_sealed, seal
 from pymem.tenant import set_rls_context
-from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL, committed_search_intent
+from tests.conftest import RELIABILITY, SEARCH_COUNT_SQL
 
 DIM = 384
 
@@ -106,8 +106,8 @@ async def test_pooled_connection_does_not_leak_the_tenant(app_url, ending):
             await repo.index_memory_chunk(conn, user, "d", "s", "t", vec(1))
             ticket = await commit_read_intent(conn, hmac_user(user), "search", (vec(1), 10))
             with pytest.raises(RuntimeError) if ending == "rollback" else _nothing():
-                async with set_rls_context(conn, user):
-                    cur = await conn.execute(SEARCH_COUNT_SQL, (ticket, vec(1), 10))
+                async with set_rls_context(conn, user) as user_hash:
+                    cur = await conn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(1), 10))
                     assert (await cur.fetchone())[0] == 1
                     if ending == "rollback":
                         raise RuntimeError("abort the tenant transaction")
@@ -116,10 +116,14 @@ async def test_pooled_connection_does_not_leak_the_tenant(app_url, ending):
             assert conn.info.backend_pid == first_backend
             cur = await conn.execute("SELECT current_setting('app.user_hash', true)")
             assert (await cur.fetchone())[0] in (None, "")
-            ticket = await committed_search_intent(conn, vec(1), 10)
-            async with conn.transaction():
-                cur = await conn.execute(SEARCH_COUNT_SQL, (ticket, vec(1), 10))
-                leaked = (await cur.fetchone())[0]
+            # The tenant's own search, with its committed intent, but on the reused
+            # connection without a context: refused, so nothing leaks.
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(1), 10))
+                    leaked = (await cur.fetchone())[0]
+            except psycopg.errors.InsufficientPrivilege:
+                leaked = 0
     assert leaked == 0
     RELIABILITY[f"pooled leak after {ending}: rows seen by the next transaction"] = leaked
 
@@ -200,11 +204,11 @@ PRIVILEGED = {
     "lock the heads table": "SELECT * FROM pymem.audit_chain_heads FOR UPDATE",
     "change search tuning": "UPDATE pymem.tuning SET exact_search_max_rows = 0",
     "register a key id": "SELECT pymem.register_encryption_key(99)",
-    "quarantine rows": "SELECT pymem.quarantine_chunks('{}', 'does not open')",
+    "quarantine rows": "SELECT pymem.quarantine_chunks(repeat('0', 64), '{}', 'does not open')",
     "audit_verify": "SELECT * FROM pymem.audit_verify()",
     "key_usage": "SELECT * FROM pymem.key_usage()",
     "tenants_with_keys": "SELECT * FROM pymem.tenants_with_keys('{1}')",
-    "rekey_chunks": "SELECT pymem.rekey_chunks('{}', '{}', '{}', '{}', '{}', 1, 2::smallint)",
+    "rekey_chunks": "SELECT pymem.rekey_chunks(repeat('0', 64), '{}', '{}', '{}', '{}', '{}', 1, 2::smallint)",
     "create in schema": "CREATE TABLE pymem.evil (x int)",
     "copy out": "COPY pymem.memory_chunks TO STDOUT",
 }

@@ -20,7 +20,7 @@ from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 from pymem.tenant import set_rls_context
-from tests.conftest import SEARCH_COUNT_SQL, committed_search_intent
+from tests.conftest import SEARCH_COUNT_SQL
 
 DIM = 384
 
@@ -203,15 +203,14 @@ async def test_set_rls_context_refuses_an_open_transaction(aconn, alice):
 async def test_context_does_not_survive_the_transaction(aconn, alice):
     await repo.index_memory_chunk(aconn, alice, "d", "s", "t", vec(5))
     ticket = await commit_read_intent(aconn, hmac_user(alice), "search", (vec(5), 10))
-    async with set_rls_context(aconn, alice):
-        cur = await aconn.execute(SEARCH_COUNT_SQL, (ticket, vec(5), 10))
+    async with set_rls_context(aconn, alice) as user_hash:
+        cur = await aconn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(5), 10))
         assert (await cur.fetchone())[0] >= 1
     cur = await aconn.execute("SELECT current_setting('app.user_hash', true)")
     assert (await cur.fetchone())[0] in (None, "")
-    ticket = await committed_search_intent(aconn, vec(5), 10)
-    async with aconn.transaction():
-        cur = await aconn.execute(SEARCH_COUNT_SQL, (ticket, vec(5), 10))
-        assert (await cur.fetchone())[0] == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not the tenant context"):
+        async with aconn.transaction():
+            await aconn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(5), 10))
 
 
 def test_login_role_with_pymem_app_cannot_select_the_table(conn):
@@ -223,7 +222,7 @@ def test_hnsw_index_is_used_under_rls(admin_conn):
     """The owner (bound by FORCE RLS) plans the search through the HNSW index."""
     with admin_conn.transaction():
         admin_conn.execute("SET LOCAL ROLE pymem_owner")
-        admin_conn.execute("SELECT set_config('app.user_hash', %s, true)", ("a" * 64,))
+        admin_conn.execute("SET LOCAL app.user_hash = '%s'" % ("a" * 64))
         # Without these the planner may (rightly) prefer the user_hash btree + sort.
         admin_conn.execute("SET LOCAL enable_seqscan = off")
         admin_conn.execute("SET LOCAL enable_sort = off")

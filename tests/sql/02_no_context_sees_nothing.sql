@@ -1,33 +1,45 @@
--- Property: with no tenant context, or an empty one, the API sees and writes
--- nothing (fail closed). Committed seed data for alice and bob exists.
+-- Property: with no tenant context, or an empty one, the API reads and writes
+-- nothing (fail closed): every call is refused, even one naming a tenant whose
+-- committed read intent exists. Committed seed data for alice and bob exists.
 SET ROLE pymem_app;
--- Committed read intents (each its own autocommit statement), as the app commits them.
-SELECT tests.intend('', 'search', pymem.search_digest('[1,0,0]', 100));
-SELECT tests.intend('', 'get', pymem.get_digest(ARRAY['aaaaaaaa-0000-0000-0000-000000000001'::uuid]));
-SELECT tests.intend('', 'get', pymem.get_digest(ARRAY['bbbbbbbb-0000-0000-0000-000000000001'::uuid]));
 SELECT tests.intend('alice', 'search', pymem.search_digest('[1,0,0]', 100));
+SELECT tests.intend('alice', 'get', pymem.get_digest(ARRAY['aaaaaaaa-0000-0000-0000-000000000001'::uuid]));
 BEGIN;
-SELECT plan(12);
+SELECT plan(15);
 
-SELECT is(nullif(current_setting('app.user_hash', true), ''), NULL, 'no tenant context in this transaction');
-SELECT is_empty($$SELECT * FROM tests.search('[1,0,0]', 100)$$, 'missing context: search finds nothing');
-SELECT is_empty($$SELECT * FROM tests.get('aaaaaaaa-0000-0000-0000-000000000001')$$,
-                'missing context: get finds nothing');
-SELECT is(pymem.delete_document('a1'), 0, 'missing context: delete_document deletes nothing');
-SELECT is(pymem.erase_tenant(), 0, 'missing context: erase_tenant deletes nothing');
-SELECT throws_ok($$SELECT tests.put(tests.tenant('alice'), gen_random_uuid(), 'x', '[1,1,1]')$$,
-                 '42501', 'new row violates row-level security policy for table "memory_chunks"',
-                 'missing context: put is rejected by RLS');
+SELECT is(tests.me(), NULL, 'no tenant context in this transaction');
+SELECT is_empty($$SELECT * FROM tests.rls_visible_ids()$$, 'missing context: RLS shows the API''s role no row');
+SELECT throws_ok($$SELECT * FROM pymem.search_chunks(tests.tenant('alice'),
+                     tests.ticket_of('alice', 'search', pymem.search_digest('[1,0,0]', 100)), '[1,0,0]', 100)$$,
+                 '42501', 'pymem: the tenant argument is not the tenant context of this transaction',
+                 'missing context: a search naming alice, with her committed intent, is refused');
+SELECT throws_ok($$SELECT * FROM pymem.get_chunks(tests.tenant('alice'),
+                     tests.ticket_of('alice', 'get', pymem.get_digest(ARRAY['aaaaaaaa-0000-0000-0000-000000000001'::uuid])),
+                     ARRAY['aaaaaaaa-0000-0000-0000-000000000001'::uuid])$$,
+                 '42501', NULL, 'missing context: get naming alice is refused');
+SELECT throws_ok($$SELECT pymem.delete_document(tests.tenant('alice'), 'a1')$$, '42501', NULL,
+                 'missing context: delete_document is refused');
+SELECT throws_ok($$SELECT pymem.erase_tenant(tests.tenant('alice'))$$, '42501', NULL,
+                 'missing context: erase_tenant is refused');
+SELECT throws_ok($$SELECT tests.put(tests.tenant('alice'), gen_random_uuid(), 'x', '[1,1,1]')$$, '42501', NULL,
+                 'missing context: put is refused');
+SELECT throws_ok($$SELECT pymem.read_intent(tests.tenant('alice'), gen_random_uuid(), 'search',
+                     pymem.search_digest('[1,0,0]', 100))$$, '42501', NULL,
+                 'missing context: a read intent is refused');
+SELECT throws_ok($$SELECT * FROM tests.search('[1,0,0]', 100)$$, '42501', NULL,
+                 'missing context: a search naming no tenant is refused');
 
-SELECT set_config('app.user_hash', '', true);
-SELECT is_empty($$SELECT * FROM tests.search('[1,0,0]', 100)$$, 'empty context: search finds nothing');
-SELECT is_empty($$SELECT * FROM tests.get('bbbbbbbb-0000-0000-0000-000000000001')$$,
-                'empty context: get finds nothing');
-SELECT is(pymem.delete_document('b1'), 0, 'empty context: delete_document deletes nothing');
-SELECT is(pymem.erase_tenant(), 0, 'empty context: erase_tenant deletes nothing');
-SELECT throws_ok($$SELECT tests.put(tests.tenant('bob'), gen_random_uuid(), 'x', '[1,1,1]')$$,
-                 '42501', 'new row violates row-level security policy for table "memory_chunks"',
-                 'empty context: put is rejected by RLS');
+SELECT tests.act_as('');
+SELECT throws_ok($$SELECT * FROM pymem.search_chunks(tests.tenant('alice'),
+                     tests.ticket_of('alice', 'search', pymem.search_digest('[1,0,0]', 100)), '[1,0,0]', 100)$$,
+                 '42501', NULL, 'empty context: a search naming alice is refused');
+SELECT throws_ok($$SELECT pymem.delete_document(tests.tenant('bob'), 'b1')$$, '42501', NULL,
+                 'empty context: delete_document is refused');
+SELECT throws_ok($$SELECT pymem.erase_tenant(tests.tenant('bob'))$$, '42501', NULL,
+                 'empty context: erase_tenant is refused');
+SELECT throws_ok($$SELECT tests.put(tests.tenant('bob'), gen_random_uuid(), 'x', '[1,1,1]')$$, '42501', NULL,
+                 'empty context: put is refused');
+SELECT throws_ok($$SELECT pymem.erase_tenant(NULL)$$, '42501', NULL, 'empty context: a NULL tenant is refused');
 
 SELECT tests.act_as('alice');
 SELECT is((SELECT count(*) FROM tests.search('[1,0,0]', 100)), 3::bigint,

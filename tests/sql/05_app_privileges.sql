@@ -21,9 +21,9 @@ SELECT throws_ok($$SELECT pymem.audit_append(repeat('0', 64), 'get', 'write', NU
                  'internal audit_append is not callable');
 SELECT throws_ok($$SELECT * FROM pymem.audit_verify()$$, '42501', NULL,
                  'audit_verify is for the auditor, not the app');
-SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(uuid, public.vector, integer)', 'EXECUTE'),
+SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
           'the app can execute search_chunks');
-SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(uuid, public.vector, integer)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
           'PUBLIC cannot execute search_chunks');
 SELECT ok(NOT has_schema_privilege('pymem_app', 'pymem', 'CREATE'), 'the app cannot create objects in pymem');
 
