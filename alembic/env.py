@@ -4,6 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from pymem.db import database_url, sqlalchemy_url
+from pymem.distribute import migration_connect_args
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("dsn"):
@@ -30,7 +31,8 @@ def _embedding_dim() -> int:
 
 def run_migrations_online() -> None:
     dsn = config.attributes.get("dsn") or database_url()
-    engine = create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool)
+    # On a Citus coordinator not yet distributed, the DDL stays local (pymem distribute).
+    engine = create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool, connect_args=migration_connect_args(dsn))
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -31,9 +31,27 @@ DROP FUNCTION pymem.chunks_truncated();
 DROP TRIGGER memory_chunks_key_stats_direct ON pymem.memory_chunks;
 DROP FUNCTION pymem.count_direct_write();
 
-ALTER POLICY tenant_isolation ON pymem.memory_chunks
+CREATE OR REPLACE FUNCTION pymem.embedding_dim() RETURNS integer
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT a.atttypmod FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = 'pymem.memory_chunks'::regclass AND a.attname = 'embedding';
+END;
+
+DROP POLICY tenant_isolation ON pymem.memory_chunks;
+ALTER TABLE pymem.memory_chunks ALTER COLUMN user_hash TYPE char(64);
+CREATE POLICY tenant_isolation ON pymem.memory_chunks
+    FOR ALL TO pymem_app, pymem_owner
     USING (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)))
     WITH CHECK (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)));
+ALTER TABLE pymem.audit_log ALTER COLUMN user_hash TYPE char(64);
+ALTER TABLE pymem.audit_chain_heads ALTER COLUMN user_hash TYPE char(64);
+ALTER TABLE pymem.quarantined_chunks DROP CONSTRAINT quarantined_chunks_user_hash_check;
+ALTER TABLE pymem.quarantined_chunks ALTER COLUMN user_hash TYPE char(64);
+ALTER TABLE pymem.key_stats DROP CONSTRAINT key_stats_user_hash_check;
+ALTER TABLE pymem.key_stats ALTER COLUMN user_hash TYPE char(64);
+
 ALTER TABLE pymem.memory_chunks DROP CONSTRAINT memory_chunks_pkey;
 ALTER TABLE pymem.memory_chunks ADD CONSTRAINT memory_chunks_pkey PRIMARY KEY (id);
 
@@ -486,6 +504,75 @@ DROP FUNCTION pymem.warn_key_budget(integer[]);
 DROP FUNCTION pymem.index_rows(char);
 DROP FUNCTION pymem.chunks_distributed();
 DROP FUNCTION pymem.check_tenant(char);
+
+CREATE OR REPLACE FUNCTION pymem.audit_append(p_user_hash char(64), p_operation text, p_phase text, p_ticket uuid,
+                                   p_params_digest bytea, p_chunk_ids uuid[])
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_head pymem.audit_chain_heads := pymem.audit_lock_chain(p_user_hash);
+    v_row  pymem.audit_log;
+BEGIN
+    v_row.user_hash := p_user_hash;
+    v_row.chain_pos := v_head.chain_pos + 1;
+    v_row.at := greatest(clock_timestamp(), v_head.at);
+    v_row.db_role := session_user;
+    v_row.operation := p_operation;
+    v_row.phase := p_phase;
+    v_row.ticket := p_ticket;
+    v_row.params_digest := p_params_digest;
+    v_row.chunk_ids := p_chunk_ids;
+    v_row.row_count := cardinality(p_chunk_ids);
+    v_row.txid := pg_current_xact_id();
+    v_row.prev_hash := v_head.row_hash;
+    v_row.row_hash := pymem.audit_row_digest(v_row.prev_hash, v_row.user_hash, v_row.chain_pos, v_row.at,
+        v_row.db_role, v_row.operation, v_row.phase, v_row.ticket, v_row.params_digest, v_row.chunk_ids,
+        v_row.row_count, v_row.txid);
+    INSERT INTO pymem.audit_log VALUES (v_row.*);
+    UPDATE pymem.audit_chain_heads h SET chain_pos = v_row.chain_pos, row_hash = v_row.row_hash, at = v_row.at
+     WHERE h.user_hash = p_user_hash;
+    RETURN v_row.chain_pos;
+END
+$$;
+
+-- Back to the BEGIN ATOMIC bodies of 0002 and 0005.
+CREATE OR REPLACE FUNCTION pymem.key_usage()
+    RETURNS TABLE (key_id integer, live_rows bigint, seals bigint, tenants bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT s.key_id, sum(s.live_rows)::bigint, sum(s.seals)::bigint, count(*) FILTER (WHERE s.live_rows > 0)
+      FROM pymem.key_stats s GROUP BY s.key_id ORDER BY s.key_id;
+END;
+
+CREATE OR REPLACE FUNCTION pymem.tenants_with_keys(p_key_ids integer[])
+    RETURNS TABLE (user_hash char(64), live_rows bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT s.user_hash, sum(s.live_rows)::bigint FROM pymem.key_stats s
+     WHERE s.key_id = ANY (p_key_ids) AND s.live_rows > 0
+     GROUP BY s.user_hash ORDER BY s.user_hash;
+END;
+
+CREATE OR REPLACE FUNCTION pymem.quarantined()
+    RETURNS TABLE (user_hash char(64), chunk_id uuid, key_id integer, reason text, at timestamptz)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT q.user_hash, q.chunk_id, q.key_id, q.reason, q.at FROM pymem.quarantined_chunks q
+     ORDER BY q.user_hash, q.chunk_id;
+END;
+
+CREATE OR REPLACE FUNCTION pymem.audit_heads() RETURNS TABLE (user_hash char(64), chain_pos bigint, row_hash bytea)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT h.user_hash, h.chain_pos, h.row_hash FROM pymem.audit_chain_heads h WHERE h.chain_pos > 0
+     ORDER BY h.user_hash;
+END;
 
 -- Pin row_security on every definer function, as 0005 did.
 DO $$

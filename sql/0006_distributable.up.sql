@@ -27,14 +27,102 @@ SELECT '[0]'::public.vector;  -- load pgvector so its hnsw.* settings are known 
 SET LOCAL ROLE pymem_owner;
 
 -- ---------------------------------------------------------------------------
--- Keys and the policy.
+-- Bodies that pin no columns.
+-- ---------------------------------------------------------------------------
+-- Functions with a BEGIN ATOMIC body depend on the columns they read, so a
+-- column's type cannot change under them (below), and Citus'
+-- create_distributed_table, which replaces a table, would drop them. plpgsql
+-- bodies, same results.
+CREATE OR REPLACE FUNCTION pymem.key_usage()
+    RETURNS TABLE (key_id integer, live_rows bigint, seals bigint, tenants bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT s.key_id, sum(s.live_rows)::bigint, sum(s.seals)::bigint, count(*) FILTER (WHERE s.live_rows > 0)
+      FROM pymem.key_stats s GROUP BY s.key_id ORDER BY s.key_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pymem.tenants_with_keys(p_key_ids integer[])
+    RETURNS TABLE (user_hash char(64), live_rows bigint)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT s.user_hash, sum(s.live_rows)::bigint FROM pymem.key_stats s
+     WHERE s.key_id = ANY (p_key_ids) AND s.live_rows > 0
+     GROUP BY s.user_hash ORDER BY s.user_hash;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pymem.quarantined()
+    RETURNS TABLE (user_hash char(64), chunk_id uuid, key_id integer, reason text, at timestamptz)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT q.user_hash, q.chunk_id, q.key_id, q.reason, q.at FROM pymem.quarantined_chunks q
+     ORDER BY q.user_hash, q.chunk_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pymem.audit_heads() RETURNS TABLE (user_hash char(64), chain_pos bigint, row_hash bytea)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT h.user_hash, h.chain_pos, h.row_hash FROM pymem.audit_chain_heads h WHERE h.chain_pos > 0
+     ORDER BY h.user_hash;
+END
+$$;
+
+-- Likewise embedding_dim, which depends on memory_chunks.
+CREATE OR REPLACE FUNCTION pymem.embedding_dim() RETURNS integer
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN (SELECT a.atttypmod FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = 'pymem.memory_chunks'::regclass AND a.attname = 'embedding');
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Keys, the tenant column and the policy.
 -- ---------------------------------------------------------------------------
 ALTER TABLE pymem.memory_chunks DROP CONSTRAINT memory_chunks_pkey;
 ALTER TABLE pymem.memory_chunks ADD CONSTRAINT memory_chunks_pkey PRIMARY KEY (user_hash, id);
 
-ALTER POLICY tenant_isolation ON pymem.memory_chunks
-    USING (user_hash = nullif(current_setting('app.user_hash', true), '')::char(64))
-    WITH CHECK (user_hash = nullif(current_setting('app.user_hash', true), '')::char(64));
+-- user_hash becomes unconstrained bpchar (still 64 lowercase hex by CHECK): a
+-- force-delegated Citus call only runs statements whose distribution value equals
+-- its tenant argument node for node, and an INSERT into char(64) carries typmod
+-- 68 where the argument carries none. bpchar(64) to bpchar is binary-coercible:
+-- no table rewrite, no index rebuild.
+DROP POLICY tenant_isolation ON pymem.memory_chunks;  -- a column in a policy cannot change type
+ALTER TABLE pymem.memory_chunks ALTER COLUMN user_hash TYPE bpchar;
+-- The policy of 0001, without the subquery (Citus refuses subqueries in policies).
+CREATE POLICY tenant_isolation ON pymem.memory_chunks
+    FOR ALL TO pymem_app, pymem_owner
+    USING (user_hash = nullif(current_setting('app.user_hash', true), '')::bpchar)
+    WITH CHECK (user_hash = nullif(current_setting('app.user_hash', true), '')::bpchar);
+ALTER TABLE pymem.audit_log ALTER COLUMN user_hash TYPE bpchar;
+ALTER TABLE pymem.audit_chain_heads ALTER COLUMN user_hash TYPE bpchar;
+ALTER TABLE pymem.key_stats ALTER COLUMN user_hash TYPE bpchar;
+ALTER TABLE pymem.key_stats ADD CONSTRAINT key_stats_user_hash_check CHECK (user_hash ~ '^[0-9a-f]{64}$');
+ALTER TABLE pymem.quarantined_chunks ALTER COLUMN user_hash TYPE bpchar;
+ALTER TABLE pymem.quarantined_chunks
+    ADD CONSTRAINT quarantined_chunks_user_hash_check CHECK (user_hash ~ '^[0-9a-f]{64}$');
+
 
 -- ---------------------------------------------------------------------------
 -- Helpers.
@@ -142,6 +230,36 @@ BEGIN
              WHERE s.user_hash = p_user_hash AND s.key_id = v_key.key_id;
         END IF;
     END LOOP;
+END
+$$;
+
+-- As in 0005, with the row written column by column: Citus routes a statement
+-- by a distribution value it can read off the statement, and v_row.* hides it.
+CREATE OR REPLACE FUNCTION pymem.audit_append(p_user_hash char(64), p_operation text, p_phase text, p_ticket uuid,
+                                              p_params_digest bytea, p_chunk_ids uuid[])
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_head pymem.audit_chain_heads := pymem.audit_lock_chain(p_user_hash);
+    v_row  pymem.audit_log;
+BEGIN
+    v_row.chain_pos := v_head.chain_pos + 1;
+    v_row.at := greatest(clock_timestamp(), v_head.at);
+    v_row.db_role := session_user;
+    v_row.txid := pg_current_xact_id();
+    v_row.row_hash := pymem.audit_row_digest(v_head.row_hash, p_user_hash, v_row.chain_pos, v_row.at,
+        v_row.db_role, p_operation, p_phase, p_ticket, p_params_digest, p_chunk_ids,
+        cardinality(p_chunk_ids), v_row.txid);
+    INSERT INTO pymem.audit_log (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest,
+                                 chunk_ids, row_count, txid, prev_hash, row_hash)
+    VALUES (p_user_hash, v_row.chain_pos, v_row.at, v_row.db_role, p_operation, p_phase, p_ticket,
+            p_params_digest, p_chunk_ids, cardinality(p_chunk_ids), v_row.txid, v_head.row_hash, v_row.row_hash);
+    UPDATE pymem.audit_chain_heads h SET chain_pos = v_row.chain_pos, row_hash = v_row.row_hash, at = v_row.at
+     WHERE h.user_hash = p_user_hash;
+    RETURN v_row.chain_pos;
 END
 $$;
 

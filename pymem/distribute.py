@@ -1,0 +1,161 @@
+"""Put pymem on Citus: the one step after ``alembic upgrade head`` on a Citus coordinator.
+
+Every pymem table is distributed by ``user_hash`` and co-located, so a tenant's
+chunks, audit chain, chain head, key counts and quarantine records share one shard
+group; the small settings tables (``tuning``, ``encryption_keys``) become reference
+tables, copied to every node. Each API function that takes the tenant as its first
+argument is distributed with ``distribution_arg_name => 'p_user_hash'`` and
+``force_delegation``, so Citus runs the whole call on the worker holding that
+tenant's shards, inside the caller's transaction.
+
+What changes for the DBA (the README's "Scaling out" says it in full):
+
+* ``pymem_owner`` becomes LOGIN. Citus opens node-to-node connections as the
+  current user, and the API functions, the owner's DDL and shard moves run as
+  ``pymem_owner`` (citusdata/citus#7719). It has no password: give it node-to-node
+  authentication only (``pg_dist_authinfo`` or certificates), never to an app.
+* ``citus.propagate_set_commands = 'local'`` is set for the database, so the
+  ``SET LOCAL app.user_hash`` of each tenant transaction reaches the workers.
+
+Migrations run on a Citus coordinator before this step (``alembic upgrade head``)
+create pymem's objects on the coordinator alone (:func:`migration_connect_args`), and
+this step distributes them; the SQL files are the same as on plain PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+# Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
+DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
+REFERENCE_TABLES = ("tuning", "encryption_keys")
+# API functions whose first argument, p_user_hash, routes the whole call.
+TENANT_FUNCTIONS = ("read_intent", "put_chunks", "get_chunks", "search_chunks", "export_chunks", "rekey_chunks",
+                    "delete_document", "erase_tenant", "quarantine_chunks")
+DEFAULT_SHARD_COUNT = 32
+
+
+class NotReady(RuntimeError):
+    """The database cannot be distributed yet (no Citus, no workers, old schema)."""
+
+
+@dataclass(frozen=True)
+class DistributeReport:
+    """What :func:`distribute` found or did."""
+
+    shard_count: int
+    workers: int
+    tables_distributed: int  # by this call; 0 when it was already done
+    functions_delegated: int
+
+
+def citus_installed(conn: psycopg.Connection) -> bool:
+    """Whether the ``citus`` extension exists in the connected database."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')").fetchone()[0]
+
+
+def chunks_distributed(conn: psycopg.Connection) -> bool:
+    """Whether ``pymem.memory_chunks`` is already a Citus distributed table."""
+    return citus_installed(conn) and conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
+        " WHERE logicalrelid = pg_catalog.to_regclass('pymem.memory_chunks'))").fetchone()[0]
+
+
+def migration_connect_args(dsn: str) -> dict:
+    """Connection arguments for pymem's migrations: on a Citus coordinator, keep their DDL local.
+
+    Until ``pymem distribute`` has run, pymem's objects live on the coordinator
+    only: Citus would otherwise forward each statement to the workers as
+    ``pymem_owner``, which cannot log in yet, and the roles and schema created in
+    the same transaction are not visible there. Distribution later creates every
+    object on the workers. Empty without Citus, or once distributed.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        local_phase = citus_installed(conn) and not chunks_distributed(conn)
+    if not local_phase:
+        return {}
+    options = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
+    return {"options": f"{options} -c citus.enable_ddl_propagation=off".strip()}
+
+
+def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> DistributeReport:
+    """Distribute pymem's tables and API functions over the Citus cluster at ``dsn``.
+
+    Idempotent: tables already distributed are left as they are, and functions
+    and settings are (re)applied.
+
+    Args:
+        dsn: a superuser connection to the coordinator's pymem database, migrated
+            to head, with its workers added (``citus_add_node``).
+        shard_count: shards per distributed table (Citus' default is 32).
+
+    Raises:
+        NotReady: Citus is not installed in the database, there are no workers,
+            the schema predates migration 0006, or the role is not a superuser.
+    """
+    if not 1 <= shard_count <= 64000:
+        raise ValueError("shard_count must be between 1 and 64000")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        workers = _check_ready(conn)
+        distributed_now = 0
+        if not chunks_distributed(conn):
+            with conn.transaction():
+                # pymem's row triggers reach only co-located shards of the row's tenant.
+                conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+                for table in REFERENCE_TABLES:
+                    conn.execute("SELECT pg_catalog.create_reference_table(%s)", (f"pymem.{table}",))
+                anchor = f"pymem.{DISTRIBUTED_TABLES[0]}"
+                conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', shard_count => %s)",
+                             (anchor, shard_count))
+                for table in DISTRIBUTED_TABLES[1:]:
+                    conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', colocate_with => %s)",
+                                 (f"pymem.{table}", anchor))
+            distributed_now = len(DISTRIBUTED_TABLES) + len(REFERENCE_TABLES)
+        with conn.transaction():
+            conn.execute("ALTER ROLE pymem_owner LOGIN")
+        delegated = _distribute_functions(conn)
+        conn.execute(sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
+            sql.Identifier(conn.info.dbname)))
+        shards = conn.execute("SELECT shard_count FROM public.citus_tables"
+                              " WHERE table_name = 'pymem.memory_chunks'::regclass").fetchone()[0]
+    log.info("pymem distributed over %d workers, %d shards", workers, shards)
+    return DistributeReport(shards, workers, distributed_now, delegated)
+
+
+def _check_ready(conn: psycopg.Connection) -> int:
+    if not conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]:
+        raise NotReady("pymem distribute needs a superuser connection to the coordinator")
+    if not citus_installed(conn):
+        raise NotReady("the citus extension is not installed in this database: CREATE EXTENSION citus")
+    if conn.execute("SELECT pg_catalog.to_regprocedure('pymem.check_tenant(character)') IS NULL").fetchone()[0]:
+        raise NotReady("the pymem schema predates migration 0006: run alembic upgrade head first")
+    workers = conn.execute("SELECT count(*) FROM pg_catalog.pg_dist_node"
+                           " WHERE noderole = 'primary' AND isactive AND groupid <> 0").fetchone()[0]
+    if workers == 0:
+        raise NotReady("no active worker nodes: add them with citus_add_node first")
+    return workers
+
+
+def _distribute_functions(conn: psycopg.Connection) -> int:
+    """Create every pymem function on the workers, then delegate the tenant API."""
+    with conn.transaction():
+        functions = [row[0] for row in conn.execute(
+            "SELECT p.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc p"
+            " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace ORDER BY p.oid")]
+        for function in functions:
+            conn.execute("SELECT pg_catalog.create_distributed_function(%s::pg_catalog.regprocedure)", (function,))
+        delegated = conn.execute(
+            "SELECT count(pg_catalog.create_distributed_function(p.oid::pg_catalog.regprocedure, 'p_user_hash',"
+            " colocate_with => 'pymem.memory_chunks', force_delegation => true))"
+            " FROM pg_catalog.pg_proc p"
+            " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
+            (list(TENANT_FUNCTIONS),)).fetchone()[0]
+    if delegated != len(TENANT_FUNCTIONS):
+        raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
+    return delegated
