@@ -55,7 +55,11 @@ class AuditProblem:
 
 def _as_auditor(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[tuple]:
     with conn.transaction():
-        conn.execute("SET LOCAL ROLE pymem_auditor")
+        # Only a login that does not inherit pymem_auditor switches to it. (On Citus
+        # a SET LOCAL ROLE is forwarded to the workers, where the definer's own
+        # connections could not take it.)
+        if not conn.execute("SELECT pg_catalog.pg_has_role('pymem_auditor', 'USAGE')").fetchone()[0]:
+            conn.execute("SET LOCAL ROLE pymem_auditor")
         return conn.execute(query, params).fetchall()
 
 

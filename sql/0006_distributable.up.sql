@@ -32,17 +32,27 @@ SET LOCAL ROLE pymem_owner;
 -- Functions with a BEGIN ATOMIC body depend on the columns they read, so a
 -- column's type cannot change under them (below), and Citus'
 -- create_distributed_table, which replaces a table, would drop them. plpgsql
--- bodies, same results.
+-- bodies, same results. key_usage() also raises the seal-budget warning, which
+-- on Citus is not raised on each write (see warn_key_budget below).
 CREATE OR REPLACE FUNCTION pymem.key_usage()
     RETURNS TABLE (key_id integer, live_rows bigint, seals bigint, tenants bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
 AS $$
+DECLARE
+    v_warn bigint := (SELECT t.key_seal_warn_threshold FROM pymem.tuning t);
 BEGIN
-    RETURN QUERY
-    SELECT s.key_id, sum(s.live_rows)::bigint, sum(s.seals)::bigint, count(*) FILTER (WHERE s.live_rows > 0)
-      FROM pymem.key_stats s GROUP BY s.key_id ORDER BY s.key_id;
+    FOR key_id, live_rows, seals, tenants IN
+        SELECT s.key_id, sum(s.live_rows)::bigint, sum(s.seals)::bigint, count(*) FILTER (WHERE s.live_rows > 0)
+          FROM pymem.key_stats s GROUP BY s.key_id ORDER BY s.key_id
+    LOOP
+        IF seals >= v_warn THEN
+            RAISE WARNING 'pymem: key id % has sealed % fields (warning threshold %): rotate it', key_id, seals, v_warn
+                USING HINT = 'pymem rotate-key re-seals rows under the active key';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;
 

@@ -19,7 +19,11 @@ from pymem.scratch import Cluster
 for _name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):
     os.environ.setdefault(_name, base64.b64encode(secrets.token_bytes(32)).decode())
 
-_clusters: dict[int | None, Cluster] = {}
+# PYMEM_TEST_TARGET=citus (make test-citus): the DB suites run through the
+# coordinator of a Citus cluster (1 coordinator, 2 workers) built from the vendored source.
+CITUS = os.environ.get("PYMEM_TEST_TARGET", "postgres") == "citus"
+CITUS_KEY = "citus"
+_clusters: dict = {}
 TAP_SUMMARY: list[tuple[str, str, int, int]] = []  # (server, file, passed, planned)
 RELIABILITY: dict[str, int] = {}  # figures the hardening suites measured, printed at the end
 
@@ -37,6 +41,15 @@ def cluster_for(pg_version: int | None) -> Cluster:
     if pg_version not in _clusters:
         _clusters[pg_version] = Cluster(pg_version)
     return _clusters[pg_version]
+
+
+def citus_cluster():
+    """The session's Citus cluster (PG 16 coordinator and two workers)."""
+    from pymem.citus_cluster import CitusCluster
+
+    if CITUS_KEY not in _clusters:
+        _clusters[CITUS_KEY] = CitusCluster(16)
+    return _clusters[CITUS_KEY]
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -64,7 +77,10 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
-    """The default cluster: PYMEM_PG_VERSION (18) embedded, or the external server."""
+    """The default cluster: PYMEM_PG_VERSION (18) embedded, the external server, or
+    (PYMEM_TEST_TARGET=citus) the Citus cluster."""
+    if CITUS:
+        return citus_cluster()
     return cluster_for(None if external_database() else get_settings().pg_version)
 
 

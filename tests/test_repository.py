@@ -105,9 +105,12 @@ async def _two_rows(aconn, user):
 
 async def test_swapping_text_cipher_between_rows_fails(aconn, admin_conn, alice):
     first, second = await _two_rows(aconn, alice)
-    admin_conn.execute(
-        "UPDATE pymem.memory_chunks a SET text_cipher = b.text_cipher FROM pymem.memory_chunks b"
-        " WHERE (a.id, b.id) IN ((%s, %s), (%s, %s))", (first, second, second, first))
+    # Row by row (a self-join UPDATE is not routable on Citus).
+    ciphers = dict(admin_conn.execute("SELECT id, text_cipher FROM pymem.memory_chunks WHERE id IN (%s, %s)",
+                                      (first, second)).fetchall())
+    for target, donor in ((first, second), (second, first)):
+        admin_conn.execute("UPDATE pymem.memory_chunks SET text_cipher = %s WHERE user_hash = %s AND id = %s",
+                           (ciphers[donor], hmac_user(alice), target))
     for chunk_id in (first, second):
         with pytest.raises(InvalidTag):
             await repo.get_chunk(aconn, alice, chunk_id)
@@ -123,7 +126,16 @@ async def test_swapping_text_and_meta_cipher_fails(aconn, admin_conn, alice):
 
 async def test_moving_a_row_to_another_tenant_fails(aconn, admin_conn, alice, bob):
     first, _ = await _two_rows(aconn, alice)
-    admin_conn.execute("UPDATE pymem.memory_chunks SET user_hash = %s WHERE id = %s", (hmac_user(bob), first))
+    # Re-insert under bob and delete alice's copy (Citus cannot UPDATE the
+    # distribution column); the same rows, bytes and id, under another tenant.
+    with admin_conn.transaction():
+        admin_conn.execute(
+            "INSERT INTO pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher,"
+            " key_id, embedding, aad_version) SELECT id, %s, doc_id, source, text_cipher, meta_cipher, emb_cipher,"
+            " key_id, embedding, aad_version FROM pymem.memory_chunks WHERE user_hash = %s AND id = %s",
+            (hmac_user(bob), hmac_user(alice), first))
+        admin_conn.execute("DELETE FROM pymem.memory_chunks WHERE user_hash = %s AND id = %s",
+                           (hmac_user(alice), first))
     with pytest.raises(InvalidTag):
         await repo.get_chunk(aconn, bob, first)
 
@@ -218,6 +230,7 @@ def test_login_role_with_pymem_app_cannot_select_the_table(conn):
         conn.execute("SELECT * FROM pymem.memory_chunks")
 
 
+@pytest.mark.single_node
 def test_hnsw_index_is_used_under_rls(admin_conn):
     """The owner (bound by FORCE RLS) plans the search through the HNSW index."""
     with admin_conn.transaction():
