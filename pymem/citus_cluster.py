@@ -3,9 +3,10 @@ Citus suite and benchmark, built from the vendored source.
 
 No package registry these machines reach carries Citus, so :func:`install_citus`
 builds ``../shared/vendor/citus/citus-<version>-min.tar.gz`` (or
-``PYMEM_CITUS_SOURCE``) against the embedded server's ``pg_config``, caches the
-build under ``~/.cache/pymem`` (keyed by source hash and server version), and
-``make install``s it into the embedded server. The nodes run as an ordinary user
+``PYMEM_CITUS_SOURCE``) with ``patches/citus-*.patch`` applied (a fix for a
+backend crash; see that file) against the embedded server's ``pg_config``, caches
+the build under ``~/.cache/pymem`` (keyed by source, patches and server version),
+and ``make install``s it into the embedded server. The nodes run as an ordinary user
 (``initdb`` refuses root): as root, the ``pgserver`` user the embedded server uses.
 
 :class:`CitusCluster` offers what :class:`pymem.scratch.Cluster` offers
@@ -32,6 +33,7 @@ from .distribute import distribute
 
 SOURCE_ENV = "PYMEM_CITUS_SOURCE"
 DEFAULT_SOURCE = migrations.PROJECT_ROOT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
+PATCHES = sorted((migrations.PROJECT_ROOT / "patches").glob("citus-*.patch"))
 NODE_USER = "pgserver"
 TEST_SHARD_COUNT = 8
 
@@ -57,10 +59,11 @@ def install_citus(pg_version: int = 16) -> Path:
     pg_config = install / "bin" / "pg_config"
     pkglibdir = Path(subprocess.run([pg_config, "--pkglibdir"], check=True, capture_output=True,
                                     text=True).stdout.strip())
-    if (pkglibdir / "citus.so").exists():
-        return install / "bin"
     source = citus_source()
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (source, *PATCHES))).hexdigest()[:12]
+    marker = pkglibdir / "pymem-citus-build"  # which build is installed
+    if (pkglibdir / "citus.so").exists() and marker.exists() and marker.read_text() == digest:
+        return install / "bin"
     build = Path.home() / ".cache" / "pymem" / f"citus-{digest}-pg{pg_version}"
     tree = build / "citus-min"
     if not (tree / "src" / "backend" / "distributed" / "citus.so").exists():
@@ -68,6 +71,8 @@ def install_citus(pg_version: int = 16) -> Path:
         build.mkdir(parents=True)
         with tarfile.open(source) as archive:
             archive.extractall(build, filter="data")
+        for patch in PATCHES:
+            subprocess.run(["patch", "-p1", "-i", str(patch)], cwd=tree, check=True, capture_output=True)
         subprocess.run(["./configure", "--without-libcurl", "--without-lz4", "--without-zstd",
                         f"PG_CONFIG={pg_config}"], cwd=tree, check=True, capture_output=True)
         make = ["make", f"-j{os.cpu_count() or 2}"]
@@ -76,6 +81,7 @@ def install_citus(pg_version: int = 16) -> Path:
             make.append("CFLAGS=" + cflags.replace("-Wmissing-variable-declarations", "").strip())
         subprocess.run(make, cwd=tree, check=True, capture_output=True)
     subprocess.run(["make", "install"], cwd=tree, check=True, capture_output=True)
+    marker.write_text(digest)
     return install / "bin"
 
 

@@ -38,6 +38,18 @@ def install_pgtap(sharedir: Path | None) -> None:
             shutil.copyfile(src, dest)
 
 
+_SET_ROLE = re.compile(r"^SET (LOCAL )?ROLE pymem_app;\n", re.MULTILINE)
+
+
+def inheriting_copy(path: Path, directory: Path) -> Path:
+    """A copy of a pgTAP or fixture file without its ``SET [LOCAL] ROLE pymem_app``
+    lines, for a login that inherits pymem_app (Citus reaches the workers as the
+    current user, and pymem_app itself cannot log in)."""
+    copy = directory / path.name
+    copy.write_text(_SET_ROLE.sub("", path.read_text()))
+    return copy
+
+
 @dataclass
 class TapResult:
     """Parsed output of one pgTAP file."""

@@ -7,13 +7,14 @@ that the same suites then fail: they would catch a regression.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.conftest import TAP_SUMMARY, cluster_for, external_database
-from tests.pgtap import install_pgtap, run_file, run_sql
+from tests.pgtap import inheriting_copy, install_pgtap, run_file, run_sql
 
 SQL_DIR = Path(__file__).parent / "sql"
 TAP_FILES = sorted(SQL_DIR.glob("[0-9]*.sql"))
@@ -21,17 +22,23 @@ VERSIONS = [None] if external_database() else [16, 18]
 TAP_ROLE = "pymem_tap"
 
 
-def prepare_tap_database(cluster, name: str) -> str:
-    """Migrate a 3-d database, load pgTAP + helpers + seed; return the tap role's DSN."""
+def prepare_tap_database(cluster, name: str, *, inherit: bool = False) -> str:
+    """Migrate a 3-d database, load pgTAP + helpers + seed; return the tap role's DSN.
+
+    ``inherit``: the tap login inherits pymem_app instead of each file's SET ROLE
+    switching to it (Citus, which connects to workers as the current user).
+    """
     install_pgtap(cluster.sharedir())
     admin = cluster.fresh_database(name, embedding_dim=3)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pgtap")
     run_sql(cluster.psql(), admin, SQL_DIR / "fixtures" / "helpers.sql")
     # NOINHERIT: the login role holds nothing itself; each file does SET LOCAL ROLE pymem_app.
-    cluster.login_role(TAP_ROLE, ["pymem_app"], inherit=False)
+    cluster.login_role(TAP_ROLE, ["pymem_app"], inherit=inherit)
     tap_url = cluster.url(name, user=TAP_ROLE)
-    run_sql(cluster.psql(), tap_url, SQL_DIR / "fixtures" / "seed.sql")
+    seed = SQL_DIR / "fixtures" / "seed.sql"
+    with tempfile.TemporaryDirectory() as scratch:
+        run_sql(cluster.psql(), tap_url, inheriting_copy(seed, Path(scratch)) if inherit else seed)
     return tap_url
 
 

@@ -24,7 +24,11 @@ SELECT ok(NOT rolsuper AND NOT rolbypassrls, 'pymem_owner is neither superuser n
   FROM pg_roles WHERE rolname = 'pymem_owner';
 SELECT ok(NOT rolsuper AND NOT rolbypassrls AND NOT rolcanlogin, 'pymem_app is NOLOGIN, NOSUPERUSER, NOBYPASSRLS')
   FROM pg_roles WHERE rolname = 'pymem_app';
-SELECT is(current_user::text, 'pymem_app', 'this file runs as pymem_app');
+-- As pymem_app (SET ROLE), or as a login that inherits pymem_app and nothing else.
+SELECT ok(pg_has_role('pymem_app', 'USAGE') AND NOT pg_has_role('pymem_owner', 'USAGE')
+          AND NOT pg_has_role('pymem_maintainer', 'USAGE') AND NOT pg_has_role('pymem_auditor', 'USAGE')
+          AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user),
+          'this file runs with pymem_app''s privileges and no other pymem role');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -21,13 +21,13 @@ SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE txid = pg_current_xact
 SELECT tests.put(tests.tenant('alice'), 'aaaaaaaa-0000-0000-0000-0000000000aa', 'a7', '[0,1,1]');
 SELECT is((SELECT chunk_ids FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'insert'),
           ARRAY['aaaaaaaa-0000-0000-0000-0000000000aa'::uuid], 'put leaves an insert audit row');
-SELECT pymem.delete_document(tests.me(), 'a7');
+SELECT tests.delete_document('a7');
 SELECT is((SELECT row_count FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'delete'),
           1, 'delete_document leaves a delete audit row');
-SELECT pymem.erase_tenant(tests.me());
+SELECT tests.erase();
 SELECT is((SELECT count(*) FROM tests.audit_rows() WHERE txid = pg_current_xact_id() AND operation = 'delete'),
           2::bigint, 'erase_tenant leaves another delete audit row');
-SELECT pymem.delete_document(tests.me(), 'no-such-doc');
+SELECT tests.delete_document('no-such-doc');
 SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
                    AND operation = 'delete' AND row_count = 0 AND user_hash = tests.tenant('alice')),
           'a delete that matches nothing is audited too');
