@@ -68,3 +68,181 @@ def test_tap_role_is_a_plain_app_login(cluster, tap_url):
         superuser = conn.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s",
                                  (TAP_ROLE,)).fetchone()[0]
     assert member_of == {"pymem_app"} and not superuser
+
+
+# --------------------------------------------------------------------------- shards touched per call
+class ShardLog:
+    """Per API call, the distributed-table shards Citus ran it on, from its own log.
+
+    ``citus.log_remote_commands`` (this session) shows each call the coordinator
+    sends; ``citus.log_local_commands`` (set for the login on the workers) shows
+    every statement a worker ran on its local shards inside that call. Shards of
+    co-located tables that hold the same hash range are one shard group.
+    """
+
+    _CALL = re.compile(r"^issuing SELECT .*?\bpymem\.([a-z_]+)\(")
+
+    def __init__(self, shard_group: dict[int, str]):
+        self.shard_group = shard_group  # shard id -> its hash range (None: reference table)
+        self.calls: list[tuple[str, set[str]]] = []
+
+    def __call__(self, diag) -> None:
+        message = diag.message_primary or ""
+        if m := self._CALL.match(message):
+            self.calls.append((m.group(1), set()))
+        elif self.calls:
+            for shard in _SHARD.findall(message):
+                group = self.shard_group.get(int(shard))
+                if group is not None:
+                    self.calls[-1][1].add(group)
+
+
+@pytest.fixture(scope="module")
+def workload_db(cluster):
+    admin = cluster.fresh_database("pymem_citus_workload", embedding_dim=DIM)
+    cluster.login_role("pymem_citus_app", ["pymem_app"])
+    for worker in cluster.worker_urls:
+        with psycopg.connect(worker, autocommit=True) as conn:
+            conn.execute("ALTER ROLE pymem_citus_app SET citus.log_local_commands = on")
+    return admin, cluster.url("pymem_citus_workload", user="pymem_citus_app")
+
+
+def _shard_groups(admin: str) -> dict[int, str]:
+    with psycopg.connect(admin) as conn:
+        return {shard: group for shard, group in conn.execute(
+            "SELECT s.shardid, s.shardminvalue FROM pg_dist_shard s JOIN pg_dist_partition p USING (logicalrelid)"
+            " WHERE p.partmethod = 'h' AND s.logicalrelid::text LIKE 'pymem.%'")}
+
+
+def _tenant_group(admin: str, user: str) -> str:
+    with psycopg.connect(admin) as conn:
+        return conn.execute("SELECT shardminvalue FROM pg_dist_shard WHERE shardid ="
+                            " get_shard_id_for_distribution_column('pymem.memory_chunks', %s::bpchar)",
+                            (hmac_user(user),)).fetchone()[0]
+
+
+def vec(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random(DIM).astype(np.float32)
+
+
+TENANTS = [f"citus-tenant-{i}" for i in range(6)]
+
+
+async def _mixed_workload(app: str, log: ShardLog) -> dict[str, list[uuid.UUID]]:
+    conn = await aconnect(app)
+    await conn.execute("SET citus.log_remote_commands = on")
+    conn.add_notice_handler(log)
+    kept: dict[str, list[uuid.UUID]] = {}
+    try:
+        for n, user in enumerate(TENANTS):
+            ids = await repo.index_memory_chunks(conn, user, [ChunkInput(f"doc-{i % 3}", "s", f"{user} text {i}", vec(i))
+                                                             for i in range(12)])
+            hits = await repo.query_memory(conn, user, "q", vec(n), k=5, rerank=False)
+            assert hits and all(h.text.startswith(f"{user} ") for h in hits)  # no other tenant's rows
+            assert (await repo.get_chunk(conn, user, ids[0])).text == f"{user} text 0"
+            assert await repo.get_chunk(conn, TENANTS[(n + 1) % len(TENANTS)], ids[0]) is None
+            assert await repo.delete_document(conn, user, "doc-2") == 4
+            kept[user] = [i for k, i in enumerate(ids) if k % 3 != 2]
+        await repo.index_memory_chunk(conn, "citus-erased", "d", "s", "gone", vec(99))
+        assert await repo.erase_user(conn, "citus-erased") == 1
+    finally:
+        await conn.close()
+    return kept
+
+
+@pytest.fixture(scope="module")
+def workload(workload_db):
+    admin, app = workload_db
+    log = ShardLog(_shard_groups(admin))
+    kept = asyncio.run(_mixed_workload(app, log))
+    return admin, app, log, kept
+
+
+def test_every_api_call_runs_on_exactly_one_shard_group(workload):
+    admin, _, log, _ = workload
+    names = {name for name, _ in log.calls}
+    assert {"put_chunks", "read_intent", "search_chunks", "get_chunks", "delete_document", "erase_tenant"} <= names
+    assert names <= set(TENANT_FUNCTIONS)
+    one_group = [groups for _, groups in log.calls if len(groups) == 1]
+    RELIABILITY["citus: API calls in the mixed workload (counted from Citus' command log)"] = len(log.calls)
+    RELIABILITY["citus: calls that touched exactly one shard group"] = len(one_group)
+    assert len(one_group) == len(log.calls), [c for c in log.calls if len(c[1]) != 1]
+
+
+def test_each_call_ran_on_its_tenants_shard_group(workload):
+    admin, _, log, _ = workload
+    tenant_groups = {_tenant_group(admin, user) for user in [*TENANTS, "citus-erased"]}
+    assert {group for _, groups in log.calls for group in groups} <= tenant_groups
+
+
+def test_every_write_and_read_left_its_audit_row(workload):
+    admin, _, log, _ = workload
+    with connect(admin) as conn:
+        rows = dict(conn.execute("SELECT phase, count(*) FROM pymem.audit_log GROUP BY phase").fetchall())
+    calls = [name for name, _ in log.calls]
+    assert rows["intent"] == calls.count("read_intent")
+    assert rows["result"] == calls.count("search_chunks") + calls.count("get_chunks")
+    assert rows["write"] == calls.count("put_chunks") + calls.count("delete_document") + calls.count("erase_tenant")
+    assert verify_audit_log(connect(admin)) == []
+
+
+def test_a_shard_move_keeps_every_row_open_and_the_audit_log_intact(cluster, workload):
+    admin, app, _, kept = workload
+    with psycopg.connect(admin, autocommit=True) as conn:
+        source, target = conn.execute(
+            "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeport").fetchall()
+        # Every shard group with a tenant's data on the first worker moves to the second.
+        shards = [r[0] for r in conn.execute(
+            "SELECT DISTINCT s.shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)"
+            " JOIN pg_dist_node n ON n.groupid = p.groupid"
+            " WHERE s.logicalrelid = 'pymem.memory_chunks'::regclass AND n.nodename || ':' || n.nodeport = %s"
+            "   AND s.shardid IN (SELECT get_shard_id_for_distribution_column('pymem.memory_chunks', h)"
+            "                       FROM unnest(%s::bpchar[]) AS h)", (source[0], [hmac_user(u) for u in TENANTS]))]
+        assert shards, "no tenant data on the first worker: the move would prove nothing"
+        (src_host, src_port), (dst_host, dst_port) = (s[0].split(":") for s in (source, target))
+        for shard in shards:
+            conn.execute("SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, shard_transfer_mode => 'block_writes')",
+                         (shard, src_host, int(src_port), dst_host, int(dst_port)))
+
+    async def reopen() -> tuple[int, int]:
+        conn = await aconnect(app)
+        opened = failed = 0
+        try:
+            for user, ids in kept.items():
+                for chunk_id in ids:
+                    hit = await repo.get_chunk(conn, user, chunk_id)
+                    opened += hit is not None and hit.text.startswith(f"{user} ")
+                    failed += hit is None
+                # New writes and reads after the move land on the moved shards.
+                await repo.index_memory_chunk(conn, user, "after-move", "s", f"{user} after", vec(7))
+                assert any(h.doc_id == "after-move" for h in await repo.query_memory(conn, user, "q", vec(7), k=3,
+                                                                                      rerank=False))
+        finally:
+            await conn.close()
+        return opened, failed
+
+    opened, failed = asyncio.run(reopen())
+    problems = verify_audit_log(connect(admin))
+    RELIABILITY["citus: shard groups moved"] = len(shards)
+    RELIABILITY["citus: rows that failed to open after the move"] = failed
+    RELIABILITY["citus: audit-verify problems after the move"] = len(problems)
+    assert (opened, failed) == (sum(len(ids) for ids in kept.values()), 0)
+    assert problems == []
+
+
+def test_distribute_is_idempotent(workload_db):
+    admin, _ = workload_db
+    report = distribute(admin)
+    assert (report.tables_distributed, report.functions_delegated, report.workers) == (0, len(TENANT_FUNCTIONS), 2)
+
+
+def test_a_null_tenant_argument_is_refused_and_the_coordinator_survives(cluster, workload_db):
+    # Stock Citus 14.0.1 crashes the backend here (patches/citus-14.0.1-null-distribution-argument.patch).
+    _, app = workload_db
+    with psycopg.connect(app) as conn:
+        conn.execute(set_tenant_sql(hmac_user("citus-tenant-0")))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM pymem.search_chunks(NULL, 'aaaaaaaa-0000-0000-0000-000000000001', %s, 3)",
+                         (str(vec(1).tolist()),))
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
