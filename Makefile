@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # Debian's pgTAP (built for PG 15; its SQL files load into the embedded PG 16/18),
-# and Debian's pgbouncer for the transaction-mode pooler test.
+# Debian's pgbouncer for the transaction-mode pooler test.
 PGTAP_CONTROL := /usr/share/postgresql/15/extension/pgtap.control
 PGBOUNCER := /usr/sbin/pgbouncer
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test bench bench-quick venv-demo venv-dev system-packages clean
+.PHONY: demo test test-postgres test-citus bench bench-quick venv-demo venv-dev system-packages clean
 
 $(VENV)/.demo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +25,32 @@ $(VENV)/.dev: $(VENV)/.demo
 venv-demo: $(VENV)/.demo
 venv-dev: $(VENV)/.dev
 
+# ... and a C toolchain, OpenSSL headers and patch to build Citus for the Citus suite.
 system-packages:
-	@test -f $(PGTAP_CONTROL) -a -x $(PGBOUNCER) || { \
-	  echo "installing pgTAP (postgresql-15-pgtap) and pgbouncer from Debian"; \
+	@test -f $(PGTAP_CONTROL) -a -x $(PGBOUNCER) -a -x /usr/bin/gcc -a -x /usr/bin/patch \
+	  -a -f /usr/include/openssl/ssl.h || { \
+	  echo "installing pgTAP, pgbouncer and the Citus build tools from Debian"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15-pgtap pgbouncer >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15-pgtap pgbouncer \
+	    build-essential libssl-dev patch >/dev/null; }
 
 demo: venv-demo
 	$(PY) -m pymem demo
 
-# Branch coverage of pymem/ is measured on every run; under 90% fails (see README).
-test: venv-dev system-packages
-	$(PY) -m pytest --cov=pymem --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=90
+# Both suites, then branch coverage of pymem/ over the two runs; under 90% fails (see README).
+test: test-postgres test-citus
+	$(PY) -m coverage report --skip-covered --show-missing --fail-under=90
+
+# PostgreSQL 16 and 18 (embedded): every suite, pgTAP and pgbouncer included.
+test-postgres: venv-dev system-packages
+	$(PY) -m pytest --cov=pymem --cov-branch --cov-report=
+
+# Citus 14 (built from ../shared/vendor/citus, cached in ~/.cache/pymem): a
+# coordinator and two workers; pgTAP, the Citus suite, and the repository, audit
+# and rotation suites through the coordinator.
+test-citus: venv-dev system-packages
+	PYMEM_TEST_TARGET=citus $(PY) -m pytest --cov=pymem --cov-branch --cov-append --cov-report= \
+	    -m "not single_node" tests/test_citus.py tests/test_repository.py tests/test_audit.py tests/test_rotation.py
 
 bench: venv-dev
 	$(PY) -m pymem bench --scale full

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHES = ("crypto", "ingest", "search", "rerank", "e2e")
+BENCHES = ("crypto", "ingest", "search", "citus", "rerank", "e2e")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 

@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in benchmarks/results/)")
     bench.add_argument("--scale", choices=("tiny", "quick", "full"), default="full")
-    bench.add_argument("--only", nargs="+", choices=("crypto", "ingest", "search", "rerank", "e2e"),
+    bench.add_argument("--only", nargs="+", choices=("crypto", "ingest", "search", "citus", "rerank", "e2e"),
                        help="re-run these and keep the other results of the same scale")
     bench.set_defaults(func=_cmd_bench)
     return parser

@@ -35,6 +35,10 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
         for stats in info["methods"].values():
             assert 0.0 <= stats["recall_at_10"] <= 1.0 and set(stats["latency_ms"]) == {"p50", "p95", "p99", "max"}
 
+    citus = written["benches"]["citus"]["results"]
+    assert set(citus["targets"]) == {"PostgreSQL (one node)", "Citus (3 nodes, 32 shards)"}
+    assert set(citus["recall_difference"]) == set(citus["targets"]["PostgreSQL (one node)"]["classes"])
+
     rerank = written["benches"]["rerank"]["results"]
     assert set(rerank["lengths"]) == {"64", "128", "256"}
     assert {"torch", "ort_fp32", "ort_int8", "ratio_p95_vs_torch"} <= set(rerank["lengths"]["256"])

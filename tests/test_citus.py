@@ -28,11 +28,10 @@ from pymem.distribute import TENANT_FUNCTIONS, distribute
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 from pymem.tenant import set_tenant_sql
-from tests.conftest import CITUS, RELIABILITY, TAP_SUMMARY
+from tests.conftest import RELIABILITY, TAP_SUMMARY
 from tests.pgtap import inheriting_copy, run_file
 from tests.test_sql_suites import SQL_DIR, TAP_FILES, TAP_ROLE, prepare_tap_database
 
-pytestmark = pytest.mark.skipif(not CITUS, reason="the Citus suite runs in make test-citus (PYMEM_TEST_TARGET=citus)")
 
 DIM = 8
 _SHARD = re.compile(r"pymem\.[a-z_]+?_(\d{6,})\b")
