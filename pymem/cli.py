@@ -1,7 +1,8 @@
 """The ``pymem`` command.
 
 Subcommands: demo, migrate, doctor, keygen, register-key, rotate-key, key-usage,
-rotate-tenant-key, audit-verify, audit-checkpoint, bench, export-reranker, serve-metrics. ``pymem <command> --help`` describes each.
+rotate-tenant-key, audit-verify, audit-checkpoint, distribute, bench, export-reranker,
+serve-metrics. ``pymem <command> --help`` describes each.
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def _cmd_register_key(args) -> int:
     with connect() as conn:
         added = conn.execute("SELECT pymem.register_encryption_key(%s::pg_catalog.int4)", (args.key_id,)).fetchone()[0]
     print(f"key id {args.key_id} {'registered' if added else 'was already registered'}")
+    return 0
+
+
+def _cmd_distribute(args) -> int:
+    from .db import database_url
+    from .distribute import NotReady, distribute
+
+    try:
+        report = distribute(database_url(), shard_count=args.shards)
+    except NotReady as exc:
+        print(f"pymem distribute: {exc}", file=sys.stderr)
+        return 2
+    print(f"distributed over {report.workers} workers, {report.shard_count} shards per table;"
+          f" {report.functions_delegated} API functions run on the tenant's worker")
     return 0
 
 
@@ -217,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check a deployment's hardening (TEMP, CREATE, roles)")
     doctor.add_argument("--role", required=True, help="the application's login role")
     doctor.set_defaults(func=_cmd_doctor)
+
+    dist = sub.add_parser("distribute", help="distribute pymem over the Citus cluster (after alembic upgrade head)")
+    dist.add_argument("--shards", type=int, default=32, help="shards per distributed table (default 32)")
+    dist.set_defaults(func=_cmd_distribute)
 
     export = sub.add_parser("export-reranker", help="export a Hugging Face cross-encoder to ONNX (+ manifest)")
     export.add_argument("model", help="hub id (needs the internet) or a local model directory")

@@ -24,7 +24,9 @@ import pytest
 from pymem import repository as repo
 from pymem.audit import verify_audit_log
 from pymem.db import aconnect, connect
-from pymem.distribute import TENANT_FUNCTIONS, distribute
+from pymem import migrations
+from pymem.cli import main
+from pymem.distribute import TENANT_FUNCTIONS, NotReady, distribute
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 from pymem.tenant import set_tenant_sql
@@ -229,10 +231,20 @@ def test_a_shard_move_keeps_every_row_open_and_the_audit_log_intact(cluster, wor
     assert problems == []
 
 
-def test_distribute_is_idempotent(workload_db):
+def test_distribute_is_idempotent(workload_db, monkeypatch, capsys):
     admin, _ = workload_db
     report = distribute(admin)
     assert (report.tables_distributed, report.functions_delegated, report.workers) == (0, len(TENANT_FUNCTIONS), 2)
+    monkeypatch.setenv("PYMEM_DATABASE_URL", admin)
+    assert main(["distribute"]) == 0
+    assert "distributed over 2 workers, 8 shards per table; 9 API functions" in capsys.readouterr().out
+
+
+def test_distribute_refuses_a_schema_before_0006(cluster):
+    admin = cluster.fresh_database("pymem_citus_0005", embedding_dim=DIM, migrate=False)
+    migrations.upgrade(admin, revision="0005", embedding_dim=DIM)
+    with pytest.raises(NotReady, match="predates migration 0006"):
+        distribute(admin)
 
 
 def test_a_null_tenant_argument_is_refused_and_the_coordinator_survives(cluster, workload_db):

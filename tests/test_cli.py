@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import numpy as np
+import psycopg
 import pytest
 
 from pymem import repository as repo
@@ -136,3 +137,23 @@ def test_rotate_key_exits_3_while_rows_are_left_under_an_old_key(cli_db, capsys,
     assert main(["rotate-key", "--no-progress"]) == 3
     out = capsys.readouterr().out
     assert "quarantined 1 rows" in out and "rows left under old keys: 1" in out
+
+
+def test_distribute_refuses_a_database_without_citus(cli_db, capsys):
+    assert main(["distribute"]) == 2
+    assert "citus extension is not installed" in capsys.readouterr().err
+
+
+def test_distribute_refuses_a_login_that_is_no_superuser(cluster, cli_db, monkeypatch, capsys):
+    cluster.login_role("pymem_cli_app", ["pymem_app"])
+    dbname = psycopg.conninfo.conninfo_to_dict(cli_db)["dbname"]
+    monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.url(dbname, user="pymem_cli_app"))
+    assert main(["distribute"]) == 2
+    assert "needs a superuser" in capsys.readouterr().err
+
+
+def test_distribute_checks_the_shard_count():
+    from pymem.distribute import distribute
+
+    with pytest.raises(ValueError, match="shard_count"):
+        distribute("dbname=unused", shard_count=0)
