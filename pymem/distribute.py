@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
 REFERENCE_TABLES = ("tuning", "encryption_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
-TENANT_FUNCTIONS = ("read_intent", "put_chunks", "get_chunks", "search_chunks", "export_chunks", "rekey_chunks",
-                    "delete_document", "erase_tenant", "quarantine_chunks")
+TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks", "export_chunks",
+                    "rekey_chunks", "delete_document", "erase_tenant", "quarantine_chunks")
 DEFAULT_SHARD_COUNT = 32
 
 

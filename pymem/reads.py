@@ -12,10 +12,18 @@ transaction commits.
 An intent stays usable for ``pymem.tuning.read_intent_ttl_s`` seconds (120 by
 default) for reads with exactly its parameters; a replay inside that window
 repeats a read that is already on record.
+
+Searches can be served by a hot standby (:func:`read_on_standby`): the intent is
+committed on the primary, the standby answers once it has replayed it (an intent
+visible there is committed on the primary), and the result row goes to the
+primary afterwards. The trace that cannot be erased is the intent, as on the
+primary, where a ROLLBACK of the read also drops its result row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -38,6 +46,14 @@ _INTENT_SQL = {
 }
 
 
+_RESULT_SQL = ("SELECT FROM pymem.read_result(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text,"
+               " %b::pg_catalog.uuid[])")
+
+
+class StandbyBehind(RuntimeError):
+    """The standby had not replayed the read intent within the wait."""
+
+
 async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, operation: str,
                              digest_params: Sequence) -> uuid.UUID:
     """Write and commit a read intent in the tenant's audit chain; return its ticket.
@@ -55,3 +71,41 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, oper
     async with tenant_transaction(conn, user_hash):
         await conn.execute(_INTENT_SQL[operation], (user_hash, ticket, operation, *digest_params))
     return ticket
+
+
+async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,
+                          operation: str, digest_params: Sequence, read_sql: str, read_params: Sequence, *,
+                          wait_s: float = 5.0) -> list[tuple]:
+    """A durable read served by a hot standby.
+
+    The intent is committed on ``conn`` (the primary); ``standby`` waits until it
+    has replayed it, then runs ``read_sql`` (a ``*_on_standby`` function taking
+    ``user_hash, ticket, *read_params``) in a READ ONLY tenant transaction; the ids
+    returned are then recorded on the primary (``pymem.read_result``).
+
+    Raises:
+        ValueError: ``standby`` is not a hot standby.
+        StandbyBehind: the standby had not replayed the intent after ``wait_s``.
+    """
+    ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
+    async with conn.transaction():
+        lsn = (await (await conn.execute("SELECT pg_catalog.pg_current_wal_lsn()")).fetchone())[0]
+    deadline = time.monotonic() + wait_s
+    while True:
+        async with standby.transaction():
+            cursor = await standby.execute("SELECT pg_catalog.pg_is_in_recovery(),"
+                                           " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn", (lsn,))
+            in_recovery, replayed = await cursor.fetchone()
+        if not in_recovery:
+            raise ValueError("the standby connection is not to a hot standby")
+        if replayed:
+            break
+        if time.monotonic() > deadline:
+            raise StandbyBehind(f"the standby had not replayed the read intent after {wait_s} s")
+        await asyncio.sleep(0.005)
+    async with tenant_transaction(standby, user_hash, read_only=True):
+        cursor = await standby.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
+        rows = await cursor.fetchall()
+    async with tenant_transaction(conn, user_hash):
+        await conn.execute(_RESULT_SQL, (user_hash, ticket, operation, [row[0] for row in rows]))
+    return rows

@@ -29,7 +29,7 @@ import numpy as np
 import psycopg
 
 from .config import get_settings
-from .reads import commit_read_intent
+from .reads import commit_read_intent, read_on_standby
 from .security import AAD_VERSION, EmbeddingMismatch, UnknownKeyId, chunk_aad, hmac_user, keyring, open_sealed, seal
 from .tenant import set_rls_context, tenant_transaction
 
@@ -48,10 +48,12 @@ _PUT_SQL = (
     " %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.int4[], %b::public.vector[], %s::pg_catalog.int2)"
 )
-_SEARCH_SQL = (
+_SEARCH_TEMPLATE = (
     "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance"
-    " FROM pymem.search_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
+    " FROM pymem.{}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
 )
+_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks")
+_STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby")
 _GET_SQL = (
     "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
     " FROM pymem.get_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
@@ -433,6 +435,7 @@ async def query_memory(
     *,
     candidates: int = 24,
     rerank: bool = True,
+    standby: psycopg.AsyncConnection | None = None,
 ) -> list[MemoryHit]:
     """ANN search within the tenant, open the hits, rerank them, return the top ``k``.
 
@@ -446,6 +449,8 @@ async def query_memory(
         k: results to return (1..1000).
         candidates: ANN candidates to fetch and rerank (at least ``k``; the seed uses 24).
         rerank: False skips the reranker (ANN order), whatever RERANK_ENABLED says.
+        standby: a connection to a hot standby of ``conn``'s server (same login) to
+            run the search on; the intent and the result row go to ``conn``.
 
     Returns:
         Up to ``k`` :class:`MemoryHit`, best first, each with its ANN distance and
@@ -455,13 +460,18 @@ async def query_memory(
         ValueError: bad ``k``/``candidates``/embedding.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
             a stored embedding was changed: fail closed.
+        pymem.reads.StandbyBehind: the standby had not replayed the intent in time.
     """
     _check_count("k", k)
     _check_count("candidates", candidates)
     fetch = max(k, candidates)
     user_hash = hmac_user(user_id)
     vector = _check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
-    rows = await _read(conn, user_hash, "search", (vector, fetch), _SEARCH_SQL, (vector, fetch))
+    if standby is None:
+        rows = await _read(conn, user_hash, "search", (vector, fetch), _SEARCH_SQL, (vector, fetch))
+    else:
+        rows = await read_on_standby(conn, standby, user_hash, "search", (vector, fetch), _STANDBY_SEARCH_SQL,
+                                     (vector, fetch))
     # Opening and reranking happen after COMMIT: the transaction stays short.
     opened = []
     for row in rows:

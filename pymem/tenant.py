@@ -35,6 +35,7 @@ _SET_TENANT_SQL = sql.SQL("SET LOCAL app.user_hash = {}")
 # statements run. (Citus forwards the query text of each SET it propagates, here
 # the whole string twice; both statements are idempotent.)
 _BEGIN_TENANT_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; {}")
+_BEGIN_READ_ONLY_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY; {}")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -51,8 +52,11 @@ def set_tenant_sql(user_hash: str) -> sql.Composed:
 
 
 @asynccontextmanager
-async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str) -> AsyncIterator[str]:
+async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str, *,
+                             read_only: bool = False) -> AsyncIterator[str]:
     """Open a transaction on ``conn`` scoped to the tenant ``user_hash``; yield it.
+
+    ``read_only``: a READ ONLY transaction (what a hot standby allows).
 
     The building block of :func:`set_rls_context`, for operators' tools (key
     rotation) that work from hashes and never see user ids.
@@ -65,7 +69,8 @@ async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str) -> A
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
     async with conn.transaction():
-        await conn.execute(_BEGIN_TENANT_SQL.format(set_tenant_sql(user_hash)))
+        begin = _BEGIN_READ_ONLY_SQL if read_only else _BEGIN_TENANT_SQL
+        await conn.execute(begin.format(set_tenant_sql(user_hash)))
         yield user_hash
 
 

@@ -495,9 +495,11 @@ BEGIN
 END
 $$;
 
--- Every setting that steers the search is pinned here (as in 0005); on Citus the
--- function runs on the worker holding the tenant's shard, so they apply there.
-CREATE FUNCTION pymem.search_chunks(p_user_hash char(64), p_ticket uuid, p_query public.vector, p_k integer)
+-- The search itself, for search_chunks (primary) and search_chunks_on_standby.
+-- Every setting that steers it is pinned here (as in 0005); on Citus it runs on
+-- the worker holding the tenant's shard, so they apply there. Internal: callers
+-- go through the two functions below, which check the tenant and the intent.
+CREATE FUNCTION pymem.search_rows(p_user_hash char(64), p_query public.vector, p_k integer)
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
                    distance double precision)
@@ -518,13 +520,10 @@ AS $$
 DECLARE
     v_exact_max integer := (SELECT t.exact_search_max_rows FROM pymem.tuning t);
     v_rows      bigint;
-    v_ids       uuid[] := '{}';
 BEGIN
-    PERFORM pymem.check_tenant(p_user_hash);
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search', pymem.search_digest(p_query, p_k));
     -- The tenant's live rows pick the path: exact search for small tenants, the
     -- HNSW index for large ones.
     SELECT coalesce(sum(s.live_rows), 0) INTO v_rows FROM pymem.key_stats s WHERE s.user_hash = p_user_hash;
@@ -534,7 +533,7 @@ BEGIN
         IF v_rows >= 0.1 * pymem.index_rows(p_user_hash) THEN
             PERFORM set_config('hnsw.ef_search', '40', true);
         END IF;
-        FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance IN
+        RETURN QUERY
             WITH hits AS MATERIALIZED (
                 SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                        c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance
@@ -542,27 +541,87 @@ BEGIN
                  WHERE c.user_hash = p_user_hash
                  ORDER BY c.embedding OPERATOR(public.<=>) p_query
                  LIMIT p_k)
-            SELECT * FROM hits h ORDER BY h.distance  -- relaxed_order: re-sort the k hits
-        LOOP
-            v_ids := v_ids || id;
-            RETURN NEXT;
-        END LOOP;
+            SELECT * FROM hits h ORDER BY h.distance;  -- relaxed_order: re-sort the k hits
     ELSIF v_rows > 0 THEN
         -- "+ 0": the ORDER BY no longer matches the HNSW operator, so the planner
         -- reads the tenant's rows through the btree and keeps the exact top k.
-        FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance IN
+        RETURN QUERY
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
                    c.embedding, c.embedding OPERATOR(public.<=>) p_query
               FROM pymem.memory_chunks c
              WHERE c.user_hash = p_user_hash
              ORDER BY (c.embedding OPERATOR(public.<=>) p_query) + 0
-             LIMIT p_k
-        LOOP
-            v_ids := v_ids || id;
-            RETURN NEXT;
-        END LOOP;
+             LIMIT p_k;
     END IF;
+END
+$$;
+
+CREATE FUNCTION pymem.search_chunks(p_user_hash char(64), p_ticket uuid, p_query public.vector, p_k integer)
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids uuid[] := '{}';
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search', pymem.search_digest(p_query, p_k));
+    FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance IN
+        SELECT * FROM pymem.search_rows(p_user_hash, p_query, p_k)
+    LOOP
+        v_ids := v_ids || id;
+        RETURN NEXT;
+    END LOOP;
     PERFORM pymem.audit_append(p_user_hash, 'search', 'result', p_ticket, NULL, v_ids);
+END
+$$;
+
+-- Reads from a hot standby. The intent is written and committed on the primary
+-- (a standby cannot write); a standby sees a row only once its commit has been
+-- replayed, so an intent visible here is durable there, and redeem_read_intent
+-- checks it exactly as on the primary. The standby cannot write the result row:
+-- the client appends it on the primary with pymem.read_result. Refused on a
+-- primary, which has search_chunks.
+CREATE FUNCTION pymem.search_chunks_on_standby(p_user_hash char(64), p_ticket uuid, p_query public.vector,
+                                               p_k integer)
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    IF NOT pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pymem: search_chunks_on_standby serves hot standbys; on the primary call search_chunks'
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search', pymem.search_digest(p_query, p_k));
+    RETURN QUERY SELECT * FROM pymem.search_rows(p_user_hash, p_query, p_k);
+END
+$$;
+
+-- The result row of a read served elsewhere (a standby): the ids it returned, in
+-- the tenant's chain, under a committed intent of the same tenant and operation.
+CREATE FUNCTION pymem.read_result(p_user_hash char(64), p_ticket uuid, p_operation text, p_ids uuid[])
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    IF NOT EXISTS (SELECT 1 FROM pymem.audit_log a WHERE a.user_hash = p_user_hash AND a.ticket = p_ticket
+                      AND a.phase = 'intent' AND a.operation = p_operation) THEN
+        RAISE EXCEPTION 'pymem: no read intent with this ticket for this tenant'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pymem.audit_append(p_user_hash, p_operation, 'result', p_ticket, NULL,
+                               ARRAY(SELECT i FROM unnest(coalesce(p_ids, '{}')) AS i ORDER BY i));
 END
 $$;
 
@@ -809,6 +868,8 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION
     pymem.get_chunks(char, uuid, uuid[]),
     pymem.search_chunks(char, uuid, public.vector, integer),
+    pymem.search_chunks_on_standby(char, uuid, public.vector, integer),
+    pymem.read_result(char, uuid, text, uuid[]),
     pymem.delete_document(char, text),
     pymem.erase_tenant(char)
     TO pymem_app;
