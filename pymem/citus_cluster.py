@@ -5,7 +5,7 @@ No package registry these machines reach carries Citus, so :func:`install_citus`
 builds ``../shared/vendor/citus/citus-<version>-min.tar.gz`` (or
 ``PYMEM_CITUS_SOURCE``) with ``patches/citus-*.patch`` applied (a fix for a
 backend crash; see that file) against the embedded server's ``pg_config``, caches
-the build under ``~/.cache/pymem`` (keyed by source, patches and server version),
+the build under ``~/.cache/pymem`` (keyed by source, patches and the server's ``pg_config``),
 and ``make install``s it into the embedded server. The nodes run as an ordinary user
 (``initdb`` refuses root): as root, the ``pgserver`` user the embedded server uses.
 
@@ -60,7 +60,9 @@ def install_citus(pg_version: int = 16) -> Path:
     pkglibdir = Path(subprocess.run([pg_config, "--pkglibdir"], check=True, capture_output=True,
                                     text=True).stdout.strip())
     source = citus_source()
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (source, *PATCHES))).hexdigest()[:12]
+    # The build's Makefiles name this server's pg_config, so it is part of the key.
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (source, *PATCHES))
+                            + str(pg_config).encode()).hexdigest()[:12]
     marker = pkglibdir / "pymem-citus-build"  # which build is installed
     if (pkglibdir / "citus.so").exists() and marker.exists() and marker.read_text() == digest:
         return install / "bin"
