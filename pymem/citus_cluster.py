@@ -29,9 +29,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import migrations
+from .config import get_settings
 from .distribute import distribute
 
-SOURCE_ENV = "PYMEM_CITUS_SOURCE"
 DEFAULT_SOURCE = migrations.PROJECT_ROOT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
 PATCHES = sorted((migrations.PROJECT_ROOT / "patches").glob("citus-*.patch"))
 NODE_USER = "pgserver"
@@ -47,9 +47,9 @@ def _pginstall(pg_version: int) -> Path:
 
 def citus_source() -> Path:
     """The Citus source tarball (``PYMEM_CITUS_SOURCE`` or the vendored one)."""
-    path = Path(os.environ.get(SOURCE_ENV) or DEFAULT_SOURCE)
+    path = get_settings().citus_source or DEFAULT_SOURCE
     if not path.is_file():
-        raise FileNotFoundError(f"Citus source not found at {path} (set {SOURCE_ENV})")
+        raise FileNotFoundError(f"Citus source not found at {path} (set PYMEM_CITUS_SOURCE)")
     return path
 
 

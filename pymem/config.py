@@ -20,6 +20,11 @@ Keys (see :mod:`pymem.security`)
 Audit checkpoints (see :mod:`pymem.audit`)
     ``PYMEM_AUDIT_SIGNING_KEY``    Ed25519 private key (base64 of 32 bytes) that signs checkpoints.
     ``PYMEM_AUDIT_VERIFY_KEY``     its public key (base64 of 32 bytes), enough to verify them.
+Citus test cluster (see :mod:`pymem.citus_cluster`)
+    ``PYMEM_CITUS_SOURCE``   Citus source tarball to build (default: the vendored
+                             ``../shared/vendor/citus/citus-14.0.1-min.tar.gz``).
+    ``PYMEM_TEST_TARGET``    ``citus`` makes the DB suites run through a Citus
+                             coordinator (read by ``tests/conftest.py``; ``make test-citus``).
 Reranker (see :mod:`pymem.rerank`)
     ``RERANK_ENABLED``                  true/false (default true).
     ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
@@ -79,6 +84,7 @@ class Settings:
     """A snapshot of pymem's non-secret settings (see the module docstring)."""
 
     database_url: str | None
+    citus_source: Path | None
     home: Path
     pg_version: int
     embedding_dim: int
@@ -106,6 +112,7 @@ def get_settings() -> Settings:
         raise ValueError("PYMEM_PG_VERSION must be 16 or 18")
     return Settings(
         database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
+        citus_source=Path(os.environ["PYMEM_CITUS_SOURCE"]) if os.environ.get("PYMEM_CITUS_SOURCE") else None,
         home=Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser(),
         pg_version=pg_version,
         embedding_dim=_env_number("PYMEM_EMBEDDING_DIM", 384, int, 1, 2000),

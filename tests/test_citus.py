@@ -190,16 +190,23 @@ def test_every_write_and_read_left_its_audit_row(workload):
 def test_a_shard_move_keeps_every_row_open_and_the_audit_log_intact(cluster, workload):
     admin, app, _, kept = workload
     with psycopg.connect(admin, autocommit=True) as conn:
-        source, target = conn.execute(
-            "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeport").fetchall()
-        # Every shard group with a tenant's data on the first worker moves to the second.
+        # The worker holding the first tenant's shards is the source (so something
+        # always moves, whatever the run's HMAC key hashed the tenants to); every
+        # shard group with tenant data on it moves to the other worker.
+        source = conn.execute(
+            "SELECT n.nodename || ':' || n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)"
+            " WHERE p.shardid = get_shard_id_for_distribution_column('pymem.memory_chunks', %s::bpchar)",
+            (hmac_user(TENANTS[0]),)).fetchone()
+        target = conn.execute(
+            "SELECT nodename || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 AND nodename || ':' || nodeport <> %s",
+            (source[0],)).fetchone()
         shards = [r[0] for r in conn.execute(
             "SELECT DISTINCT s.shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)"
             " JOIN pg_dist_node n ON n.groupid = p.groupid"
             " WHERE s.logicalrelid = 'pymem.memory_chunks'::regclass AND n.nodename || ':' || n.nodeport = %s"
             "   AND s.shardid IN (SELECT get_shard_id_for_distribution_column('pymem.memory_chunks', h)"
             "                       FROM unnest(%s::bpchar[]) AS h)", (source[0], [hmac_user(u) for u in TENANTS]))]
-        assert shards, "no tenant data on the first worker: the move would prove nothing"
+        assert shards
         (src_host, src_port), (dst_host, dst_port) = (s[0].split(":") for s in (source, target))
         for shard in shards:
             conn.execute("SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, shard_transfer_mode => 'block_writes')",
