@@ -2,7 +2,7 @@
 -- log or the internal functions; its only door is the SQL API.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(12);
+SELECT plan(13);
 
 SELECT table_privs_are('pymem', 'memory_chunks', 'pymem_app', ARRAY[]::text[],
                        'pymem_app has no privilege on memory_chunks');
@@ -21,6 +21,12 @@ SELECT throws_ok($$SELECT pymem.audit_append(repeat('0', 64), 'get', 'write', NU
                  'internal audit_append is not callable');
 SELECT throws_ok($$SELECT * FROM pymem.audit_verify()$$, '42501', NULL,
                  'audit_verify is for the auditor, not the app');
+-- The internal building blocks of 0006: the search without its intent check, the
+-- delete of every row (NULL doc id), the key counters.
+SELECT ok(NOT has_function_privilege('pymem_app', 'pymem.search_rows(char, public.vector, integer)', 'EXECUTE')
+          AND NOT has_function_privilege('pymem_app', 'pymem.delete_chunks(char, text)', 'EXECUTE')
+          AND NOT has_function_privilege('pymem_app', 'pymem.count_keys(char, integer[], integer)', 'EXECUTE'),
+          'the app cannot call search_rows, delete_chunks or count_keys');
 SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
           'the app can execute search_chunks');
 SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
