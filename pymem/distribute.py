@@ -36,8 +36,17 @@ log = logging.getLogger(__name__)
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
 REFERENCE_TABLES = ("tuning", "encryption_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
-TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks", "export_chunks",
-                    "rekey_chunks", "delete_document", "erase_tenant", "quarantine_chunks")
+TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
+                    "search_chunks_on_standby", "export_chunks", "rekey_chunks", "delete_document", "erase_tenant",
+                    "quarantine_chunks")
+# Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
+# that the migrations made on the coordinator: without these, any login that can
+# reach a worker could call every internal function there. The REVOKE runs on the
+# coordinator (Citus forwards it for distributed functions); the default
+# privileges, which Citus does not forward, are set on each worker directly.
+_REVOKE_FUNCTIONS = "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pymem FROM PUBLIC"
+_WORKER_DEFAULT_PRIVILEGES = ("SET citus.enable_ddl_propagation TO off;"
+                              " ALTER DEFAULT PRIVILEGES FOR ROLE pymem_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
 DEFAULT_SHARD_COUNT = 32
 
 
@@ -87,8 +96,8 @@ def migration_connect_args(dsn: str) -> dict:
 def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> DistributeReport:
     """Distribute pymem's tables and API functions over the Citus cluster at ``dsn``.
 
-    Idempotent: tables already distributed are left as they are, and functions
-    and settings are (re)applied.
+    Idempotent: tables already distributed are left as they are, and functions,
+    privileges and settings are (re)applied; run it again after adding a node.
 
     Args:
         dsn: a superuser connection to the coordinator's pymem database, migrated
@@ -120,6 +129,7 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
         with conn.transaction():
             conn.execute("ALTER ROLE pymem_owner LOGIN")
         delegated = _distribute_functions(conn)
+        _revoke_public_on_workers(conn)
         conn.execute(sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
             sql.Identifier(conn.info.dbname)))
         shards = conn.execute("SELECT shard_count FROM public.citus_tables"
@@ -140,6 +150,15 @@ def _check_ready(conn: psycopg.Connection) -> int:
     if workers == 0:
         raise NotReady("no active worker nodes: add them with citus_add_node first")
     return workers
+
+
+def _revoke_public_on_workers(conn: psycopg.Connection) -> None:
+    conn.execute(_REVOKE_FUNCTIONS)
+    failed = [f"{host}:{port}: {result}" for host, port, ok, result in conn.execute(
+        "SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%s)",
+        (_WORKER_DEFAULT_PRIVILEGES,)) if not ok]
+    if failed:
+        raise NotReady(f"could not revoke PUBLIC's default access to pymem functions on {'; '.join(failed)}")
 
 
 def _distribute_functions(conn: psycopg.Connection) -> int:

@@ -5,7 +5,7 @@ BEGIN
     IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
                     WHERE p.logicalrelid = 'pymem.memory_chunks'::regclass) THEN
-            RAISE EXCEPTION 'pymem 0006 down: pymem.memory_chunks is distributed; run pymem distribute --undo first';
+            RAISE EXCEPTION 'pymem 0006 down: pymem.memory_chunks is distributed; undistribute the tables first (Citus undistribute_table)';
         END IF;
     END IF;
 END

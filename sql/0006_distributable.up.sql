@@ -144,8 +144,13 @@ CREATE FUNCTION pymem.check_tenant(p_user_hash char(64)) RETURNS void
     LANGUAGE plpgsql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- The raw setting, not current_tenant(): its char(64) cast would cut a longer
+    -- value down to a hash the policy then does not match.
+    v_context text := current_setting('app.user_hash', true);
 BEGIN
-    IF p_user_hash IS NULL OR p_user_hash IS DISTINCT FROM pymem.current_tenant() THEN
+    IF p_user_hash IS NULL OR v_context IS NULL OR v_context !~ '^[0-9a-f]{64}$'
+       OR v_context <> p_user_hash::text THEN
         RAISE EXCEPTION 'pymem: the tenant argument is not the tenant context of this transaction'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'SET LOCAL app.user_hash in the same transaction (pymem.set_rls_context); '
@@ -605,23 +610,45 @@ BEGIN
 END
 $$;
 
--- The result row of a read served elsewhere (a standby): the ids it returned, in
--- the tenant's chain, under a committed intent of the same tenant and operation.
+-- The result row of a search served by a standby: the ids it returned, in the
+-- order returned, recorded once per ticket, under a committed, unexpired search
+-- intent of the same tenant. Only ids of the tenant's rows are kept. The client
+-- reports them, so a result row proves what the client says it received; the
+-- intent is what proves the read happened.
 CREATE FUNCTION pymem.read_result(p_user_hash char(64), p_ticket uuid, p_operation text, p_ids uuid[])
     RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
 AS $$
+DECLARE
+    v_intent pymem.audit_log;
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
-    IF NOT EXISTS (SELECT 1 FROM pymem.audit_log a WHERE a.user_hash = p_user_hash AND a.ticket = p_ticket
-                      AND a.phase = 'intent' AND a.operation = p_operation) THEN
+    IF p_operation IS DISTINCT FROM 'search' THEN
+        RAISE EXCEPTION 'read_result: only searches are served by standbys' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.* INTO v_intent FROM pymem.audit_log a
+     WHERE a.user_hash = p_user_hash AND a.ticket = p_ticket AND a.phase = 'intent' AND a.operation = p_operation;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'pymem: no read intent with this ticket for this tenant'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    PERFORM pymem.audit_append(p_user_hash, p_operation, 'result', p_ticket, NULL,
-                               ARRAY(SELECT i FROM unnest(coalesce(p_ids, '{}')) AS i ORDER BY i));
+    IF v_intent.at < clock_timestamp() - make_interval(secs => (SELECT t.read_intent_ttl_s FROM pymem.tuning t))
+       OR pg_xact_status(v_intent.txid) IS DISTINCT FROM 'committed' THEN
+        RAISE EXCEPTION 'pymem: the read intent must be committed and unexpired'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- One result per ticket: lock the chain first, so two callers cannot both pass.
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    IF EXISTS (SELECT 1 FROM pymem.audit_log a WHERE a.user_hash = p_user_hash AND a.ticket = p_ticket
+                  AND a.phase = 'result') THEN
+        RAISE EXCEPTION 'pymem: this read already has its result row' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    PERFORM pymem.audit_append(p_user_hash, p_operation, 'result', p_ticket, NULL, ARRAY(
+        SELECT u.id FROM unnest(coalesce(p_ids, '{}')) WITH ORDINALITY AS u(id, n)
+         WHERE EXISTS (SELECT 1 FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = u.id)
+         ORDER BY u.n));
 END
 $$;
 

@@ -20,6 +20,7 @@ import uuid
 import numpy as np
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pymem import repository as repo
 from pymem.audit import verify_audit_log
@@ -98,14 +99,17 @@ class ShardLog:
                     self.calls[-1][1].add(group)
 
 
+WORKLOAD_DB = "pymem_citus_workload"
+
+
 @pytest.fixture(scope="module")
 def workload_db(cluster):
-    admin = cluster.fresh_database("pymem_citus_workload", embedding_dim=DIM)
+    admin = cluster.fresh_database(WORKLOAD_DB, embedding_dim=DIM)
     cluster.login_role("pymem_citus_app", ["pymem_app"])
     for worker in cluster.worker_urls:
         with psycopg.connect(worker, autocommit=True) as conn:
             conn.execute("ALTER ROLE pymem_citus_app SET citus.log_local_commands = on")
-    return admin, cluster.url("pymem_citus_workload", user="pymem_citus_app")
+    return admin, cluster.url(WORKLOAD_DB, user="pymem_citus_app")
 
 
 def _shard_groups(admin: str) -> dict[int, str]:
@@ -264,3 +268,30 @@ def test_a_null_tenant_argument_is_refused_and_the_coordinator_survives(cluster,
                          (str(vec(1).tolist()),))
     with psycopg.connect(app) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_no_pymem_function_is_executable_by_public_on_any_node(cluster, workload_db):
+    admin, _ = workload_db
+    nodes = [admin, *(make_conninfo(w, dbname=WORKLOAD_DB) for w in cluster.worker_urls)]
+    granted = []
+    for url in nodes:
+        with psycopg.connect(url) as conn:
+            public = conn.execute("SELECT count(*) FROM pg_proc p WHERE p.pronamespace = 'pymem'::regnamespace"
+                                  " AND has_function_privilege('public', p.oid, 'EXECUTE')").fetchone()[0]
+            assert public == 0, url
+            granted.append(sorted(r[0] for r in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pymem'::regnamespace"
+                " AND has_function_privilege('pymem_app', p.oid, 'EXECUTE')")))
+    assert granted[0] and all(g == granted[0] for g in granted)  # the app's door is the same on every node
+
+
+def test_an_app_login_on_a_worker_cannot_call_internal_functions(cluster, workload_db):
+    _, app = workload_db
+    login = conninfo_to_dict(app)["user"]
+    worker = make_conninfo(cluster.worker_urls[0], dbname=WORKLOAD_DB, user=login)
+    victim = hmac_user("citus-tenant-1")
+    for statement in ("SELECT pymem.audit_append(%s, 'delete', 'write', NULL, NULL, '{}')",
+                      "SELECT * FROM pymem.search_rows(%s, '[1,1,1,1,1,1,1,1]', 3)",
+                      "SELECT pymem.delete_chunks(%s, NULL)", "SELECT pymem.audit_lock_chain(%s)"):
+        with psycopg.connect(worker) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement, (victim,))

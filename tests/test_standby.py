@@ -140,3 +140,33 @@ async def test_a_standby_that_has_not_replayed_the_intent_is_not_read(replicated
     finally:
         await conn.close()
         await standby.close()
+
+
+async def test_a_result_row_needs_a_committed_intent_is_written_once_and_names_only_the_tenants_rows(replicated):
+    admin, app, _ = replicated
+    conn = await aconnect(app)
+    user_hash = hmac_user("standby-alice")
+    result_sql = "SELECT FROM pymem.read_result(%s, %s, 'search', %s::uuid[])"
+    try:
+        with connect(admin) as c:
+            own = c.execute("SELECT id FROM pymem.memory_chunks WHERE user_hash = %s LIMIT 1", (user_hash,)).fetchone()[0]
+        # An intent written in the same transaction is not committed: refused.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="committed"):
+            async with tenant_transaction(conn, user_hash):
+                ticket = uuid.uuid4()
+                await conn.execute("SELECT FROM pymem.read_intent(%s, %s, 'search', pymem.search_digest(%b, 3))",
+                                   (user_hash, ticket, vec(3)))
+                await conn.execute(result_sql, (user_hash, ticket, [own]))
+        ticket = await commit_read_intent(conn, user_hash, "search", (vec(3), 3))
+        foreign = uuid.uuid4()
+        async with tenant_transaction(conn, user_hash):
+            await conn.execute(result_sql, (user_hash, ticket, [foreign, own]))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="already has its result"):
+            async with tenant_transaction(conn, user_hash):
+                await conn.execute(result_sql, (user_hash, ticket, [own]))
+    finally:
+        await conn.close()
+    with connect(admin) as c:
+        ids = c.execute("SELECT chunk_ids FROM pymem.audit_log WHERE user_hash = %s AND ticket = %s"
+                        " AND phase = 'result'", (user_hash, ticket)).fetchall()
+    assert ids == [([own],)]
