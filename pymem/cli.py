@@ -194,7 +194,7 @@ def _cmd_export_reranker(args) -> int:
 
 
 def _cmd_serve_metrics(args) -> int:
-    from .metrics_server import serve_metrics
+    from .metrics_app import serve_metrics
 
     serve_metrics(host=args.host, port=args.port)
     return 0
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
     export.set_defaults(func=_cmd_export_reranker)
 
-    metrics = sub.add_parser("serve-metrics", help="serve /metrics (Prometheus) and /metrics/memory (JSON)")
+    metrics = sub.add_parser("serve-metrics", help="serve the reranker's Prometheus metrics (prometheus-client)")
     metrics.add_argument("--host", default="127.0.0.1")
     metrics.add_argument("--port", type=int, default=9464)
     metrics.set_defaults(func=_cmd_serve_metrics)

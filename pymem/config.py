@@ -26,7 +26,8 @@ Citus test cluster (see :mod:`pymem.citus_cluster`)
     ``PYMEM_TEST_TARGET``    ``citus`` makes the DB suites run through a Citus
                              coordinator (read by ``tests/conftest.py``; ``make test-citus``).
 Reranker (see :mod:`pymem.rerank`)
-    ``RERANK_ENABLED``                  true/false (default true).
+    ``RERANK_ENABLED``                  true/false (default true); read on every call, so
+                                        changing it in a running process takes effect at once.
     ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
     ``PYMEM_RERANK_MODEL``              exported model dir (default ``onnx_models/ms-marco-TinyBERT-L2-v2``).
     ``PYMEM_RERANK_DEVICE``             auto, cuda or cpu (default auto).
@@ -98,6 +99,15 @@ class Settings:
     rerank_batch_size: int
     rerank_breaker_threshold: int
     rerank_breaker_cooldown_s: float
+
+
+def rerank_enabled_now(default: bool) -> bool:
+    """``RERANK_ENABLED`` as it is now (the kill switch needs no restart); ``default`` when unset.
+
+    Raises:
+        ValueError: the variable is set but not a boolean.
+    """
+    return _env_bool("RERANK_ENABLED", default)
 
 
 def get_settings() -> Settings:

@@ -29,7 +29,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .config import Settings, get_settings
+from .config import Settings, get_settings, rerank_enabled_now
 from .onnx_export import MANIFEST_NAME, VARIANTS, sha256_file
 from .rerank_metrics import RerankMetrics
 
@@ -583,13 +583,21 @@ class Reranker:
         self.metrics.observe_stages(scores.tokenize_s, scores.inference_s)
         return _ranked(candidates, scores.logits)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether ``RERANK_ENABLED`` is on right now (this reranker's setting when the
+        variable is unset). Read on each call; the metrics publish it and count changes."""
+        enabled = rerank_enabled_now(self.settings.rerank_enabled)
+        self.metrics.set_enabled(enabled)
+        return enabled
+
     async def maybe_rerank(self, query: str, candidates: Sequence[str], *,
                            tenant: str | None = None) -> list[RerankedResult]:
         """:meth:`rerank` if ``RERANK_ENABLED``, else the ANN order without loading a model.
 
         A disabled reranker is a configuration, not a failure: it counts no skip.
         """
-        if not self.settings.rerank_enabled:
+        if not self.enabled:
             return ann_order(list(candidates))
         return await self.rerank(query, candidates, tenant=tenant)
 
@@ -609,7 +617,8 @@ class Reranker:
             ``device``/``variant`` are ``None`` until the model is loaded.
         """
         model_dir = self.settings.rerank_model_dir
-        status = {"enabled": self.settings.rerank_enabled, "available": False, "reason": None,
+        enabled = self.enabled
+        status = {"enabled": enabled, "available": False, "reason": None,
                   "device": None, "variant": None, "model_dir": str(model_dir), "loaded": self.loaded}
         if self._scorer is not None:
             status.update(available=True, device=self._scorer.device,
@@ -622,7 +631,7 @@ class Reranker:
                                 "see onnx_models/README.md)")
         else:
             status["available"] = True
-        if not self.settings.rerank_enabled:
+        if not enabled:
             status["reason"] = "RERANK_ENABLED is false"
         return status
 

@@ -12,11 +12,14 @@ count as skips, so they cannot make the latency look better than it is.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Enum, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest
+
+log = logging.getLogger(__name__)
 
 #: Why a rerank call returned the ANN order instead of cross-encoder scores.
 SKIP_REASONS = ("timeout", "error", "circuit_open", "model_unavailable")
@@ -51,12 +54,29 @@ class RerankMetrics:
         self._breaker = Enum("rerank_breaker_state", "Circuit breaker state.",
                              states=list(BREAKER_STATES), registry=self.registry)
         self._model = Info("rerank_model", "Loaded cross-encoder.", registry=self.registry)
+        self._enabled = Gauge("rerank_enabled", "1 while RERANK_ENABLED is on (read on every call).",
+                              registry=self.registry)
+        self._enabled_changes = Counter("rerank_enabled_changes", "Times RERANK_ENABLED was seen to change "
+                                        "in this process.", registry=self.registry)
         for reason in SKIP_REASONS:  # export zeros, so rate() works from the start
             self._skipped.labels(reason=reason)
         self._lock = threading.Lock()
         self._recent_ms: deque[float] = deque(maxlen=window)
         self._skips = dict.fromkeys(SKIP_REASONS, 0)
         self._model_info: dict[str, str] = {}
+        self._enabled_seen: bool | None = None
+        self._enabled_changed = 0
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Publish the kill switch's current value; count it when it changed."""
+        self._enabled.set(1 if enabled else 0)
+        with self._lock:
+            changed = self._enabled_seen is not None and self._enabled_seen != enabled
+            self._enabled_seen = enabled
+            self._enabled_changed += changed
+        if changed:
+            self._enabled_changes.inc()
+            log.info("RERANK_ENABLED is now %s", "on" if enabled else "off")
 
     def observe_call(self, seconds: float) -> None:
         """Record the end-to-end latency of a call that tried the cross-encoder."""
@@ -102,13 +122,14 @@ class RerankMetrics:
         Returns:
             ``{"rerank_skipped_total": int, "rerank_skipped_by_reason": {reason: int},
             "rerank_latency_ms": {"p50", "p95", "max", "count"}, "device": str | None,
-            "model": {...}}``. Percentiles are ``None`` before
+            "model": {...}, "enabled": bool | None, "enabled_changes": int}``. Percentiles are ``None`` before
             the first call.
         """
         with self._lock:
             recent = np.fromiter(self._recent_ms, dtype=float)
             skips = dict(self._skips)
             model = dict(self._model_info)
+            enabled, changes = self._enabled_seen, self._enabled_changed
         if recent.size:
             latency = {"p50": round(float(np.percentile(recent, 50)), 3),
                        "p95": round(float(np.percentile(recent, 95)), 3),
@@ -122,4 +143,6 @@ class RerankMetrics:
             "rerank_latency_ms": latency,
             "device": model.get("device"),
             "model": model,
+            "enabled": enabled,
+            "enabled_changes": changes,
         }

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pymem import rerank as rr
 from pymem.config import get_settings
-from pymem.metrics_server import make_metrics_server, start_metrics_server
+from pymem.metrics_app import metrics_app, start_metrics_server
 from pymem.onnx_export import (MANIFEST_NAME, ExportError, export_reranker, renamed_hub_id,
                                sha256_file)
 from pymem.rerank import (CircuitBreaker, CrossEncoder, DeviceUnavailableError,
@@ -587,6 +587,23 @@ class TestFeatureFlag:
         status = rr.reranker_status()
         assert status["enabled"] is False and "RERANK_ENABLED" in status["reason"]
 
+    async def test_the_kill_switch_takes_effect_without_a_restart(self, rerankers, monkeypatch):
+        scorer = InstantScorer()
+        r = rerankers(scorer)
+        monkeypatch.delenv("RERANK_ENABLED", raising=False)
+        await r.maybe_rerank(QUERY, CANDIDATES)
+        monkeypatch.setenv("RERANK_ENABLED", "false")  # same process, same reranker
+        assert_ann_order(await r.maybe_rerank(QUERY, CANDIDATES), CANDIDATES)
+        assert scorer.calls == 1
+        monkeypatch.setenv("RERANK_ENABLED", "true")
+        await r.maybe_rerank(QUERY, CANDIDATES)
+        assert scorer.calls == 2
+        snapshot = r.metrics_json()
+        assert (snapshot["enabled"], snapshot["enabled_changes"]) == (True, 2)
+        families = {f.name: f for f in text_string_to_metric_families(r.metrics.prometheus_text().decode())}
+        assert families["rerank_enabled"].samples[0].value == 1.0
+        assert families["rerank_enabled_changes"].samples[0].value == 2.0
+
     async def test_env_flag_default_reranks_with_real_model(self, default_reranker_env):
         results = await rr.maybe_rerank(QUERY, CANDIDATES)
         assert rr.get_reranker().loaded
@@ -694,31 +711,48 @@ class TestMetrics:
         assert model["device"] == "cpu" and model["variant"] == "int8"
         assert float(model["load_ms"]) > 0
 
-    async def test_metrics_server_serves_prometheus_and_json(self, rerankers):
+    async def test_asgi_app_serves_prometheus_and_the_json(self, rerankers):
         r = rerankers(FailingScorer())
         await r.rerank(QUERY, CANDIDATES)
-        server = start_metrics_server(port=0, reranker=r)
+        app = metrics_app(r)
+        status, headers, body = await _asgi_get(app, "/metrics")
+        assert status == 200 and headers[b"content-type"].startswith(b"text/plain")
+        assert "rerank_latency_seconds" in {f.name for f in text_string_to_metric_families(body.decode())}
+        status, headers, body = await _asgi_get(app, "/metrics/memory")
+        assert status == 200 and headers[b"content-type"] == b"application/json"
+        assert json.loads(body)["rerank_skipped_by_reason"]["error"] == 1
+
+    async def test_http_server_is_prometheus_clients_on_loopback(self, rerankers):
+        r = rerankers(FailingScorer())
+        await r.rerank(QUERY, CANDIDATES)
+        server, thread = start_metrics_server(port=0, reranker=r)
         try:
-            base = f"http://127.0.0.1:{server.server_address[1]}"
-            with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
-                assert resp.headers["Content-Type"].startswith("text/plain")
+            host, port = server.server_address[:2]
+            assert host == "127.0.0.1"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
                 names = {f.name for f in text_string_to_metric_families(resp.read().decode())}
-            assert "rerank_latency_seconds" in names
-            with urllib.request.urlopen(base + "/metrics/memory", timeout=10) as resp:
-                assert json.loads(resp.read())["rerank_skipped_by_reason"]["error"] == 1
-            with pytest.raises(urllib.error.HTTPError) as err:
-                urllib.request.urlopen(base + "/other", timeout=10)
-            assert err.value.code == 404
+            assert {"rerank_latency_seconds", "rerank_skipped"} <= names
         finally:
             server.shutdown()
-            server.server_close()
+            thread.join(timeout=10)
 
-    def test_metrics_server_binds_loopback_by_default(self):
-        server = make_metrics_server(port=0)
-        try:
-            assert server.server_address[0] == "127.0.0.1"
-        finally:
-            server.server_close()
+
+async def _asgi_get(app, path: str) -> tuple[int, dict, bytes]:
+    """One GET through an ASGI app, without a server."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": [],
+             "http_version": "1.1", "scheme": "http", "root_path": ""}
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.lower(): v for k, v in start["headers"]}, body
 
 
 class TestQueryMemoryRerank:
