@@ -9,11 +9,8 @@ opens an explicit ``conn.transaction()``, which is what makes the transaction-lo
 tenant context (:mod:`pymem.tenant`) safe. An implicit transaction would otherwise
 stay open after a context was set and could outlive the caller's intent.
 
-Pools: pass :func:`configure_connection` and :func:`reset_connection` to
-``psycopg_pool.AsyncConnectionPool(configure=..., reset=...)``. The reset runs
-``DISCARD ALL`` when a connection goes back to the pool, so temporary objects,
-session settings, roles and prepared statements a borrower left behind are gone
-before the next borrower, whatever pymem's other defences.
+Apps may bring their own connections and pools instead (:mod:`pymem.connections`
+has the pool callbacks).
 
 Behind a transaction-mode pooler (pgbouncer before 1.21, or with
 ``max_prepared_statements = 0``), connect with ``prepare_threshold=None``: a
@@ -24,19 +21,17 @@ next transaction another one.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import warnings
 from pathlib import Path
 
 import psycopg
-from pgvector.psycopg import register_vector, register_vector_async
 from psycopg.types import TypeInfo
 
 from .config import get_settings
+from .connections import configure, configure_sync
 
-log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "pymem"
 # Never inherited by a server or child process: a database superuser could read
@@ -129,12 +124,6 @@ def sqlalchemy_url(dsn: str) -> str:
     return "postgresql+psycopg://" + rest
 
 
-def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
-    """Forward the server's WARNINGs (e.g. a key nearing its seal budget) to logging."""
-    if diag.severity_nonlocalized == "WARNING":
-        log.warning("postgres: %s", diag.message_primary)
-
-
 def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
     """Open an autocommit connection with pgvector's types registered when present.
 
@@ -143,39 +132,13 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
         **kwargs: passed to ``psycopg.connect``.
     """
     conn = psycopg.connect(dsn or database_url(), autocommit=True, **kwargs)
-    conn.add_notice_handler(_log_server_warning)
-    if TypeInfo.fetch(conn, "vector") is not None:
-        register_vector(conn)
+    if TypeInfo.fetch(conn, "vector") is not None:  # operators' tools also connect before migrating
+        configure_sync(conn)
     return conn
 
 
 async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
     """Async twin of :func:`connect`."""
     conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True, **kwargs)
-    await configure_connection(conn)
+    await configure(conn)
     return conn
-
-
-async def configure_connection(conn: psycopg.AsyncConnection) -> None:
-    """Prepare a connection for pymem: pgvector's types and server WARNINGs to logging.
-
-    Use as a pool's ``configure`` callback.
-    """
-    conn.add_notice_handler(_log_server_warning)
-    if await TypeInfo.fetch(conn, "vector") is not None:
-        await register_vector_async(conn)
-
-
-async def reset_connection(conn: psycopg.AsyncConnection) -> None:
-    """``DISCARD ALL``: drop what a borrower left in the session (temporary types,
-    functions and tables, settings, SET ROLE, prepared statements, advisory locks).
-
-    Use as a pool's ``reset`` callback. psycopg forgets its own prepared statements
-    when it sees ``DISCARD ALL``, and pgvector's adapters stay registered.
-    """
-    autocommit = conn.autocommit
-    if not autocommit:  # DISCARD ALL cannot run inside a transaction block
-        await conn.set_autocommit(True)
-    await conn.execute("DISCARD ALL")
-    if not autocommit:
-        await conn.set_autocommit(False)

@@ -33,16 +33,21 @@ from psycopg import sql
 from .tenant import tenant_transaction
 
 # The server computes each digest with the same function the read checks it with.
+# Read -> (the intent's operation, its digest). "search" is search_chunks' (0006),
+# "filtered_search" search_chunks_v2's (0007).
 _DIGEST_SQL = {
-    "search": "pymem.search_digest(%b::public.vector, %s::pg_catalog.int4)",
-    "get": "pymem.get_digest(%b::pg_catalog.uuid[])",
-    "export": "pymem.export_digest(%b::pg_catalog.int4[], %s::pg_catalog.int4)",
+    "search": ("search", "pymem.search_digest(%b::public.vector, %s::pg_catalog.int4)"),
+    "filtered_search": ("search", "pymem.filtered_search_digest(%b::public.vector, %s::pg_catalog.int4,"
+                                  " %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"),
+    "get": ("get", "pymem.get_digest(%b::pg_catalog.uuid[])"),
+    "export": ("export", "pymem.export_digest(%b::pg_catalog.int4[], %s::pg_catalog.int4)"),
 }
+_OPERATION = {read: operation for read, (operation, _) in _DIGEST_SQL.items()}
 _INTENT_SQL = {
-    operation: sql.SQL(
+    read: sql.SQL(
         "SELECT pymem.read_intent(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text, {})").format(
         sql.SQL(digest))
-    for operation, digest in _DIGEST_SQL.items()
+    for read, (_, digest) in _DIGEST_SQL.items()
 }
 
 
@@ -54,27 +59,29 @@ class StandbyBehind(RuntimeError):
     """The standby had not replayed the read intent within the wait."""
 
 
-async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, operation: str,
+async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read: str,
                              digest_params: Sequence) -> uuid.UUID:
     """Write and commit a read intent in the tenant's audit chain; return its ticket.
 
     Args:
         conn: an async connection not inside a transaction.
         user_hash: the tenant.
-        operation: ``search`` (params: query vector, k), ``get`` (params: list of
-            ids) or ``export`` (params: key ids or None, page size).
+        read: ``search`` (``search_chunks``; params: query vector, k),
+            ``filtered_search`` (``search_chunks_v2``; params: query vector, k,
+            filter tags, clause ends), ``get`` (params: list of ids) or ``export``
+            (params: key ids or None, page size).
 
     Raises:
-        KeyError: unknown operation.
+        KeyError: unknown read.
     """
     ticket = uuid.uuid4()
     async with tenant_transaction(conn, user_hash):
-        await conn.execute(_INTENT_SQL[operation], (user_hash, ticket, operation, *digest_params))
+        await conn.execute(_INTENT_SQL[read], (user_hash, ticket, _OPERATION[read], *digest_params))
     return ticket
 
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,
-                          operation: str, digest_params: Sequence, read_sql: str, read_params: Sequence, *,
+                          read: str, digest_params: Sequence, read_sql: str, read_params: Sequence, *,
                           wait_s: float = 5.0) -> list[tuple]:
     """A durable read served by a hot standby.
 
@@ -87,7 +94,7 @@ async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncC
         ValueError: ``standby`` is not a hot standby.
         StandbyBehind: the standby had not replayed the intent after ``wait_s``.
     """
-    ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
+    ticket = await commit_read_intent(conn, user_hash, read, digest_params)
     async with conn.transaction():
         lsn = (await (await conn.execute("SELECT pg_catalog.pg_current_wal_lsn()")).fetchone())[0]
     deadline = time.monotonic() + wait_s
@@ -107,5 +114,5 @@ async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncC
         cursor = await standby.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
         rows = await cursor.fetchall()
     async with tenant_transaction(conn, user_hash):
-        await conn.execute(_RESULT_SQL, (user_hash, ticket, operation, [row[0] for row in rows]))
+        await conn.execute(_RESULT_SQL, (user_hash, ticket, _OPERATION[read], [row[0] for row in rows]))
     return rows

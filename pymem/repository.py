@@ -1,24 +1,23 @@
 """The app's read/write path: seal before writing, open after reading, rerank last.
 
 Every call runs in its own tenant transaction (:func:`pymem.tenant.set_rls_context`)
-and reaches rows only through the SQL API (``pymem.put_chunks``, ``search_chunks``,
-``get_chunks``, ``delete_document``, ``erase_tenant``), which audits every call.
-Reads first commit a read intent (:mod:`pymem.reads`), so they stay on record even
-if their own transaction is rolled back.
+and reaches rows only through the SQL API (``pymem.write_chunks``,
+``search_chunks_v2``, ``get_chunks_v2``, ``export_chunks_v2``, ``delete_chunk_ids``,
+``delete_document``, ``erase_tenant``), which audits every call. Reads first
+commit a read intent (:mod:`pymem.reads`), so they stay on record even if their
+own transaction is rolled back. What is sealed and how: :mod:`pymem.chunks`;
+ids and filters: :mod:`pymem.blind_index`.
 
-Each sealed field's AAD binds tenant, chunk id, field, ``doc_id`` and ``source``
-(AAD v2, see :func:`pymem.security.chunk_aad`), so a ciphertext moved to another
-tenant, row or column, or a row relabelled in the table, fails to open with
-``InvalidTag`` instead of returning someone else's data. Reads also check that the
-searchable plaintext embedding equals its sealed copy (``EmbeddingMismatch``).
+Every function takes ``conn``: an async or sync psycopg connection, or an async
+or sync psycopg_pool pool (:mod:`pymem.connections`). These functions are
+coroutines; :mod:`pymem.sync` has the same API for sync code.
 
-Input is validated completely before anything is sent, and a batch is one
+Input is validated completely before anything is sent, and a call is one
 transaction: bad input raises ``ValueError`` and writes nothing.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,58 +27,77 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from .chunks import (
+    ChunkInput,
+    OpenedRow,
+    SealedRow,
+    as_chunk,
+    check_embedding,
+    check_label,
+    open_row,
+    seal_row,
+)
+from .blind_index import check_external_id
 from .config import get_settings
+from .connections import borrow, connection_key
+from .ranking import ann_order
 from .reads import commit_read_intent, read_on_standby
-from .security import AAD_VERSION, EmbeddingMismatch, UnknownKeyId, chunk_aad, hmac_user, keyring, open_sealed, seal
+from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
 from .tenant import set_rls_context, tenant_transaction
 
-# doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
-# (user_hash, doc_id) btree takes at most about 2.7 KB per entry.
-MAX_LABEL_BYTES = 1024
-PUT_BATCH_ROWS = 1000  # rows per put_chunks call inside one transaction
-EMBEDDING_DTYPE = np.dtype("<f4")  # the emb_cipher plaintext layout: little-endian float32
+__all__ = [
+    "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "delete_document", "delete_memory_chunks", "erase_user",
+    "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks", "list_memory_chunks",
+    "open_embedding", "query_memory", "upsert_memory_chunks",
+]
+
+WRITE_BATCH_ROWS = 1000  # rows per write_chunks call inside one transaction
+MAX_IDS = 10_000  # ids per get or delete call (the SQL API's limit)
 
 # Every type and function is schema-qualified: a session may have left a
 # temporary type named uuid, text or bytea in pg_temp, which Postgres would
 # otherwise resolve first. %b: binary parameters; with %s, psycopg dumps each
 # vector as text in Python (about 0.3 ms per 384-d vector, measured).
-_PUT_SQL = (
-    "SELECT pymem.put_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.text[],"
-    " %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
-    " %b::pg_catalog.int4[], %b::public.vector[], %s::pg_catalog.int2)"
+_WRITE_SQL = (
+    "SELECT pymem.write_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
+    " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
+    " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
+    " %b::public.vector[], %s::pg_catalog.int2)"
 )
+_ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
 _SEARCH_TEMPLATE = (
-    "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance"
-    " FROM pymem.{}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4)"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance FROM pymem.{{}}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
+    " %b::public.vector, %s::pg_catalog.int4, %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"
 )
-_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks")
-_STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby")
+_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
+_STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
 _GET_SQL = (
-    "SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
-    " FROM pymem.get_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher"
+    " FROM pymem.get_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
 )
+EXPORT_SQL = (
+    f"SELECT {_ROW_COLUMNS}, ref_cipher FROM pymem.export_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
+    " %b::pg_catalog.int4[], %s::pg_catalog.uuid, %s::pg_catalog.int4)"
+)
+_DELETE_IDS_SQL = "SELECT pymem.delete_chunk_ids(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[])"
 
 _dims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True)
-class ChunkInput:
-    """One chunk to index (the seed's ``index_memory_chunk`` arguments, minus conn and user)."""
-
-    doc_id: str
-    source: str
-    text: str
-    embedding: Any
-    metadata: Mapping[str, Any] | None = None
+class DuplicateId(ValueError):
+    """An insert named an id the tenant already has (upsert replaces it instead)."""
 
 
 @dataclass(frozen=True)
 class MemoryHit:
     """One opened chunk.
 
-    ``distance`` is the cosine distance from the ANN search (None for ``get_chunk``);
-    ``score`` is the rerank score, or the ANN-order fallback score when reranking
-    was skipped; ``rank`` is 1-based in the returned order.
+    ``id`` is the row id (a UUID; the audit log names rows by it); ``external_id``
+    the caller's id (``str(id)`` for generated ids). ``distance`` is the cosine
+    distance from the ANN search (None for gets); ``score`` the rerank score, or
+    the ANN-order fallback score when reranking was skipped; ``rank`` is 1-based
+    in the returned order. ``embedding`` is the opened float32 embedding when asked
+    for (``include_embedding=True``), else None.
     """
 
     id: uuid.UUID
@@ -90,93 +108,22 @@ class MemoryHit:
     distance: float | None = None
     score: float | None = None
     rank: int | None = None
+    external_id: str = ""
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
-class SealedRow:
-    """A chunk as stored: labels, three sealed fields (AAD v2) and the plaintext embedding for ANN."""
+class MemoryPage:
+    """One page of :func:`list_memory_chunks`; ``next_cursor`` is None on the last page."""
 
-    id: uuid.UUID
-    doc_id: str
-    source: str
-    text_cipher: bytes
-    meta_cipher: bytes
-    emb_cipher: bytes
-    embedding: np.ndarray
+    hits: list[MemoryHit]
+    next_cursor: str | None
 
 
-# ---------------------------------------------------------------------------
-# validation
-# ---------------------------------------------------------------------------
-def _check_label(name: str, value: Any, *, allow_empty: bool) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a str")
-    if not allow_empty and value == "":
-        raise ValueError(f"{name} must not be empty")
-    if "\x00" in value:  # Postgres text cannot hold NUL; say so before anything is sent
-        raise ValueError(f"{name} must not contain NUL characters")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValueError(f"{name} is not valid Unicode (lone surrogates)") from None
-    if size > MAX_LABEL_BYTES:
-        raise ValueError(f"{name} is longer than {MAX_LABEL_BYTES} bytes in UTF-8")
-    return value
-
-
-def _check_text(text: Any, max_bytes: int) -> bytes:
-    if not isinstance(text, str):
-        raise ValueError("text must be a str")
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text is not valid Unicode (lone surrogates)") from None
-    if len(data) > max_bytes:
-        raise ValueError(f"text is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
-    return data
-
-
-def _check_chunk_id(chunk_id: Any) -> str:
-    try:
-        return str(chunk_id if isinstance(chunk_id, uuid.UUID) else uuid.UUID(str(chunk_id)))
-    except ValueError:
-        raise ValueError("chunk_id must be a UUID") from None
-
-
-def _check_metadata(metadata: Any, max_bytes: int) -> bytes:
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, Mapping):
-        raise ValueError("metadata must be a mapping (dict) or None")
-    try:
-        data = json.dumps(dict(metadata), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    except RecursionError:
-        raise ValueError("metadata is nested too deeply") from None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata is not JSON-serializable: {type(exc).__name__}") from None
-    if len(data) > max_bytes:
-        raise ValueError(f"metadata is {len(data)} bytes as JSON; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
-    return data
-
-
-def _check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.ndarray:
-    try:
-        raw = np.asarray(embedding)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a sequence of real numbers") from None
-    # Integers and floats only: complex values would lose their imaginary part,
-    # and huge Python ints (object arrays) or strings are not embeddings.
-    if raw.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be a sequence of real numbers")
-    if raw.ndim != 1 or raw.shape[0] != dim:
-        raise ValueError(f"{name} must have {dim} dimensions, got shape {raw.shape}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        vector = raw.astype(EMBEDDING_DTYPE)
-    if not np.isfinite(vector).all():
-        raise ValueError(f"{name} contains NaN or infinity, or values beyond float32")
-    if not vector.any():
-        raise ValueError(f"{name} is all zeros: cosine distance is undefined for it")
-    return vector
+def _hit(opened: OpenedRow, *, include_embedding: bool = True, **scores: Any) -> MemoryHit:
+    return MemoryHit(id=opened.id, external_id=opened.external_id, doc_id=opened.doc_id, source=opened.source,
+                     text=opened.text, metadata=opened.metadata,
+                     embedding=opened.embedding if include_embedding else None, **scores)
 
 
 def _check_count(name: str, value: Any, maximum: int = 1000) -> int:
@@ -186,108 +133,76 @@ def _check_count(name: str, value: Any, maximum: int = 1000) -> int:
     return value
 
 
-async def _embedding_dim(conn: psycopg.AsyncConnection) -> int:
+def _check_ids(ids: Any) -> list[str]:
+    if isinstance(ids, str) or not isinstance(ids, Iterable):
+        raise ValueError("ids must be a list of str")
+    checked = [check_external_id(i) for i in ids]
+    if not 1 <= len(checked) <= MAX_IDS:
+        raise ValueError(f"give between 1 and {MAX_IDS} ids")
+    return checked
+
+
+async def _embedding_dim(conn) -> int:
     """The deployment's dimension (fixed at migration time), cached per connection."""
-    dim = _dims.get(conn)
+    key = connection_key(conn)
+    dim = _dims.get(key)
     if dim is None:
         # Outside a transaction, its own one: a connection that is not in
         # autocommit mode must not be left inside an implicit transaction.
         async with conn.transaction():
             cursor = await conn.execute("SELECT pymem.embedding_dim()")
             dim = (await cursor.fetchone())[0]
-        _dims[conn] = dim
+        _dims[key] = dim
     return dim
-
-
-def seal_fields(user_hash: str, chunk_id: str, doc_id: str, source: str, text: bytes, meta: bytes,
-                embedding: np.ndarray, key_id: int) -> tuple[bytes, bytes, bytes]:
-    """Seal a chunk's three fields with AAD v2 (tenant, id, field, labels)."""
-    labels = (doc_id, source)
-    return tuple(seal(data, chunk_aad(user_hash, chunk_id, field, labels), key_id=key_id)
-                 for data, field in ((text, "text"), (meta, "meta"), (embedding.tobytes(), "emb")))
-
-
-def _seal_chunk(user_hash: str, chunk: ChunkInput, dim: int, max_bytes: int, key_id: int) -> SealedRow:
-    doc_id = _check_label("doc_id", chunk.doc_id, allow_empty=False)
-    source = _check_label("source", chunk.source, allow_empty=True)
-    text = _check_text(chunk.text, max_bytes)
-    meta = _check_metadata(chunk.metadata, max_bytes)
-    embedding = _check_embedding(chunk.embedding, dim)
-    chunk_id = uuid.uuid4()
-    text_cipher, meta_cipher, emb_cipher = seal_fields(user_hash, str(chunk_id), doc_id, source, text, meta,
-                                                   embedding, key_id)
-    return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text_cipher,
-                     meta_cipher=meta_cipher, emb_cipher=emb_cipher, embedding=embedding)
-
-
-def _as_chunk(item: ChunkInput | Mapping[str, Any]) -> ChunkInput:
-    if isinstance(item, ChunkInput):
-        return item
-    if isinstance(item, Mapping):
-        try:
-            return ChunkInput(**item)
-        except TypeError:
-            raise ValueError("each chunk needs doc_id, source, text, embedding and optional metadata") from None
-    raise ValueError("chunks must be ChunkInput objects or mappings")
 
 
 # ---------------------------------------------------------------------------
 # writes
 # ---------------------------------------------------------------------------
-async def index_memory_chunks(
-    conn: psycopg.AsyncConnection,
-    user_id: str,
-    chunks: Iterable[ChunkInput | Mapping[str, Any]],
-    *,
-    progress: bool = False,
-) -> list[uuid.UUID]:
-    """Seal and store many chunks for one tenant, all or nothing.
-
-    Args:
-        conn: async connection of a role that has ``pymem_app``.
-        user_id: the tenant's application user id.
-        chunks: ``ChunkInput`` objects or mappings with the same keys.
-        progress: show a progress bar (for large imports).
-
-    Returns:
-        The new chunk ids, in input order.
-
-    Raises:
-        ValueError: any chunk is invalid (empty doc_id, wrong embedding dimension,
-            NaN/inf, text over the limit, metadata not JSON); nothing is written.
-        UnknownKeyId: the active key id is not registered in the database.
-        psycopg.Error: the database refused the batch; nothing is written.
-    """
-    items = [_as_chunk(item) for item in chunks]
+async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, Any]], *, upsert: bool,
+                 progress: bool) -> list[SealedRow]:
+    items = [as_chunk(item) for item in chunks]
     if not items:
         raise ValueError("chunks must not be empty")
     max_bytes = get_settings().max_text_bytes
-    key_id = keyring().active_key_id
-    try:
-        async with set_rls_context(conn, user_id) as user_hash:
-            dim = await _embedding_dim(conn)
-            rows = [_seal_chunk(user_hash, item, dim, max_bytes, key_id) for item in items]
-            await put_sealed_rows(conn, user_hash, rows, key_id, progress=progress)
-    except psycopg.errors.ForeignKeyViolation:
-        raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
-                           f" `pymem register-key {key_id}` before the app writes with it") from None
-    return [r.id for r in rows]
+    ring = keyring()
+    key_id = ring.active_key_id
+    async with borrow(conn) as conn:
+        dim = await _embedding_dim(conn)
+        user_hash = hmac_user(user_id)
+        index = ring.tenant_index(user_hash)
+        rows = [seal_row(user_hash, index, item, dim, max_bytes, key_id) for item in items]
+        if len({r.id for r in rows}) != len(rows):
+            raise ValueError("an id appears twice in one call")
+        try:
+            async with set_rls_context(conn, user_id):
+                await write_sealed_rows(conn, user_hash, rows, key_id, upsert=upsert, progress=progress)
+        except psycopg.errors.ForeignKeyViolation:
+            raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
+                               f" `pymem register-key {key_id}` before the app writes with it") from None
+        except psycopg.errors.UniqueViolation:
+            raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
+                              " nothing was written") from None
+    return rows
 
 
-async def put_sealed_rows(conn: psycopg.AsyncConnection, user_hash: str, rows: Sequence[SealedRow], key_id: int,
-                          *, progress: bool = False) -> None:
-    """Send already sealed (AAD v2) rows through ``pymem.put_chunks``, inside the caller's tenant transaction."""
+async def write_sealed_rows(conn, user_hash: str, rows: Sequence[SealedRow], key_id: int, *, upsert: bool = False,
+                            progress: bool = False) -> None:
+    """Send sealed rows through ``pymem.write_chunks``, inside the caller's tenant transaction."""
     bar = _progress_bar(len(rows), progress)
-    for start in range(0, len(rows), PUT_BATCH_ROWS):
-        part = rows[start:start + PUT_BATCH_ROWS]
-        await conn.execute(_PUT_SQL, (
+    for start in range(0, len(rows), WRITE_BATCH_ROWS):
+        part = rows[start:start + WRITE_BATCH_ROWS]
+        await conn.execute(_WRITE_SQL, (
             user_hash,
+            upsert,
             [r.id for r in part],
             [r.doc_id for r in part],
             [r.source for r in part],
             [r.text_cipher for r in part],
             [r.meta_cipher for r in part],
             [r.emb_cipher for r in part],
+            [r.ref_cipher for r in part],
+            [r.tags for r in part],
             [key_id] * len(part),
             [r.embedding for r in part],
             AAD_VERSION,
@@ -302,8 +217,58 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="chunk", desc="indexing", disable=not enabled)
 
 
+async def index_memory_chunks(
+    conn,
+    user_id: str,
+    chunks: Iterable[ChunkInput | Mapping[str, Any]],
+    *,
+    progress: bool = False,
+) -> list[uuid.UUID]:
+    """Seal and store many chunks for one tenant, all or nothing.
+
+    Args:
+        conn: a connection or pool (:mod:`pymem.connections`) of a role with ``pymem_app``.
+        user_id: the tenant's application user id.
+        chunks: ``ChunkInput`` objects or mappings with the same keys. A chunk's
+            ``id`` must not exist yet for the tenant (see :func:`upsert_memory_chunks`).
+        progress: show a progress bar (for large imports).
+
+    Returns:
+        The new rows' ids (UUIDs), in input order.
+
+    Raises:
+        ValueError: any chunk is invalid (empty doc_id, wrong embedding dimension,
+            NaN/inf, text over the limit, metadata not JSON, a bad id); nothing is written.
+        DuplicateId: an id already exists for the tenant, or appears twice; nothing is written.
+        UnknownKeyId: the active key id is not registered in the database.
+        psycopg.Error: the database refused the batch; nothing is written.
+    """
+    return [r.id for r in await _write(conn, user_id, chunks, upsert=False, progress=progress)]
+
+
+async def upsert_memory_chunks(
+    conn,
+    user_id: str,
+    chunks: Iterable[ChunkInput | Mapping[str, Any]],
+    *,
+    progress: bool = False,
+) -> list[str]:
+    """Store chunks, replacing the tenant's chunks with the same ids, atomically.
+
+    Chunks without an ``id`` get a generated one. Replaced rows are audited as
+    updates, new ones as inserts, in the same transaction.
+
+    Returns:
+        The chunks' ids (the caller's, or the generated ones), in input order.
+
+    Raises:
+        ValueError, UnknownKeyId, psycopg.Error: as :func:`index_memory_chunks`.
+    """
+    return [r.external_id for r in await _write(conn, user_id, chunks, upsert=True, progress=progress)]
+
+
 async def index_memory_chunk(
-    conn: psycopg.AsyncConnection,
+    conn,
     user_id: str,
     doc_id: str,
     source: str,
@@ -324,18 +289,33 @@ async def index_memory_chunk(
     return ids[0]
 
 
-async def delete_document(conn: psycopg.AsyncConnection, user_id: str, doc_id: str) -> int:
-    """Delete every chunk of one of the tenant's documents; return how many (audited)."""
-    _check_label("doc_id", doc_id, allow_empty=False)
-    async with set_rls_context(conn, user_id) as user_hash:
-        cursor = await conn.execute("SELECT pymem.delete_document(%s::pg_catalog.bpchar, %s::pg_catalog.text)",
-                                    (user_hash, doc_id))
+async def _tenant_call(conn, user_id: str, statement: str, argument: Any) -> int:
+    async with borrow(conn) as conn, set_rls_context(conn, user_id) as user_hash:
+        cursor = await conn.execute(statement, (user_hash, argument))
         return (await cursor.fetchone())[0]
 
 
-async def erase_user(conn: psycopg.AsyncConnection, user_id: str) -> int:
+async def delete_memory_chunks(conn, user_id: str, ids: Sequence[str]) -> int:
+    """Delete the tenant's chunks with these ids (others are ignored); return how many (audited).
+
+    Raises:
+        ValueError: no ids, more than 10,000, or a malformed one.
+    """
+    checked = _check_ids(ids)
+    index = keyring().tenant_index(hmac_user(user_id))
+    return await _tenant_call(conn, user_id, _DELETE_IDS_SQL, [index.row_id(i) for i in checked])
+
+
+async def delete_document(conn, user_id: str, doc_id: str) -> int:
+    """Delete every chunk of one of the tenant's documents; return how many (audited)."""
+    check_label("doc_id", doc_id, allow_empty=False)
+    return await _tenant_call(conn, user_id, "SELECT pymem.delete_document(%s::pg_catalog.bpchar, %s::pg_catalog.text)",
+                              doc_id)
+
+
+async def erase_user(conn, user_id: str) -> int:
     """Delete every chunk of the tenant; return how many (audited)."""
-    async with set_rls_context(conn, user_id) as user_hash:
+    async with borrow(conn) as conn, set_rls_context(conn, user_id) as user_hash:
         cursor = await conn.execute("SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)", (user_hash,))
         return (await cursor.fetchone())[0]
 
@@ -343,48 +323,8 @@ async def erase_user(conn: psycopg.AsyncConnection, user_id: str) -> int:
 # ---------------------------------------------------------------------------
 # reads
 # ---------------------------------------------------------------------------
-def _row_aad(user_hash: str, chunk_id: uuid.UUID, field: str, doc_id: str, source: str, aad_version: int) -> bytes:
-    return chunk_aad(user_hash, str(chunk_id), field, (doc_id, source) if aad_version == 2 else None)
-
-
-def as_float32(embedding: Any) -> np.ndarray:
-    """A vector as read from Postgres (pgvector's binary format loads as ``Vector``) as float32."""
-    if hasattr(embedding, "to_numpy"):
-        embedding = embedding.to_numpy()
-    return np.asarray(embedding, dtype=EMBEDDING_DTYPE)
-
-
-def open_row_fields(user_hash: str, row: tuple) -> tuple[bytes, bytes, np.ndarray]:
-    """Open a read row's three sealed fields and check its plaintext embedding.
-
-    ``row`` is ``(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id,
-    aad_version, embedding, ...)``, as ``get_chunks``, ``search_chunks`` and
-    ``export_chunks`` return it.
-
-    Returns:
-        (text bytes, metadata JSON bytes, the sealed float32 embedding).
-
-    Raises:
-        InvalidTag: a field does not open (moved, relabelled or modified).
-        EmbeddingMismatch: the searchable embedding was changed in the table.
-        UnknownKeyId: the row's key id is not in the key ring.
-    """
-    cid, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding = row[:9]
-    text, meta, emb = (open_sealed(blob, _row_aad(user_hash, cid, field, doc_id, source, aad_version), key_id=key_id)
-                       for blob, field in ((text_cipher, "text"), (meta_cipher, "meta"), (emb_cipher, "emb")))
-    sealed = np.frombuffer(emb, dtype=EMBEDDING_DTYPE)
-    if not np.array_equal(sealed, as_float32(embedding)):
-        raise EmbeddingMismatch("a stored embedding differs from its sealed copy")
-    return text, meta, sealed.copy()
-
-
-def _open_row(user_hash: str, row: tuple) -> tuple[str, dict[str, Any], np.ndarray]:
-    text, meta, embedding = open_row_fields(user_hash, row)
-    return text.decode("utf-8"), json.loads(meta), embedding
-
-
-async def _read(conn: psycopg.AsyncConnection, user_hash: str, operation: str, digest_params: Sequence,
-                read_sql: str, read_params: Sequence) -> list[tuple]:
+async def _read(conn, user_hash: str, operation: str, digest_params: Sequence, read_sql: str,
+                read_params: Sequence) -> list[tuple]:
     """A durable, audited read: commit the intent, then read in a second transaction."""
     ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
     async with tenant_transaction(conn, user_hash):
@@ -392,42 +332,91 @@ async def _read(conn: psycopg.AsyncConnection, user_hash: str, operation: str, d
         return await cursor.fetchall()
 
 
-async def _fetch_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: Any) -> tuple[str, tuple | None]:
-    """(user_hash, the sealed row or None) through the audited ``pymem.get_chunks``."""
-    ids = [uuid.UUID(_check_chunk_id(chunk_id))]
-    user_hash = hmac_user(user_id)
-    rows = await _read(conn, user_hash, "get", (ids,), _GET_SQL, (ids,))
-    return user_hash, rows[0] if rows else None
+async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> list[tuple]:
+    async with borrow(conn) as conn:
+        return await _read(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
 
 
-async def get_chunk(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit | None:
-    """Open one of the tenant's chunks by id; None if it is not the tenant's (audited).
+async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
+                            include_embedding: bool = False) -> list[MemoryHit]:
+    """Open the tenant's chunks with these ids, in the order of ``ids`` (audited).
+
+    Ids the tenant does not have are left out; an id given twice is returned once.
 
     Raises:
+        ValueError: no ids, more than 10,000, or a malformed one.
+        InvalidTag, EmbeddingMismatch: a stored row was tampered with: fail closed.
+    """
+    checked = list(dict.fromkeys(_check_ids(ids)))
+    user_hash = hmac_user(user_id)
+    index = keyring().tenant_index(user_hash)
+    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, [index.row_id(i) for i in checked])}
+    hits = []
+    for external_id in checked:
+        row = by_row.get(index.row_id(external_id))
+        if row is not None:
+            hits.append(_hit(open_row(user_hash, row), include_embedding=include_embedding))
+    return hits
+
+
+async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, limit: int = 100,
+                             include_embedding: bool = False) -> MemoryPage:
+    """One page of the tenant's chunks, in a stable order (by row id), audited as an export.
+
+    Args:
+        after: the previous page's ``next_cursor`` (None: the first page).
+        limit: chunks per page (1..10,000).
+
+    Raises:
+        ValueError: a bad cursor or limit.
+    """
+    _check_count("limit", limit, MAX_IDS)
+    try:
+        start = None if after is None else uuid.UUID(after)
+    except (TypeError, ValueError, AttributeError):
+        raise ValueError("after must be a next_cursor from list_memory_chunks") from None
+    user_hash = hmac_user(user_id)
+    async with borrow(conn) as conn:
+        rows = await _read(conn, user_hash, "export", (None, limit), EXPORT_SQL, (None, start, limit))
+    hits = [_hit(open_row(user_hash, row), include_embedding=include_embedding) for row in rows]
+    return MemoryPage(hits, str(rows[-1][0]) if len(rows) == limit else None)
+
+
+async def get_chunk(conn, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit | None:
+    """Open one of the tenant's chunks by its row id; None if it is not the tenant's (audited).
+
+    Raises:
+        ValueError: ``chunk_id`` is not a UUID.
         InvalidTag: the stored ciphertext does not open under this tenant's AAD.
         EmbeddingMismatch: the stored plaintext embedding was changed.
     """
-    user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
-    if row is None:
-        return None
-    text, meta, _ = _open_row(user_hash, row)
-    return MemoryHit(id=row[0], doc_id=row[1], source=row[2], text=text, metadata=meta)
+    row_id = _check_chunk_id(chunk_id)
+    user_hash = hmac_user(user_id)
+    rows = await _get_rows(conn, user_hash, [row_id])
+    return _hit(open_row(user_hash, rows[0]), include_embedding=False) if rows else None
 
 
-async def open_embedding(conn: psycopg.AsyncConnection, user_id: str, chunk_id: uuid.UUID | str) -> np.ndarray | None:
+def _check_chunk_id(chunk_id: Any) -> uuid.UUID:
+    try:
+        return chunk_id if isinstance(chunk_id, uuid.UUID) else uuid.UUID(str(chunk_id))
+    except ValueError:
+        raise ValueError("chunk_id must be a UUID") from None
+
+
+async def open_embedding(conn, user_id: str, chunk_id: uuid.UUID | str) -> np.ndarray | None:
     """Open the sealed shadow copy of a chunk's embedding (for compliance export).
 
     Returns:
         The float32 vector, or None when the chunk is not the tenant's.
     """
-    user_hash, row = await _fetch_chunk(conn, user_id, chunk_id)
-    if row is None:
-        return None
-    return _open_row(user_hash, row)[2]
+    row_id = _check_chunk_id(chunk_id)
+    user_hash = hmac_user(user_id)
+    rows = await _get_rows(conn, user_hash, [row_id])
+    return open_row(user_hash, rows[0]).embedding if rows else None
 
 
 async def query_memory(
-    conn: psycopg.AsyncConnection,
+    conn,
     user_id: str,
     query: str,
     query_embedding: Any,
@@ -435,62 +424,76 @@ async def query_memory(
     *,
     candidates: int = 24,
     rerank: bool = True,
-    standby: psycopg.AsyncConnection | None = None,
+    where: Mapping[str, Any] | None = None,
+    max_distance: float | None = None,
+    include_embedding: bool = False,
+    standby: Any = None,
 ) -> list[MemoryHit]:
     """ANN search within the tenant, open the hits, rerank them, return the top ``k``.
 
     The search is a durable read: its intent is committed first (see :mod:`pymem.reads`).
 
     Args:
-        conn: async connection of a role that has ``pymem_app``.
+        conn: a connection or pool of a role that has ``pymem_app``.
         user_id: the tenant's application user id.
         query: the query text (used by the reranker only; never stored or logged).
         query_embedding: vector of the deployment's dimension.
         k: results to return (1..1000).
         candidates: ANN candidates to fetch and rerank (at least ``k``; the seed uses 24).
         rerank: False skips the reranker (ANN order), whatever RERANK_ENABLED says.
-        standby: a connection to a hot standby of ``conn``'s server (same login) to
-            run the search on; the intent and the result row go to ``conn``.
+        where: a metadata filter (``$eq``, ``$in``, ``$and``; see
+            :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.
+        max_distance: drop candidates whose cosine distance exceeds it (0..2),
+            before reranking.
+        include_embedding: put each hit's opened embedding in ``MemoryHit.embedding`` (for MMR).
+        standby: a connection to a hot standby of ``conn``'s server (same login)
+            to run the search on; the intent and the result row go to ``conn``.
 
     Returns:
         Up to ``k`` :class:`MemoryHit`, best first, each with its ANN distance and
         its rerank score (or the ANN-order fallback score when rerank was skipped).
 
     Raises:
-        ValueError: bad ``k``/``candidates``/embedding.
+        ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
             a stored embedding was changed: fail closed.
         pymem.reads.StandbyBehind: the standby had not replayed the intent in time.
     """
     _check_count("k", k)
     _check_count("candidates", candidates)
+    if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, (int, float))
+                                     or not 0 <= max_distance <= 2):
+        raise ValueError("max_distance must be a number between 0 and 2 (cosine distance)")
     fetch = max(k, candidates)
     user_hash = hmac_user(user_id)
-    vector = _check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
-    if standby is None:
-        rows = await _read(conn, user_hash, "search", (vector, fetch), _SEARCH_SQL, (vector, fetch))
-    else:
-        rows = await read_on_standby(conn, standby, user_hash, "search", (vector, fetch), _STANDBY_SEARCH_SQL,
-                                     (vector, fetch))
+    tags, ends = keyring().tenant_index(user_hash).compile_filter(where)
+    async with borrow(conn) as conn:
+        vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
+        params = (vector, fetch, tags, ends)
+        if standby is None:
+            rows = await _read(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
+        else:
+            async with borrow(standby) as standby:
+                rows = await read_on_standby(conn, standby, user_hash, "filtered_search", params,
+                                             _STANDBY_SEARCH_SQL, params)
     # Opening and reranking happen after COMMIT: the transaction stays short.
-    opened = []
-    for row in rows:
-        text, meta, _ = _open_row(user_hash, row)
-        opened.append((row[0], row[1], row[2], text, meta, row[9]))
-    order = await _rerank_order(query, [hit[3] for hit in opened], rerank, user_hash)
-    hits = []
-    for rank, (index, score) in enumerate(order[:k], start=1):
-        cid, doc_id, source, text, meta, distance = opened[index]
-        hits.append(MemoryHit(id=cid, doc_id=doc_id, source=source, text=text, metadata=meta,
-                              distance=float(distance), score=score, rank=rank))
-    return hits
+    opened = [(open_row(user_hash, row), row[10]) for row in rows
+              if max_distance is None or row[10] <= max_distance]
+    order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
+    return [_hit(opened[index][0], include_embedding=include_embedding, distance=float(opened[index][1]),
+                 score=score, rank=rank)
+            for rank, (index, score) in enumerate(order[:k], start=1)]
 
 
 async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str) -> list[tuple[int, float]]:
     """(candidate index, score) pairs, best first."""
-    # Imported here so that a store used without reranking never loads ONNX Runtime.
-    from .rerank import ann_order, maybe_rerank
+    if not texts:
+        return []
+    if enabled:
+        # Imported here so that a store used without reranking needs no rerank extra.
+        from .rerank import maybe_rerank
 
-    results = await maybe_rerank(query, list(texts), tenant=tenant) if enabled else ann_order(texts)
+        results = await maybe_rerank(query, list(texts), tenant=tenant)
+    else:
+        results = ann_order(texts)
     return [(r.index, r.score) for r in results]
-

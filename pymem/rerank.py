@@ -31,6 +31,7 @@ import numpy as np
 
 from .config import Settings, get_settings, rerank_enabled_now
 from .onnx_export import MANIFEST_NAME, VARIANTS, sha256_file
+from .ranking import RerankedResult, ann_order
 from .rerank_metrics import RerankMetrics
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,6 @@ CUDA_PROVIDER_OPTIONS = {
 }
 
 _fallback_warned = False  # the auto -> CPU warning is logged once per process
-
-
-@dataclass(frozen=True)
-class RerankedResult:
-    """One candidate after reranking.
-
-    Attributes:
-        index: position of the candidate in the input list.
-        text: the candidate itself.
-        score: sigmoid of the cross-encoder logit in (0, 1), or the ANN fallback
-            score ``1 - i/n`` when the call was skipped.
-        rank: 1-based rank; results are returned sorted by it.
-    """
-
-    index: int
-    text: str
-    score: float
-    rank: int
 
 
 class RerankError(RuntimeError):
@@ -104,12 +87,6 @@ class Scorer(Protocol):
     device: str
 
     def score(self, query: str, candidates: Sequence[str], run_options) -> Scores: ...
-
-
-def ann_order(candidates: Sequence[str]) -> list[RerankedResult]:
-    """The seed's fail-open answer: ANN order, score ``1 - i/n``, rank ``i + 1``."""
-    n = len(candidates)
-    return [RerankedResult(i, text, 1.0 - i / n, i + 1) for i, text in enumerate(candidates)]
 
 
 def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResult]:

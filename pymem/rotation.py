@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,16 +35,15 @@ from cryptography.exceptions import InvalidTag
 from tqdm import tqdm
 
 from .reads import commit_read_intent
-from .repository import SealedRow, as_float32, open_row_fields, put_sealed_rows, seal_fields
+from .blind_index import TenantIndex, index_master_key
+from .chunks import ChunkInput, SealedRow, open_row, seal_row
+from .repository import EXPORT_SQL, write_sealed_rows
 from .security import AAD_VERSION, UnknownKeyId, keyring
 from .tenant import set_tenant_sql, tenant_transaction
 
-_EXPORT_SQL = ("SELECT id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
-               " FROM pymem.export_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.int4[], %s::pg_catalog.uuid,"
-               " %s::pg_catalog.int4)")
-_REKEY_SQL = ("SELECT pymem.rekey_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
-              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %s::pg_catalog.int4,"
-              " %s::pg_catalog.int2)")
+_REKEY_SQL = ("SELECT pymem.rekey_chunks_v2(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
+              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
+              " %s::pg_catalog.int4, %s::pg_catalog.int2)")
 _QUARANTINE_SQL = ("SELECT pymem.quarantine_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[],"
                    " %s::pg_catalog.text)")
 _ERASE_SQL = "SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)"
@@ -82,15 +82,18 @@ async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
     return [KeyUsage(*row) for row in await cursor.fetchall()]
 
 
-def _reseal_fields(row: tuple, old_hash: str, new_hash: str, key_id: int) -> tuple[bytes, bytes, bytes]:
-    """Open an exported row's three fields and seal them again under ``key_id`` (AAD v2).
+def _resealed(row: tuple, old_hash: str, new_hash: str, index: TenantIndex, key_id: int) -> SealedRow:
+    """Open an exported row and seal it again under ``key_id`` (AAD v2) for ``new_hash``.
 
     Re-keying passes the same hash twice; moving a user to a new HMAC key passes
-    the old and new hash, so the AAD changes with it.
+    the old and new hash and the new key's blind index, so the AAD, the hashed
+    caller ids and the metadata tags change with it.
     """
-    chunk_id, doc_id, source = row[:3]
-    text, meta, embedding = open_row_fields(old_hash, row)
-    return seal_fields(new_hash, str(chunk_id), doc_id, source, text, meta, embedding, key_id)
+    opened = open_row(old_hash, row)
+    chunk = ChunkInput(opened.doc_id, opened.source, opened.text, opened.embedding, opened.metadata,
+                       id=opened.external_id)
+    # No size limit: the row was accepted when it was written.
+    return seal_row(new_hash, index, chunk, len(opened.embedding), sys.maxsize, key_id)
 
 
 class _Throttle:
@@ -143,7 +146,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
         while True:
             ticket = await commit_read_intent(conn, user_hash, "export", (old_ids, batch_size))
             async with tenant_transaction(conn, user_hash):
-                cursor = await conn.execute(_EXPORT_SQL, (user_hash, ticket, old_ids, after, batch_size))
+                cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, old_ids, after, batch_size))
                 rows = await cursor.fetchall()
                 if not rows:
                     break
@@ -163,9 +166,10 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
                         active_key_id: int) -> tuple[int, int]:
     """Re-seal the rows that open, quarantine the rest; return (re-sealed, quarantined)."""
     fresh, bad = [], {"does not open": [], "key not in the ring": []}
+    index = keyring().tenant_index(user_hash)
     for row in rows:
         try:
-            fresh.append((row, _reseal_fields(row, user_hash, user_hash, active_key_id)))
+            fresh.append((row, _resealed(row, user_hash, user_hash, index, active_key_id)))
         except UnknownKeyId:
             bad["key not in the ring"].append(row[0])
         except InvalidTag:  # EmbeddingMismatch included
@@ -173,8 +177,9 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
     changed = 0
     if fresh:
         cursor = await conn.execute(_REKEY_SQL, (
-            user_hash, [r[0] for r, _ in fresh], [r[6] for r, _ in fresh], [f[0] for _, f in fresh],
-            [f[1] for _, f in fresh], [f[2] for _, f in fresh], active_key_id, AAD_VERSION))
+            user_hash, [f.id for _, f in fresh], [r[6] for r, _ in fresh], [f.text_cipher for _, f in fresh],
+            [f.meta_cipher for _, f in fresh], [f.emb_cipher for _, f in fresh], [f.ref_cipher for _, f in fresh],
+            active_key_id, AAD_VERSION))
         changed = (await cursor.fetchone())[0]
     for reason, ids in bad.items():
         if ids:
@@ -197,8 +202,9 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
                             new_hmac_key: str | bytes, *, page_size: int = 1000, progress: bool = False) -> int:
     """Move users' rows from HMAC(old key) to HMAC(new key), re-sealing every field.
 
-    One transaction per user: export, erase, re-insert with the same chunk ids under
-    the new user_hash and AAD (active AES key). A failure rolls that user back whole.
+    One transaction per user: export, erase, re-insert under the new user_hash and
+    AAD (active AES key). Rows keep their ids where the caller's id is a UUID; a
+    hashed caller id is hashed again under the new key's blind index. A failure rolls that user back whole.
     ``created_at`` restarts at the move (the rows are re-inserted).
 
     Args:
@@ -219,6 +225,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
     if any(not isinstance(u, str) or u == "" for u in users):
         raise ValueError("user ids must be non-empty str")
     active = keyring().active_key_id
+    new_index_master = index_master_key(new_key)
     moved = 0
     for user_id in tqdm(users, unit="user", desc="re-tenanting", disable=not progress):
         old_hash = hmac.new(old_key, user_id.encode(), hashlib.sha256).hexdigest()
@@ -227,7 +234,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
         async with tenant_transaction(conn, old_hash):
             rows, after = [], None
             while True:
-                cursor = await conn.execute(_EXPORT_SQL, (old_hash, ticket, None, after, page_size))
+                cursor = await conn.execute(EXPORT_SQL, (old_hash, ticket, None, after, page_size))
                 page = await cursor.fetchall()
                 rows += page
                 if len(page) < page_size:
@@ -237,14 +244,8 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
             if (await cursor.fetchone())[0] != len(rows):
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
             await conn.execute(set_tenant_sql(new_hash))
-            await put_sealed_rows(conn, new_hash, [_moved_row(old_hash, new_hash, row, active) for row in rows],
-                                  active)
+            index = TenantIndex(new_index_master, new_hash)
+            await write_sealed_rows(conn, new_hash, [_resealed(row, old_hash, new_hash, index, active) for row in rows],
+                                    active)
         moved += len(rows)
     return moved
-
-
-def _moved_row(old_hash: str, new_hash: str, row: tuple, key_id: int) -> SealedRow:
-    chunk_id, doc_id, source, *_sealed, embedding = row
-    text, meta, emb = _reseal_fields(row, old_hash, new_hash, key_id)
-    return SealedRow(id=chunk_id, doc_id=doc_id, source=source, text_cipher=text, meta_cipher=meta,
-                     emb_cipher=emb, embedding=as_float32(embedding))

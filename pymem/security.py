@@ -37,6 +37,7 @@ import threading
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .blind_index import TenantIndex, index_master_key
 from .config import KeyMaterial, key_material
 
 __all__ = [
@@ -114,7 +115,7 @@ class KeyRing:
     :func:`keyring` for the process-wide ring built from the environment.
     """
 
-    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac")
+    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac", "_index_master")
 
     def __init__(self, active_key_id: int, aes_keys: dict[int, bytes], hmac_key: bytes):
         if active_key_id not in aes_keys:
@@ -125,6 +126,7 @@ class KeyRing:
         self._aead = {key_id: AESGCM(key) for key_id, key in aes_keys.items()}
         self.active_aead = self._aead[active_key_id]  # the hot path skips the dict lookup
         self._hmac = hmac.new(hmac_key, digestmod=hashlib.sha256)
+        self._index_master = index_master_key(hmac_key)
 
     @classmethod
     def from_material(cls, material: KeyMaterial) -> KeyRing:
@@ -164,6 +166,10 @@ class KeyRing:
         mac = self._hmac.copy()
         mac.update(data)
         return mac.hexdigest()
+
+    def tenant_index(self, user_hash: str) -> TenantIndex:
+        """The tenant's blind index (row ids for caller ids, metadata tags); see :mod:`pymem.blind_index`."""
+        return TenantIndex(self._index_master, user_hash)
 
     def __repr__(self) -> str:
         return f"KeyRing(active_key_id={self.active_key_id}, key_ids={self.key_ids})"

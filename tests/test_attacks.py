@@ -20,7 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from pymem import repository as repo
 from pymem.audit import verify_audit_log
-from pymem.db import aconnect, configure_connection, connect, reset_connection
+from pymem.connections import configure, reset
+from pymem.db import aconnect, connect
 from pymem.doctor import check_deployment
 from pymem.reads import commit_read_intent
 from pymem.repository import ChunkInput
@@ -137,7 +138,7 @@ async def test_session_settings_left_on_a_connection_do_not_change_a_later_tenan
 
 async def test_pool_reset_discards_what_a_borrower_left(app_url):
     async with AsyncConnectionPool(app_url, min_size=1, max_size=1, kwargs={"autocommit": True},
-                                   configure=configure_connection, reset=reset_connection, open=False) as pool:
+                                   configure=configure, reset=reset, open=False) as pool:
         async with pool.connection() as conn:
             pid = conn.info.backend_pid
             await conn.execute(SPY_SETUP)
@@ -159,7 +160,7 @@ async def test_pool_reset_also_works_on_connections_outside_autocommit(app_url):
         await conn.rollback()  # the SET was in a transaction; a SET that was committed survives:
         await conn.execute("SET statement_timeout = 1")
         await conn.commit()
-        await reset_connection(conn)
+        await reset(conn)
         assert not conn.autocommit
         cur = await conn.execute("SHOW statement_timeout")
         assert (await cur.fetchone())[0] == "0"

@@ -1,0 +1,180 @@
+"""Blind indexes: caller ids and metadata filters the database evaluates without reading them.
+
+Each tenant gets its own index key, derived in the client from
+``MEMORY_TENANT_HMAC_KEY`` (HKDF-SHA256, its own ``info``, so it is independent
+of the tenant hash made from the same key) and the tenant's ``user_hash``. The
+database never holds it.
+
+Ids
+    A caller id that is a canonical UUID string (``str(uuid.UUID(x)) == x``) is the
+    row's id as it is: it is already opaque. Any other string becomes the UUID made
+    of the first 16 bytes of HMAC(index key, ``id`` + the string), with the version
+    bits of a UUIDv8; the string itself is stored sealed (field ``ref``) so that reads
+    return it. Equal ids of one tenant map to equal row ids; the database learns
+    nothing else about them, and two tenants' rows for the same id are unrelated.
+
+Metadata tags
+    Each top-level metadata key whose value is a scalar (str, int, float, bool,
+    None), or a list of scalars (one tag per element), gets a 16-byte tag:
+    HMAC(index key, ``meta`` + the canonical JSON of ``[key, value]``). Integral
+    floats are tagged as ints (``1.0`` matches ``1``); ``True`` does not match ``1``.
+    Nested objects are stored (sealed) but not filterable.
+
+Filters
+    ``{"k": v}`` or ``{"k": {"$eq": v}}``: the key has the value (or, for a list, the
+    value among its elements). ``{"k": {"$in": [v, ...]}}``: any of them.
+    ``{"$and": [f, ...]}`` and several keys in one mapping: all of them. A filter
+    compiles to clauses, each a set of tags of which a row must carry one.
+
+What the database can learn: which of one tenant's rows share a key-value pair
+(equality patterns within a tenant), how many filterable values each row has,
+and which rows a filter matched. Not the keys, the values, or anything across
+tenants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TAG_BYTES = 16
+MAX_ID_BYTES = 256  # a caller id, in UTF-8
+MAX_FILTER_CLAUSES = 64
+MAX_FILTER_TAGS = 1024
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def index_master_key(hmac_key: bytes) -> bytes:
+    """The deployment's blind-index master key, derived from the tenant HMAC key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"pymem blind index v1").derive(hmac_key)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def check_external_id(external_id: Any) -> str:
+    """Return a valid caller id (a non-empty str of at most MAX_ID_BYTES UTF-8 bytes, no NUL).
+
+    Raises:
+        ValueError: it is not (the message never contains the id).
+    """
+    if not isinstance(external_id, str) or external_id == "":
+        raise ValueError("an id must be a non-empty str")
+    if "\x00" in external_id:
+        raise ValueError("an id must not contain NUL characters")
+    try:
+        size = len(external_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("an id is not valid Unicode (lone surrogates)") from None
+    if size > MAX_ID_BYTES:
+        raise ValueError(f"an id is longer than {MAX_ID_BYTES} bytes in UTF-8")
+    return external_id
+
+
+def uuid_id(external_id: str) -> uuid.UUID | None:
+    """The UUID a canonical UUID string stands for, else None."""
+    try:
+        parsed = uuid.UUID(external_id)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == external_id else None
+
+
+class TenantIndex:
+    """One tenant's blind index: row ids for caller ids, tags for metadata and filters."""
+
+    __slots__ = ("_mac",)
+
+    def __init__(self, master_key: bytes, user_hash: str):
+        key = hmac.new(master_key, user_hash.encode("ascii"), hashlib.sha256).digest()
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def _digest(self, data: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(data)
+        return mac.digest()
+
+    def row_id(self, external_id: str) -> uuid.UUID:
+        """The row id of a (checked) caller id: itself if a canonical UUID, else its keyed hash."""
+        as_uuid = uuid_id(external_id)
+        if as_uuid is not None:
+            return as_uuid
+        raw = bytearray(self._digest(b"id\x00" + external_id.encode("utf-8"))[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+        return uuid.UUID(bytes=bytes(raw))
+
+    def _tag(self, key: str, value: Any) -> bytes:
+        pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return self._digest(b"meta\x00" + pair.encode("utf-8"))[:TAG_BYTES]
+
+    def metadata_tags(self, metadata: Mapping[str, Any]) -> bytes:
+        """The tags of a metadata mapping, concatenated and sorted (so their order says nothing)."""
+        tags = set()
+        for key, value in metadata.items():
+            values = value if isinstance(value, list) else [value]
+            tags.update(self._tag(key, v) for v in values if isinstance(v, _SCALARS))
+        return b"".join(sorted(tags))
+
+    def compile_filter(self, where: Mapping[str, Any] | None) -> tuple[list[bytes], list[int]]:
+        """Compile a filter to (tags, clause ends) for the SQL API (both empty: no filter).
+
+        Raises:
+            ValueError: an unsupported operator or value, or a filter beyond the limits.
+        """
+        clauses: list[list[bytes]] = []
+        if where is not None:
+            self._collect(where, clauses)
+        tags, ends = [], []
+        for clause in clauses:
+            tags.extend(clause)
+            ends.append(len(tags))
+        if len(clauses) > MAX_FILTER_CLAUSES or len(tags) > MAX_FILTER_TAGS:
+            raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS} values")
+        return tags, ends
+
+    def _collect(self, where: Any, clauses: list[list[bytes]]) -> None:
+        if not isinstance(where, Mapping):
+            raise ValueError("a filter is a mapping of metadata keys to conditions")
+        for key, condition in where.items():
+            if key == "$and":
+                if not isinstance(condition, Sequence) or isinstance(condition, str) or not condition:
+                    raise ValueError("$and takes a non-empty list of filters")
+                for part in condition:
+                    self._collect(part, clauses)
+            elif not isinstance(key, str) or key.startswith("$"):
+                raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in or $and")
+            else:
+                clauses.append(self._clause(key, condition))
+
+    def _clause(self, key: str, condition: Any) -> list[bytes]:
+        if isinstance(condition, Mapping):
+            if len(condition) != 1:
+                raise ValueError(f"the condition on {key!r} needs exactly one operator ($eq or $in)")
+            (operator, operand), = condition.items()
+            if operator == "$eq":
+                values = [operand]
+            elif operator == "$in":
+                if not isinstance(operand, Sequence) or isinstance(operand, str) or not operand:
+                    raise ValueError(f"$in on {key!r} takes a non-empty list of values")
+                values = list(operand)
+            else:
+                raise ValueError(f"unsupported filter operator {operator!r}: use $eq, $in or $and")
+        else:
+            values = [condition]
+        if not all(isinstance(v, _SCALARS) for v in values):
+            raise ValueError(f"filter values for {key!r} must be str, int, float, bool or None")
+        try:
+            return sorted({self._tag(key, v) for v in values})
+        except ValueError:
+            raise ValueError(f"filter values for {key!r} must be finite numbers") from None

@@ -1,0 +1,223 @@
+"""Chunks in and out of their sealed form: validation, sealing, opening.
+
+A stored chunk is its labels (``doc_id``, ``source``) in plaintext, three sealed
+fields (text, metadata as canonical JSON, the embedding as little-endian float32),
+the caller's id sealed when it is not a UUID (field ``ref``), blind-index tags of
+its metadata (:mod:`pymem.blind_index`) and the plaintext embedding for ANN.
+Each sealed field's AAD binds tenant, row id, field, ``doc_id`` and ``source``
+(AAD v2, :func:`pymem.security.chunk_aad`), so a ciphertext moved to another
+tenant, row or column, or a relabelled row, fails to open with ``InvalidTag``.
+Reads also check that the searchable embedding equals its sealed copy
+(``EmbeddingMismatch``).
+
+Rows as the v2 read functions return them::
+
+    (id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version,
+     embedding, ref_cipher[, distance])
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .blind_index import TenantIndex, check_external_id
+from .security import EmbeddingMismatch, chunk_aad, open_sealed, seal
+
+# doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
+# (user_hash, doc_id) btree takes at most about 2.7 KB per entry.
+MAX_LABEL_BYTES = 1024
+EMBEDDING_DTYPE = np.dtype("<f4")  # the emb_cipher plaintext layout: little-endian float32
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """One chunk to store (the seed's ``index_memory_chunk`` arguments, minus conn and user).
+
+    ``id``: the caller's id for the chunk (any str up to 256 UTF-8 bytes, unique per
+    tenant); None lets pymem generate a UUID.
+    """
+
+    doc_id: str
+    source: str
+    text: str
+    embedding: Any
+    metadata: Mapping[str, Any] | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class SealedRow:
+    """A chunk as stored (see the module docstring)."""
+
+    id: uuid.UUID
+    doc_id: str
+    source: str
+    text_cipher: bytes
+    meta_cipher: bytes
+    emb_cipher: bytes
+    ref_cipher: bytes | None
+    tags: bytes
+    embedding: np.ndarray
+    external_id: str
+
+
+@dataclass(frozen=True)
+class OpenedRow:
+    """A read row's fields, opened and checked."""
+
+    id: uuid.UUID
+    external_id: str
+    doc_id: str
+    source: str
+    text: str
+    metadata: dict[str, Any]
+    embedding: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+def check_label(name: str, value: Any, *, allow_empty: bool) -> str:
+    """Return a valid ``doc_id``/``source`` label, else raise ValueError (without the value)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str")
+    if not allow_empty and value == "":
+        raise ValueError(f"{name} must not be empty")
+    if "\x00" in value:  # Postgres text cannot hold NUL; say so before anything is sent
+        raise ValueError(f"{name} must not contain NUL characters")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid Unicode (lone surrogates)") from None
+    if size > MAX_LABEL_BYTES:
+        raise ValueError(f"{name} is longer than {MAX_LABEL_BYTES} bytes in UTF-8")
+    return value
+
+
+def _check_text(text: Any, max_bytes: int) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("text must be a str")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (lone surrogates)") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"text is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
+    return data
+
+
+def _check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping):
+        raise ValueError("metadata must be a mapping (dict) or None")
+    metadata = dict(metadata)
+    try:
+        data = json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except RecursionError:
+        raise ValueError("metadata is nested too deeply") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata is not JSON-serializable: {type(exc).__name__}") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"metadata is {len(data)} bytes as JSON; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
+    return metadata, data
+
+
+def check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.ndarray:
+    """Return ``embedding`` as float32 of ``dim`` finite, not all zero values, else raise ValueError."""
+    try:
+        raw = np.asarray(embedding)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a sequence of real numbers") from None
+    # Integers and floats only: complex values would lose their imaginary part,
+    # and huge Python ints (object arrays) or strings are not embeddings.
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a sequence of real numbers")
+    if raw.ndim != 1 or raw.shape[0] != dim:
+        raise ValueError(f"{name} must have {dim} dimensions, got shape {raw.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        vector = raw.astype(EMBEDDING_DTYPE)
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{name} contains NaN or infinity, or values beyond float32")
+    if not vector.any():
+        raise ValueError(f"{name} is all zeros: cosine distance is undefined for it")
+    return vector
+
+
+def as_chunk(item: ChunkInput | Mapping[str, Any]) -> ChunkInput:
+    """A ``ChunkInput`` from itself or a mapping with the same keys."""
+    if isinstance(item, ChunkInput):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return ChunkInput(**item)
+        except TypeError:
+            raise ValueError("each chunk needs doc_id, source, text, embedding and optional metadata and id") from None
+    raise ValueError("chunks must be ChunkInput objects or mappings")
+
+
+# ---------------------------------------------------------------------------
+# sealing and opening
+# ---------------------------------------------------------------------------
+def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, source: str, aad_version: int) -> bytes:
+    return chunk_aad(user_hash, str(row_id), field, (doc_id, source) if aad_version == 2 else None)
+
+
+def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
+             key_id: int) -> SealedRow:
+    """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id``.
+
+    Raises:
+        ValueError: any field is invalid (the message never contains its value).
+    """
+    doc_id = check_label("doc_id", chunk.doc_id, allow_empty=False)
+    source = check_label("source", chunk.source, allow_empty=True)
+    text = _check_text(chunk.text, max_bytes)
+    metadata, meta = _check_metadata(chunk.metadata, max_bytes)
+    embedding = check_embedding(chunk.embedding, dim)
+    external_id = str(uuid.uuid4()) if chunk.id is None else check_external_id(chunk.id)
+    row_id = index.row_id(external_id)
+    ref = None if str(row_id) == external_id else external_id.encode("utf-8")
+
+    def sealed(data: bytes, field: str) -> bytes:
+        return seal(data, _field_aad(user_hash, row_id, field, doc_id, source, 2), key_id=key_id)
+
+    return SealedRow(id=row_id, doc_id=doc_id, source=source, text_cipher=sealed(text, "text"),
+                     meta_cipher=sealed(meta, "meta"), emb_cipher=sealed(embedding.tobytes(), "emb"),
+                     ref_cipher=None if ref is None else sealed(ref, "ref"), tags=index.metadata_tags(metadata),
+                     embedding=embedding, external_id=external_id)
+
+
+def as_float32(embedding: Any) -> np.ndarray:
+    """A vector as read from Postgres (pgvector's binary format loads as ``Vector``) as float32."""
+    if hasattr(embedding, "to_numpy"):
+        embedding = embedding.to_numpy()
+    return np.asarray(embedding, dtype=EMBEDDING_DTYPE)
+
+
+def open_row(user_hash: str, row: tuple) -> OpenedRow:
+    """Open a read row's sealed fields and check its plaintext embedding.
+
+    Raises:
+        InvalidTag: a field does not open (moved, relabelled or modified).
+        EmbeddingMismatch: the searchable embedding was changed in the table.
+        UnknownKeyId: the row's key id is not in the key ring.
+    """
+    row_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher = row[:10]
+
+    def opened(blob: bytes, field: str) -> bytes:
+        return open_sealed(blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version), key_id=key_id)
+
+    sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
+    if not np.array_equal(sealed_embedding, as_float32(embedding)):
+        raise EmbeddingMismatch("a stored embedding differs from its sealed copy")
+    external_id = str(row_id) if ref_cipher is None else opened(ref_cipher, "ref").decode("utf-8")
+    return OpenedRow(id=row_id, external_id=external_id, doc_id=doc_id, source=source,
+                     text=opened(text_cipher, "text").decode("utf-8"), metadata=json.loads(opened(meta_cipher, "meta")),
+                     embedding=sealed_embedding.copy())

@@ -1,0 +1,195 @@
+"""Any connection: psycopg connections and pools, async or sync, as apps bring them.
+
+Every public function of :mod:`pymem.repository` takes a ``source``: a
+``psycopg.AsyncConnection``, a ``psycopg.Connection``, or a
+``psycopg_pool.AsyncConnectionPool`` / ``ConnectionPool``. :func:`borrow` turns it
+into what the implementation awaits:
+
+* a pool lends a connection for the call and takes it back afterwards;
+* a sync connection is wrapped so that the one async implementation drives it
+  (:mod:`pymem.sync` runs that implementation to completion for sync callers);
+* pgvector's types are registered on a connection the first time pymem sees it
+  (one catalog query), and pymem's statements read tuples whatever row factory
+  the app set.
+
+A connection must not be inside a transaction when pymem gets it: each call opens
+its own tenant transactions (see :mod:`pymem.tenant`), autocommit or not.
+
+Pools: pass :func:`configure` and :func:`reset` (async pools) or
+:func:`configure_sync` and :func:`reset_sync` (sync pools) as the pool's
+``configure=`` and ``reset=`` callbacks. ``reset`` runs ``DISCARD ALL`` when a
+connection goes back to the pool, so temporary objects, session settings, roles
+and prepared statements a borrower left behind are gone before the next borrower.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector, register_vector_async
+from psycopg.rows import tuple_row
+from psycopg.types import TypeInfo
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+log = logging.getLogger(__name__)
+
+
+def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
+    """Forward the server's WARNINGs (e.g. a key nearing its seal budget) to logging."""
+    if diag.severity_nonlocalized == "WARNING":
+        log.warning("postgres: %s", diag.message_primary)
+
+
+def _configured(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
+    return conn.adapters.types.get("vector") is not None
+
+
+async def configure(conn: psycopg.AsyncConnection) -> None:
+    """Prepare an async connection for pymem: pgvector's types, server WARNINGs to logging.
+
+    Use as an ``AsyncConnectionPool``'s ``configure`` callback. Idempotent.
+    """
+    if _configured(conn):
+        return
+    conn.add_notice_handler(_log_server_warning)
+    # Its own transaction: a connection that is not in autocommit mode must not
+    # be left inside the implicit one the catalog query would open.
+    async with conn.transaction():
+        found = await TypeInfo.fetch(conn, "vector") is not None
+        if found:
+            await register_vector_async(conn)
+    if not found:
+        raise RuntimeError("the pgvector extension is not installed in this database: run the pymem migrations")
+
+
+def configure_sync(conn: psycopg.Connection) -> None:
+    """Sync twin of :func:`configure`, for a ``ConnectionPool``."""
+    if _configured(conn):
+        return
+    conn.add_notice_handler(_log_server_warning)
+    with conn.transaction():
+        found = TypeInfo.fetch(conn, "vector") is not None
+        if found:
+            register_vector(conn)
+    if not found:
+        raise RuntimeError("the pgvector extension is not installed in this database: run the pymem migrations")
+
+
+async def reset(conn: psycopg.AsyncConnection) -> None:
+    """``DISCARD ALL``: drop what a borrower left in the session (temporary types,
+    functions and tables, settings, SET ROLE, prepared statements, advisory locks).
+
+    Use as an ``AsyncConnectionPool``'s ``reset`` callback. psycopg forgets its own
+    prepared statements when it sees ``DISCARD ALL``; pgvector's adapters stay.
+    """
+    autocommit = conn.autocommit
+    if not autocommit:  # DISCARD ALL cannot run inside a transaction block
+        await conn.set_autocommit(True)
+    await conn.execute("DISCARD ALL")
+    if not autocommit:
+        await conn.set_autocommit(False)
+
+
+def reset_sync(conn: psycopg.Connection) -> None:
+    """Sync twin of :func:`reset`, for a ``ConnectionPool``."""
+    autocommit = conn.autocommit
+    if not autocommit:
+        conn.autocommit = True
+    conn.execute("DISCARD ALL")
+    if not autocommit:
+        conn.autocommit = False
+
+
+class _AwaitableCursor:
+    """A sync cursor behind the async cursor methods pymem calls."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: psycopg.Cursor):
+        self._cursor = cursor
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list:
+        return self._cursor.fetchall()
+
+
+class SyncConnectionAsAsync:
+    """A sync psycopg connection behind the async connection methods pymem calls.
+
+    Each method blocks, then returns: awaiting it never suspends, so the async
+    implementation runs unchanged on a sync connection (see :mod:`pymem.sync`).
+    """
+
+    __slots__ = ("wrapped", "__weakref__")
+
+    def __init__(self, conn: psycopg.Connection):
+        self.wrapped = conn
+
+    @property
+    def info(self) -> psycopg.ConnectionInfo:
+        return self.wrapped.info
+
+    async def execute(self, query, params=None, *, binary: bool = False) -> _AwaitableCursor:
+        return _AwaitableCursor(self.wrapped.execute(query, params, binary=binary))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        with self.wrapped.transaction():
+            yield
+
+
+def connection_key(conn: Any) -> Any:
+    """The connection a per-connection cache should key on (the sync one behind a wrapper)."""
+    return getattr(conn, "wrapped", conn)
+
+
+@contextmanager
+def _tuple_rows(conn: psycopg.Connection | psycopg.AsyncConnection) -> Iterator[None]:
+    """pymem reads rows by position: use tuples for the call, then restore the app's factory."""
+    factory = conn.row_factory
+    conn.row_factory = tuple_row
+    try:
+        yield
+    finally:
+        conn.row_factory = factory
+
+
+@asynccontextmanager
+async def borrow(source: Any) -> AsyncIterator[psycopg.AsyncConnection | SyncConnectionAsAsync]:
+    """Yield a configured connection from ``source`` for one pymem call.
+
+    Args:
+        source: ``psycopg.AsyncConnection``, ``psycopg.Connection``,
+            ``psycopg_pool.AsyncConnectionPool`` or ``psycopg_pool.ConnectionPool``.
+
+    Raises:
+        TypeError: ``source`` is none of these.
+        RuntimeError: the database has no pgvector (not migrated).
+    """
+    if isinstance(source, SyncConnectionAsAsync):  # already borrowed by an outer call
+        yield source
+    elif isinstance(source, psycopg.AsyncConnection):
+        await configure(source)
+        with _tuple_rows(source):
+            yield source
+    elif isinstance(source, psycopg.Connection):
+        configure_sync(source)
+        with _tuple_rows(source):
+            yield SyncConnectionAsAsync(source)
+    elif isinstance(source, AsyncConnectionPool):
+        async with source.connection() as conn:
+            async with borrow(conn) as ready:
+                yield ready
+    elif isinstance(source, ConnectionPool):
+        with source.connection() as conn:
+            async with borrow(conn) as ready:
+                yield ready
+    else:
+        raise TypeError("pass a psycopg connection or a psycopg_pool pool (async or sync)")
+
