@@ -33,8 +33,10 @@ from .config import get_settings
 from .distribute import distribute
 from .scratch import SERVER_USER, as_server_user, ensure_login_role, free_port
 
-DEFAULT_SOURCE = migrations.PROJECT_ROOT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
-PATCHES = sorted((migrations.PROJECT_ROOT / "patches").glob("citus-*.patch"))
+# A development tool: it builds from a checkout, with shared/ beside it.
+CHECKOUT = Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = CHECKOUT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
+PATCHES = sorted((CHECKOUT / "patches").glob("citus-*.patch"))
 TEST_SHARD_COUNT = 8
 
 

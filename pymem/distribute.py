@@ -38,7 +38,10 @@ REFERENCE_TABLES = ("tuning", "encryption_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
                     "search_chunks_on_standby", "export_chunks", "rekey_chunks", "delete_document", "erase_tenant",
-                    "quarantine_chunks")
+                    "quarantine_chunks",
+                    # 0007
+                    "write_chunks", "delete_chunk_ids", "get_chunks_v2", "search_chunks_v2",
+                    "search_chunks_on_standby_v2", "export_chunks_v2", "rekey_chunks_v2")
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the

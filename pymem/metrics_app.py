@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import threading
 
-from prometheus_client import make_asgi_app, start_http_server
-
 from . import rerank
+from .extras import require
+
+require("prometheus_client", "rerank", "the metrics endpoints")
+from prometheus_client import make_asgi_app, start_http_server  # noqa: E402 (after the check above)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9464  # the port range Prometheus exporters conventionally use

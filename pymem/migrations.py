@@ -1,20 +1,24 @@
-"""Apply the versioned SQL in ``sql/`` through alembic, and run alembic from Python.
+"""Apply the versioned SQL in ``pymem/sql/`` through alembic, and run alembic from Python.
 
-``sql/NNNN_name.up.sql`` / ``.down.sql`` are the source of truth. A released file is
-frozen: its sha256 is listed in ``sql/checksums.sha256`` and applying a file whose
-bytes no longer match refuses to run, so a database is never migrated with SQL
-that differs from what was reviewed.
+``pymem/sql/NNNN_name.up.sql`` / ``.down.sql`` are the source of truth. A released
+file is frozen: its sha256 is listed in ``pymem/sql/checksums.sha256`` and applying
+a file whose bytes no longer match refuses to run, so a database is never migrated
+with SQL that differs from what was reviewed.
+
+The SQL and the alembic scripts ship inside the package (read through
+``importlib.resources``), so ``pip install pymem`` then ``pymem migrate`` works
+anywhere; from a checkout, ``alembic upgrade head`` uses the same files
+(``alembic.ini``: ``script_location = pymem:alembic``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = PROJECT_ROOT / "sql"
-CHECKSUM_FILE = SQL_DIR / "checksums.sha256"
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+SQL_DIR: Traversable = files("pymem") / "sql"
+ALEMBIC_SCRIPTS = "pymem:alembic"
 
 
 class ChecksumMismatch(RuntimeError):
@@ -24,14 +28,14 @@ class ChecksumMismatch(RuntimeError):
 def recorded_checksums() -> dict[str, str]:
     """Map file name -> sha256 hex, as recorded in ``sql/checksums.sha256``."""
     sums: dict[str, str] = {}
-    for line in CHECKSUM_FILE.read_text().splitlines():
+    for line in (SQL_DIR / "checksums.sha256").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             digest, name = line.split(maxsplit=1)
             sums[name.strip()] = digest
     return sums
 
 
-def file_checksum(path: Path) -> str:
+def file_checksum(path: Traversable) -> str:
     """sha256 hex of a file's bytes."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -49,7 +53,7 @@ def read_sql(revision: str, direction: str) -> str:
     path = SQL_DIR / f"{revision}.{direction}.sql"
     expected = recorded_checksums().get(path.name)
     if expected is None:
-        raise ChecksumMismatch(f"{path.name} is not listed in {CHECKSUM_FILE.name}")
+        raise ChecksumMismatch(f"{path.name} is not listed in checksums.sha256")
     if file_checksum(path) != expected:
         raise ChecksumMismatch(
             f"{path.name} changed after release; add a new migration instead of editing it"
@@ -82,8 +86,8 @@ def alembic_config(dsn: str | None = None, embedding_dim: int | None = None):
     """An alembic ``Config`` for this project, optionally for a given DSN and dimension."""
     from alembic.config import Config
 
-    cfg = Config(str(ALEMBIC_INI))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    cfg = Config()
+    cfg.set_main_option("script_location", ALEMBIC_SCRIPTS)
     if dsn is not None:
         cfg.attributes["dsn"] = dsn
     if embedding_dim is not None:

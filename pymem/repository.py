@@ -38,8 +38,9 @@ from .chunks import (
     seal_row,
 )
 from .blind_index import check_external_id
-from .config import get_settings
+from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
+from .extras import progress_bar
 from .ranking import ann_order
 from .reads import commit_read_intent, read_on_standby
 from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
@@ -189,7 +190,7 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
 async def write_sealed_rows(conn, user_hash: str, rows: Sequence[SealedRow], key_id: int, *, upsert: bool = False,
                             progress: bool = False) -> None:
     """Send sealed rows through ``pymem.write_chunks``, inside the caller's tenant transaction."""
-    bar = _progress_bar(len(rows), progress)
+    bar = progress_bar(len(rows), enabled=progress, unit="chunk", desc="indexing")
     for start in range(0, len(rows), WRITE_BATCH_ROWS):
         part = rows[start:start + WRITE_BATCH_ROWS]
         await conn.execute(_WRITE_SQL, (
@@ -209,12 +210,6 @@ async def write_sealed_rows(conn, user_hash: str, rows: Sequence[SealedRow], key
         ))
         bar.update(len(part))
     bar.close()
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="chunk", desc="indexing", disable=not enabled)
 
 
 async def index_memory_chunks(
@@ -490,9 +485,14 @@ async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant:
     if not texts:
         return []
     if enabled:
-        # Imported here so that a store used without reranking needs no rerank extra.
-        from .rerank import maybe_rerank
-
+        try:
+            # Imported here so that a store used without reranking needs no rerank extra.
+            from .rerank import maybe_rerank
+        except ImportError:
+            if rerank_enabled_now(get_settings().rerank_enabled):
+                raise
+            enabled = False  # switched off (RERANK_ENABLED=false), and not installed either
+    if enabled:
         results = await maybe_rerank(query, list(texts), tenant=tenant)
     else:
         results = ann_order(texts)

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import psycopg
 from cryptography.exceptions import InvalidTag
-from tqdm import tqdm
 
 from .reads import commit_read_intent
 from .blind_index import TenantIndex, index_master_key
 from .chunks import ChunkInput, SealedRow, open_row, seal_row
+from .extras import progress_bar, progress_iter
 from .repository import EXPORT_SQL, write_sealed_rows
 from .security import AAD_VERSION, UnknownKeyId, keyring
 from .tenant import set_tenant_sql, tenant_transaction
@@ -137,7 +137,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
     cursor = await conn.execute("SELECT user_hash, live_rows FROM pymem.tenants_with_keys(%b::pg_catalog.int4[])",
                                 (old_ids,))
     tenants = await cursor.fetchall()
-    bar = tqdm(total=sum(n for _, n in tenants), unit="row", desc="re-sealing", disable=not progress)
+    bar = progress_bar(sum(n for _, n in tenants), enabled=progress, unit="row", desc="re-sealing")
     throttle = _Throttle(max_rows_per_second)
     resealed = batches = quarantined = 0
     for user_hash, _ in tenants:
@@ -227,7 +227,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
     active = keyring().active_key_id
     new_index_master = index_master_key(new_key)
     moved = 0
-    for user_id in tqdm(users, unit="user", desc="re-tenanting", disable=not progress):
+    for user_id in progress_iter(users, enabled=progress, unit="user", desc="re-tenanting"):
         old_hash = hmac.new(old_key, user_id.encode(), hashlib.sha256).hexdigest()
         new_hash = hmac.new(new_key, user_id.encode(), hashlib.sha256).hexdigest()
         ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size))

@@ -14,8 +14,8 @@ import pytest
 
 from pymem import repository as repo
 from pymem.audit import verify_audit_log, verify_checkpoint, write_checkpoint
+from pymem.citus_cluster import CHECKOUT
 from pymem.db import aconnect, connect
-from pymem.migrations import PROJECT_ROOT
 from pymem.security import hmac_user
 
 
@@ -189,10 +189,10 @@ def test_owner_can_neither_rewrite_nor_truncate(audited_db):
 def test_cli_exits_1_and_names_the_row(audited_db):
     pos = chain_rows(audited_db, "audit-b")[0]
     env = {**os.environ, "PYMEM_DATABASE_URL": audited_db}
-    ok = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=PROJECT_ROOT,
+    ok = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=CHECKOUT,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "verifies" in ok.stdout
     tamper(audited_db, f"UPDATE pymem.audit_log SET operation = 'get' WHERE {where('audit-b', pos)}")
-    bad = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=PROJECT_ROOT,
+    bad = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=CHECKOUT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and f"position {pos}:" in bad.stdout and "modified" in bad.stdout

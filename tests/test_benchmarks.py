@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.run import BENCHES, run_suite
+from pymem.benchmarks.run import BENCHES, run_suite
 
 
 def test_tiny_suite_writes_json_and_markdown(tmp_path):

@@ -82,7 +82,7 @@ class ShardLog:
     co-located tables that hold the same hash range are one shard group.
     """
 
-    _CALL = re.compile(r"^issuing SELECT .*?\bpymem\.([a-z_]+)\(")
+    _CALL = re.compile(r"^issuing SELECT .*?\bpymem\.([a-z0-9_]+)\(")
 
     def __init__(self, shard_group: dict[int, str]):
         self.shard_group = shard_group  # shard id -> its hash range (None: reference table)
@@ -166,7 +166,8 @@ def workload(workload_db):
 def test_every_api_call_runs_on_exactly_one_shard_group(workload):
     admin, _, log, _ = workload
     names = {name for name, _ in log.calls}
-    assert {"put_chunks", "read_intent", "search_chunks", "get_chunks", "delete_document", "erase_tenant"} <= names
+    assert {"write_chunks", "read_intent", "search_chunks_v2", "get_chunks_v2", "delete_document",
+            "erase_tenant"} <= names
     assert names <= set(TENANT_FUNCTIONS)
     one_group = [groups for _, groups in log.calls if len(groups) == 1]
     RELIABILITY["citus: API calls in the mixed workload (counted from Citus' command log)"] = len(log.calls)
@@ -186,8 +187,8 @@ def test_every_write_and_read_left_its_audit_row(workload):
         rows = dict(conn.execute("SELECT phase, count(*) FROM pymem.audit_log GROUP BY phase").fetchall())
     calls = [name for name, _ in log.calls]
     assert rows["intent"] == calls.count("read_intent")
-    assert rows["result"] == calls.count("search_chunks") + calls.count("get_chunks")
-    assert rows["write"] == calls.count("put_chunks") + calls.count("delete_document") + calls.count("erase_tenant")
+    assert rows["result"] == calls.count("search_chunks_v2") + calls.count("get_chunks_v2")
+    assert rows["write"] == calls.count("write_chunks") + calls.count("delete_document") + calls.count("erase_tenant")
     assert verify_audit_log(connect(admin)) == []
 
 

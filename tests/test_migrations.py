@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from pymem import migrations
+from pymem.citus_cluster import CHECKOUT
 from pymem.db import sqlalchemy_url
 from pymem.scratch import Cluster
 from tests.conftest import external_database
@@ -89,8 +90,9 @@ def test_single_head_and_linear_history():
 
 def test_every_revision_has_a_checksummed_sql_pair():
     sums = migrations.recorded_checksums()
-    for path in sorted((migrations.PROJECT_ROOT / "alembic" / "versions").glob("[0-9]*.py")):
-        stem = path.stem
+    for path in sorted(p for p in (migrations.SQL_DIR.parent / "alembic" / "versions").iterdir()
+                       if p.name[0].isdigit() and p.name.endswith(".py")):
+        stem = path.name[:-3]
         for direction in ("up", "down"):
             name = f"{stem}.{direction}.sql"
             assert name in sums, f"{name} has no checksum"
@@ -105,7 +107,6 @@ def test_an_edited_file_is_refused(tmp_path, monkeypatch):
     (tmp_path / "0001_x.up.sql").write_text("SELECT 1;")
     (tmp_path / "checksums.sha256").write_text("0" * 64 + "  0001_x.up.sql\n")
     monkeypatch.setattr(migrations, "SQL_DIR", tmp_path)
-    monkeypatch.setattr(migrations, "CHECKSUM_FILE", tmp_path / "checksums.sha256")
     with pytest.raises(migrations.ChecksumMismatch, match="changed after release"):
         migrations.read_sql("0001_x", "up")
 
@@ -132,7 +133,6 @@ def test_percent_and_colon_name_survive_apply_sql(scratch_cluster, tmp_path, mon
     path.write_text(GUARD_SQL)
     (tmp_path / "checksums.sha256").write_text(f"{migrations.file_checksum(path)}  {path.name}\n")
     monkeypatch.setattr(migrations, "SQL_DIR", tmp_path)
-    monkeypatch.setattr(migrations, "CHECKSUM_FILE", tmp_path / "checksums.sha256")
     engine = create_engine(sqlalchemy_url(url))
     with engine.begin() as connection:
         migrations.apply_sql(_AlembicOp(connection), "9999_guard", "up", settings={"pymem.guard": "50%"})
@@ -154,7 +154,7 @@ def test_alembic_cli_against_a_separate_server(scratch_cluster):
     url = scratch_cluster.fresh_database("pymem_cli", migrate=False)
     env = {**os.environ, "PYMEM_DATABASE_URL": url}
     alembic = [sys.executable, "-m", "alembic"]
-    cwd = migrations.PROJECT_ROOT
+    cwd = CHECKOUT
     up = subprocess.run([*alembic, "-x", "embedding_dim=16", "upgrade", "head"], env=env, cwd=cwd,
                         capture_output=True, text=True, timeout=120)
     assert up.returncode == 0, up.stderr

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from pymem import repository as repo
+from pymem.citus_cluster import CHECKOUT
 from pymem.db import aconnect, connect
-from pymem.migrations import PROJECT_ROOT
 from pymem.repository import ChunkInput
 from pymem.rotation import key_usage, rotate_encryption_key, rotate_tenant_key
 from pymem.security import chunk_aad, generate_key, hmac_user, open_sealed, reload_keys
@@ -136,7 +136,7 @@ def test_rotation_survives_sigkill_and_resumes(ops_url, key_env):
     rng = random.Random(1234)
     progress = []
     for _ in range(6):
-        proc = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(command, env=env, cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.8, 2.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -145,7 +145,7 @@ def test_rotation_survives_sigkill_and_resumes(ops_url, key_env):
         assert sum(per_key.values()) == 600
         progress.append(per_key.get(2, 0))
     assert progress == sorted(progress) and progress[-1] > 0  # work done before each kill stays done
-    done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, env=env, cwd=CHECKOUT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert open_everything(admin) == {2: 600}
     RELIABILITY["rotation: SIGKILLs injected mid-run"] = len(progress)

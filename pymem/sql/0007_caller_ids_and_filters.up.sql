@@ -107,6 +107,7 @@ DECLARE
     v_replaced uuid[] := '{}';
     v_old_keys integer[] := '{}';
     v_old_key  integer;
+    v_tags     bytea[];
     v_row      record;
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
@@ -144,14 +145,14 @@ BEGIN
                 v_old_keys := v_old_keys || v_old_key;
             END IF;
         END IF;
+        -- Split apart first: Citus refuses a subquery inside an INSERT.
+        v_tags := ARRAY(SELECT substring(v_row.tags FROM o FOR 16)
+                          FROM generate_series(1, octet_length(v_row.tags), 16) AS o);
         INSERT INTO pymem.memory_chunks
             (id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, meta_tags, key_id,
              embedding, aad_version)
         VALUES (v_row.id, p_user_hash, v_row.doc_id, v_row.source, v_row.text_cipher, v_row.meta_cipher,
-                v_row.emb_cipher, v_row.ref_cipher,
-                ARRAY(SELECT substring(v_row.tags FROM o FOR 16)
-                        FROM generate_series(1, octet_length(v_row.tags), 16) AS o),
-                v_row.key_id, v_row.embedding, p_aad_version);
+                v_row.emb_cipher, v_row.ref_cipher, v_tags, v_row.key_id, v_row.embedding, p_aad_version);
         IF NOT v_row.id = ANY (v_replaced) THEN
             v_new := v_new || v_row.id;
         END IF;

@@ -14,7 +14,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
+from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
 from pymem import repository
 from pymem.db import aconnect
 from pymem.repository import ChunkInput

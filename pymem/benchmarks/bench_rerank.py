@@ -18,7 +18,7 @@ tokenization + inference, as a query pays it:
 
 GPU numbers are only reported when a CUDA session really ran (never on this machine).
 
-``python -m benchmarks.bench_rerank [--scale tiny|quick|full]`` prints the markdown table.
+``python -m pymem.benchmarks.bench_rerank [--scale tiny|quick|full]`` prints the markdown table.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BENCHES = ("crypto", "ingest", "search", "citus", "rerank", "e2e")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# Relative to the working directory: benchmarks/results/ of a checkout, where the
+# README's figures come from.
+DEFAULT_OUT = Path("benchmarks") / "results"
 
 
 def machine() -> dict:
@@ -42,7 +44,7 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
     if only and path.exists():
         report["benches"] = json.loads(path.read_text())["benches"]
     for name in only or BENCHES:
-        module = importlib.import_module(f"benchmarks.bench_{name}")
+        module = importlib.import_module(f"pymem.benchmarks.bench_{name}")
         start = time.perf_counter()
         print(f"== {name} ({scale})", flush=True)
         result = module.run(scale)

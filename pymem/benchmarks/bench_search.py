@@ -18,8 +18,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
-from benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
+from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
+from pymem.benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
 from pymem.tenant import set_tenant_sql
 
 K = 10

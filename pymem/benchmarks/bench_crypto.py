@@ -10,7 +10,7 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from benchmarks.common import markdown_table, percentiles_ms, ratio, time_each
+from pymem.benchmarks.common import markdown_table, percentiles_ms, ratio, time_each
 from pymem.scratch import ephemeral_keys
 from pymem.security import keyring, open_sealed, seal
 

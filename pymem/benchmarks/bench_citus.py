@@ -19,9 +19,9 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from benchmarks.bench_search import DURABLE, METHODS, _measure
-from benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
-from benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
+from pymem.benchmarks.bench_search import DURABLE, METHODS, _measure
+from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
+from pymem.benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
 
 # rows, tenants, tenants sampled per class, queries per tenant
 SCALES = {"tiny": (3_000, 30, 2, 2), "quick": (20_000, 100, 6, 5), "full": (100_000, 200, 10, 10)}

@@ -1,0 +1,1 @@
+"""Adapters that let other frameworks use pymem; each needs its own extra."""
