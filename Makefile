@@ -46,11 +46,12 @@ test-postgres: venv-dev system-packages
 	$(PY) -m pytest --cov=pymem --cov-branch --cov-report=
 
 # Citus 14 (built from ../shared/vendor/citus, cached in ~/.cache/pymem): a
-# coordinator and two workers; pgTAP, the Citus suite, and the repository, audit
-# and rotation suites through the coordinator.
+# coordinator and two workers; pgTAP, the Citus suite, and the repository, audit,
+# rotation, store API and LangChain suites through the coordinator.
 test-citus: venv-dev system-packages
 	PYMEM_TEST_TARGET=citus $(PY) -m pytest --cov=pymem --cov-branch --cov-append --cov-report= \
-	    -m "not single_node" tests/test_citus.py tests/test_repository.py tests/test_audit.py tests/test_rotation.py
+	    -m "not single_node" tests/test_citus.py tests/test_repository.py tests/test_audit.py tests/test_rotation.py \
+	    tests/test_store_api.py tests/test_langchain.py
 
 bench: venv-dev
 	$(PY) -m pymem bench --scale full

@@ -27,17 +27,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from .chunks import (
-    ChunkInput,
-    OpenedRow,
-    SealedRow,
-    as_chunk,
-    check_embedding,
-    check_label,
-    open_row,
-    seal_row,
-)
 from .blind_index import check_external_id
+from .chunks import ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, open_row, seal_row
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from pymem import repository
 from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
 from pymem.benchmarks.dataset import make_dataset, queries_for
-from pymem import repository
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
 from pymem.scratch import ephemeral_keys

@@ -14,8 +14,8 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
 from pymem import repository
+from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
 from pymem.scratch import ephemeral_keys
@@ -147,6 +147,32 @@ async def _sealed_batch(dsn: str, vectors) -> float:
         await conn.close()
 
 
+async def _upsert_vs_insert(cluster, n: int) -> dict:
+    """Caller ids: n inserts, then n upserts of new ids, then n upserts replacing them (one batch each)."""
+    cluster.fresh_database("pymem_bench_upsert", embedding_dim=DIM)
+    conn = await aconnect(app_dsn(cluster, "pymem_bench_upsert"))
+    vectors = unit_vectors(3 * n, DIM, seed=3)
+
+    def with_ids(part, prefix: str) -> list[ChunkInput]:
+        return [ChunkInput(c.doc_id, c.source, c.text, c.embedding, c.metadata, f"{prefix}-{i}")
+                for i, c in enumerate(_chunks(part, prefix))]
+
+    elapsed = {}
+    try:
+        for mode, write, chunks in (
+                ("insert", repository.index_memory_chunks, with_ids(vectors[:n], "ins")),
+                ("upsert_new", repository.upsert_memory_chunks, with_ids(vectors[n:2 * n], "up")),
+                ("upsert_replace", repository.upsert_memory_chunks, with_ids(vectors[2 * n:], "up"))):
+            start = time.perf_counter()
+            await write(conn, "bench-upsert", chunks)
+            elapsed[mode] = time.perf_counter() - start
+    finally:
+        await conn.close()
+    return {"chunks": n, **{f"{mode}_chunks_per_s": round(n / s) for mode, s in elapsed.items()},
+            "upsert_new_vs_insert": ratio(elapsed["insert"], elapsed["upsert_new"]),
+            "upsert_replace_vs_insert": ratio(elapsed["insert"], elapsed["upsert_replace"])}
+
+
 def run(scale: str) -> dict:
     ephemeral_keys()
     cluster = bench_cluster()
@@ -180,7 +206,9 @@ def run(scale: str) -> dict:
     copy_rate, sealed_rate = n_copy / copy_s, n_copy / sealed_s
     audit = _audit_cost(cluster, n_single // 2)
     contention = _tenant_contention(cluster, n_single)
+    upsert = asyncio.run(_upsert_vs_insert(cluster, n_single))
     results = {
+        "upsert_vs_insert": upsert,
         "audit_chain_cost": audit,
         "same_tenant_contention": contention,
         "single_vs_batch": single,
@@ -208,5 +236,10 @@ def run(scale: str) -> dict:
          [f"single writes, {WRITERS} writers, {WRITERS} different tenants (baseline)", contention["chunks"],
           f"{contention['different_tenants_chunks_per_s']:,}", "1.0"],
          [f"single writes, {WRITERS} writers, one tenant (one audit chain)", contention["chunks"],
-          f"{contention['same_tenant_chunks_per_s']:,}", f"{contention['same_vs_different_ratio']}x of different"]])
+          f"{contention['same_tenant_chunks_per_s']:,}", f"{contention['same_vs_different_ratio']}x of different"],
+         ["insert with caller ids, one batch (baseline)", upsert["chunks"], f"{upsert['insert_chunks_per_s']:,}", "1.0"],
+         ["upsert, new ids, one batch", upsert["chunks"], f"{upsert['upsert_new_chunks_per_s']:,}",
+          f"{upsert['upsert_new_vs_insert']}x of insert"],
+         ["upsert replacing every row, one batch", upsert["chunks"], f"{upsert['upsert_replace_chunks_per_s']:,}",
+          f"{upsert['upsert_replace_vs_insert']}x of insert"]])
     return {"name": "ingest", "results": results, "markdown": table}

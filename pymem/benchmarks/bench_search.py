@@ -9,7 +9,6 @@ Recall is against the exact answer for the same tenant, computed in numpy.
 
 from __future__ import annotations
 
-import collections
 import time
 import uuid
 
@@ -75,9 +74,7 @@ def run(scale: str) -> dict:
     admin = cluster.fresh_database("pymem_bench_search", embedding_dim=dataset.vectors.shape[1])
     ids, build_s = load(admin, dataset, progress=scale != "tiny")
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
-    by_class = collections.defaultdict(list)
-    for tenant in range(n_tenants):
-        by_class[dataset.size_class(tenant)].append(tenant)
+    by_class = dataset.tenants_by_class()
 
     owner = psycopg.connect(admin, autocommit=True)
     app = psycopg.connect(app_dsn(cluster, "pymem_bench_search"), autocommit=True)

@@ -46,6 +46,13 @@ class Dataset:
     def tenant_size(self, tenant: int) -> int:
         return int((self.tenant_of_row == tenant).sum())
 
+    def tenants_by_class(self) -> dict[str, list[int]]:
+        """Tenant indices per size class (see :meth:`size_class`), in index order."""
+        by_class: dict[str, list[int]] = {name: [] for name in SIZE_CLASSES}
+        for tenant in range(len(self.tenant_hashes)):
+            by_class[self.size_class(tenant)].append(tenant)
+        return by_class
+
     def size_class(self, tenant: int) -> str:
         """tiny < 100 rows, small < 1%, mid 1-10%, large > 10% of all rows."""
         size = self.tenant_size(tenant)

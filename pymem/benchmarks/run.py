@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-BENCHES = ("crypto", "ingest", "search", "citus", "rerank", "e2e")
+BENCHES = ("crypto", "ingest", "search", "filtered", "langchain", "citus", "rerank", "e2e")
 # Relative to the working directory: benchmarks/results/ of a checkout, where the
 # README's figures come from.
 DEFAULT_OUT = Path("benchmarks") / "results"
