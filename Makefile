@@ -13,11 +13,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 $(VENV)/.demo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[rerank]'
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
 
-# torch is pinned to 2.13.0 (the CPU build): it is only for building the tiny
-# test model and the PyTorch baseline, never used at inference.
+# torch is pinned to 2.13.0 (the CPU build): it is only for exporting models (the
+# demo's embedder, the tiny test reranker) and the PyTorch baseline, never used at inference.
 $(VENV)/.dev: $(VENV)/.demo
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
@@ -34,8 +34,11 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15-pgtap pgbouncer \
 	    build-essential libssl-dev patch >/dev/null; }
 
+# all-MiniLM-L6-v2 is exported into onnx_models/ once, offline, from the installed
+# weights package (about 10 s); later runs find the export and skip it.
 demo: venv-demo
-	$(PY) -m pymem demo
+	HF_HUB_OFFLINE=1 $(PY) -m pymem.minilm
+	HF_HUB_OFFLINE=1 $(PY) -m pymem demo
 
 # Both suites, then branch coverage of pymem/ over the two runs; under 90% fails (see README).
 test: test-postgres test-citus

@@ -1,4 +1,5 @@
-"""Export a Hugging Face cross-encoder to ONNX for :mod:`pymem.rerank`.
+"""Export Hugging Face models to ONNX: cross-encoders for :mod:`pymem.rerank`, and
+sentence embedders for :mod:`pymem.minilm` (:func:`export_sentence_embedder`).
 
 ``export_reranker("cross-encoder/ms-marco-TinyBERT-L2-v2", "onnx_models/ms-marco-TinyBERT-L2-v2",
 int8=True, fp16=True)`` writes into the output directory:
@@ -22,6 +23,13 @@ computed. On the 2-layer TinyBERT that removes close to half the work. The parit
 check below compares against the *unmodified* PyTorch model, and if the pruned model
 does not match it, the export keeps the layer whole.
 
+A sentence embedder's export (:func:`export_sentence_embedder`) writes the same layout
+with one fp32 variant whose ``sentence_embedding`` output is already mean-pooled and
+L2-normalised; it refuses weights whose sha256 differs from the pinned one.
+
+Both exports build in a hidden staging directory and replace ``out_dir`` only when
+every step, parity included, has passed.
+
 torch, transformers, optimum and onnx are imported inside the functions, so importing
 this module (as :mod:`pymem.rerank` does, for the manifest constants) stays cheap.
 """
@@ -34,6 +42,9 @@ import logging
 import re
 import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,6 +52,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
+#: The reranker pymem is tuned for (PYMEM_RERANK_MODEL's default directory is named after it).
+DEFAULT_RERANKER = "cross-encoder/ms-marco-TinyBERT-L2-v2"
 
 #: variant name -> (file name, precision, execution providers it is meant for)
 VARIANTS = {
@@ -121,21 +134,10 @@ def export_reranker(source: str, out_dir: str | Path, *, int8: bool = False, fp1
         ExportError: bad source or output, a model that is not a one-logit
             cross-encoder, a failed download, or fp32 parity worse than ``atol``.
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
-    _check_output(out, overwrite)
     steps = ["load", "export fp32", *(["quantize int8"] if int8 else []),
              *(["convert fp16"] if fp16 else []), "parity", "manifest"]
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    bar = tqdm(total=len(steps), desc="export-reranker", unit="step", disable=not progress,
-               file=sys.stderr)
-    try:
-        def step(name: str) -> None:
-            bar.set_postfix_str(name)
-            log.info("export-reranker: %s", name)
-
+    with _staged_export(out, overwrite, "export-reranker", steps, progress) as (staging, step):
         step("load")
         model, tokenizer = _load(source)
         pairs = parity_pairs()
@@ -143,59 +145,90 @@ def export_reranker(source: str, out_dir: str | Path, *, int8: bool = False, fp1
                             truncation=True, max_length=PARITY_MAX_LENGTH, return_tensors="np")
         reference = _torch_logits(model, encoded)
         pruned = prune_to_cls and _prune_last_layer(model, encoded, reference, atol)
-        bar.update()
 
         step("export fp32")
-        staging.mkdir(parents=True)
-        from optimum.exporters.onnx import onnx_export_from_model
-
-        onnx_export_from_model(model, staging, task="text-classification", opset=opset,
-                               preprocessors=[tokenizer], do_validation=False, device="cpu")
-        if not (staging / VARIANTS["fp32"][0]).is_file():
-            raise ExportError("optimum did not write model.onnx; see its log above")
-        bar.update()
+        _optimum_export(model, staging, "text-classification", opset, preprocessors=[tokenizer])
 
         built = ["fp32"]
         if int8:
             step("quantize int8")
             _quantize_int8(staging / VARIANTS["fp32"][0], staging / VARIANTS["int8"][0])
             built.append("int8")
-            bar.update()
         if fp16:
             step("convert fp16")
             _convert_fp16(staging / VARIANTS["fp32"][0], staging / VARIANTS["fp16"][0], model.config)
             built.append("fp16")
-            bar.update()
 
         step("parity")
         groups = len(_PARITY_QUERIES)
-        variants = {}
-        for name in built:
-            file, precision, providers = VARIANTS[name]
-            variants[name] = {"file": file, "precision": precision, "providers": providers,
-                              "sha256": sha256_file(staging / file),
-                              "size_bytes": (staging / file).stat().st_size,
-                              "parity": _parity(staging / file, encoded, reference, groups)}
+        variants = {name: _variant_entry(staging, name,
+                                         _parity(staging / VARIANTS[name][0], encoded, reference, groups))
+                    for name in built}
         fp32_diff = variants["fp32"]["parity"]["max_abs_diff"]
         if fp32_diff is None or fp32_diff > atol:
             raise ExportError(f"ONNX fp32 output differs from PyTorch by {fp32_diff} "
                               f"(> atol {atol}); the export is not trustworthy")
-        bar.update()
 
         step("manifest")
         manifest = _manifest(source, model.config, staging / VARIANTS["fp32"][0], pruned,
                              variants, len(pairs))
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+@contextmanager
+def _staged_export(out: Path, overwrite: bool, desc: str, steps: Sequence[str], progress: bool):
+    """Build an export in a hidden staging dir next to ``out``, one named step at a time.
+
+    Yields ``(staging, step)``. ``step(name)`` closes the previous step and opens ``name``
+    on a progress bar (stderr) and in the log, so a slow export always says what it is
+    doing. ``out`` is replaced only when the body finishes; on any error the staging dir
+    is removed and ``out`` is left as it was.
+    """
+    from tqdm import tqdm
+
+    _check_output(out, overwrite)
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    bar = tqdm(total=len(steps), desc=desc, unit="step", disable=not progress, file=sys.stderr)
+    opened = []
+
+    def step(name: str) -> None:
+        if opened:
+            bar.update()
+        opened.append(name)
+        bar.set_postfix_str(name)
+        log.info("%s: %s", desc, name)
+
+    try:
+        staging.mkdir(parents=True)
+        yield staging, step
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
         bar.update()
-        return manifest
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         bar.close()
+
+
+def _optimum_export(model, staging: Path, task: str, opset: int | None, **kwargs) -> None:
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    onnx_export_from_model(model, staging, task=task, opset=opset, do_validation=False,
+                           device="cpu", **kwargs)
+    if not (staging / VARIANTS["fp32"][0]).is_file():
+        raise ExportError("optimum did not write model.onnx; see its log above")
+
+
+def _variant_entry(staging: Path, name: str, parity: dict) -> dict:
+    """A manifest's record of one variant: file, precision, providers, sha256, size, parity."""
+    file, precision, providers = VARIANTS[name]
+    return {"file": file, "precision": precision, "providers": providers,
+            "sha256": sha256_file(staging / file), "size_bytes": (staging / file).stat().st_size,
+            "parity": parity}
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -338,6 +371,15 @@ def _parity(model_path: Path, encoded, reference, groups: int) -> dict:
 
 
 def _manifest(source: str, config, fp32_path: Path, pruned: bool, variants: dict, pairs: int) -> dict:
+    manifest = _base_manifest(source, "text-classification", config, fp32_path)
+    manifest["architecture"]["num_labels"] = config.num_labels
+    return {**manifest, "graph": {"cls_only_last_layer": pruned}, "variants": variants,
+            "parity": {"reference": "PyTorch fp32 (transformers), same weights, unmodified graph",
+                       "pairs": pairs, "max_length": PARITY_MAX_LENGTH}}
+
+
+def _base_manifest(source: str, task: str, config, fp32_path: Path) -> dict:
+    """What every export's manifest records: source, task, architecture, opset, tools, time."""
     import onnx
     import onnxruntime
     import optimum.version
@@ -349,20 +391,172 @@ def _manifest(source: str, config, fp32_path: Path, pruned: bool, variants: dict
     return {
         "format": MANIFEST_FORMAT,
         "source": source,
-        "task": "text-classification",
+        "task": task,
         "architecture": {key: getattr(config, key, None) for key in (
             "model_type", "architectures", "num_hidden_layers", "hidden_size",
-            "num_attention_heads", "intermediate_size", "vocab_size",
-            "max_position_embeddings", "num_labels")},
+            "num_attention_heads", "intermediate_size", "vocab_size", "max_position_embeddings")},
         "opset": opset,
-        "graph": {"cls_only_last_layer": pruned},
-        "variants": variants,
-        "parity": {"reference": "PyTorch fp32 (transformers), same weights, unmodified graph",
-                   "pairs": pairs, "max_length": PARITY_MAX_LENGTH},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tools": {"optimum": optimum.version.__version__, "onnxruntime": onnxruntime.__version__,
                   "transformers": transformers.__version__, "torch": torch.__version__},
     }
+
+
+# ----------------------------------------------------------------- sentence embedders
+
+#: The graph output that holds the finished sentence embeddings (pooled, L2-normalised).
+SENTENCE_EMBEDDING_OUTPUT = "sentence_embedding"
+WEIGHTS_FILE = "model.safetensors"
+# Parity sentences: empty, short, accented and emoji, and one far past max_seq_length,
+# so that padding, truncation and the mask-weighted mean are all exercised.
+_PARITY_SENTENCES = [
+    "",
+    "ok",
+    "Project Osprey launches on March 3rd after the security review.",
+    "Row-level security keeps every tenant's memories apart, even on a shared index.",
+    "Crème brûlée, jalapeño and 🙂 in one line; numbers 12345 and symbols #@!",
+    "How long should bread dough rest in the fridge?",
+    "vector " * 400,
+]
+
+
+def export_sentence_embedder(source_dir: str | Path, out_dir: str | Path, *, expected_sha256: str,
+                             source_label: str | None = None, opset: int | None = None,
+                             atol: float = 1e-4, min_cosine: float = 0.9999,
+                             overwrite: bool = False, progress: bool = True) -> dict:
+    """Export a sentence-transformers checkpoint (Transformer, mean Pooling, Normalize) to ONNX.
+
+    Mean pooling over the attention mask and the L2 normalisation are part of the ONNX
+    graph (optimum's sentence-transformers export): its ``sentence_embedding`` output is
+    the finished vector, so no runtime can pool differently from the model's definition,
+    and on CUDA only ``(n, dim)`` floats come back to the host.
+
+    The weights are checked first, fail-closed: the checkpoint is copied to a private
+    temporary dir and the *copy's* ``model.safetensors`` must have ``expected_sha256``;
+    the export then reads only that copy, so the file cannot change between check and load.
+
+    Args:
+        source_dir: a local sentence-transformers checkpoint (``modules.json``,
+            ``model.safetensors``, ``tokenizer.json`` ...). Nothing is downloaded.
+        out_dir: destination directory, e.g. ``onnx_models/all-MiniLM-L6-v2``.
+        expected_sha256: hex sha256 the weights must have.
+        source_label: what the manifest names as the source (default: ``source_dir``).
+        opset: ONNX opset; ``None`` lets optimum choose.
+        atol: largest accepted |ONNX - PyTorch| difference of any embedding component.
+        min_cosine: smallest accepted cosine between an ONNX and a PyTorch embedding.
+        overwrite: replace an existing export in ``out_dir``.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The manifest written to ``out_dir/manifest.json``. Besides the reranker's fields it
+        records ``source_sha256`` and ``embedding`` (dimension, pooling, max_seq_length).
+
+    Raises:
+        ExportError: weights missing or not matching ``expected_sha256``, a checkpoint that is
+            not a mean-pooled, normalised sentence-transformers model, or parity out of bounds.
+    """
+    out = Path(out_dir)
+    steps = ["verify weights", "load", "export fp32", "parity", "manifest"]
+    with _staged_export(out, overwrite, "export-embedder", steps, progress) as (staging, step), \
+            tempfile.TemporaryDirectory(prefix="pymem-embedder-") as scratch:
+        step("verify weights")
+        checkpoint = _verified_copy(Path(source_dir), Path(scratch) / "checkpoint", expected_sha256)
+
+        step("load")
+        model = _load_sentence_transformer(checkpoint)
+        max_length = model.max_seq_length
+        encoded = model.tokenizer(_PARITY_SENTENCES, padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="np")
+        reference = _mean_pooled_reference(checkpoint, encoded)
+
+        step("export fp32")
+        _optimum_export(model, staging, "feature-extraction", opset)
+
+        step("parity")
+        parity = _embedding_parity(staging / VARIANTS["fp32"][0], encoded, reference)
+        if parity["max_abs_diff"] > atol or parity["min_cosine"] < min_cosine:
+            raise ExportError(f"ONNX embeddings differ from PyTorch's (max |diff| "
+                              f"{parity['max_abs_diff']:.2e} > {atol} or min cosine "
+                              f"{parity['min_cosine']:.6f} < {min_cosine}); the export is not trustworthy")
+
+        step("manifest")
+        import sentence_transformers
+
+        config = model[0].auto_model.config
+        manifest = _base_manifest(source_label or str(source_dir), "feature-extraction", config,
+                                  staging / VARIANTS["fp32"][0])
+        manifest["tools"]["sentence_transformers"] = sentence_transformers.__version__
+        manifest.update({
+            "source_sha256": {WEIGHTS_FILE: expected_sha256},
+            "embedding": {"dimension": int(reference.shape[1]), "output": SENTENCE_EMBEDDING_OUTPUT,
+                          "pooling": "mean over attention_mask", "normalized": "L2",
+                          "pooling_in_graph": True, "max_seq_length": max_length},
+            "variants": {"fp32": _variant_entry(staging, "fp32", parity)},
+            "parity": {"reference": "PyTorch fp32: transformers AutoModel, mean pooling, L2 "
+                                    "normalisation (sentence-transformers' semantics), same weights",
+                       "sentences": len(_PARITY_SENTENCES), "max_length": max_length},
+        })
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _verified_copy(source: Path, dest: Path, expected_sha256: str) -> Path:
+    weights = source / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ExportError(f"{weights} is missing; the checkpoint must hold {WEIGHTS_FILE}")
+    shutil.copytree(source, dest)
+    actual = sha256_file(dest / WEIGHTS_FILE)
+    if actual != expected_sha256.lower():
+        raise ExportError(f"refusing to export {weights}: its sha256 is {actual}, expected "
+                          f"{expected_sha256} (a corrupted or tampered install; reinstall it)")
+    return dest
+
+
+def _load_sentence_transformer(checkpoint: Path):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        # eager attention, for the same reason as the reranker (see _load); safetensors
+        # only, so no other weight file in the directory can be loaded instead.
+        model = SentenceTransformer(str(checkpoint), device="cpu", local_files_only=True,
+                                    model_kwargs={"attn_implementation": "eager",
+                                                  "use_safetensors": True})
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot load the sentence-transformers checkpoint: {exc}") from exc
+    modules = [type(m).__name__ for m in model]
+    if modules != ["Transformer", "Pooling", "Normalize"] or model[1].get_pooling_mode_str() != "mean":
+        raise ExportError(f"expected Transformer -> mean Pooling -> Normalize, found {' -> '.join(modules)}")
+    if not getattr(model.tokenizer, "is_fast", False):
+        raise ExportError("the checkpoint has no fast tokenizer (tokenizer.json); pymem's runtime needs one")
+    return model.eval()
+
+
+def _mean_pooled_reference(checkpoint: Path, encoded):
+    """sentence-transformers' embeddings computed without it: transformers' AutoModel,
+    mean over the attention mask, L2 normalisation."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(checkpoint, local_files_only=True, use_safetensors=True).eval()
+    feed = {k: torch.from_numpy(v) for k, v in encoded.items()}
+    with torch.inference_mode():
+        tokens = model(**feed).last_hidden_state
+    mask = feed["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+    pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+
+
+def _embedding_parity(model_path: Path, encoded, reference) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    ours = session.run([SENTENCE_EMBEDDING_OUTPUT],
+                       {k: v.astype(np.int64) for k, v in encoded.items() if k in names})[0]
+    cosine = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
+    return {"measured": True, "provider": "CPUExecutionProvider",
+            "max_abs_diff": float(np.abs(ours - reference).max()), "min_cosine": float(cosine.min())}
 
 
 def format_summary(manifest: dict, out_dir: str | Path) -> str:

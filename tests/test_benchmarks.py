@@ -45,3 +45,16 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
 
     e2e = written["benches"]["e2e"]["results"]
     assert {"ANN + open only", "with rerank"} <= set(e2e) and e2e["rerank_skipped_total"] == 0
+
+    assert {"insert_chunks_per_s", "upsert_new_vs_insert", "upsert_replace_vs_insert"} <= set(ingest["upsert_vs_insert"])
+
+    filtered = written["benches"]["filtered"]["results"]["cells"]
+    assert {c["selectivity"] for c in filtered} == {"1%", "10%", "50%"}
+    for cell in filtered:
+        for method in ("pymem search_chunks_v2", "plain HNSW + filter"):
+            assert 0.0 <= cell[method]["recall_at_10"] <= 1.0
+
+    langchain = written["benches"]["langchain"]["results"]
+    stores = {"langchain-postgres PGVectorStore", "pymem PymemVectorStore"}
+    assert set(langchain["ingest_rows_per_s"]) == stores and langchain["ingest_ratio_pymem_over_peer"] > 0
+    assert langchain["classes"] and all(set(info["stores"]) == stores for info in langchain["classes"].values())
