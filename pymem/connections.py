@@ -24,10 +24,11 @@ and prepared statements a borrower left behind are gone before the next borrower
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector, register_vector_async
@@ -36,6 +37,7 @@ from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
@@ -158,6 +160,17 @@ def _tuple_rows(conn: psycopg.Connection | psycopg.AsyncConnection) -> Iterator[
         yield
     finally:
         conn.row_factory = factory
+
+
+def borrowing(implementation: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Let a coroutine whose first argument is a connection take any ``source`` (see :func:`borrow`)."""
+
+    @functools.wraps(implementation)
+    async def call(source: Any, *args: Any, **kwargs: Any) -> T:
+        async with borrow(source) as conn:
+            return await implementation(conn, *args, **kwargs)
+
+    return call
 
 
 @asynccontextmanager

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from .reads import commit_read_intent
 from .blind_index import TenantIndex, index_master_key
 from .chunks import ChunkInput, SealedRow, open_row, seal_row
+from .connections import borrowing
 from .extras import progress_bar, progress_iter
 from .repository import EXPORT_SQL, write_sealed_rows
 from .security import AAD_VERSION, UnknownKeyId, keyring
@@ -76,6 +77,7 @@ class RotationReport:
     rows_left: int = 0
 
 
+@borrowing
 async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
     """Live rows, seals so far and tenants, per key id (needs pymem_maintainer or pymem_auditor)."""
     cursor = await conn.execute("SELECT key_id, live_rows, seals, tenants FROM pymem.key_usage()")
@@ -112,6 +114,7 @@ class _Throttle:
                 await asyncio.sleep(ahead)
 
 
+@borrowing
 async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: int = 500,
                                 max_rows_per_second: float | None = None, progress: bool = False) -> RotationReport:
     """Re-seal every row under an old key id with the active key (and AAD v2).
@@ -121,7 +124,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
     bad row can no longer stop a rotation. The report says what is left.
 
     Args:
-        conn: async connection of a role with pymem_maintainer.
+        conn: a connection or pool (:mod:`pymem.connections`) of a role with pymem_maintainer.
         batch_size: rows per transaction (1..10000).
         max_rows_per_second: rate limit, to spare a busy primary (None: unlimited).
         progress: show a progress bar.
@@ -198,6 +201,7 @@ def _hmac_key(value: str | bytes, name: str) -> bytes:
     return value
 
 
+@borrowing
 async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[str], old_hmac_key: str | bytes,
                             new_hmac_key: str | bytes, *, page_size: int = 1000, progress: bool = False) -> int:
     """Move users' rows from HMAC(old key) to HMAC(new key), re-sealing every field.
@@ -208,7 +212,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
     ``created_at`` restarts at the move (the rows are re-inserted).
 
     Args:
-        conn: async connection of a role with pymem_app.
+        conn: a connection or pool (:mod:`pymem.connections`) of a role with pymem_app.
         user_ids: the application's user ids (pymem stores only their hashes).
         old_hmac_key, new_hmac_key: 32-byte keys, raw or base64.
 

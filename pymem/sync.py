@@ -1,4 +1,4 @@
-"""pymem for sync code: :mod:`pymem.repository`'s API as plain functions.
+"""pymem for sync code: :mod:`pymem.repository`'s API (and :mod:`pymem.rotation`'s) as plain functions.
 
 Each function here runs the async implementation of the same name to completion,
 so there is one implementation of every rule. Pass a ``psycopg.Connection`` or a
@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from . import repository
+from . import repository, rotation
 from .connections import configure_sync as configure
 from .connections import reset_sync as reset
 from .repository import ChunkInput, DuplicateId, MemoryHit, MemoryPage
@@ -29,8 +29,9 @@ T = TypeVar("T")
 
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "configure", "delete_document", "delete_memory_chunks",
-    "erase_user", "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks",
-    "list_memory_chunks", "open_embedding", "query_memory", "reset", "run", "upsert_memory_chunks",
+    "erase_user", "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks", "key_usage",
+    "list_memory_chunks", "open_embedding", "query_memory", "reset", "rotate_encryption_key", "rotate_tenant_key",
+    "run", "upsert_memory_chunks",
 ]
 
 _local = threading.local()
@@ -83,3 +84,6 @@ query_memory = _blocking(repository.query_memory)
 delete_memory_chunks = _blocking(repository.delete_memory_chunks)
 delete_document = _blocking(repository.delete_document)
 erase_user = _blocking(repository.erase_user)
+key_usage = _blocking(rotation.key_usage)
+rotate_encryption_key = _blocking(rotation.rotate_encryption_key)
+rotate_tenant_key = _blocking(rotation.rotate_tenant_key)

@@ -20,7 +20,7 @@ from pymem import repository as repo
 from pymem import sync
 from pymem.connections import configure, reset
 from pymem.repository import ChunkInput, DuplicateId
-from pymem.security import hmac_user
+from pymem.security import hmac_user, keyring
 
 DIM = 384
 
@@ -267,3 +267,13 @@ async def test_a_broad_filter_walks_the_hnsw_index_and_keeps_recall(aconn, admin
     finally:
         admin_conn.execute("UPDATE pymem.tuning SET filtered_exact_max_rows = DEFAULT")
     assert [h.external_id for h in hits] == [r.id for r in exact[:10]]
+
+
+def test_operator_functions_take_a_sync_pool_too(cluster, admin_url, app_url, tenant):
+    with psycopg.connect(app_url) as conn:
+        sync.upsert_memory_chunks(conn, tenant, [chunk(1)])
+    cluster.login_role("pymem_test_maintainer", ["pymem_maintainer"])
+    maintainer = cluster.url("pymem_test", user="pymem_test_maintainer")
+    with ConnectionPool(maintainer, min_size=1, configure=sync.configure, reset=sync.reset) as pool:
+        usage = {u.key_id: u for u in sync.key_usage(pool)}
+    assert usage[keyring().active_key_id].live_rows >= 1
