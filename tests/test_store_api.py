@@ -277,3 +277,15 @@ def test_operator_functions_take_a_sync_pool_too(cluster, admin_url, app_url, te
     with ConnectionPool(maintainer, min_size=1, configure=sync.configure, reset=sync.reset) as pool:
         usage = {u.key_id: u for u in sync.key_usage(pool)}
     assert usage[keyring().active_key_id].live_rows >= 1
+
+
+@pytest.mark.parametrize("internal", [
+    "pymem.search_rows_v2(%s::bpchar, %s::public.vector, 3, '{}'::bytea[], '{}'::int[])",
+    "pymem.tags_match('{}'::bytea[], '{}'::bytea[], '{}'::int[])",
+])
+def test_the_app_cannot_call_the_internal_search_and_skip_its_audit(conn, tenant, internal):
+    user_hash = hmac_user(tenant)
+    params = (user_hash, vec(1)) if "search_rows" in internal else ()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute(f"SET LOCAL app.user_hash = '{user_hash}'")
+        conn.execute(f"SELECT * FROM {internal}", params)
