@@ -37,7 +37,7 @@ CREATE INDEX memory_chunks_meta_tags_idx ON pymem.memory_chunks USING gin (meta_
 
 -- A filtered search reads every matching row exactly (through the GIN index) up
 -- to this many matches, and walks the HNSW index with the filter beyond it.
-ALTER TABLE pymem.tuning ADD COLUMN filtered_exact_max_rows integer NOT NULL DEFAULT 20000
+ALTER TABLE pymem.tuning ADD COLUMN filtered_exact_max_rows integer NOT NULL DEFAULT 5000
     CHECK (filtered_exact_max_rows BETWEEN 0 AND 100000000);
 
 
@@ -63,11 +63,14 @@ BEGIN
 END
 $$;
 
+-- Called once per candidate row, so no SET clause (a function with one saves and
+-- restores the setting on every call); every name in it is schema-qualified instead.
+-- Callers skip it for a one-clause filter, which the && on that clause decides.
 CREATE FUNCTION pymem.tags_match(p_tags bytea[], p_filter bytea[], p_ends integer[]) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
-    SET search_path = pg_catalog, pg_temp
-    RETURN coalesce((SELECT bool_and(p_tags OPERATOR(pg_catalog.&&) p_filter[coalesce(p_ends[i - 1], 0) + 1:p_ends[i]])
-                       FROM generate_subscripts(p_ends, 1) AS i), true);
+    RETURN coalesce((SELECT pg_catalog.bool_and(
+                                p_tags OPERATOR(pg_catalog.&&) p_filter[coalesce(p_ends[i - 1], 0) + 1:p_ends[i]])
+                       FROM pg_catalog.generate_subscripts(p_ends, 1) AS i), true);
 
 CREATE FUNCTION pymem.filtered_search_digest(p_query public.vector, p_k integer, p_filter bytea[],
                                              p_ends integer[]) RETURNS bytea
@@ -360,7 +363,7 @@ BEGIN
             SELECT 1 FROM pymem.memory_chunks c
              WHERE c.user_hash = p_user_hash
                AND c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-               AND pymem.tags_match(c.meta_tags, p_filter, p_ends)
+               AND (cardinality(p_ends) = 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
              LIMIT v_exact_max + 1) m;
     ELSE
         SELECT coalesce(sum(s.live_rows), 0) INTO v_rows FROM pymem.key_stats s WHERE s.user_hash = p_user_hash;
@@ -376,7 +379,9 @@ BEGIN
                 SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                        c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance, c.ref_cipher
                   FROM pymem.memory_chunks c
-                 WHERE c.user_hash = p_user_hash AND (NOT v_filtered OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                 WHERE c.user_hash = p_user_hash
+                   AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                   AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                  ORDER BY c.embedding OPERATOR(public.<=>) p_query
                  LIMIT p_k)
             SELECT * FROM hits h ORDER BY h.distance;  -- relaxed_order: re-sort the k hits
@@ -389,7 +394,7 @@ BEGIN
               FROM pymem.memory_chunks c
              WHERE c.user_hash = p_user_hash
                AND c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-               AND pymem.tags_match(c.meta_tags, p_filter, p_ends)
+               AND (cardinality(p_ends) = 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
              ORDER BY (c.embedding OPERATOR(public.<=>) p_query) + 0
              LIMIT p_k;
     ELSIF v_rows > 0 THEN
