@@ -2,7 +2,8 @@
 
 Both on the same embedded Postgres, same rows, same queries, same embeddings (a
 lookup of precomputed vectors, so no model time is measured):
-  * ingest: ``add_texts`` with caller ids, in batches, every tenant's rows;
+  * ingest: ``add_texts`` with caller ids, in batches, every tenant's rows, into a
+    table that already has its HNSW index (both stores);
   * search: ``similarity_search_by_vector(k=10)`` per tenant; PGVectorStore holds
     all tenants in one table with a ``tenant`` metadata column and filters on it
     (its documented multi-tenant pattern), pymem has one store per tenant (RLS,
@@ -115,10 +116,10 @@ def run(scale: str) -> dict:
             peer.add_texts([texts[i] for i in part], [{"tenant": str(dataset.tenant_of_row[i])} for i in part],
                            ids=[ids[i] for i in part])
 
-    peer_ingest_s = _ingest(peer_batches)
-    build_start = time.perf_counter()
+    # The index exists before the load, as in pymem's table: both stores insert into
+    # an HNSW graph (an app adds documents to a store it already searches).
     build_index()
-    peer_index_s = time.perf_counter() - build_start
+    peer_ingest_s = _ingest(peer_batches)
 
     ours_admin = cluster.fresh_database("pymem_bench_lc_ours", embedding_dim=dim)
     connection = psycopg.connect(app_dsn(cluster, "pymem_bench_lc_ours"), autocommit=True)
@@ -156,7 +157,6 @@ def run(scale: str) -> dict:
     results = {
         "rows": n_rows, "tenants": n_tenants, "k": K,
         "ingest_rows_per_s": {PEER: round(n_rows / peer_ingest_s), OURS: round(n_rows / our_ingest_s)},
-        "peer_hnsw_build_s": round(peer_index_s, 1),
         "ingest_ratio_pymem_over_peer": ratio(peer_ingest_s, our_ingest_s),
         "classes": classes,
     }
@@ -171,8 +171,8 @@ def run(scale: str) -> dict:
     p95 = ", ".join(f"{c} {ratio(i['stores'][OURS]['latency_ms']['p95'], i['stores'][PEER]['latency_ms']['p95'])}x"
                     for c, i in classes.items())
     table += (f"\n\n{n_rows:,} chunks x {dim}-d, {n_tenants} tenants (Zipf), k={K}, batches of {BATCH}, sync API."
-              f" Ingest, pymem / PGVectorStore (rows/s): {results['ingest_ratio_pymem_over_peer']}x"
-              f" (PGVectorStore's HNSW built after the load: {peer_index_s:.1f} s, not counted)."
+              f" Ingest into an HNSW-indexed table, pymem / PGVectorStore (rows/s):"
+              f" {results['ingest_ratio_pymem_over_peer']}x."
               f" Search p95, pymem / PGVectorStore: {p95}. pymem seals, audits and isolates by RLS; the peer"
               " stores plaintext and filters on a column.")
     return {"name": "langchain", "results": results, "markdown": table}
