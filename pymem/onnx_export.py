@@ -36,7 +36,6 @@ this module (as :mod:`pymem.rerank` does, for the manifest constants) stays chea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -48,19 +47,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .model_files import MANIFEST_NAME, VARIANTS, sha256_file
+
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 #: The reranker pymem is tuned for (PYMEM_RERANK_MODEL's default directory is named after it).
 DEFAULT_RERANKER = "cross-encoder/ms-marco-TinyBERT-L2-v2"
-
-#: variant name -> (file name, precision, execution providers it is meant for)
-VARIANTS = {
-    "fp32": ("model.onnx", "fp32", ["CPUExecutionProvider", "CUDAExecutionProvider"]),
-    "int8": ("model_int8.onnx", "int8-dynamic", ["CPUExecutionProvider"]),
-    "fp16": ("model_fp16.onnx", "fp16", ["CUDAExecutionProvider"]),
-}
 
 # Hub ids of the ms-marco cross-encoders lost the hyphen in "L-2" when they were renamed.
 _OLD_HUB_ID = re.compile(r"^(cross-encoder/ms-marco-(?:TinyBERT|MiniLM))-L-(\d+)(-v2)$")
@@ -87,15 +80,6 @@ PARITY_MAX_LENGTH = 256
 
 class ExportError(RuntimeError):
     """The export cannot proceed; the message says why and what to do."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def renamed_hub_id(source: str) -> str | None:

@@ -36,7 +36,7 @@ from pymem.onnx_export import (MANIFEST_NAME, ExportError, export_reranker, rena
 from pymem.rerank import (CircuitBreaker, CrossEncoder, DeviceUnavailableError,
                           ModelUnavailableError, RerankCancelled, RerankedResult, Reranker, Scores,
                           ann_order, length_buckets, plan_batches)
-from pymem.rerank_metrics import RerankMetrics
+from pymem.rerank.metrics import RerankMetrics
 from pymem.tiny_reranker import TINYBERT_L2_CONFIG, build_tiny_cross_encoder
 
 QUERY = "what is the capital of france"
@@ -273,7 +273,7 @@ class TestCrossEncoderInit:
     def test_auto_without_cuda_falls_back_to_cpu_with_one_warning(self, model_dir, caplog, monkeypatch):
         if "CUDAExecutionProvider" in ort.get_available_providers():
             pytest.skip("this machine has CUDA")
-        monkeypatch.setattr(rr, "_fallback_warned", False)
+        monkeypatch.setattr(rr.session, "_fallback_warned", False)
         with caplog.at_level(logging.WARNING, logger="pymem.rerank"):
             first = CrossEncoder(model_dir, device="auto", batch_size=2)
             CrossEncoder(model_dir, device="auto", batch_size=2)
@@ -334,6 +334,12 @@ class TestCrossEncoderInit:
         encoder = rr.get_cross_encoder()
         assert encoder is rr.get_cross_encoder()
         assert encoder.device == "cpu"
+
+    def test_the_runtime_does_not_import_the_export_module(self):
+        code = ("import sys, pymem.rerank, pymem.repository;"
+                "print('pymem.onnx_export' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "False"
 
     def test_importing_rerank_does_not_import_torch_or_transformers(self):
         code = ("import sys, pymem.rerank, pymem.onnx_export, pymem.tiny_reranker;"
@@ -405,7 +411,7 @@ class TestReranking:
         assert length_buckets(16) == (16,)
 
     async def test_rerank_returns_results_sorted_by_rank(self, rerankers, model_dir):
-        r = rerankers(settings=make_settings(model_dir), factory=rr._cross_encoder_from_settings)
+        r = rerankers(settings=make_settings(model_dir), factory=rr.service._cross_encoder_from_settings)
         results = await r.rerank(QUERY, CANDIDATES, timeout_ms=60_000)
         assert all(isinstance(x, RerankedResult) for x in results)
         assert [x.rank for x in results] == list(range(1, len(CANDIDATES) + 1))
@@ -415,7 +421,7 @@ class TestReranking:
         assert r.metrics_json()["rerank_skipped_total"] == 0
 
     async def test_rerank_scores_are_sigmoid_of_logits(self, rerankers, model_dir, int8_encoder):
-        r = rerankers(settings=make_settings(model_dir), factory=rr._cross_encoder_from_settings)
+        r = rerankers(settings=make_settings(model_dir), factory=rr.service._cross_encoder_from_settings)
         results = await r.rerank(QUERY, CANDIDATES, timeout_ms=60_000)
         logits = int8_encoder.score(QUERY, CANDIDATES, ort.RunOptions()).logits
         for x in results:
@@ -425,7 +431,7 @@ class TestReranking:
         """The attack: three candidates=1000 queries from one tenant opened the
         process-wide breaker, and the next tenant was no longer reranked."""
         r = rerankers(settings=make_settings(model_dir, rerank_circuit_ms=60_000.0),
-                      factory=rr._cross_encoder_from_settings)
+                      factory=rr.service._cross_encoder_from_settings)
         heavy = [CANDIDATES[i % len(CANDIDATES)] + f" {i}" for i in range(1000)]
         for _ in range(3):  # a budget no run can meet: every call times out
             assert_ann_order(await r.rerank(QUERY, heavy, timeout_ms=0.001, tenant="a" * 64), heavy)
@@ -612,7 +618,7 @@ class TestFeatureFlag:
         assert rr.reranker_status()["available"] is True
 
     async def test_missing_model_fails_open_as_model_unavailable(self, rerankers, tmp_path):
-        r = rerankers(settings=make_settings(tmp_path / "missing"), factory=rr._cross_encoder_from_settings)
+        r = rerankers(settings=make_settings(tmp_path / "missing"), factory=rr.service._cross_encoder_from_settings)
         status = r.status()
         assert status["available"] is False and "export-reranker" in status["reason"]
         assert_ann_order(await r.maybe_rerank(QUERY, CANDIDATES), CANDIDATES)
@@ -624,7 +630,7 @@ class TestFeatureFlag:
 
         def factory(settings):
             attempts.append(1)
-            return rr._cross_encoder_from_settings(settings)
+            return rr.service._cross_encoder_from_settings(settings)
 
         clock = FakeClock()
         r = rerankers(settings=make_settings(tmp_path / "missing"), factory=factory, clock=clock)
@@ -654,7 +660,7 @@ class TestMetrics:
         assert metrics["device"] == "fake"
 
     async def test_latency_percentiles_are_ordered(self, rerankers, model_dir):
-        r = rerankers(settings=make_settings(model_dir), factory=rr._cross_encoder_from_settings)
+        r = rerankers(settings=make_settings(model_dir), factory=rr.service._cross_encoder_from_settings)
         for _ in range(5):
             await r.rerank(QUERY, CANDIDATES, timeout_ms=60_000)
         latency = r.metrics_json()["rerank_latency_ms"]
@@ -705,7 +711,7 @@ class TestMetrics:
             RerankMetrics().count_skip("bored")
 
     async def test_model_load_is_reported(self, rerankers, model_dir):
-        r = rerankers(settings=make_settings(model_dir), factory=rr._cross_encoder_from_settings)
+        r = rerankers(settings=make_settings(model_dir), factory=rr.service._cross_encoder_from_settings)
         await r.rerank(QUERY, CANDIDATES, timeout_ms=60_000)
         model = r.metrics_json()["model"]
         assert model["device"] == "cpu" and model["variant"] == "int8"

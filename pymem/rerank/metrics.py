@@ -18,11 +18,17 @@ from collections import deque
 
 import numpy as np
 
-from .extras import require
+from ..extras import require
 
 require("prometheus_client", "rerank", "pymem's reranker and its metrics")
 from prometheus_client import (  # noqa: E402 (after the check above)
-    CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, generate_latest,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
 )
 
 log = logging.getLogger(__name__)

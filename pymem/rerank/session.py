@@ -1,0 +1,292 @@
+"""The cross-encoder session: an ONNX export on ONNX Runtime (CUDA first, CPU fallback),
+tokenized by the Rust ``tokenizers`` in length buckets; torch is never imported here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..model_files import MANIFEST_NAME, ModelFileError, pick_variant, read_json
+from ..ranking import RerankedResult
+from .errors import DeviceUnavailableError, ModelUnavailableError, RerankCancelled
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+# Preferred variants: int8 is the fast CPU path; int8 ops have no CUDA kernels, so CUDA
+# takes fp16 (fused attention, half the memory traffic) and falls back to fp32.
+_CPU_PREFERENCE = ("int8", "fp32")
+_CUDA_PREFERENCE = ("fp16", "fp32")
+# Arena growth by exactly what is requested (not doubling): with the length buckets
+# warmed up at load, the arena reaches its steady size then and does not over-reserve
+# VRAM that other processes on the GPU need.
+CUDA_PROVIDER_OPTIONS = {
+    "device_id": 0,
+    "arena_extend_strategy": "kSameAsRequested",
+    "cudnn_conv_algo_search": "HEURISTIC",
+    "do_copy_in_default_stream": True,
+}
+
+_fallback_warned = False  # the auto -> CPU warning is logged once per process
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Raw logits in input order, and where the time went."""
+
+    logits: np.ndarray
+    tokenize_s: float
+    inference_s: float
+
+
+class Scorer(Protocol):
+    """What :class:`Reranker` needs from a model; :class:`CrossEncoder` is the real one."""
+
+    device: str
+
+    def score(self, query: str, candidates: Sequence[str], run_options) -> Scores: ...
+
+
+def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResult]:
+    # Rank on the logits (a stable sort keeps ANN order among ties), report sigmoid
+    # scores: sigmoid saturates to 1.0 for large logits and would lose the order.
+    order = np.argsort(-logits, kind="stable")
+    scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    return [RerankedResult(int(i), candidates[i], float(scores[i]), rank)
+            for rank, i in enumerate(order, start=1)]
+
+
+def length_buckets(max_length: int) -> tuple[int, ...]:
+    """Padded lengths a batch may have: powers of two from 32, capped by ``max_length``."""
+    buckets, size = [], 32
+    while size < max_length:
+        buckets.append(size)
+        size *= 2
+    return (*buckets, max_length)
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int,
+                 buckets: Sequence[int]) -> list[tuple[np.ndarray, int]]:
+    """Group inputs of similar length so that little padding is computed.
+
+    Inputs are sorted by length; a batch ends when it holds ``batch_size`` inputs or
+    when the next input needs a larger bucket. Each batch is padded to its bucket.
+
+    Returns:
+        ``[(indices into lengths, padded length), ...]``; every index appears once.
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    plan: list[tuple[list[int], int]] = []
+    for i in order:
+        bucket = next(b for b in buckets if b >= lengths[i])
+        if plan and plan[-1][1] == bucket and len(plan[-1][0]) < batch_size:
+            plan[-1][0].append(int(i))
+        else:
+            plan.append(([int(i)], bucket))
+    return [(np.asarray(idx), bucket) for idx, bucket in plan]
+
+
+class CrossEncoder:
+    """An ONNX Runtime session plus its Rust tokenizer, placed on CUDA or CPU.
+
+    Args:
+        model_dir: an export made by :func:`pymem.onnx_export.export_reranker` (or a dir
+            with ``model.onnx`` + ``tokenizer.json``).
+        device: ``auto`` (CUDA if a session really gets it, else CPU with one warning),
+            ``cuda`` or ``cpu``.
+        threads: CPU intra-op threads; 0 lets ONNX Runtime use one per physical core.
+        max_length: token truncation length of a (query, candidate) pair.
+        batch_size: largest number of pairs per ONNX Runtime run.
+        variant: force one manifest variant (``int8``, ``fp32``, ``fp16``) instead of the
+            device's preference, e.g. to compare them.
+
+    Attributes:
+        device: ``"cuda:0"`` or ``"cpu"``: what the session really runs on.
+        variant: the manifest variant in use (``int8``, ``fp16`` or ``fp32``).
+        load_seconds: time to build the session, tokenizer and warm up.
+
+    Raises:
+        ModelUnavailableError: missing files, unreadable manifest, checksum mismatch.
+        DeviceUnavailableError: ``device="cuda"`` but CUDA is not usable.
+    """
+
+    def __init__(self, model_dir: str | Path, *, device: str = "auto", threads: int = 0,
+                 max_length: int = 256, batch_size: int = 32, variant: str | None = None) -> None:
+        started = time.perf_counter()
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir)
+        manifest = _read_manifest(self.model_dir)
+        config = _read_json(self.model_dir / "config.json") or {}
+        tokenizer_file = self.model_dir / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise ModelUnavailableError(f"{tokenizer_file} is missing; re-run pymem export-reranker")
+        self.max_length = min(max_length, int(config.get("max_position_embeddings", max_length)))
+        self.batch_size = batch_size
+        self.buckets = length_buckets(self.max_length)
+        self._pad_id = int(config.get("pad_token_id") or 0)
+        self._forced = (variant,) if variant else None
+
+        self._session = None
+        if device in ("auto", "cuda"):
+            self._session = self._cuda_session(ort, manifest, strict=device == "cuda")
+        if self._session is None:
+            _warn_cpu_fallback(device)
+            self._session = self._cpu_session(ort, manifest, threads)
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._output_name = self._session.get_outputs()[0].name
+
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_padding()  # padding is per batch, to its length bucket
+        # longest_first is what transformers' truncation=True does for pairs, so the
+        # scores match the PyTorch model's.
+        self._tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+        self._warm_up(ort)
+        self.load_seconds = time.perf_counter() - started
+
+    def _cuda_session(self, ort, manifest: dict | None, strict: bool):
+        if CUDA not in ort.get_available_providers():
+            if strict:
+                raise DeviceUnavailableError(
+                    "PYMEM_RERANK_DEVICE=cuda, but this onnxruntime build has no CUDA execution "
+                    f"provider (available: {', '.join(ort.get_available_providers())}). Install "
+                    "onnxruntime-gpu with matching CUDA/cuDNN libraries, or set "
+                    "PYMEM_RERANK_DEVICE=auto or cpu.")
+            return None
+        return self._open_cuda_session(ort, manifest, strict)
+
+    # Needs onnxruntime-gpu and an NVIDIA GPU: excluded from coverage on machines without one.
+    def _open_cuda_session(self, ort, manifest: dict | None, strict: bool):  # pragma: no cover
+        self.variant, path = _pick_variant(self.model_dir, manifest, self._forced or _CUDA_PREFERENCE)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options,
+                                       providers=[(CUDA, CUDA_PROVIDER_OPTIONS), CPU])
+        # ORT falls back to CPU silently when the CUDA libraries fail to load.
+        if session.get_providers()[0] == CUDA:
+            self.device = f"cuda:{CUDA_PROVIDER_OPTIONS['device_id']}"
+            return session
+        if strict:
+            raise DeviceUnavailableError(
+                "PYMEM_RERANK_DEVICE=cuda, but the ONNX Runtime session did not get the CUDA "
+                "provider (CUDA/cuDNN libraries missing or incompatible; see ONNX Runtime's log).")
+        return None
+
+    def _cpu_session(self, ort, manifest: dict | None, threads: int):
+        self.variant, path = _pick_variant(self.model_dir, manifest, self._forced or _CPU_PREFERENCE)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # a linear graph: inter-op threads only contend
+        self.device = "cpu"
+        return ort.InferenceSession(str(path), options, providers=[CPU])
+
+    def _warm_up(self, ort) -> None:
+        # One full-size batch per bucket: first runs allocate buffers and (on CUDA) pick
+        # kernels and grow the arena; do it at load, not in a query's budget.
+        for bucket in self.buckets:
+            ids = np.full((self.batch_size, bucket), self._pad_id, dtype=np.int64)
+            self._run(self._feed(ids, np.ones_like(ids), np.zeros_like(ids)), ort.RunOptions())
+
+    def _feed(self, ids, mask, types) -> dict[str, np.ndarray]:
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {k: v for k, v in feed.items() if k in self._input_names}
+
+    def _run(self, feed: dict[str, np.ndarray], run_options) -> np.ndarray:
+        if self.device == "cpu":
+            return self._session.run([self._output_name], feed, run_options)[0]
+        return self._run_cuda(feed, run_options)
+
+    def _run_cuda(self, feed: dict[str, np.ndarray], run_options) -> np.ndarray:  # pragma: no cover - CUDA only
+        # I/O binding on CUDA: inputs are copied once to the device and the (tiny)
+        # logits come back to host memory, without ORT's per-run staging copies.
+        binding = self._session.io_binding()
+        for name, array in feed.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output(self._output_name)
+        self._session.run_with_iobinding(binding, run_options)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def score(self, query: str, candidates: Sequence[str], run_options) -> Scores:
+        """Cross-encoder logits of (query, candidate) pairs, in input order.
+
+        Args:
+            query: the search query.
+            candidates: candidate texts; each pair is truncated to ``max_length`` tokens.
+            run_options: an ``onnxruntime.RunOptions``; setting its ``terminate`` flag from
+                another thread stops the work between and inside runs.
+
+        Returns:
+            :class:`Scores` with one float32 logit per candidate.
+
+        Raises:
+            RerankCancelled: ``run_options.terminate`` was set.
+        """
+        started = time.perf_counter()
+        encodings = self._tokenizer.encode_batch([(query, c) for c in candidates])
+        batches = []
+        for indices, bucket in plan_batches([len(e.ids) for e in encodings], self.batch_size,
+                                            self.buckets):
+            ids = np.full((len(indices), bucket), self._pad_id, dtype=np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for row, i in enumerate(indices):
+                enc = encodings[i]
+                n = len(enc.ids)
+                ids[row, :n] = enc.ids
+                mask[row, :n] = enc.attention_mask
+                types[row, :n] = enc.type_ids
+            batches.append((indices, self._feed(ids, mask, types)))
+        tokenized = time.perf_counter()
+
+        logits = np.empty(len(candidates), dtype=np.float32)
+        for indices, feed in batches:
+            if run_options.terminate:
+                raise RerankCancelled("deadline passed")
+            try:
+                out = self._run(feed, run_options)
+            except Exception as exc:
+                if run_options.terminate:
+                    raise RerankCancelled("deadline passed") from exc
+                raise
+            logits[indices] = out[:, 0]  # restores input order after the length sort
+        return Scores(logits, tokenized - started, time.perf_counter() - tokenized)
+
+
+def _warn_cpu_fallback(device: str) -> None:
+    global _fallback_warned
+    if device == "auto" and not _fallback_warned:
+        _fallback_warned = True
+        log.warning("reranker: PYMEM_RERANK_DEVICE=auto found no usable CUDA execution provider; "
+                    "running on CPU")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return read_json(path)
+    except ModelFileError as exc:
+        raise ModelUnavailableError(str(exc)) from exc
+
+
+def _read_manifest(model_dir: Path) -> dict | None:
+    if not model_dir.is_dir():
+        raise ModelUnavailableError(
+            f"no exported reranker at {model_dir}: run `pymem export-reranker "
+            f"cross-encoder/ms-marco-TinyBERT-L2-v2 --out {model_dir} --int8` (see onnx_models/README.md)")
+    return _read_json(model_dir / MANIFEST_NAME)
+
+
+def _pick_variant(model_dir: Path, manifest: dict | None, preference: Sequence[str]) -> tuple[str, Path]:
+    try:
+        return pick_variant(model_dir, manifest, preference)
+    except ModelFileError as exc:
+        raise ModelUnavailableError(str(exc)) from exc
