@@ -46,6 +46,10 @@ def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
         log.warning("postgres: %s", diag.message_primary)
 
 
+class PgvectorMissing(RuntimeError):
+    """The database has no pgvector: it has not been migrated."""
+
+
 def _configured(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
     return conn.adapters.types.get("vector") is not None
 
@@ -65,7 +69,7 @@ async def configure(conn: psycopg.AsyncConnection) -> None:
         if found:
             await register_vector_async(conn)
     if not found:
-        raise RuntimeError("the pgvector extension is not installed in this database: run the pymem migrations")
+        raise PgvectorMissing("the pgvector extension is not installed in this database: run the pymem migrations")
 
 
 def configure_sync(conn: psycopg.Connection) -> None:
@@ -78,7 +82,7 @@ def configure_sync(conn: psycopg.Connection) -> None:
         if found:
             register_vector(conn)
     if not found:
-        raise RuntimeError("the pgvector extension is not installed in this database: run the pymem migrations")
+        raise PgvectorMissing("the pgvector extension is not installed in this database: run the pymem migrations")
 
 
 async def reset(conn: psycopg.AsyncConnection) -> None:
@@ -183,7 +187,7 @@ async def borrow(source: Any) -> AsyncIterator[psycopg.AsyncConnection | SyncCon
 
     Raises:
         TypeError: ``source`` is none of these.
-        RuntimeError: the database has no pgvector (not migrated).
+        PgvectorMissing: the database has no pgvector (not migrated).
     """
     if isinstance(source, SyncConnectionAsAsync):  # already borrowed by an outer call
         yield source

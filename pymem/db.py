@@ -27,10 +27,8 @@ import warnings
 from pathlib import Path
 
 import psycopg
-from psycopg.types import TypeInfo
-
 from .config import get_settings
-from .connections import configure, configure_sync
+from .connections import PgvectorMissing, configure, configure_sync
 from .extras import require
 
 
@@ -134,7 +132,8 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
         **kwargs: passed to ``psycopg.connect``.
     """
     conn = psycopg.connect(dsn or database_url(), autocommit=True, **kwargs)
-    if TypeInfo.fetch(conn, "vector") is not None:  # operators' tools also connect before migrating
+    # Operators' tools also connect before migrating, when there is no pgvector yet.
+    with contextlib.suppress(PgvectorMissing):
         configure_sync(conn)
     return conn
 

@@ -167,7 +167,7 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
         if len({r.id for r in rows}) != len(rows):
             raise ValueError("an id appears twice in one call")
         try:
-            async with set_rls_context(conn, user_id):
+            async with tenant_transaction(conn, user_hash):
                 await write_sealed_rows(conn, user_hash, rows, key_id, upsert=upsert, progress=progress)
         except psycopg.errors.ForeignKeyViolation:
             raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
@@ -333,16 +333,12 @@ async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
         ValueError: no ids, more than 10,000, or a malformed one.
         InvalidTag, EmbeddingMismatch: a stored row was tampered with: fail closed.
     """
-    checked = list(dict.fromkeys(_check_ids(ids)))
     user_hash = hmac_user(user_id)
     index = keyring().tenant_index(user_hash)
-    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, [index.row_id(i) for i in checked])}
-    hits = []
-    for external_id in checked:
-        row = by_row.get(index.row_id(external_id))
-        if row is not None:
-            hits.append(_hit(open_row(user_hash, row), include_embedding=include_embedding))
-    return hits
+    row_ids = {external_id: index.row_id(external_id) for external_id in _check_ids(ids)}  # first seen, once
+    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, list(row_ids.values()))}
+    return [_hit(open_row(user_hash, by_row[row_id]), include_embedding=include_embedding)
+            for row_id in row_ids.values() if row_id in by_row]
 
 
 async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, limit: int = 100,
