@@ -91,6 +91,9 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
 
     Use as an ``AsyncConnectionPool``'s ``reset`` callback. psycopg forgets its own
     prepared statements when it sees ``DISCARD ALL``; pgvector's adapters stay.
+    If the reset itself fails (a borrower left a ``statement_timeout`` short enough
+    to cancel it, say), the error reaches the pool, which closes that session and
+    opens a new one: nothing a borrower left survives either way.
     """
     autocommit = conn.autocommit
     if not autocommit:  # DISCARD ALL cannot run inside a transaction block

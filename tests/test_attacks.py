@@ -143,7 +143,10 @@ async def test_pool_reset_discards_what_a_borrower_left(app_url):
             pid = conn.info.backend_pid
             await conn.execute(SPY_SETUP)
             await conn.execute("CREATE DOMAIN pg_temp.uuid AS pg_catalog.uuid CHECK (pg_temp.spy(VALUE))")
-            await conn.execute("SET statement_timeout = 1")
+            # An hour, not a millisecond: a 1 ms timeout can cancel the reset itself
+            # on a loaded machine, and the pool then (safely) opens a new session,
+            # which would not show that the reset did its work.
+            await conn.execute("SET statement_timeout = '1h'")
         async with pool.connection() as conn:
             assert conn.info.backend_pid == pid  # the same server session, reused
             cur = await conn.execute("SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_my_temp_schema()")
@@ -156,9 +159,9 @@ async def test_pool_reset_discards_what_a_borrower_left(app_url):
 async def test_pool_reset_also_works_on_connections_outside_autocommit(app_url):
     conn = await psycopg.AsyncConnection.connect(app_url)  # autocommit off, as psycopg's default
     try:
-        await conn.execute("SET statement_timeout = 1")
+        await conn.execute("SET statement_timeout = '1h'")
         await conn.rollback()  # the SET was in a transaction; a SET that was committed survives:
-        await conn.execute("SET statement_timeout = 1")
+        await conn.execute("SET statement_timeout = '1h'")
         await conn.commit()
         await reset(conn)
         assert not conn.autocommit
