@@ -12,6 +12,7 @@ import uuid
 
 import numpy as np
 import psycopg
+from psycopg import sql
 import pytest
 from cryptography.exceptions import InvalidTag
 
@@ -239,7 +240,10 @@ def test_hnsw_index_is_used_under_rls(admin_conn):
         # Without these the planner may (rightly) prefer the user_hash btree + sort.
         admin_conn.execute("SET LOCAL enable_seqscan = off")
         admin_conn.execute("SET LOCAL enable_sort = off")
+        bucket = admin_conn.execute("SELECT pymem.search_bucket(%s)", ("a" * 64,)).fetchone()[0]
+        # The bucket as a literal, as search_rows_v2 sends it: that is what lets the
+        # planner prove the tenant's partial index applies.
         plan = "\n".join(r[0] for r in admin_conn.execute(
-            "EXPLAIN SELECT id FROM pymem.memory_chunks ORDER BY embedding <=> %s::vector LIMIT 10",
-            (vec(1),)))
-    assert "memory_chunks_embedding_hnsw" in plan
+            sql.SQL("EXPLAIN SELECT id FROM pymem.memory_chunks WHERE pymem.search_bucket(user_hash) = {}"
+                    " ORDER BY embedding <=> %s::vector LIMIT 10").format(sql.Literal(bucket)), (vec(1),)))
+    assert f"memory_chunks_embedding_hnsw_{bucket} " in plan

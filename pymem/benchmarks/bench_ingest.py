@@ -16,6 +16,7 @@ from psycopg import sql
 
 from pymem import repository
 from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
+from pymem.bulk_load import drop_search_indexes
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
 from pymem.scratch import ephemeral_keys
@@ -42,7 +43,7 @@ async def _single_vs_batch(cluster, name: str, n: int, with_index: bool) -> dict
         admin = cluster.fresh_database(f"{name}_{mode}", embedding_dim=DIM)
         if not with_index:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("DROP INDEX pymem.memory_chunks_embedding_hnsw")
+                drop_search_indexes(conn)
         dsn = app_dsn(cluster, f"{name}_{mode}")
         if mode == "single":
             elapsed[mode] = await _single_calls(dsn, part, "bench-single")

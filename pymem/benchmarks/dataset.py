@@ -8,6 +8,10 @@ noise: text embeddings have a low intrinsic dimension, and isotropic noise in al
 real corpus, looks like).
 Tenant sizes follow a Zipf law: the largest holds about 30% of the rows, and many
 hold under 50.
+
+:func:`make_shared_dataset` is the harder case a real memory store is: every
+tenant writes about the same pool of topics (meetings, travel, code), so a
+mid-size tenant is a thin share of every region of a shared index.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
+
+from pymem.bulk_load import build_search_indexes, drop_search_indexes
 
 SIZE_CLASSES = ("tiny", "small", "mid", "large")
 # The search path never opens blobs, but row width matters (TOAST, rows per page):
@@ -43,8 +50,17 @@ class Dataset:
     def n(self) -> int:
         return len(self.vectors)
 
+    @cached_property
+    def tenant_sizes(self) -> np.ndarray:
+        return np.bincount(self.tenant_of_row, minlength=len(self.tenant_hashes))
+
     def tenant_size(self, tenant: int) -> int:
-        return int((self.tenant_of_row == tenant).sum())
+        return int(self.tenant_sizes[tenant])
+
+    def tenants_by_band(self, bands: dict[str, tuple[int, int]]) -> dict[str, list[int]]:
+        """Tenant indices per band of row counts ``name: (low, high)``, low <= rows < high."""
+        return {name: [t for t in range(len(self.tenant_hashes)) if low <= self.tenant_size(t) < high]
+                for name, (low, high) in bands.items()}
 
     def tenants_by_class(self) -> dict[str, list[int]]:
         """Tenant indices per size class (see :meth:`size_class`), in index order."""
@@ -89,11 +105,41 @@ def make_dataset(n_rows: int, n_tenants: int, dim: int = 384, n_clusters: int = 
     return Dataset(data, np.concatenate(owners), hashes, clusters_of, centers, bases)
 
 
+def make_shared_dataset(n_rows: int, n_tenants: int, dim: int = 384, n_topics: int = 256,
+                        tenant_exponent: float = 0.9, topic_exponent: float = 0.6, seed: int = 11) -> Dataset:
+    """Every tenant draws its rows from one shared pool of topics.
+
+    Topic popularity follows a Zipf law (``topic_exponent``), the same for every
+    tenant; tenant sizes follow ``tenant_exponent`` (0.9 at 1M rows and 2,000
+    tenants: the largest holds about 8% of the rows, the smallest about 90).
+    Queries (:func:`queries_for`) follow the tenant's own topic mix.
+    """
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_topics, dim), dtype=np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    bases = rng.standard_normal((n_topics, SUBSPACE_DIM, dim), dtype=np.float32) / np.sqrt(dim)
+    popularity = 1.0 / np.arange(1, n_topics + 1) ** topic_exponent
+    sizes = zipf_sizes(n_rows, n_tenants, exponent=tenant_exponent, minimum=1)
+    owners = np.repeat(np.arange(n_tenants), sizes)
+    topics = rng.choice(n_topics, size=len(owners), p=popularity / popularity.sum())
+    data = _points_near(rng, centers, bases, topics)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    hashes = [f"{tenant:064x}" for tenant in range(n_tenants)]
+    # A tenant's "clusters" are its rows' topics: queries_for samples them, so
+    # queries land where the tenant writes, in proportion.
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return Dataset(data, owners, hashes, [topics[a:a + size] for a, size in zip(starts, sizes)], centers, bases)
+
+
 def _points_near(rng, centers, bases, picks) -> np.ndarray:
     coords = rng.standard_normal((len(picks), SUBSPACE_DIM)).astype(np.float32) * SUBSPACE_SPREAD
-    within = np.einsum("ns,nsd->nd", coords, bases[picks])
-    noise = rng.standard_normal((len(picks), centers.shape[1])).astype(np.float32) * ISOTROPIC_NOISE
-    return centers[picks] + within + noise
+    points = rng.standard_normal((len(picks), centers.shape[1])).astype(np.float32) * ISOTROPIC_NOISE
+    # One matmul per cluster: gathering a (rows, 16, dim) basis per point would
+    # take 24 GB at a million rows.
+    for cluster in np.unique(picks):
+        rows = np.flatnonzero(picks == cluster)
+        points[rows] += centers[cluster] + coords[rows] @ bases[cluster]
+    return points
 
 
 def queries_for(dataset: Dataset, tenant: int, count: int, seed: int) -> np.ndarray:
@@ -112,7 +158,7 @@ def exact_top_k(dataset: Dataset, tenant: int, query: np.ndarray, k: int) -> np.
 
 
 def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[uuid.UUID], float]:
-    """Bulk-load the dataset as the superuser, then (re)build the HNSW index.
+    """Bulk-load the dataset as the superuser, then (re)build the HNSW indexes.
 
     Benchmark data only: the COPY runs with triggers off (session_replication_role
     = replica), so it leaves no audit rows (one per row otherwise), and the tenants'
@@ -124,23 +170,20 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
     fake_emb = bytes(4 * dataset.vectors.shape[1] + 28)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         register_vector(conn)
-        index_def = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'memory_chunks_embedding_hnsw'"
-                                 ).fetchone()[0]
-        conn.execute("DROP INDEX pymem.memory_chunks_embedding_hnsw")
+        definitions = drop_search_indexes(conn)
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL session_replication_role = replica")
             with cur.copy("COPY pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"
                           " emb_cipher, key_id, embedding, aad_version) FROM STDIN WITH (FORMAT BINARY)") as copy:
                 copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", "vector", "int2"])
-                for i in tqdm(range(dataset.n), desc="loading rows", unit="row", disable=not progress):
+                for i in tqdm(range(dataset.n), desc="loading rows", unit="row", disable=not progress,
+                              mininterval=5):
                     copy.write_row((ids[i], dataset.tenant_hashes[dataset.tenant_of_row[i]], f"doc-{i // 20}",
                                     "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1, dataset.vectors[i], 2))
         conn.execute("INSERT INTO pymem.key_stats (key_id, user_hash, live_rows, seals)"
                      " SELECT key_id, user_hash, count(*), 3 * count(*) FROM pymem.memory_chunks GROUP BY 1, 2")
-        # A bulk build is ~8x faster than row-by-row insertion; give it memory.
-        conn.execute("SET maintenance_work_mem = '1GB'")
         start = time.perf_counter()
-        conn.execute(index_def)
+        build_search_indexes(conn, definitions, progress=progress)
         build_s = time.perf_counter() - start
         conn.execute("VACUUM ANALYZE pymem.memory_chunks")
     return ids, build_s

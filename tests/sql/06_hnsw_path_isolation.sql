@@ -13,10 +13,13 @@ SET LOCAL enable_seqscan = off;
 SET LOCAL enable_sort = off;
 SELECT plan(6);
 
-SELECT has_index('pymem', 'memory_chunks', 'memory_chunks_embedding_hnsw', 'the HNSW index exists');
+SELECT is((SELECT count(*) FROM pg_catalog.pg_indexes
+            WHERE schemaname = 'pymem' AND tablename = 'memory_chunks'
+              AND indexname ~ '^memory_chunks_embedding_hnsw_[0-9]+$' AND indexdef ~ 'USING hnsw'),
+          64::bigint, 'the 64 bucket HNSW indexes exist');
 SELECT tests.act_as('alice');
-SELECT matches(tests.search_plan('[1,0,0]'), 'memory_chunks_embedding_hnsw',
-               'the search query is planned through the HNSW index');
+SELECT matches(tests.search_plan('[1,0,0]'), 'memory_chunks_embedding_hnsw_[0-9]+',
+               'the search query is planned through the tenant''s bucket HNSW index');
 SELECT set_eq($$SELECT id FROM tests.search('[1,0,0.1]', 10)$$,
               $$VALUES ('aaaaaaaa-0000-0000-0000-000000000001'::uuid), ('aaaaaaaa-0000-0000-0000-000000000002'),
                        ('aaaaaaaa-0000-0000-0000-000000000003')$$,

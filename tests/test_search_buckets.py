@@ -1,0 +1,115 @@
+"""Migration 0008: 64 bucket HNSW graphs, and a search walks only its tenant's own."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import psycopg
+import pytest
+
+from pymem import repository as repo
+from pymem.bulk_load import build_search_indexes, drop_search_indexes, maintenance_work_mem_for
+from pymem.db import aconnect
+from pymem.repository import ChunkInput
+from pymem.security import hmac_user
+
+DIM = 384
+_BUCKET_SCANS_SQL = ("SELECT indexrelname, idx_scan FROM pg_catalog.pg_stat_user_indexes"
+                     " WHERE schemaname = 'pymem' AND indexrelname LIKE 'memory\\_chunks\\_embedding\\_hnsw\\_%'")
+
+
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def bucket_of(user_hash: str) -> int:
+    return int(user_hash[-2:], 16) & 63
+
+
+def tenants_in_two_buckets() -> tuple[str, str]:
+    """Two fresh tenants whose hashes fall in different buckets (drawn until they do)."""
+    first = f"bucket-a-{uuid.uuid4()}"
+    while True:
+        second = f"bucket-b-{uuid.uuid4()}"
+        if bucket_of(hmac_user(second)) != bucket_of(hmac_user(first)):
+            return first, second
+
+
+def test_the_bucket_is_the_low_six_bits_of_the_tenant_hash(admin_conn):
+    for tail, bucket in (("00", 0), ("3f", 63), ("40", 0), ("7f", 63), ("c1", 1), ("ff", 63)):
+        got = admin_conn.execute("SELECT pymem.search_bucket(%s)", ("0" * 62 + tail,)).fetchone()[0]
+        assert got == bucket
+
+
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_search_walks_only_its_own_tenants_bucket_graph(admin_url):
+    alice, bob = tenants_in_two_buckets()
+    conn = await aconnect(admin_url)
+    try:
+        old = (await (await conn.execute("SELECT exact_search_max_rows FROM pymem.tuning")).fetchone())[0]
+        await conn.execute("UPDATE pymem.tuning SET exact_search_max_rows = 0")  # every tenant on the HNSW path
+        # The app's role for the API calls; the same session reads its own index counters.
+        await conn.execute("SET ROLE pymem_app")
+        mine = await repo.index_memory_chunks(conn, alice, [ChunkInput("d", "s", f"a{i}", vec(i)) for i in range(8)])
+        await repo.index_memory_chunks(conn, bob, [ChunkInput("d", "s", f"b{i}", vec(100 + i)) for i in range(8)])
+        await conn.execute("RESET ROLE")
+        before = await _bucket_scans(conn)
+        await conn.execute("SET ROLE pymem_app")
+        hits = await repo.query_memory(conn, alice, "q", vec(3), k=5, rerank=False)
+        await conn.execute("RESET ROLE")
+        after = await _bucket_scans(conn)
+    finally:
+        await conn.execute("RESET ROLE")
+        await conn.execute("UPDATE pymem.tuning SET exact_search_max_rows = %s", (old,))
+        await conn.close()
+    assert {h.id for h in hits} <= set(mine) and hits[0].id == mine[3]
+    scanned = {name for name, count in after.items() if count > before[name]}
+    assert scanned == {f"memory_chunks_embedding_hnsw_{bucket_of(hmac_user(alice))}"}
+
+
+async def _bucket_scans(conn) -> dict[str, int]:
+    # Pending counters reach the shared statistics at the end of this statement's
+    # transaction; the next statement reads them.
+    await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+    rows = await (await conn.execute(_BUCKET_SCANS_SQL)).fetchall()
+    assert len(rows) == 64
+    return dict(rows)
+
+
+@pytest.mark.parametrize("internal", ["pymem.search_bucket(%s::bpchar)", "pymem.search_graph_rows(%s::bpchar)"])
+def test_the_app_cannot_call_0008s_internal_functions(conn, internal):
+    user_hash = hmac_user(f"t-{uuid.uuid4()}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+        conn.execute(f"SET LOCAL app.user_hash = '{user_hash}'")
+        conn.execute(f"SELECT {internal}", (user_hash,))
+
+
+def test_a_bulk_load_drops_and_rebuilds_all_64_graphs(cluster):
+    admin = cluster.fresh_database("pymem_bulk_load", embedding_dim=8)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        definitions = drop_search_indexes(conn)
+        assert len(definitions) == 64
+        assert _hnsw_count(conn) == 0
+        build_search_indexes(conn, definitions, progress=False)
+        assert _hnsw_count(conn) == 64
+        with pytest.raises(ValueError, match="not an HNSW index definition"):
+            build_search_indexes(conn, ["DROP TABLE pymem.memory_chunks"], progress=False)
+        assert _hnsw_count(conn) == 64
+
+
+def test_maintenance_work_mem_follows_the_largest_bucket(cluster):
+    admin = cluster.fresh_database("pymem_bulk_sizing", embedding_dim=8)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        assert maintenance_work_mem_for(conn) == 0
+        # Two tenants in bucket 1 (hashes ending 01 and 41), one in bucket 2.
+        for tail, rows in (("01", 1000), ("41", 500), ("02", 1200)):
+            conn.execute("INSERT INTO pymem.key_stats (key_id, user_hash, live_rows, seals) VALUES (1, %s, %s, 0)",
+                         ("0" * 62 + tail, rows))
+        assert maintenance_work_mem_for(conn) == 1500 * (4 * 8 + 900)
+
+
+def _hnsw_count(conn) -> int:
+    return conn.execute("SELECT count(*) FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
+                        " AND tablename = 'memory_chunks' AND indexdef LIKE '%USING hnsw%'").fetchone()[0]
