@@ -25,7 +25,7 @@ import numpy as np
 
 from .model_files import MANIFEST_NAME, VARIANTS, ModelFileError, pick_variant, read_json
 from .onnx_export import SENTENCE_EMBEDDING_OUTPUT, WEIGHTS_FILE, ExportError, export_sentence_embedder
-from .rerank.session import CPU, CUDA, CUDA_PROVIDER_OPTIONS, length_buckets, plan_batches
+from .rerank.session import CPU, CUDA, CUDA_PROVIDER_OPTIONS, cpu_session_options, length_buckets, plan_batches
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,9 @@ def _open_session(ort, path: Path, device: str, threads: int):
     decides), else on the CPU; returns ``(session, device)``."""
     if device not in ("auto", "cuda", "cpu"):
         raise ValueError("device must be auto, cuda or cpu")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     cuda_offered = CUDA in ort.get_available_providers()
     if device != "cpu" and cuda_offered:
-        session = _cuda_session(ort, path, options)
+        session = _cuda_session(ort, path)
         if session is not None:
             return session, f"cuda:{CUDA_PROVIDER_OPTIONS['device_id']}"
     if device == "cuda":
@@ -213,12 +211,12 @@ def _open_session(ort, path: Path, device: str, threads: int):
             f"(available: {', '.join(ort.get_available_providers())}); use device='auto' or 'cpu'")
     if cuda_offered and device == "auto":  # pragma: no cover - needs onnxruntime-gpu
         log.warning("embedder: the CUDA execution provider did not come up; running on CPU")
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # a linear graph: inter-op threads only contend
-    return ort.InferenceSession(str(path), options, providers=[CPU]), "cpu"
+    return ort.InferenceSession(str(path), cpu_session_options(ort, threads), providers=[CPU]), "cpu"
 
 
-def _cuda_session(ort, path: Path, options):  # pragma: no cover - needs onnxruntime-gpu and a GPU
+def _cuda_session(ort, path: Path):  # pragma: no cover - needs onnxruntime-gpu and a GPU
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=[(CUDA, CUDA_PROVIDER_OPTIONS), CPU])
     # ONNX Runtime falls back to the CPU silently when the CUDA libraries fail to load.
     return session if session.get_providers()[0] == CUDA else None

@@ -270,6 +270,11 @@ class TestCrossEncoderInit:
         assert int8_encoder.variant == "int8"
         assert int8_encoder._session.get_providers() == ["CPUExecutionProvider"]
 
+    def test_cpu_threads_stop_spinning_after_each_run(self, int8_encoder):
+        # Spinning intra-op threads would hold a core Postgres needs between queries.
+        options = int8_encoder._session.get_session_options()
+        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
     def test_auto_without_cuda_falls_back_to_cpu_with_one_warning(self, model_dir, caplog, monkeypatch):
         if "CUDAExecutionProvider" in ort.get_available_providers():
             pytest.skip("this machine has CUDA")
