@@ -54,7 +54,7 @@ def drop_search_indexes(conn: psycopg.Connection) -> list[str]:
 
 
 def build_search_indexes(conn: psycopg.Connection, definitions: list[str], *,
-                         maintenance_work_mem: str | None = None, progress: bool = True) -> None:
+                         maintenance_work_mem: str | None = None, progress: bool = True) -> str:
     """Run the ``CREATE INDEX`` statements :func:`drop_search_indexes` returned.
 
     Args:
@@ -62,15 +62,28 @@ def build_search_indexes(conn: psycopg.Connection, definitions: list[str], *,
         definitions: the statements, as returned (pg_get_indexdef output only).
         maintenance_work_mem: for these builds (e.g. ``"1GB"``); default: the
             session's, raised to :func:`maintenance_work_mem_for` this table.
+            The session's own value is restored afterwards.
         progress: show a progress bar (needs the ``progress`` extra).
+
+    Returns:
+        The ``maintenance_work_mem`` the builds ran with.
+
+    Raises:
+        ValueError: a statement is not an HNSW index definition (checked for all
+            before any runs).
     """
+    if any(not d.startswith("CREATE INDEX ") or " USING hnsw " not in d for d in definitions):
+        raise ValueError("not an HNSW index definition from drop_search_indexes")
+    session_kb = _current_mwm_kb(conn)
     if maintenance_work_mem is None:
-        maintenance_work_mem = f"{max(_current_mwm_kb(conn), maintenance_work_mem_for(conn) // 1024)}kB"
+        maintenance_work_mem = f"{max(session_kb, maintenance_work_mem_for(conn) // 1024)}kB"
     conn.execute("SELECT pg_catalog.set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,))
-    for definition in progress_iter(definitions, enabled=progress, desc="building search indexes", unit="index"):
-        if not definition.startswith("CREATE INDEX ") or " USING hnsw " not in definition:
-            raise ValueError("not an HNSW index definition from drop_search_indexes")
-        conn.execute(definition)
+    try:
+        for definition in progress_iter(definitions, enabled=progress, desc="building search indexes", unit="index"):
+            conn.execute(definition)
+    finally:
+        conn.execute("SELECT pg_catalog.set_config('maintenance_work_mem', %s, false)", (f"{session_kb}kB",))
+    return maintenance_work_mem
 
 
 def maintenance_work_mem_for(conn: psycopg.Connection) -> int:

@@ -92,10 +92,16 @@ def test_a_bulk_load_drops_and_rebuilds_all_64_graphs(cluster):
         definitions = drop_search_indexes(conn)
         assert len(definitions) == 64
         assert _hnsw_count(conn) == 0
-        build_search_indexes(conn, definitions, progress=False)
+        session_mwm = conn.execute("SHOW maintenance_work_mem").fetchone()[0]
+        assert build_search_indexes(conn, definitions, maintenance_work_mem="96MB", progress=False) == "96MB"
         assert _hnsw_count(conn) == 64
+        assert conn.execute("SHOW maintenance_work_mem").fetchone()[0] == session_mwm  # restored
+        # One bad statement and none of them runs.
+        drop_search_indexes(conn)
         with pytest.raises(ValueError, match="not an HNSW index definition"):
-            build_search_indexes(conn, ["DROP TABLE pymem.memory_chunks"], progress=False)
+            build_search_indexes(conn, [*definitions, "DROP TABLE pymem.memory_chunks"], progress=False)
+        assert _hnsw_count(conn) == 0
+        build_search_indexes(conn, definitions, progress=False)
         assert _hnsw_count(conn) == 64
 
 

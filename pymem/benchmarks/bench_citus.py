@@ -32,7 +32,7 @@ SINGLE, CITUS = "PostgreSQL (one node)", "Citus (3 nodes, 32 shards)"
 
 def _recall_by_class(admin: str, app: str, dataset, by_class, per_class: int, per_tenant: int, progress: bool,
                      label: str) -> dict:
-    ids, build_s = load(admin, dataset, progress=progress)
+    ids, build_s, _ = load(admin, dataset, progress=progress)
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     _, _, query_sql = METHODS[DURABLE]
     classes = {}

@@ -103,7 +103,7 @@ def run(scale: str) -> dict:
     cluster = bench_cluster()
     dataset = make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_filtered", embedding_dim=dataset.vectors.shape[1])
-    ids, _ = load(admin, dataset, progress=scale != "tiny")
+    ids, _, _ = load(admin, dataset, progress=scale != "tiny")
     positions = _tag_rows(admin, dataset, ids)
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     by_class = dataset.tenants_by_class()

@@ -88,7 +88,7 @@ def run(scale: str) -> dict:
     dataset = make_shared_dataset(n_rows, n_tenants) if scale == "xl" else make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_search", embedding_dim=dataset.vectors.shape[1])
     start = time.perf_counter()
-    ids, build_s = load(admin, dataset, progress=scale != "tiny")
+    ids, build_s, build_mwm = load(admin, dataset, progress=scale != "tiny")
     load_s = time.perf_counter() - start - build_s
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     if scale == "xl":
@@ -107,7 +107,7 @@ def run(scale: str) -> dict:
         register_vector(conn)
     results: dict = {"rows": n_rows, "tenants": n_tenants, "k": K, "shared_topics": scale == "xl",
                      "load_s": round(load_s, 1), "hnsw_build_s": round(build_s, 1),
-                     "server_settings": server_settings, "classes": {}}
+                     "build_maintenance_work_mem": build_mwm, "server_settings": server_settings, "classes": {}}
     groups = {name: tenants for name, tenants in groups.items() if tenants}
     work = {name: [(t, q) for t in tenants for q in queries_for(dataset, t, per_tenant, seed=1000 + t)]
             for name, tenants in groups.items()}
@@ -163,7 +163,8 @@ def run(scale: str) -> dict:
     goal = ("recall@10 >= 0.98 mean and >= 0.8 worst query, p95 <= 10 ms in every band" if scale == "xl"
             else "recall@10 >= 0.98 and p95 <= 5 ms in every class")
     table += (f"\n\n{n_rows:,} chunks x 384-d, {n_tenants:,} tenants (Zipf), {data}, k={K}; load (COPY)"
-              f" {load_s:.1f} s, HNSW bulk build {build_s:.1f} s (64 bucket graphs){settings}."
+              f" {load_s:.1f} s, HNSW bulk build {build_s:.1f} s (64 bucket graphs,"
+              f" maintenance_work_mem {build_mwm}){settings}."
               f" Goal for pymem: {goal}."
               f"\nDurable read audit (intent committed before the search), p50 with it / without: {costs}.")
     return {"name": "search", "results": results, "markdown": table}

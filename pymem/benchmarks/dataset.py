@@ -157,14 +157,15 @@ def exact_top_k(dataset: Dataset, tenant: int, query: np.ndarray, k: int) -> np.
     return rows[np.argsort(-sims, kind="stable")[:k]]
 
 
-def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[uuid.UUID], float]:
+def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[uuid.UUID], float, str]:
     """Bulk-load the dataset as the superuser, then (re)build the HNSW indexes.
 
     Benchmark data only: the COPY runs with triggers off (session_replication_role
     = replica), so it leaves no audit rows (one per row otherwise), and the tenants'
     live-row counts, which steer search, are then written in one statement.
 
-    Returns the chunk id of every row and the index build time in seconds.
+    Returns the chunk id of every row, the index build time in seconds and the
+    ``maintenance_work_mem`` it ran with (pymem.bulk_load's sizing rule).
     """
     ids = [uuid.uuid4() for _ in range(dataset.n)]
     fake_emb = bytes(4 * dataset.vectors.shape[1] + 28)
@@ -183,7 +184,7 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
         conn.execute("INSERT INTO pymem.key_stats (key_id, user_hash, live_rows, seals)"
                      " SELECT key_id, user_hash, count(*), 3 * count(*) FROM pymem.memory_chunks GROUP BY 1, 2")
         start = time.perf_counter()
-        build_search_indexes(conn, definitions, progress=progress)
+        build_mwm = build_search_indexes(conn, definitions, progress=progress)
         build_s = time.perf_counter() - start
         conn.execute("VACUUM ANALYZE pymem.memory_chunks")
-    return ids, build_s
+    return ids, build_s, build_mwm
