@@ -174,7 +174,7 @@ class MiniLMEmbedder:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts; pass [text] for one")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._tokenizer.encode_batch_fast(list(texts))  # no offsets: never read
         lengths = [len(e.ids) for e in encodings]
         # Texts of similar length share a batch, padded only to its longest text (no latency
         # budget to warm buckets for here). Padding is exact: attention and the graph's

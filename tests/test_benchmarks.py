@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from pymem.benchmarks.dataset import make_shared_dataset
+from pymem.benchmarks.rerank_backends import BACKENDS as RERANK_BACKENDS
+from pymem.benchmarks.rerank_floor import macs
 from pymem.benchmarks.run import BENCHES, run_suite
 
 
@@ -30,6 +32,12 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     assert "sealed_ratio_vs_copy" in ingest["copy_vs_sealed"]
     assert "audit_overhead_ratio" in ingest["audit_chain_cost"]
     assert "batch_speedup_per_chunk" in ingest["single_vs_batch_no_hnsw"]
+    large = ingest["large_batch"]
+    assert {"batch_vs_single", "load_then_build_vs_single", "largest_ratio_with_index"} <= set(large)
+    assert large["hnsw_insertion_ms_per_chunk"] > 0
+    half = ingest["halfvec_vs_vector"]
+    for kind in ("vector", "halfvec"):
+        assert 0.0 <= half[kind]["recall_at_10"] <= 1.0 and half[kind]["index_mb"] > 0
 
     search = written["benches"]["search"]["results"]["classes"]
     assert search, "at least one size class was measured"
@@ -44,8 +52,15 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     assert set(citus["recall_difference"]) == set(citus["targets"]["PostgreSQL (one node)"]["classes"])
 
     rerank = written["benches"]["rerank"]["results"]
-    assert set(rerank["lengths"]) == {"64", "128", "256"}
-    assert {"torch", "ort_fp32", "ort_int8", "ratio_p95_vs_torch"} <= set(rerank["lengths"]["256"])
+    assert set(rerank["shapes"]) == {"tinybert-l2", "minilm-l6"}
+    for shape in rerank["shapes"].values():
+        cell = shape["lengths"]["64"]
+        assert set(cell["backends"]) == set(RERANK_BACKENDS)
+        assert {"int8_p95_vs_torch", "int8_p95_vs_best_peer", "int8_p50_vs_floor"} <= set(cell["ratios"])
+        assert cell["best_peer"] in {"torch", "st_onnx_qint8", "flashrank"}
+        assert cell["floor"]["path_ms"]["int8"] > cell["floor"]["inference_ms"]["int8"] > 0
+    assert len(rerank["shared_cores"]["cases"]) == 6
+    assert rerank["budget"]["metrics"]["rerank_skipped_total"] <= rerank["budget"]["calls"]
 
     e2e = written["benches"]["e2e"]["results"]
     assert {"ANN + open only", "with rerank"} <= set(e2e) and e2e["rerank_skipped_total"] == 0
@@ -78,3 +93,15 @@ def test_shared_topic_tenants_all_draw_from_one_pool():
         assert len(np.unique(dataset.tenant_clusters[tenant])) >= 30
     bands = dataset.tenants_by_band({"small": (0, 500), "big": (500, 10**9)})
     assert sorted(bands["small"] + bands["big"]) == list(range(40))
+
+
+def test_rerank_floor_counts_the_cls_only_last_layer():
+    # 2 layers, hidden 4, intermediate 8; 3 pairs of 5 tokens. Full layer per token:
+    # 4*16 + 2*4*8 = 128 MACs; the last layer does keys/values for every token (2*16)
+    # and the rest for the [CLS] row only; the pooler is 16 per pair.
+    config = {"num_hidden_layers": 2, "hidden_size": 4, "intermediate_size": 8}
+    work = macs(config, pairs=3, tokens=5)
+    assert work["weight"] == 1 * 3 * 5 * 128 + 3 * 16 + 3 * 5 * 32 + 3 * 128
+    assert work["attention"] == 1 * 3 * 2 * 25 * 4 + 3 * 2 * 5 * 4
+    whole = macs(config, pairs=3, tokens=5, cls_only=False)
+    assert whole["weight"] == 2 * 3 * 5 * 128 + 3 * 16 and whole["weight"] > work["weight"]

@@ -270,10 +270,26 @@ class TestCrossEncoderInit:
         assert int8_encoder.variant == "int8"
         assert int8_encoder._session.get_providers() == ["CPUExecutionProvider"]
 
-    def test_cpu_threads_stop_spinning_after_each_run(self, int8_encoder):
-        # Spinning intra-op threads would hold a core Postgres needs between queries.
+    def test_cpu_threads_do_not_spin(self, int8_encoder):
+        # Spinning intra-op threads would hold a core Postgres needs.
         options = int8_encoder._session.get_session_options()
-        assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+    def test_session_config_overrides_the_cpu_defaults(self, model_dir):
+        encoder = CrossEncoder(model_dir, device="cpu", batch_size=2,
+                               session_config={"session.intra_op.allow_spinning": "1"})
+        options = encoder._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+    def test_fast_batch_tokenization_gives_the_same_ids(self, int8_encoder):
+        # score() uses encode_batch_fast (no offsets); the ids must be encode_batch's.
+        from pymem.onnx_export import parity_pairs
+
+        pairs = parity_pairs()
+        slow = int8_encoder._tokenizer.encode_batch(pairs)
+        fast = int8_encoder._tokenizer.encode_batch_fast(pairs)
+        assert [e.ids for e in fast] == [e.ids for e in slow]
+        assert [e.type_ids for e in fast] == [e.type_ids for e in slow]
 
     def test_auto_without_cuda_falls_back_to_cpu_with_one_warning(self, model_dir, caplog, monkeypatch):
         if "CUDAExecutionProvider" in ort.get_available_providers():

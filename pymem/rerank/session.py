@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -63,21 +63,32 @@ def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResul
             for rank, i in enumerate(order, start=1)]
 
 
-def cpu_session_options(ort, threads: int):
+#: ONNX Runtime session config entries of pymem's CPU sessions (reranker and embedder).
+#: Intra-op threads do not spin: a spinning thread holds a core while it waits, for the
+#: other thread or for the next run. With Postgres on the same cores, the reranker's
+#: int8 p95 (TinyBERT-L2, 256 tokens) was 71.6 ms with spinning stopped after each run
+#: (``session.force_spinning_stop``) and 44.2 ms without spinning, against 43.3 and
+#: 43.6 ms on a quiet machine (``pymem bench --only rerank``, "Shared cores").
+CPU_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
+def cpu_session_options(ort, threads: int, session_config: Mapping[str, str] | None = None):
     """ONNX Runtime options for a CPU session of pymem's models (reranker and embedder).
 
-    ``session.force_spinning_stop``: ORT's intra-op threads keep spinning for tens
-    of milliseconds after each run, waiting for the next; between queries that
-    only burns the core Postgres (or the next model) needs. With it they spin
-    within a run and stop at its end (issue 12 measured int8 rerank p95 56 -> 34
-    ms on these 2 cores, at no cost on a quiet machine).
+    Args:
+        ort: the ``onnxruntime`` module.
+        threads: intra-op threads; 0 lets ONNX Runtime use one per physical core.
+        session_config: config entries that replace or add to :data:`CPU_SESSION_CONFIG`,
+            e.g. ``{"session.intra_op.allow_spinning": "1"}`` on a host where the model
+            owns its cores.
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # a linear graph: inter-op threads only contend
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    for key, value in {**CPU_SESSION_CONFIG, **(session_config or {})}.items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -124,6 +135,8 @@ class CrossEncoder:
         batch_size: largest number of pairs per ONNX Runtime run.
         variant: force one manifest variant (``int8``, ``fp32``, ``fp16``) instead of the
             device's preference, e.g. to compare them.
+        session_config: ONNX Runtime config entries for the CPU session, over
+            :data:`CPU_SESSION_CONFIG`.
 
     Attributes:
         device: ``"cuda:0"`` or ``"cpu"``: what the session really runs on.
@@ -136,7 +149,8 @@ class CrossEncoder:
     """
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", threads: int = 0,
-                 max_length: int = 256, batch_size: int = 32, variant: str | None = None) -> None:
+                 max_length: int = 256, batch_size: int = 32, variant: str | None = None,
+                 session_config: Mapping[str, str] | None = None) -> None:
         started = time.perf_counter()
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -158,7 +172,7 @@ class CrossEncoder:
             self._session = self._cuda_session(ort, manifest, strict=device == "cuda")
         if self._session is None:
             _warn_cpu_fallback(device)
-            self._session = self._cpu_session(ort, manifest, threads)
+            self._session = self._cpu_session(ort, manifest, threads, session_config)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output_name = self._session.get_outputs()[0].name
 
@@ -198,10 +212,11 @@ class CrossEncoder:
                 "provider (CUDA/cuDNN libraries missing or incompatible; see ONNX Runtime's log).")
         return None
 
-    def _cpu_session(self, ort, manifest: dict | None, threads: int):
+    def _cpu_session(self, ort, manifest: dict | None, threads: int, session_config: Mapping[str, str] | None):
         self.variant, path = _pick_variant(self.model_dir, manifest, self._forced or _CPU_PREFERENCE)
         self.device = "cpu"
-        return ort.InferenceSession(str(path), cpu_session_options(ort, threads), providers=[CPU])
+        return ort.InferenceSession(str(path), cpu_session_options(ort, threads, session_config),
+                                    providers=[CPU])
 
     def _warm_up(self, ort) -> None:
         # One full-size batch per bucket: first runs allocate buffers and (on CUDA) pick
@@ -245,7 +260,8 @@ class CrossEncoder:
             RerankCancelled: ``run_options.terminate`` was set.
         """
         started = time.perf_counter()
-        encodings = self._tokenizer.encode_batch([(query, c) for c in candidates])
+        # encode_batch_fast skips the character offsets, which scoring never reads.
+        encodings = self._tokenizer.encode_batch_fast([(query, c) for c in candidates])
         batches = []
         for indices, bucket in plan_batches([len(e.ids) for e in encodings], self.batch_size,
                                             self.buckets):
