@@ -23,7 +23,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
+from pymem.benchmarks.common import PEER_INDEX_SQL, app_dsn, bench_cluster, markdown_table, percentiles_ms
 from pymem.benchmarks.dataset import (exact_top_k, load, make_dataset, make_shared_dataset,
                                       queries_for)
 from pymem.tenant import set_tenant_sql
@@ -54,7 +54,6 @@ METHODS = {
     "exact (btree + sort)": ("owner", [],
                              "SELECT id FROM pymem.memory_chunks ORDER BY (embedding <=> %b::public.vector) + 0 LIMIT %s"),
 }
-_PEER_INDEX_SQL = "CREATE INDEX bench_plain_hnsw ON pymem.memory_chunks USING hnsw (embedding public.vector_cosine_ops)"
 
 
 def _commit_intent(conn, user_hash: str, query: np.ndarray) -> uuid.UUID:
@@ -119,7 +118,7 @@ def run(scale: str) -> dict:
             if method == "plain HNSW + filter":
                 # pgvector's usual setup: one graph over every tenant's rows, built
                 # after pymem's paths are measured so that they never see it.
-                owner.execute(f"SET maintenance_work_mem = '1GB'; {_PEER_INDEX_SQL}")
+                owner.execute(f"SET maintenance_work_mem = '1GB'; {PEER_INDEX_SQL}")
             for group, tenants in groups.items():
                 recalls, latencies = [], []
                 # One unmeasured pass per tenant: the first touches read the OS cache.

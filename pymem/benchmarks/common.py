@@ -42,6 +42,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return "\n".join(lines)
 
 
+# The peers' "plain HNSW + filter": pgvector's usual setup, one graph over every tenant's
+# rows (pymem's graphs are per bucket since 0008). Built after pymem's paths are measured.
+PEER_INDEX_SQL = "CREATE INDEX bench_plain_hnsw ON pymem.memory_chunks USING hnsw (embedding public.vector_cosine_ops)"
+
 _cluster = None
 
 

@@ -65,10 +65,10 @@ def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResul
 
 #: ONNX Runtime session config entries of pymem's CPU sessions (reranker and embedder).
 #: Intra-op threads do not spin: a spinning thread holds a core while it waits, for the
-#: other thread or for the next run. With Postgres on the same cores, the reranker's
-#: int8 p95 (TinyBERT-L2, 256 tokens) was 71.6 ms with spinning stopped after each run
-#: (``session.force_spinning_stop``) and 44.2 ms without spinning, against 43.3 and
-#: 43.6 ms on a quiet machine (``pymem bench --only rerank``, "Shared cores").
+#: other thread or for the next run. While Postgres built an index on one of 2 cores, the
+#: reranker's int8 p95 (TinyBERT-L2, 256 tokens) was 89.6 ms spinning within each run
+#: (``session.force_spinning_stop``) and 55.6 ms without spinning; on a quiet machine 48.0
+#: and 47.3 ms (``pymem bench --only rerank``, "Shared cores").
 CPU_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
