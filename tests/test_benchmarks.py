@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pymem.benchmarks.dataset import make_shared_dataset
+from pymem.benchmarks.bench_rerank import THREAD_SETTINGS
 from pymem.benchmarks.rerank_backends import BACKENDS as RERANK_BACKENDS
 from pymem.benchmarks.rerank_floor import macs
 from pymem.benchmarks.run import BENCHES, run_suite
@@ -59,7 +60,7 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
         assert {"int8_p95_vs_torch", "int8_p95_vs_best_peer", "int8_p50_vs_floor"} <= set(cell["ratios"])
         assert cell["best_peer"] in {"torch", "st_onnx_qint8", "flashrank"}
         assert cell["floor"]["path_ms"]["int8"] > cell["floor"]["inference_ms"]["int8"] > 0
-    assert len(rerank["shared_cores"]["cases"]) == 6
+    assert len(rerank["shared_cores"]["cases"]) == 2 * len(THREAD_SETTINGS)
     assert rerank["budget"]["metrics"]["rerank_skipped_total"] <= rerank["budget"]["calls"]
 
     e2e = written["benches"]["e2e"]["results"]

@@ -291,6 +291,21 @@ class TestCrossEncoderInit:
         assert [e.ids for e in fast] == [e.ids for e in slow]
         assert [e.type_ids for e in fast] == [e.type_ids for e in slow]
 
+    def test_split_tokenization_keeps_every_pair_in_order(self, int8_encoder):
+        # Enough pairs that score() tokenizes them in two halves on two threads.
+        pairs = [(QUERY, f"{CANDIDATES[i % len(CANDIDATES)]} {'cat ' * i}")
+                 for i in range(2 * rr.session.TOKENIZE_SPLIT_MIN_PAIRS + 3)]
+        split = int8_encoder._encode_pairs(pairs)
+        whole = int8_encoder._tokenizer.encode_batch(pairs)
+        assert [e.ids for e in split] == [e.ids for e in whole]
+        assert [e.type_ids for e in split] == [e.type_ids for e in whole]
+
+    def test_close_stops_the_tokenizer_helper(self, model_dir):
+        encoder = CrossEncoder(model_dir, device="cpu", batch_size=2)
+        encoder.close()
+        with pytest.raises(RuntimeError):
+            encoder._tokenize_helper.submit(len, ())
+
     def test_auto_without_cuda_falls_back_to_cpu_with_one_warning(self, model_dir, caplog, monkeypatch):
         if "CUDAExecutionProvider" in ort.get_available_providers():
             pytest.skip("this machine has CUDA")

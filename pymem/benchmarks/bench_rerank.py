@@ -137,12 +137,16 @@ def _agreement(a: list[int], b: list[int]) -> float:
     return round(float(np.mean(np.asarray(a) == np.asarray(b))), 3)
 
 
-# pymem's CPU session settings compared with Postgres on the same cores.
+# pymem's CPU session settings compared with Postgres on the same cores:
+# (intra-op threads, ORT session config entries, process environment).
 THREAD_SETTINGS = {
-    "threads = cores, no spinning (default)": (0, ()),
+    "threads = cores, no spinning (default)": (0, (), ()),
     "threads = cores, spin within a run": (0, (("session.intra_op.allow_spinning", "1"),
-                                               ("session.force_spinning_stop", "1"))),
-    "1 thread": (1, ()),
+                                               ("session.force_spinning_stop", "1")), ()),
+    "1 thread": (1, (), ()),
+    # The tokenizers library's own, process-wide switch: no rayon pool, tokenization on
+    # the calling threads (pymem cannot set it for one model without setting it for all).
+    "threads = cores, TOKENIZERS_PARALLELISM=false": (0, (), (("TOKENIZERS_PARALLELISM", "false"),)),
 }
 
 
@@ -153,9 +157,9 @@ def _shared_cores(files, length: int, queries: int) -> dict:
                  "cases": {}}
     for label, loaded in (("quiet", False), ("database busy", True)):
         with _index_builds() if loaded else contextlib.nullcontext() as builds:
-            for setting, (threads, config) in THREAD_SETTINGS.items():
+            for setting, (threads, config, environment) in THREAD_SETTINGS.items():
                 run = in_child(rerank_backends.measure,
-                               Case("pymem_int8", files, length, queries, threads, config))
+                               Case("pymem_int8", files, length, queries, threads, config, environment))
                 out["cases"][f"{label}, {setting}"] = percentiles_ms(run["seconds"])
         if loaded:
             out["index_builds_during"] = builds["count"]

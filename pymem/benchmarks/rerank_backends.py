@@ -18,6 +18,7 @@ spinning threads, torch's OpenMP pool) would slow whichever ran next.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Case:
     queries: int
     threads: int = 0  # pymem backends only: intra-op threads (0 = one per core)
     session_config: tuple[tuple[str, str], ...] = ()  # pymem backends only: ORT config entries
+    environment: tuple[tuple[str, str], ...] = ()  # variables set in the child before the backend loads
 
 
 def workload(queries: int, length: int, seed: int = 0) -> list[tuple[str, list[str]]]:
@@ -70,6 +72,7 @@ def measure(case: Case) -> dict:
         backends, ``tokenize_seconds`` and ``inference_seconds``; ``top1`` is each
         query's best candidate index, for agreement between backends.
     """
+    os.environ.update(case.environment)
     started = time.perf_counter()
     score = _BUILDERS[case.backend](case)
     load_s = time.perf_counter() - started

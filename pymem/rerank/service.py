@@ -224,8 +224,11 @@ class Reranker:
         return status
 
     def close(self) -> None:
-        """Stop the worker thread (queued work is cancelled)."""
+        """Stop the worker thread (queued work is cancelled) and the model's helper thread."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        close_scorer = getattr(self._scorer, "close", None)
+        if close_scorer is not None:
+            close_scorer()
 
 
 def _drain(future) -> None:

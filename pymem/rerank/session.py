@@ -4,8 +4,10 @@ tokenized by the Rust ``tokenizers`` in length buckets; torch is never imported 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +37,10 @@ CUDA_PROVIDER_OPTIONS = {
 }
 
 _fallback_warned = False  # the auto -> CPU warning is logged once per process
+
+#: Fewest pairs per half when a query's tokenization is split across two threads; below
+#: twice this, one call is cheaper than the hand-off.
+TOKENIZE_SPLIT_MIN_PAIRS = 8
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,10 @@ class CrossEncoder:
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output_name = self._session.get_outputs()[0].name
 
+        # A second thread for half of each query's pairs (see _encode_pairs); its thread
+        # starts on first use.
+        self._tokenize_helper = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymem-tokenize")
+                                 if (os.cpu_count() or 1) > 1 else None)
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_padding()  # padding is per batch, to its length bucket
         # longest_first is what transformers' truncation=True does for pairs, so the
@@ -244,6 +254,23 @@ class CrossEncoder:
         self._session.run_with_iobinding(binding, run_options)
         return binding.copy_outputs_to_cpu()[0]
 
+    def _encode_pairs(self, pairs: list[tuple[str, str]]) -> list:
+        # Two concurrent encode_batch_fast calls (each releases the GIL) put both of the
+        # tokenizers' rayon workers to work at once; one call does not, after a pause.
+        # TinyBERT-L2's tokenizer, 24 pairs, 256 tokens, 60 ms between queries, 2 cores:
+        # 10.4 ms in one call, 7.7 ms in two (interleaved, 150 queries each).
+        # encode_batch_fast skips the character offsets, which scoring never reads.
+        if self._tokenize_helper is None or len(pairs) < 2 * TOKENIZE_SPLIT_MIN_PAIRS:
+            return self._tokenizer.encode_batch_fast(pairs)
+        half = len(pairs) // 2
+        second = self._tokenize_helper.submit(self._tokenizer.encode_batch_fast, pairs[half:])
+        return self._tokenizer.encode_batch_fast(pairs[:half]) + second.result()
+
+    def close(self) -> None:
+        """Stop the tokenizer helper thread; the session is freed with the object."""
+        if self._tokenize_helper is not None:
+            self._tokenize_helper.shutdown(wait=False)
+
     def score(self, query: str, candidates: Sequence[str], run_options) -> Scores:
         """Cross-encoder logits of (query, candidate) pairs, in input order.
 
@@ -260,8 +287,7 @@ class CrossEncoder:
             RerankCancelled: ``run_options.terminate`` was set.
         """
         started = time.perf_counter()
-        # encode_batch_fast skips the character offsets, which scoring never reads.
-        encodings = self._tokenizer.encode_batch_fast([(query, c) for c in candidates])
+        encodings = self._encode_pairs([(query, c) for c in candidates])
         batches = []
         for indices, bucket in plan_batches([len(e.ids) for e in encodings], self.batch_size,
                                             self.buckets):
