@@ -33,7 +33,7 @@ from pymem.security import hmac_user
 from pymem.tenant import set_tenant_sql
 from tests.conftest import RELIABILITY, TAP_SUMMARY
 from tests.pgtap import inheriting_copy, run_file
-from tests.test_sql_suites import SQL_DIR, TAP_FILES, TAP_ROLE, prepare_tap_database
+from tests.test_sql_suites import TAP_FILES, TAP_ROLE, prepare_tap_database
 
 
 DIM = 8
