@@ -50,11 +50,11 @@ test-postgres: venv-dev system-packages
 
 # Citus 14 (built from ../shared/vendor/citus, cached in ~/.cache/pymem): a
 # coordinator and two workers; pgTAP, the Citus suite, and the repository, audit,
-# rotation, store API and LangChain suites through the coordinator.
+# rotation, store API, LangChain and durable-read suites through the coordinator.
 test-citus: venv-dev system-packages
 	PYMEM_TEST_TARGET=citus $(PY) -m pytest --cov=pymem --cov-branch --cov-append --cov-report= \
 	    -m "not single_node" tests/test_citus.py tests/test_repository.py tests/test_audit.py tests/test_rotation.py \
-	    tests/test_store_api.py tests/test_langchain.py
+	    tests/test_store_api.py tests/test_langchain.py tests/test_durable_read.py
 
 bench: venv-dev
 	$(PY) -m pymem bench --scale full

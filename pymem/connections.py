@@ -89,8 +89,9 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
     """``DISCARD ALL``: drop what a borrower left in the session (temporary types,
     functions and tables, settings, SET ROLE, prepared statements, advisory locks).
 
-    Use as an ``AsyncConnectionPool``'s ``reset`` callback. psycopg forgets its own
-    prepared statements when it sees ``DISCARD ALL``; pgvector's adapters stay.
+    Use as an ``AsyncConnectionPool``'s ``reset`` callback. psycopg is made to
+    forget its own prepared statements too (see :func:`_forget_prepared`);
+    pgvector's adapters stay.
     If the reset itself fails (a borrower left a ``statement_timeout`` short enough
     to cancel it, say), the error reaches the pool, which closes that session and
     opens a new one: nothing a borrower left survives either way.
@@ -99,6 +100,7 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
     if not autocommit:  # DISCARD ALL cannot run inside a transaction block
         await conn.set_autocommit(True)
     await conn.execute("DISCARD ALL")
+    _forget_prepared(conn)
     if not autocommit:
         await conn.set_autocommit(False)
 
@@ -109,8 +111,21 @@ def reset_sync(conn: psycopg.Connection) -> None:
     if not autocommit:
         conn.autocommit = True
     conn.execute("DISCARD ALL")
+    _forget_prepared(conn)
     if not autocommit:
         conn.autocommit = False
+
+
+def _forget_prepared(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Drop psycopg's record of the statements it prepared: DISCARD ALL dropped them.
+
+    psycopg (3.3.9, the latest) clears that record on DISCARD ALL only while the
+    statement is new to its cache, i.e. the first time the connection runs it. A
+    pooled connection reset again, after psycopg had prepared a statement (its
+    fifth run), would then send names the server no longer knows ("prepared
+    statement "_pg3_0" does not exist"). psycopg has no public call for this.
+    """
+    conn._prepared.clear()
 
 
 class _AwaitableCursor:
@@ -147,9 +162,21 @@ class SyncConnectionAsAsync:
     async def execute(self, query, params=None, *, binary: bool = False) -> _AwaitableCursor:
         return _AwaitableCursor(self.wrapped.execute(query, params, binary=binary))
 
+    @property
+    def autocommit(self) -> bool:
+        return self.wrapped.autocommit
+
+    async def set_autocommit(self, value: bool) -> None:
+        self.wrapped.autocommit = value
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         with self.wrapped.transaction():
+            yield
+
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[None]:
+        with self.wrapped.pipeline():
             yield
 
 

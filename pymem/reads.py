@@ -9,6 +9,10 @@ rollback, disconnecting, crashing) cannot erase the trace. The read then appends
 a ``result`` row naming the ids it returned, which exists only if that
 transaction commits.
 
+:func:`durable_read` sends both transactions in one round trip (psycopg's
+pipeline mode). The server still runs them one after the other: the intent's
+COMMIT, WAL flush included, completes before the read's BEGIN is processed.
+
 An intent stays usable for ``pymem.tuning.read_intent_ttl_s`` seconds (120 by
 default) for reads with exactly its parameters; a replay inside that window
 repeats a read that is already on record.
@@ -29,8 +33,9 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
-from .tenant import tenant_transaction
+from .tenant import tenant_begin_statements, tenant_transaction
 
 # The server computes each digest with the same function the read checks it with.
 # Read -> (the intent's operation, its digest). "search" is search_chunks' (0006),
@@ -78,6 +83,60 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read
     async with tenant_transaction(conn, user_hash):
         await conn.execute(_INTENT_SQL[read], (user_hash, ticket, _OPERATION[read], *digest_params))
     return ticket
+
+
+async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str, digest_params: Sequence,
+                       read_sql: str, read_params: Sequence) -> list[tuple]:
+    """Commit a read intent, then run the read in a second transaction: one round trip.
+
+    Both tenant transactions are sent in one pipeline and end with one Sync. If a
+    statement fails, the server skips the rest of the pipeline: a read never runs
+    after an intent that did not commit (and ``read_sql`` refuses without one in
+    any case). The failed transaction is rolled back and the error raised; an
+    intent that committed before the failure stays on record, as it should.
+
+    Args:
+        conn: an async connection (or pymem's sync wrapper) not inside a
+            transaction; autocommit or not (its setting is restored).
+        user_hash: the tenant.
+        read, digest_params: as :func:`commit_read_intent`.
+        read_sql: the read, taking ``user_hash, ticket, *read_params``; its rows
+            are returned (binary).
+
+    Raises:
+        RuntimeError: ``conn`` is already inside a transaction.
+        ValueError: ``user_hash`` is not 64 lowercase hex characters.
+        KeyError: unknown read.
+        psycopg.Error: a statement failed.
+    """
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("a durable read opens its own transactions: conn is already in one")
+    begin = tenant_begin_statements(user_hash)
+    intent = (_INTENT_SQL[read], (user_hash, uuid.uuid4(), _OPERATION[read], *digest_params))
+    # Autocommit for the pipeline's length: the BEGINs are explicit, and psycopg
+    # would otherwise put one of its own in front of the first. Only the client's
+    # flag changes; nothing is sent.
+    autocommit = conn.autocommit
+    if not autocommit:
+        await conn.set_autocommit(True)
+    try:
+        async with conn.pipeline():
+            for statement in begin:
+                await conn.execute(statement)
+            await conn.execute(*intent)
+            await conn.execute("COMMIT")
+            for statement in begin:
+                await conn.execute(statement)
+            cursor = await conn.execute(read_sql, (user_hash, intent[1][1], *read_params), binary=True)
+            await conn.execute("COMMIT")
+        return await cursor.fetchall()
+    except BaseException:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            await conn.execute("ROLLBACK")
+        raise
+    finally:
+        if not autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+            await conn.set_autocommit(False)
 
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,

@@ -33,7 +33,7 @@ from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
 from .ranking import ann_order
-from .reads import commit_read_intent, read_on_standby
+from .reads import durable_read, read_on_standby
 from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
 from .tenant import set_rls_context, tenant_transaction
 
@@ -309,18 +309,9 @@ async def erase_user(conn, user_id: str) -> int:
 # ---------------------------------------------------------------------------
 # reads
 # ---------------------------------------------------------------------------
-async def _read(conn, user_hash: str, operation: str, digest_params: Sequence, read_sql: str,
-                read_params: Sequence) -> list[tuple]:
-    """A durable, audited read: commit the intent, then read in a second transaction."""
-    ticket = await commit_read_intent(conn, user_hash, operation, digest_params)
-    async with tenant_transaction(conn, user_hash):
-        cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
-        return await cursor.fetchall()
-
-
 async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> list[tuple]:
     async with borrow(conn) as conn:
-        return await _read(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
+        return await durable_read(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
 
 
 async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
@@ -359,7 +350,7 @@ async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, li
         raise ValueError("after must be a next_cursor from list_memory_chunks") from None
     user_hash = hmac_user(user_id)
     async with borrow(conn) as conn:
-        rows = await _read(conn, user_hash, "export", (None, limit), EXPORT_SQL, (None, start, limit))
+        rows = await durable_read(conn, user_hash, "export", (None, limit), EXPORT_SQL, (None, start, limit))
     hits = [_hit(open_row(user_hash, row), include_embedding=include_embedding) for row in rows]
     return MemoryPage(hits, str(rows[-1][0]) if len(rows) == limit else None)
 
@@ -453,7 +444,7 @@ async def query_memory(
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
         params = (vector, fetch, tags, ends)
         if standby is None:
-            rows = await _read(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
+            rows = await durable_read(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
         else:
             async with borrow(standby) as standby:
                 rows = await read_on_standby(conn, standby, user_hash, "filtered_search", params,

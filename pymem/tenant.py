@@ -36,6 +36,9 @@ _SET_TENANT_SQL = sql.SQL("SET LOCAL app.user_hash = {}")
 # the whole string twice; both statements are idempotent.)
 _BEGIN_TENANT_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; {}")
 _BEGIN_READ_ONLY_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY; {}")
+# The same pinning as statements of their own, for pipeline mode (one statement
+# per message there): BEGIN carries the transaction modes.
+_BEGIN_STATEMENT = sql.SQL("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE")
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -49,6 +52,18 @@ def check_user_hash(user_hash: object) -> str:
 def set_tenant_sql(user_hash: str) -> sql.Composed:
     """``SET LOCAL app.user_hash = '<hash>'`` for a checked hash (raises ValueError otherwise)."""
     return _SET_TENANT_SQL.format(sql.Literal(check_user_hash(user_hash)))
+
+
+def tenant_begin_statements(user_hash: str) -> tuple[sql.Composable, sql.Composed]:
+    """The statements that open a READ WRITE tenant transaction, one per message.
+
+    For pipeline mode on an autocommit connection (:func:`pymem.reads.durable_read`):
+    ``BEGIN`` with the modes :func:`tenant_transaction` pins, then ``SET LOCAL``.
+
+    Raises:
+        ValueError: ``user_hash`` is not 64 lowercase hex characters.
+    """
+    return _BEGIN_STATEMENT, set_tenant_sql(user_hash)
 
 
 @asynccontextmanager

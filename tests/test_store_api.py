@@ -54,7 +54,7 @@ async def test_a_plain_async_connection_works_as_the_app_made_it(app_url, tenant
         ids = await repo.index_memory_chunks(conn, tenant, [chunk(1), chunk(2)])
         hits = await repo.query_memory(conn, tenant, "q", vec(1), k=2, rerank=False)
         assert [h.id for h in hits] == [ids[0], ids[1]]
-        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit is False
         assert (await (await conn.execute("SELECT 1 AS one")).fetchone()) == {"one": 1}  # the app's factory is back
 
 
@@ -82,6 +82,26 @@ def test_a_sync_pool_with_pymem_configure_and_reset(app_url, tenant):
         assert sync.upsert_memory_chunks(pool, tenant, [chunk(1, id="a"), chunk(2, id="b")]) == ["a", "b"]
         assert sync.delete_memory_chunks(pool, tenant, ["a", "missing"]) == 1
         assert [h.external_id for h in sync.list_memory_chunks(pool, tenant).hits] == ["b"]
+
+
+def test_reset_lets_psycopg_prepare_again_after_every_discard(app_url):
+    # psycopg prepares a statement on its fifth run and DISCARD ALL drops it on the
+    # server; psycopg 3.3.9 forgets it by itself only after the first DISCARD ALL.
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        for _ in range(3):
+            sync.reset(conn)
+            for _ in range(conn.prepare_threshold + 2):
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+async def test_one_pooled_connection_serves_many_reads_across_resets(app_url, tenant):
+    # Each read sends the same statements, which psycopg prepares on their fifth run.
+    async with AsyncConnectionPool(app_url, min_size=1, max_size=1, configure=configure, reset=reset,
+                                   open=False) as pool:
+        await repo.upsert_memory_chunks(pool, tenant, [chunk(i, id=f"r{i}") for i in range(3)])
+        for round_number in range(12):
+            hits = await repo.query_memory(pool, tenant, "q", vec(round_number % 3), k=1, rerank=False)
+            assert [h.external_id for h in hits] == [f"r{round_number % 3}"]
 
 
 async def test_the_sync_api_also_runs_from_inside_an_event_loop(app_url, tenant):

@@ -21,9 +21,12 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
+from pymem import sync
 from pymem.benchmarks.common import PEER_INDEX_SQL, app_dsn, bench_cluster, markdown_table, percentiles_ms, ratio
 from pymem.benchmarks.dataset import SIZE_CLASSES, load, make_dataset, queries_for
 from pymem.extras import progress_iter
+from pymem.connections import SyncConnectionAsAsync
+from pymem.reads import durable_read
 from pymem.scratch import ephemeral_keys
 from pymem.security import keyring
 from pymem.tenant import set_tenant_sql
@@ -33,9 +36,6 @@ SELECTIVITY = {"1%": "part100", "10%": "part10", "50%": "part2"}  # filter on va
 # rows, tenants, tenants sampled per class, queries per tenant
 SCALES = {"tiny": (3_000, 30, 2, 2), "quick": (20_000, 100, 5, 4), "full": (100_000, 200, 8, 6)}
 
-_INTENT_SQL = ("SELECT pymem.read_intent(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, 'search',"
-               " pymem.filtered_search_digest(%b::public.vector, %s::pg_catalog.int4, %b::pg_catalog.bytea[],"
-               " %b::pg_catalog.int4[]))")
 _PYMEM_SQL = ("SELECT id FROM pymem.search_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector,"
               " %s::pg_catalog.int4, %b::pg_catalog.bytea[], %b::pg_catalog.int4[])")
 _PLAIN_SQL = ("SELECT id FROM pymem.memory_chunks WHERE user_hash = %s AND meta_tags && %b::pg_catalog.bytea[]"
@@ -79,13 +79,10 @@ def _exact(dataset, rows: np.ndarray, query: np.ndarray) -> set[int]:
 
 
 def _pymem_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) -> list[uuid.UUID]:
-    ticket = uuid.uuid4()
-    with conn.transaction():
-        conn.execute(set_tenant_sql(user_hash))
-        conn.execute(_INTENT_SQL, (user_hash, ticket, query, K, tags, [len(tags)]))
-    with conn.transaction():
-        conn.execute(set_tenant_sql(user_hash))
-        return [r[0] for r in conn.execute(_PYMEM_SQL, (user_hash, ticket, query, K, tags, [len(tags)]))]
+    params = (query, K, tags, [len(tags)])
+    rows = sync.run(durable_read(SyncConnectionAsAsync(conn), user_hash, "filtered_search", params, _PYMEM_SQL,
+                                 params))
+    return [r[0] for r in rows]
 
 
 def _plain_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) -> list[uuid.UUID]:

@@ -16,7 +16,6 @@ graph over all rows, a 36-minute build at this size on 2 cores.
 from __future__ import annotations
 
 import time
-import uuid
 
 import numpy as np
 import psycopg
@@ -26,6 +25,9 @@ from tqdm import tqdm
 from pymem.benchmarks.common import PEER_INDEX_SQL, app_dsn, bench_cluster, markdown_table, percentiles_ms
 from pymem.benchmarks.dataset import (exact_top_k, load, make_dataset, make_shared_dataset,
                                       queries_for)
+from pymem import sync
+from pymem.connections import SyncConnectionAsAsync
+from pymem.reads import commit_read_intent, durable_read
 from pymem.tenant import set_tenant_sql
 
 K = 10
@@ -38,13 +40,12 @@ XL_BANDS = {"under 1k": (0, 1_000), "1k-3k": (1_000, 3_000), "3k-10k": (3_000, 1
 # a DBA would size it: 25% of this machine's 24 GB. Smaller scales keep the default.
 XL_SERVER_SETTINGS = {"shared_buffers": "6GB"}
 
-_INTENT_SQL = ("SELECT pymem.read_intent(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, 'search',"
-               " pymem.search_digest(%b::public.vector, %s::pg_catalog.int4))")
 _PYMEM_SQL = ("SELECT id FROM pymem.search_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector,"
               " %s::pg_catalog.int4)")
 # The durable read audit (0005) commits an intent before each search. "pymem
-# search_chunks" times both transactions, as an app pays them; "read only" times
-# the search transaction alone (intent committed untimed): the ratio is its cost.
+# search_chunks" times both transactions, as an app pays them (pymem's
+# durable_read: one pipeline); "read only" times the search transaction alone
+# (intent committed untimed): the ratio is its cost.
 DURABLE, READ_ONLY = "pymem search_chunks", "pymem search_chunks, read only"
 METHODS = {
     DURABLE: ("app", [], _PYMEM_SQL),
@@ -56,20 +57,17 @@ METHODS = {
 }
 
 
-def _commit_intent(conn, user_hash: str, query: np.ndarray) -> uuid.UUID:
-    ticket = uuid.uuid4()
-    with conn.transaction():
-        conn.execute(set_tenant_sql(user_hash))
-        conn.execute(_INTENT_SQL, (user_hash, ticket, query, K))
-    return ticket
-
-
 def _measure(conn, method: str, role_sql: list[str], query_sql: str, user_hash: str,
              query: np.ndarray) -> tuple[list, float]:
-    ticket = _commit_intent(conn, user_hash, query) if method == READ_ONLY else None
-    start = time.perf_counter()
     if method == DURABLE:
-        ticket = _commit_intent(conn, user_hash, query)
+        start = time.perf_counter()
+        rows = sync.run(durable_read(SyncConnectionAsAsync(conn), user_hash, "search", (query, K), query_sql,
+                                     (query, K)))
+        return [r[0] for r in rows], time.perf_counter() - start
+    ticket = None
+    if method == READ_ONLY:
+        ticket = sync.run(commit_read_intent(SyncConnectionAsAsync(conn), user_hash, "search", (query, K)))
+    start = time.perf_counter()
     with conn.transaction():
         for statement in role_sql:
             conn.execute(statement)
