@@ -112,7 +112,7 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(user_hash)
-    intent = (_INTENT_SQL[read], (user_hash, uuid.uuid4(), _OPERATION[read], *digest_params))
+    intent_sql, operation, ticket = _INTENT_SQL[read], _OPERATION[read], uuid.uuid4()
     # Autocommit for the pipeline's length: the BEGINs are explicit, and psycopg
     # would otherwise put one of its own in front of the first. Only the client's
     # flag changes; nothing is sent.
@@ -123,11 +123,11 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
         async with conn.pipeline():
             for statement in begin:
                 await conn.execute(statement)
-            await conn.execute(*intent)
+            await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params))
             await conn.execute("COMMIT")
             for statement in begin:
                 await conn.execute(statement)
-            cursor = await conn.execute(read_sql, (user_hash, intent[1][1], *read_params), binary=True)
+            cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
             await conn.execute("COMMIT")
         return await cursor.fetchall()
     except BaseException:
