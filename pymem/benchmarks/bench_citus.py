@@ -67,7 +67,7 @@ def run(scale: str) -> dict:
         by_class[dataset.size_class(tenant)].append(tenant)
     progress = scale != "tiny"
 
-    single = bench_cluster()
+    single = bench_cluster(scale)
     single_admin = single.fresh_database("pymem_bench_citus_single", embedding_dim=dim)
     citus = CitusCluster(16)
     atexit.register(citus.close)

@@ -67,7 +67,7 @@ def run(scale: str) -> dict:
 
     ephemeral_keys()
     n_rows, n_tenants, n_queries = SCALES[scale]
-    cluster = bench_cluster()
+    cluster = bench_cluster(scale)
     dataset = make_dataset(n_rows, n_tenants)
     cluster.fresh_database("pymem_bench_e2e", embedding_dim=dataset.vectors.shape[1])
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:

@@ -97,7 +97,7 @@ def _plain_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) ->
 def run(scale: str) -> dict:
     ephemeral_keys()
     n_rows, n_tenants, per_class, per_tenant = SCALES[scale]
-    cluster = bench_cluster()
+    cluster = bench_cluster(scale)
     dataset = make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_filtered", embedding_dim=dataset.vectors.shape[1])
     ids, _, _ = load(admin, dataset, progress=scale != "tiny")

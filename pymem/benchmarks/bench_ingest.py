@@ -263,7 +263,7 @@ async def _upsert_vs_insert(cluster, n: int) -> dict:
 
 def run(scale: str) -> dict:
     ephemeral_keys()
-    cluster = bench_cluster()
+    cluster = bench_cluster(scale)
     n_single, n_copy = SIZES[scale]
     single = asyncio.run(_single_vs_batch(cluster, "pymem_bench_sb", n_single, with_index=True))
     # The write path alone: the same comparison with no HNSW index, as during a bulk

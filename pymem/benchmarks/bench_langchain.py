@@ -103,7 +103,7 @@ def run(scale: str) -> dict:
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     tenants = _rows_by_tenant(dataset)
     embeddings = LookupEmbeddings(texts, dataset.vectors)
-    cluster = bench_cluster()
+    cluster = bench_cluster(scale)
 
     # PGVectorStore, in its own database (it creates public.lc_bench).
     peer_admin = cluster.fresh_database("pymem_bench_lc_peer", embedding_dim=dim)

@@ -36,9 +36,6 @@ SCALES = {"tiny": (3_000, 30, 2, 2), "quick": (20_000, 100, 6, 5), "full": (100_
           "xl": (1_000_000, 2_000, 8, 10)}
 XL_BANDS = {"under 1k": (0, 1_000), "1k-3k": (1_000, 3_000), "3k-10k": (3_000, 10_000),
             "10k-40k": (10_000, 40_000), "40k+": (40_000, 10**9)}
-# At xl the graphs (2 GB) and the rows a query touches should stay in memory, as
-# a DBA would size it: 25% of this machine's 24 GB. Smaller scales keep the default.
-XL_SERVER_SETTINGS = {"shared_buffers": "6GB"}
 
 _PYMEM_SQL = ("SELECT id FROM pymem.search_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector,"
               " %s::pg_catalog.int4)")
@@ -88,8 +85,7 @@ def _passes(methods: dict) -> list[tuple[str, ...]]:
 
 def run(scale: str) -> dict:
     n_rows, n_tenants, per_class, per_tenant = SCALES[scale]
-    cluster = bench_cluster()
-    server_settings = cluster.restart_with(XL_SERVER_SETTINGS) if scale == "xl" else {}
+    cluster = bench_cluster(scale)
     dataset = make_shared_dataset(n_rows, n_tenants) if scale == "xl" else make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_search", embedding_dim=dataset.vectors.shape[1])
     start = time.perf_counter()
@@ -112,7 +108,7 @@ def run(scale: str) -> dict:
         register_vector(conn)
     results: dict = {"rows": n_rows, "tenants": n_tenants, "k": K, "shared_topics": scale == "xl",
                      "load_s": round(load_s, 1), "hnsw_build_s": round(build_s, 1),
-                     "build_maintenance_work_mem": build_mwm, "server_settings": server_settings, "classes": {}}
+                     "build_maintenance_work_mem": build_mwm, "classes": {}}
     groups = {name: tenants for name, tenants in groups.items() if tenants}
     work = {name: [(t, q) for t in tenants for q in queries_for(dataset, t, per_tenant, seed=1000 + t)]
             for name, tenants in groups.items()}
@@ -171,12 +167,11 @@ def run(scale: str) -> dict:
     costs = ", ".join(f"{c} {info['methods'][DURABLE]['durable_audit_cost_p50']}x"
                       for c, info in results["classes"].items())
     data = ("one shared pool of 256 topics" if scale == "xl" else "each tenant on 2-6 of 64 topics")
-    settings = "".join(f", {name} = {value}" for name, value in server_settings.items())
     goal = ("recall@10 >= 0.98 mean and >= 0.8 worst query, p95 <= 10 ms in every band" if scale == "xl"
             else "recall@10 >= 0.98 and p95 <= 5 ms in every class")
     table += (f"\n\n{n_rows:,} chunks x 384-d, {n_tenants:,} tenants (Zipf), {data}, k={K}; load (COPY)"
               f" {load_s:.1f} s, HNSW bulk build {build_s:.1f} s (64 bucket graphs,"
-              f" maintenance_work_mem {build_mwm}){settings}."
+              f" maintenance_work_mem {build_mwm})."
               f" Goal for pymem: {goal}."
               f"\nDurable read audit (intent committed before the search), p50 with it / without: {costs}.")
     return {"name": "search", "results": results, "markdown": table}

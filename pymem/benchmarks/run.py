@@ -20,6 +20,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pymem.benchmarks.common import server_settings
+
 BENCHES = ("crypto", "ingest", "search", "filtered", "langchain", "citus", "rerank", "e2e")
 SCALES = ("tiny", "quick", "full", "xl")
 # The benchmarks a scale runs when --only does not narrow it.
@@ -58,18 +60,24 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
         result = module.run(scale)
         result["seconds"] = round(time.perf_counter() - start, 1)
         result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        result["server_settings"] = server_settings()
         report["benches"][name] = result
         print(result["markdown"], flush=True)
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str) + "\n")
     sections = [f"## {name}\n\n{report['benches'][name]['markdown'].strip()}\n"
-                f"\n<sub>finished {report['benches'][name]['finished']}</sub>\n"
+                f"\n<sub>finished {report['benches'][name]['finished']}{_settings_note(report['benches'][name])}</sub>\n"
                 for name in BENCHES if name in report["benches"]]
     header = (f"# pymem benchmarks ({scale})\n\n{report['machine']['cpus']} CPU cores, "
               f"GPU: {'yes' if report['machine']['gpu'] else 'none'}. "
               f"Command: `pymem bench --scale {scale}` (`make bench` for full).\n\n")
     (out / f"{scale}.md").write_text(header + "\n".join(sections))
     return report
+
+
+def _settings_note(result: dict) -> str:
+    settings = result.get("server_settings") or {}
+    return "; Postgres: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) if settings else ""
 
 
 def main(argv: list[str] | None = None) -> int:
