@@ -1,4 +1,5 @@
-"""Migration 0008: 64 bucket HNSW graphs, and a search walks only its tenant's own."""
+"""Migrations 0008 and 0010: 64 bucket HNSW graphs, a search walks only its tenant's own,
+and only when that is cheaper than reading the tenant's rows exactly."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ def tenants_in_two_buckets() -> tuple[str, str]:
             return first, second
 
 
+def tenants_in_one_bucket() -> tuple[str, str]:
+    """Two fresh tenants whose hashes fall in the same bucket (drawn until they do)."""
+    first = f"bucket-c-{uuid.uuid4()}"
+    while True:
+        second = f"bucket-d-{uuid.uuid4()}"
+        if bucket_of(hmac_user(second)) == bucket_of(hmac_user(first)):
+            return first, second
+
+
 def test_the_bucket_is_the_low_six_bits_of_the_tenant_hash(admin_conn):
     for tail, bucket in (("00", 0), ("3f", 63), ("40", 0), ("7f", 63), ("c1", 1), ("ff", 63)):
         got = admin_conn.execute("SELECT pymem.search_bucket(%s)", ("0" * 62 + tail,)).fetchone()[0]
@@ -67,6 +77,44 @@ async def test_a_search_walks_only_its_own_tenants_bucket_graph(admin_url):
     assert {h.id for h in hits} <= set(mine) and hits[0].id == mine[3]
     scanned = {name for name, count in after.items() if count > before[name]}
     assert scanned == {f"memory_chunks_embedding_hnsw_{bucket_of(hmac_user(alice))}"}
+
+
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_tenant_walks_its_graph_only_where_that_is_cheaper_than_an_exact_scan(cluster):
+    # 0010: exact when the tenant has at most 20 x ef_search rows. k = 10: 2,001 rows
+    # alone in a graph: share 1, ef_search 100, the graph. The same 2,001 rows beside
+    # another tenant's 700: share 0.74, ef_search 108, up to 2,160 rows exact: the scan.
+    admin = cluster.fresh_database("pymem_exact_or_graph", embedding_dim=DIM)
+    carol, dave = tenants_in_one_bucket()
+    index = f"memory_chunks_embedding_hnsw_{bucket_of(hmac_user(carol))}"
+    query = vec(5)
+    conn = await aconnect(admin)
+    try:
+        await conn.set_autocommit(True)
+        await conn.execute("SET ROLE pymem_app")
+        mine = await repo.index_memory_chunks(conn, carol, [ChunkInput("d", "s", f"c{i}", vec(i)) for i in range(2001)])
+        scans = await _searches_on_the_graph(conn, carol, query, index)
+        assert scans["graph scans"] == 1 and scans["nearest"] == mine[5]
+        await conn.execute("SET ROLE pymem_app")
+        await repo.index_memory_chunks(conn, dave, [ChunkInput("d", "s", f"d{i}", vec(10_000 + i))
+                                                    for i in range(700)])
+        scans = await _searches_on_the_graph(conn, carol, query, index)
+        assert scans["graph scans"] == 0 and scans["nearest"] == mine[5]
+    finally:
+        await conn.close()
+
+
+async def _searches_on_the_graph(conn, user_id: str, query: np.ndarray, index: str) -> dict:
+    """Search as the app; count the scans of ``index`` it made. The graph's row count
+    comes from the index's statistics: ANALYZE refreshes them first (VACUUM does not:
+    pgvector reports no row count to it)."""
+    await conn.execute("RESET ROLE")
+    await conn.execute("ANALYZE pymem.memory_chunks")
+    before = (await _bucket_scans(conn))[index]
+    await conn.execute("SET ROLE pymem_app")
+    hits = await repo.query_memory(conn, user_id, "q", query, k=10, candidates=10, rerank=False)
+    await conn.execute("RESET ROLE")
+    return {"graph scans": (await _bucket_scans(conn))[index] - before, "nearest": hits[0].id}
 
 
 async def _bucket_scans(conn) -> dict[str, int]:
