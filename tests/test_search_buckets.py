@@ -29,21 +29,12 @@ def bucket_of(user_hash: str) -> int:
     return int(user_hash[-2:], 16) & 63
 
 
-def tenants_in_two_buckets() -> tuple[str, str]:
-    """Two fresh tenants whose hashes fall in different buckets (drawn until they do)."""
+def two_tenants(*, same_bucket: bool) -> tuple[str, str]:
+    """Two fresh tenants whose hashes fall in the same bucket, or in different ones (drawn until they do)."""
     first = f"bucket-a-{uuid.uuid4()}"
     while True:
         second = f"bucket-b-{uuid.uuid4()}"
-        if bucket_of(hmac_user(second)) != bucket_of(hmac_user(first)):
-            return first, second
-
-
-def tenants_in_one_bucket() -> tuple[str, str]:
-    """Two fresh tenants whose hashes fall in the same bucket (drawn until they do)."""
-    first = f"bucket-c-{uuid.uuid4()}"
-    while True:
-        second = f"bucket-d-{uuid.uuid4()}"
-        if bucket_of(hmac_user(second)) == bucket_of(hmac_user(first)):
+        if (bucket_of(hmac_user(second)) == bucket_of(hmac_user(first))) == same_bucket:
             return first, second
 
 
@@ -55,7 +46,7 @@ def test_the_bucket_is_the_low_six_bits_of_the_tenant_hash(admin_conn):
 
 @pytest.mark.single_node  # on Citus the graphs are per shard, named after it
 async def test_a_search_walks_only_its_own_tenants_bucket_graph(admin_url):
-    alice, bob = tenants_in_two_buckets()
+    alice, bob = two_tenants(same_bucket=False)
     conn = await aconnect(admin_url)
     try:
         old = (await (await conn.execute("SELECT exact_search_max_rows FROM pymem.tuning")).fetchone())[0]
@@ -85,7 +76,7 @@ async def test_a_tenant_walks_its_graph_only_where_that_is_cheaper_than_an_exact
     # alone in a graph: share 1, ef_search 100, the graph. The same 2,001 rows beside
     # another tenant's 700: share 0.74, ef_search 108, up to 2,160 rows exact: the scan.
     admin = cluster.fresh_database("pymem_exact_or_graph", embedding_dim=DIM)
-    carol, dave = tenants_in_one_bucket()
+    carol, dave = two_tenants(same_bucket=True)
     index = f"memory_chunks_embedding_hnsw_{bucket_of(hmac_user(carol))}"
     query = vec(5)
     conn = await aconnect(admin)
