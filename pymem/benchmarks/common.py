@@ -89,7 +89,6 @@ def server_settings() -> dict[str, str]:
     return dict(_cluster_settings)
 
 
-
 def app_dsn(cluster, dbname: str) -> str:
     """DSN of a login role with pymem_app on ``dbname`` (benchmarks measure the app's path)."""
     cluster.login_role("pymem_bench_app", ["pymem_app"])
