@@ -85,12 +85,13 @@ async def test_a_tenant_walks_its_graph_only_where_that_is_cheaper_than_an_exact
         await conn.execute("SET ROLE pymem_app")
         mine = await repo.index_memory_chunks(conn, carol, [ChunkInput("d", "s", f"c{i}", vec(i)) for i in range(2001)])
         scans = await _searches_on_the_graph(conn, carol, query, index)
-        assert scans["graph scans"] == 1 and scans["nearest"] == mine[5]
+        # An approximate search on random 384-d vectors: only its own rows are certain.
+        assert scans["graph scans"] == 1 and scans["nearest"] in set(mine)
         await conn.execute("SET ROLE pymem_app")
         await repo.index_memory_chunks(conn, dave, [ChunkInput("d", "s", f"d{i}", vec(10_000 + i))
                                                     for i in range(700)])
         scans = await _searches_on_the_graph(conn, carol, query, index)
-        assert scans["graph scans"] == 0 and scans["nearest"] == mine[5]
+        assert scans["graph scans"] == 0 and scans["nearest"] == mine[5]  # exact: the query's own row
     finally:
         await conn.close()
 
