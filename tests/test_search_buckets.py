@@ -98,8 +98,8 @@ async def test_a_tenant_walks_its_graph_only_where_that_is_cheaper_than_an_exact
 
 async def _searches_on_the_graph(conn, user_id: str, query: np.ndarray, index: str) -> dict:
     """Search as the app; count the scans of ``index`` it made. The graph's row count
-    comes from the index's statistics: ANALYZE refreshes them first (VACUUM does not:
-    pgvector reports no row count to it)."""
+    comes from the index's statistics: ANALYZE refreshes them first (after inserts
+    alone VACUUM does not: pgvector reports a row count only when it removed rows)."""
     await conn.execute("RESET ROLE")
     await conn.execute("ANALYZE pymem.memory_chunks")
     before = (await _bucket_scans(conn))[index]
