@@ -275,6 +275,24 @@ async def test_a_selective_filter_on_a_large_tenant_is_exact(aconn, tenant):
     assert [h.external_id for h in hits] == [r.id for r in exact]
 
 
+async def test_an_exact_search_returns_the_true_top_k_each_as_its_own_whole_row(aconn, tenant):
+    # 0011 picks the top k among (ctid, distance) pairs, then reads those k rows back
+    # by ctid: each hit must be the row it was ranked as (its own text and
+    # metadata, sealed under its own id), filtered or not, in distance order.
+    base = vec(41)
+    rows = [chunk(i, id=f"w{i}", text=f"whole row {i}", embedding=near(base, 3000 + i, 0.5),
+                  metadata={"third": i % 3, "n": i}) for i in range(300)]
+    await repo.upsert_memory_chunks(aconn, tenant, rows)
+    for where in (None, {"third": 1}):
+        matching = [r for r in rows if where is None or r.metadata["third"] == 1]
+        exact = sorted(matching, key=lambda r: -float(np.dot(r.embedding, base)))[:10]
+        hits = await repo.query_memory(aconn, tenant, "q", base, k=10, rerank=False, where=where)
+        assert [h.external_id for h in hits] == [r.id for r in exact]
+        assert [(h.text, h.metadata) for h in hits] == [(r.text, r.metadata) for r in exact]
+        assert [h.distance for h in hits] == pytest.approx([1 - float(np.dot(r.embedding, base)) for r in exact],
+                                                           abs=1e-5)
+
+
 async def test_a_broad_filter_walks_the_hnsw_index_and_keeps_recall(aconn, admin_conn, tenant):
     # Down to a limit of 50 matches, so these 200 take the filtered HNSW path.
     base = vec(31)

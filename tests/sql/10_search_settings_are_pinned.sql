@@ -12,6 +12,9 @@ SET LOCAL hnsw.max_scan_tuples = 1;
 SET LOCAL hnsw.ef_search = 1;
 SET LOCAL hnsw.iterative_scan = off;
 SET LOCAL enable_indexscan = off;
+SET LOCAL enable_tidscan = off;
+SET LOCAL enable_nestloop = off;
+SET LOCAL plan_cache_mode = force_custom_plan;
 SET LOCAL row_security = off;
 SELECT is((SELECT count(*) FROM tests.search('[0,1,0.1]', 10)), 3::bigint,
           'with hostile settings alice still gets all 3 of her rows (the exact path)');
