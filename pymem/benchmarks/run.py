@@ -55,10 +55,13 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
         raise ValueError(f"--scale {scale} runs only: {', '.join(allowed)}")
     for name in only or allowed:
         module = importlib.import_module(f"pymem.benchmarks.bench_{name}")
-        start = time.perf_counter()
+        start, load_before = time.perf_counter(), _load_average()
         print(f"== {name} ({scale})", flush=True)
         result = module.run(scale)
         result["seconds"] = round(time.perf_counter() - start, 1)
+        # What else kept the cores busy: the 1-minute load average before and after
+        # (a section's own work counts too: it is a hint for comparing runs, not a filter).
+        result["load_average_1min"] = [load_before, _load_average()]
         result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         result["server_settings"] = server_settings()
         report["benches"][name] = result
@@ -75,9 +78,15 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
     return report
 
 
+def _load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def _settings_note(result: dict) -> str:
+    load = result.get("load_average_1min")
+    note = f"; load average (1 min) before / after: {load[0]} / {load[1]}" if load else ""
     settings = result.get("server_settings") or {}
-    return "; Postgres: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) if settings else ""
+    return note + ("; Postgres: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) if settings else "")
 
 
 def main(argv: list[str] | None = None) -> int:
