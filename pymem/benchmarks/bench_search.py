@@ -4,7 +4,9 @@ Three ways to answer the same queries, in the same run, on the same data:
   * pymem: ``pymem.search_chunks`` as the app role (the real path, audit row included);
   * plain HNSW + filter: the shared index with pgvector's defaults, RLS filtering after;
   * exact: the tenant's rows through the btree, fully sorted.
-Recall is against the exact answer for the same tenant, computed in numpy.
+Recall is against the exact answer for the same tenant, computed in numpy. Each
+class (band) gets a fixed number of timed queries, spread over its sampled tenants,
+after a few unmeasured searches per tenant (:data:`SCALES`, :data:`WARM_UP_SEARCHES`).
 
 ``--scale xl`` is a shared memory store: a million rows, 2,000 Zipf tenants that
 all write about one pool of topics (:func:`make_shared_dataset`), reported per
