@@ -13,7 +13,7 @@ import pytest
 from pymem.benchmarks.dataset import make_shared_dataset
 from pymem.benchmarks.bench_rerank import THREAD_SETTINGS
 from pymem.benchmarks.rerank_backends import BACKENDS as RERANK_BACKENDS
-from pymem.benchmarks.rerank_floor import macs
+from pymem.benchmarks.rerank_floor import macs, work_vs_full_graph
 from pymem.benchmarks.run import BENCHES, run_suite
 
 
@@ -60,6 +60,14 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
         assert {"int8_p95_vs_torch", "int8_p95_vs_best_peer", "int8_p50_vs_floor"} <= set(cell["ratios"])
         assert cell["best_peer"] in {"torch", "st_onnx_qint8", "flashrank"}
         assert cell["floor"]["path_ms"]["int8"] > cell["floor"]["inference_ms"]["int8"] > 0
+        profile = cell["int8_op_profile"]
+        assert profile["matmul_ms"] > 0 and profile["other_ms"] > 0
+        assert {"MatMul", "DynamicQuantizeMatMul"}.isdisjoint(profile["other_by_op_ms"])
+        assert "Softmax" in profile["other_by_op_ms"]
+        assert cell["ratios"]["floor_plus_other_ops_vs_floor"] > 1
+        assert 0 < cell["work_vs_full_graph"] < 1
+        assert cell["ratios"]["openvino_bf16_p50_vs_floor"] > 0
+        assert 0 <= cell["bf16_fp32_top1_agreement"] <= 1
     assert len(rerank["shared_cores"]["cases"]) == 2 * len(THREAD_SETTINGS)
     assert rerank["budget"]["metrics"]["rerank_skipped_total"] <= rerank["budget"]["calls"]
 
@@ -106,3 +114,5 @@ def test_rerank_floor_counts_the_cls_only_last_layer():
     assert work["attention"] == 1 * 3 * 2 * 25 * 4 + 3 * 2 * 5 * 4
     whole = macs(config, pairs=3, tokens=5, cls_only=False)
     assert whole["weight"] == 2 * 3 * 5 * 128 + 3 * 16 and whole["weight"] > work["weight"]
+    assert work_vs_full_graph(config, pairs=3, tokens=5) == round(
+        (work["weight"] + work["attention"]) / (whole["weight"] + whole["attention"]), 3)

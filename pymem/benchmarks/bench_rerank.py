@@ -7,11 +7,13 @@ tokens per (query, candidate) pair, every pair truncated to exactly that length 
 * Shapes (:mod:`rerank_models`): TinyBERT-L2 (pymem's default reranker, random weights)
   and MiniLM-L6 (the most-used cross-encoder's shape, genuine encoder weights).
 * Backends (:mod:`rerank_backends`): pymem int8 and fp32, PyTorch eager,
-  sentence-transformers' qint8 ONNX backend and FlashRank. Each runs alone in a fresh
+  sentence-transformers' qint8 ONNX backend and FlashRank (the peers), and OpenVINO bf16
+  on pymem's graph (a reference runtime, never the best peer). Each runs alone in a fresh
   process, one after the other, with 60 ms between queries: no backend's thread pool
   competes with another's.
 * Floor (:mod:`rerank_floor`): the query's matmul work at the rates ORT reaches here,
-  plus the fastest tokenization, measured in the same run.
+  plus the fastest tokenization, measured in the same run; and ORT's profile of one
+  int8 run, which shows what the ops the floor counts as free cost on these kernels.
 * Shared cores: pymem int8, quiet and while Postgres builds an HNSW index on one core,
   under each thread setting of :data:`THREAD_SETTINGS`.
 * Budget: pymem's :class:`~pymem.rerank.Reranker` on the MiniLM-L6 shape at 256 tokens
@@ -36,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rerank_backends, rerank_floor
+from ..model_files import VARIANTS
 from .common import markdown_table, percentiles_ms, ratio
 from .rerank_backends import BACKENDS, CANDIDATES_PER_QUERY, Case
 from .rerank_models import SHAPE_MODELS, SHAPES, prepare
@@ -108,17 +111,21 @@ def _length(files, length: int, queries: int) -> dict:
     runs = {backend: in_child(rerank_backends.measure, Case(backend, files, length, queries))
             for backend in BACKENDS}
     stats = {backend: percentiles_ms(r["seconds"]) for backend, r in runs.items()}
-    for backend in ("pymem_int8", "pymem_fp32"):
+    for backend in ("pymem_int8", "pymem_fp32", "openvino_bf16"):
         stats[backend]["tokenize_p50"] = percentiles_ms(runs[backend]["tokenize_seconds"])["p50"]
         stats[backend]["inference_p50"] = percentiles_ms(runs[backend]["inference_seconds"])["p50"]
     floor = in_child(rerank_floor.measure, files.config, files.pymem_export / "tokenizer.json",
                      rerank_backends.workload(queries, length), CANDIDATES_PER_QUERY, length, True)
+    profile = in_child(rerank_floor.op_split, files.pymem_export / VARIANTS["int8"][0], CANDIDATES_PER_QUERY,
+                       length)
     best_peer = min(PEERS, key=lambda b: stats[b]["p95"])
     int8 = stats["pymem_int8"]
     return {
         "backends": stats,
         "load_seconds": {backend: round(r["load_s"], 3) for backend, r in runs.items()},
         "floor": floor,
+        "int8_op_profile": profile,
+        "work_vs_full_graph": rerank_floor.work_vs_full_graph(files.config, CANDIDATES_PER_QUERY, length),
         "best_peer": best_peer,
         "ratios": {
             "int8_p95_vs_torch": ratio(int8["p95"], stats["torch"]["p95"]),
@@ -127,9 +134,18 @@ def _length(files, length: int, queries: int) -> dict:
             "int8_p50_vs_floor": ratio(int8["p50"], floor["path_ms"]["int8"]),
             "int8_p95_vs_floor": ratio(int8["p95"], floor["path_ms"]["int8"]),
             "int8_inference_p50_vs_floor": ratio(int8["inference_p50"], floor["inference_ms"]["int8"]),
+            # The matmul ops as ORT ran them against the floor's matmul time, and the
+            # least path on ORT's kernels: the floor plus the ops it counts as free.
+            "int8_matmul_ops_vs_floor": ratio(profile["matmul_ms"], floor["inference_ms"]["int8"]),
+            "floor_plus_other_ops_vs_floor": ratio(floor["path_ms"]["int8"] + profile["other_ms"],
+                                                   floor["path_ms"]["int8"]),
+            # Another runtime's fused bf16 kernels on pymem's fp32 graph, against the same floor.
+            "openvino_bf16_p50_vs_floor": ratio(stats["openvino_bf16"]["p50"], floor["path_ms"]["int8"]),
+            "openvino_bf16_p95_vs_best_peer": ratio(stats["openvino_bf16"]["p95"], stats[best_peer]["p95"]),
         },
         "int8_fp32_top1_agreement": _agreement(runs["pymem_int8"]["top1"], runs["pymem_fp32"]["top1"]),
         "fp32_torch_top1_agreement": _agreement(runs["pymem_fp32"]["top1"], runs["torch"]["top1"]),
+        "bf16_fp32_top1_agreement": _agreement(runs["openvino_bf16"]["top1"], runs["pymem_fp32"]["top1"]),
     }
 
 
@@ -249,6 +265,19 @@ def _markdown(results: dict) -> str:
                 f"top-1 int8 = fp32 {s['int8_fp32_top1_agreement']:.2f}, fp32 = torch "
                 f"{s['fp32_torch_top1_agreement']:.2f}; about {s['candidates_within_budget']} candidates fit "
                 f"the {results['budget']['budget_ms']:.0f} ms budget at int8's p95")
+            profile = s["int8_op_profile"]
+            largest = ", ".join(f"{op} {ms:.2f}" for op, ms in list(profile["other_by_op_ms"].items())[:4])
+            summary.append(
+                f"{length} tok, ORT's profile of one int8 run: matmul ops {profile['matmul_ms']:.2f} ms "
+                f"({r['int8_matmul_ops_vs_floor']:.2f}x the floor's inference), the ops the floor counts as free "
+                f"{profile['other_ms']:.2f} ms ({largest}, ...): the floor plus them is "
+                f"{r['floor_plus_other_ops_vs_floor']:.2f}x the floor, the least a path on these kernels can "
+                f"take; pymem's graph does {s['work_vs_full_graph']:.2f} of the arithmetic of the unpruned "
+                "graph the ONNX peers run")
+            summary.append(
+                f"{length} tok, OpenVINO bf16 on pymem's fp32 graph (a reference, not a peer): p50 "
+                f"{r['openvino_bf16_p50_vs_floor']:.2f}x the floor, p95 {r['openvino_bf16_p95_vs_best_peer']:.2f}x "
+                f"the best peer; top-1 bf16 = fp32 {s['bf16_fp32_top1_agreement']:.2f}")
         longest = max(info["lengths"], key=int)
         floor = info["lengths"][longest]["floor"]
         parts += ["", f"#### {shape}: {info['model']}, {info['queries']} queries", "",

@@ -9,7 +9,10 @@ tokenization + inference, as a query pays it:
   ``torch.inference_mode()`` (PyTorch eager, default threads);
 * ``st_onnx_qint8``: sentence-transformers' ``CrossEncoder(backend="onnx")`` on its own
   ``avx512_vnni`` qint8 export;
-* ``flashrank``: FlashRank's ``Ranker.rerank`` (its tokenizer and session) on the same qint8 graph.
+* ``flashrank``: FlashRank's ``Ranker.rerank`` (its tokenizer and session) on the same qint8 graph;
+* ``openvino_bf16``: not a peer and not a path pymem runs: pymem's own fp32 export compiled by
+  OpenVINO's CPU plugin with bf16 inference (fused kernels of another runtime), after the
+  same ``encode_batch_fast`` tokenization, to show where a second runtime would put the path.
 
 :func:`measure` runs in a fresh process per backend (see ``bench_rerank``): a backend's
 thread pool then never competes with another backend's, which in one process (ORT's
@@ -24,7 +27,7 @@ import time
 from dataclasses import dataclass
 import numpy as np
 
-BACKENDS = ("pymem_int8", "pymem_fp32", "torch", "st_onnx_qint8", "flashrank")
+BACKENDS = ("pymem_int8", "pymem_fp32", "torch", "st_onnx_qint8", "flashrank", "openvino_bf16")
 CANDIDATES_PER_QUERY = 24
 WARMUP_QUERIES = 3
 # A pause between queries, as between requests: without it, back-to-back calls keep
@@ -168,6 +171,38 @@ def _flashrank(case: Case):
     return score
 
 
+def _openvino(case: Case):
+    import openvino
+    from tokenizers import Tokenizer
+
+    from pymem.model_files import VARIANTS
+
+    export = case.files.pymem_export
+    tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(case.length, strategy="longest_first")
+    # LATENCY: one stream using every core for each request, as pymem's ORT session does.
+    model = openvino.Core().compile_model(str(export / VARIANTS["fp32"][0]), "CPU",
+                                          {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"})
+    request = model.create_infer_request()
+    names = {port.get_any_name() for port in model.inputs}
+
+    def score(query, candidates):
+        started = time.perf_counter()
+        encodings = tokenizer.encode_batch_fast([(query, c) for c in candidates])
+        ids = np.zeros((len(candidates), max(len(e.ids) for e in encodings)), dtype=np.int64)
+        mask, types = np.zeros_like(ids), np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, enc.attention_mask, enc.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        tokenized = time.perf_counter()
+        logits = request.infer({name: feed[name] for name in names})[model.outputs[0]]
+        return logits[:, 0].copy(), (tokenized - started, time.perf_counter() - tokenized)
+
+    return score
+
+
 _BUILDERS = {"pymem_int8": _pymem, "pymem_fp32": _pymem, "torch": _torch,
-             "st_onnx_qint8": _sentence_transformers, "flashrank": _flashrank}
+             "st_onnx_qint8": _sentence_transformers, "flashrank": _flashrank, "openvino_bf16": _openvino}
 

@@ -16,18 +16,33 @@ graph of the model's own shapes, with pymem's CPU session options. Everything el
 (LayerNorm, GELU, Softmax, adds) is counted as free, so the floor is below what any
 implementation can reach. The path's floor adds the median time of the fastest tokenizer
 call (``tokenizers``' ``encode_batch_fast``, which skips offsets) for the same pairs.
+
+:func:`op_split` shows how far below any ONNX Runtime graph the floor is: ORT's profiler
+splits one run of pymem's own int8 session into matmul ops and the ops the floor counts
+as free, so the floor plus those ops, as ORT runs them, is the least a path on these
+kernels can take. :func:`work_vs_full_graph` is pymem's share of the arithmetic of the
+unpruned graph that the ONNX peers run on the same kernels.
 """
 
 from __future__ import annotations
 
+import bisect
+import json
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 RATE_REPEATS = 20
+PROFILE_WARM_UP_RUNS = 3
+PROFILE_RUNS = 10
+#: ONNX Runtime op types that do the matmul work of pymem's graphs after ORT's fusions;
+#: in the int8 graph the quantization of their activations is counted with them.
+MATMUL_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "MatMulInteger", "MatMulIntegerToFloat",
+                        "DynamicQuantizeMatMul", "DynamicQuantizeLinear"})
 
 
 def macs(config: dict, pairs: int, tokens: int, cls_only: bool = True) -> dict[str, float]:
@@ -41,6 +56,58 @@ def macs(config: dict, pairs: int, tokens: int, cls_only: bool = True) -> dict[s
         weight += pairs * tokens * 2 * h * h + pairs * per_token
         attention += pairs * 2 * tokens * h
     return {"weight": float(weight), "attention": float(attention)}
+
+
+def work_vs_full_graph(config: dict, pairs: int, tokens: int) -> float:
+    """pymem's arithmetic ([CLS]-only last layer) as a share of the whole graph's."""
+    pruned, whole = macs(config, pairs, tokens, cls_only=True), macs(config, pairs, tokens, cls_only=False)
+    return round(sum(pruned.values()) / sum(whole.values()), 3)
+
+
+def op_split(model_path: Path, pairs: int, tokens: int) -> dict:
+    """ONNX Runtime's profile of one of pymem's exported graphs scoring ``pairs`` pairs of
+    ``tokens`` tokens a run, in a session with pymem's CPU options (run it in a child process).
+
+    Returns:
+        per run, as the median of :data:`PROFILE_RUNS` profiled runs after
+        :data:`PROFILE_WARM_UP_RUNS`: ``matmul_ms`` (ops in :data:`MATMUL_OPS`), ``other_ms``
+        (every other op: what the floor counts as free) and ``other_by_op_ms`` (their mean
+        per op type, largest first). Kernel times only: ORT's own scheduling between ops
+        is in neither.
+    """
+    import onnxruntime as ort
+
+    from pymem.rerank.session import cpu_session_options
+
+    with tempfile.TemporaryDirectory(prefix="rerank-profile-") as tmp:
+        options = cpu_session_options(ort, 0)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "run")
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        ids = np.random.default_rng(0).integers(1000, 2000, (pairs, tokens), dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        feed = {i.name: feed[i.name] for i in session.get_inputs()}
+        for _ in range(PROFILE_WARM_UP_RUNS + PROFILE_RUNS):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    per_run = [{"matmul": 0.0, "other": 0.0} for _ in starts]
+    other_by_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        run = bisect.bisect_right(starts, e["ts"]) - 1
+        if run < PROFILE_WARM_UP_RUNS:
+            continue
+        op = e["args"]["op_name"]
+        kind = "matmul" if op in MATMUL_OPS else "other"
+        per_run[run][kind] += e["dur"] / 1000
+        if kind == "other":
+            other_by_op[op] += e["dur"] / 1000 / PROFILE_RUNS
+    measured = per_run[PROFILE_WARM_UP_RUNS:]
+    return {"matmul_ms": round(statistics.median(r["matmul"] for r in measured), 3),
+            "other_ms": round(statistics.median(r["other"] for r in measured), 3),
+            "other_by_op_ms": {op: round(ms, 3) for op, ms in other_by_op.most_common()}}
 
 
 def measure(config: dict, tokenizer_file: Path, workload: list, pairs: int, tokens: int,
