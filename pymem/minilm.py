@@ -25,7 +25,8 @@ import numpy as np
 
 from .model_files import MANIFEST_NAME, VARIANTS, ModelFileError, pick_variant, read_json
 from .onnx_export import SENTENCE_EMBEDDING_OUTPUT, WEIGHTS_FILE, ExportError, export_sentence_embedder
-from .rerank.session import CPU, CUDA, CUDA_PROVIDER_OPTIONS, cpu_session_options, length_buckets, plan_batches
+from .rerank.session import (CPU, CUDA, CUDA_PROVIDER_OPTIONS, cpu_session_options, length_buckets, pad_encodings,
+                             plan_batches)
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,7 @@ class MiniLMEmbedder:
         # budget to warm buckets for here). Padding is exact: attention and the graph's
         # mean pooling skip masked tokens.
         for indices, _ in plan_batches(lengths, self.batch_size, self._buckets):
-            ids = np.zeros((len(indices), max(lengths[i] for i in indices)), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(indices):
-                ids[row, :lengths[i]] = encodings[i].ids
-                mask[row, :lengths[i]] = encodings[i].attention_mask
+            ids, mask, _ = pad_encodings([encodings[i] for i in indices], max(lengths[i] for i in indices), 0)
             out[indices] = self._session.run([SENTENCE_EMBEDDING_OUTPUT],
                                              {"input_ids": ids, "attention_mask": mask})[0]
         return out

@@ -173,14 +173,15 @@ def _flashrank(case: Case):
 
 def _openvino(case: Case):
     import openvino
-    from tokenizers import Tokenizer
 
     from pymem.model_files import VARIANTS
+    from pymem.rerank.session import pad_encodings
+
+    from .rerank_floor import pair_tokenizer
 
     export = case.files.pymem_export
-    tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(case.length, strategy="longest_first")
+    tokenizer = pair_tokenizer(export / "tokenizer.json", case.length)
+    pad_id = int(case.files.config.get("pad_token_id") or 0)  # as CrossEncoder reads it
     # LATENCY: one stream using every core for each request, as pymem's ORT session does.
     model = openvino.Core().compile_model(str(export / VARIANTS["fp32"][0]), "CPU",
                                           {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"})
@@ -190,12 +191,8 @@ def _openvino(case: Case):
     def score(query, candidates):
         started = time.perf_counter()
         encodings = tokenizer.encode_batch_fast([(query, c) for c in candidates])
-        ids = np.zeros((len(candidates), max(len(e.ids) for e in encodings)), dtype=np.int64)
-        mask, types = np.zeros_like(ids), np.zeros_like(ids)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n], mask[row, :n], types[row, :n] = enc.ids, enc.attention_mask, enc.type_ids
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        arrays = pad_encodings(encodings, max(len(e.ids) for e in encodings), pad_id)
+        feed = dict(zip(("input_ids", "attention_mask", "token_type_ids"), arrays))
         tokenized = time.perf_counter()
         logits = request.infer({name: feed[name] for name in names})[model.outputs[0]]
         return logits[:, 0].copy(), (tokenized - started, time.perf_counter() - tokenized)

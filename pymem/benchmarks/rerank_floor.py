@@ -187,12 +187,19 @@ def _attention_graph(tmp: Path) -> Path:
     return path
 
 
-def _tokenize_ms(tokenizer_file: Path, workload: list, tokens: int) -> float:
+def pair_tokenizer(tokenizer_file: Path, tokens: int):
+    """A ``tokenizers`` tokenizer truncating (query, candidate) pairs to ``tokens`` as pymem's
+    :class:`~pymem.rerank.CrossEncoder` does, unpadded."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_padding()
     tokenizer.enable_truncation(tokens, strategy="longest_first")
+    return tokenizer
+
+
+def _tokenize_ms(tokenizer_file: Path, workload: list, tokens: int) -> float:
+    tokenizer = pair_tokenizer(tokenizer_file, tokens)
     samples = []
     for query, candidates in workload:
         t0 = time.perf_counter()

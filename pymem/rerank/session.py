@@ -128,6 +128,20 @@ def plan_batches(lengths: Sequence[int], batch_size: int,
     return [(np.asarray(idx), bucket) for idx, bucket in plan]
 
 
+def pad_encodings(encodings: Sequence, length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(input_ids, attention_mask, token_type_ids)`` of ``encodings``, each row padded to
+    ``length`` (int64, the dtype pymem's exports take)."""
+    ids = np.full((len(encodings), length), pad_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for row, enc in enumerate(encodings):
+        n = len(enc.ids)
+        ids[row, :n] = enc.ids
+        mask[row, :n] = enc.attention_mask
+        types[row, :n] = enc.type_ids
+    return ids, mask, types
+
+
 class CrossEncoder:
     """An ONNX Runtime session plus its Rust tokenizer, placed on CUDA or CPU.
 
@@ -291,16 +305,8 @@ class CrossEncoder:
         batches = []
         for indices, bucket in plan_batches([len(e.ids) for e in encodings], self.batch_size,
                                             self.buckets):
-            ids = np.full((len(indices), bucket), self._pad_id, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for row, i in enumerate(indices):
-                enc = encodings[i]
-                n = len(enc.ids)
-                ids[row, :n] = enc.ids
-                mask[row, :n] = enc.attention_mask
-                types[row, :n] = enc.type_ids
-            batches.append((indices, self._feed(ids, mask, types)))
+            arrays = pad_encodings([encodings[i] for i in indices], bucket, self._pad_id)
+            batches.append((indices, self._feed(*arrays)))
         tokenized = time.perf_counter()
 
         logits = np.empty(len(candidates), dtype=np.float32)
