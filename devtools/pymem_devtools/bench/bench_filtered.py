@@ -22,14 +22,21 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from pymem import sync
-from pymem.benchmarks.common import PEER_INDEX_SQL, app_dsn, bench_cluster, markdown_table, percentiles_ms, ratio
-from pymem.benchmarks.dataset import SIZE_CLASSES, load, make_dataset, queries_for
-from pymem.extras import progress_iter
 from pymem.connections import SyncConnectionAsAsync
+from pymem.extras import progress_iter
 from pymem.reads import durable_read
-from pymem.scratch import ephemeral_keys
 from pymem.security import keyring
 from pymem.tenant import set_tenant_sql
+from pymem_devtools.bench.common import (
+    PEER_INDEX_SQL,
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    percentiles_ms,
+    ratio,
+)
+from pymem_devtools.bench.dataset import SIZE_CLASSES, load, make_dataset, queries_for
+from pymem_devtools.keys import ephemeral_keys
 
 K = 10
 SELECTIVITY = {"1%": "part100", "10%": "part10", "50%": "part2"}  # filter on value 0 of the attribute

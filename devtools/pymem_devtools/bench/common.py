@@ -74,7 +74,7 @@ def bench_cluster(scale: str | None = None):
         import atexit
 
         from pymem.config import get_settings
-        from pymem.scratch import Cluster
+        from pymem_devtools.clusters import Cluster
 
         settings = get_settings()
         _cluster = Cluster(None if settings.database_url else settings.pg_version)

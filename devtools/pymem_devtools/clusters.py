@@ -16,9 +16,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from . import migrations
-from .config import get_settings
-from .db import embedded_server, ensure_database
+from pymem import migrations
+from pymem.config import get_settings
+from pymem.db import embedded_server, ensure_database
 
 
 class Cluster:
@@ -139,20 +139,3 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def ephemeral_keys() -> list[str]:
-    """Generate any missing MEMORY_* key for this process only; return their names.
-
-    For the demo and benchmarks: keys live in this process's environment and are
-    never written anywhere, so what they seal cannot be opened by a later run.
-    """
-    from .security import generate_key, reload_keys
-
-    generated = []
-    for name in ("MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"):
-        if not os.environ.get(name):
-            os.environ[name] = generate_key()
-            generated.append(name)
-    reload_keys()
-    return generated

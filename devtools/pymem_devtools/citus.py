@@ -2,14 +2,15 @@
 Citus suite and benchmark, built from the vendored source.
 
 No package registry these machines reach carries Citus, so :func:`install_citus`
-builds ``../shared/vendor/citus/citus-<version>-min.tar.gz`` (or
-``PYMEM_CITUS_SOURCE``) with ``patches/citus-*.patch`` applied (a fix for a
-backend crash; see that file) against the embedded server's ``pg_config``, caches
+builds a source tarball (``PYMEM_CITUS_SOURCE``, else the checkout's
+``../shared/vendor/citus/citus-14.0.1-min.tar.gz``) with the patches shipped in
+this package applied (``patches/citus-*.patch``, a fix for a backend crash; see
+that file) against the embedded server's ``pg_config``, caches
 the build under ``~/.cache/pymem`` (keyed by source, patches and the server's ``pg_config``),
 and ``make install``s it into the embedded server. The nodes run as an ordinary user
 (``initdb`` refuses root): as root, the ``pgserver`` user the embedded server uses.
 
-:class:`CitusCluster` offers what :class:`pymem.scratch.Cluster` offers
+:class:`CitusCluster` offers what :class:`pymem_devtools.clusters.Cluster` offers
 (``fresh_database``, ``login_role``, ``url``, ``psql``, ``sharedir``), so the same
 suites run through its coordinator.
 """
@@ -28,16 +29,30 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from . import migrations
-from .config import get_settings
-from .distribute import distribute
-from .scratch import SERVER_USER, as_server_user, ensure_login_role, free_port
+from pymem import migrations
+from pymem.distribute import distribute
 
-# A development tool: it builds from a checkout, with shared/ beside it.
-CHECKOUT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = CHECKOUT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
-PATCHES = sorted((CHECKOUT / "patches").glob("citus-*.patch"))
+from .clusters import SERVER_USER, as_server_user, ensure_login_role, free_port
+
+# From a checkout (devtools/pymem_devtools/ -> the repository), shared/ lies beside it.
+_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+DEFAULT_SOURCE = _CHECKOUT.parent / "shared" / "vendor" / "citus" / "citus-14.0.1-min.tar.gz"
+# Package data: every install of the devtools carries them.
+PATCH_DIR = Path(__file__).resolve().parent / "patches"
 TEST_SHARD_COUNT = 8
+
+
+def citus_patches() -> list[Path]:
+    """The patches every Citus build gets.
+
+    Raises:
+        FileNotFoundError: none found: a build without them would crash on a NULL
+            distribution argument, so it is refused.
+    """
+    patches = sorted(PATCH_DIR.glob("citus-*.patch"))
+    if not patches:
+        raise FileNotFoundError(f"no Citus patches in {PATCH_DIR}: refusing to build Citus without its crash fix")
+    return patches
 
 
 def _pginstall(pg_version: int) -> Path:
@@ -49,7 +64,7 @@ def _pginstall(pg_version: int) -> Path:
 
 def citus_source() -> Path:
     """The Citus source tarball (``PYMEM_CITUS_SOURCE`` or the vendored one)."""
-    path = get_settings().citus_source or DEFAULT_SOURCE
+    path = Path(os.environ.get("PYMEM_CITUS_SOURCE") or DEFAULT_SOURCE)
     if not path.is_file():
         raise FileNotFoundError(f"Citus source not found at {path} (set PYMEM_CITUS_SOURCE)")
     return path
@@ -62,8 +77,9 @@ def install_citus(pg_version: int = 16) -> Path:
     pkglibdir = Path(subprocess.run([pg_config, "--pkglibdir"], check=True, capture_output=True,
                                     text=True).stdout.strip())
     source = citus_source()
+    patches = citus_patches()
     # The build's Makefiles name this server's pg_config, so it is part of the key.
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (source, *PATCHES))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in (source, *patches))
                             + str(pg_config).encode()).hexdigest()[:12]
     marker = pkglibdir / "pymem-citus-build"  # which build is installed
     if (pkglibdir / "citus.so").exists() and marker.exists() and marker.read_text() == digest:
@@ -75,7 +91,7 @@ def install_citus(pg_version: int = 16) -> Path:
         build.mkdir(parents=True)
         with tarfile.open(source) as archive:
             archive.extractall(build, filter="data")
-        for patch in PATCHES:
+        for patch in patches:
             subprocess.run(["patch", "-p1", "-i", str(patch)], cwd=tree, check=True, capture_output=True)
         subprocess.run(["./configure", "--without-libcurl", "--without-lz4", "--without-zstd",
                         f"PG_CONFIG={pg_config}"], cwd=tree, check=True, capture_output=True)

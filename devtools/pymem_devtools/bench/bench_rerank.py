@@ -21,7 +21,7 @@ tokens per (query, candidate) pair, every pair truncated to exactly that length 
 
 GPU numbers are only reported when a CUDA session really ran (never on this machine).
 
-``python -m pymem.benchmarks.bench_rerank [--scale tiny|quick|full]`` prints the tables.
+``python -m pymem_devtools.bench.bench_rerank [--scale tiny|quick|full]`` prints the tables.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pymem.model_files import VARIANTS
+
 from . import rerank_backends, rerank_floor
-from ..model_files import VARIANTS
 from .common import markdown_table, percentiles_ms, ratio
 from .rerank_backends import BACKENDS, CANDIDATES_PER_QUERY, Case
 from .rerank_models import SHAPE_MODELS, SHAPES, prepare

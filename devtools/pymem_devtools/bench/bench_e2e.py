@@ -16,11 +16,16 @@ import time
 from pathlib import Path
 
 from pymem import repository
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms
-from pymem.benchmarks.dataset import make_dataset, queries_for
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
-from pymem.scratch import ephemeral_keys
+from pymem_devtools.bench.common import (
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    percentiles_ms,
+)
+from pymem_devtools.bench.dataset import make_dataset, queries_for
+from pymem_devtools.keys import ephemeral_keys
 
 SCALES = {"tiny": (400, 5, 5), "quick": (3_000, 20, 40), "full": (20_000, 50, 100)}  # rows, tenants, queries
 CANDIDATES, K = 24, 10
@@ -31,7 +36,7 @@ def _text(rng: random.Random, words: list[str]) -> str:
 
 
 async def _run(dsn: str, dataset, n_queries: int) -> dict:
-    from pymem.tiny_reranker import _WORDS
+    from pymem_devtools.tiny_reranker import _WORDS
 
     rng = random.Random(3)
     conn = await aconnect(dsn)
@@ -63,7 +68,7 @@ async def _run(dsn: str, dataset, n_queries: int) -> dict:
 def run(scale: str) -> dict:
     from pymem import rerank
     from pymem.onnx_export import export_reranker
-    from pymem.tiny_reranker import build_tiny_cross_encoder
+    from pymem_devtools.tiny_reranker import build_tiny_cross_encoder
 
     ephemeral_keys()
     n_rows, n_tenants, n_queries = SCALES[scale]

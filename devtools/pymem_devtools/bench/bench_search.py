@@ -24,13 +24,24 @@ import psycopg
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
-from pymem.benchmarks.common import PEER_INDEX_SQL, app_dsn, bench_cluster, markdown_table, percentiles_ms
-from pymem.benchmarks.dataset import (exact_top_k, load, make_dataset, make_shared_dataset,
-                                      queries_for)
 from pymem import sync
 from pymem.connections import SyncConnectionAsAsync
 from pymem.reads import commit_read_intent, durable_read
 from pymem.tenant import set_tenant_sql
+from pymem_devtools.bench.common import (
+    PEER_INDEX_SQL,
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    percentiles_ms,
+)
+from pymem_devtools.bench.dataset import (
+    exact_top_k,
+    load,
+    make_dataset,
+    make_shared_dataset,
+    queries_for,
+)
 
 K = 10
 # rows, tenants, tenants sampled per class, queries per class (spread evenly over the

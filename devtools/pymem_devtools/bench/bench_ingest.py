@@ -15,11 +15,17 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from pymem import repository
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, ratio, unit_vectors
 from pymem.bulk_load import drop_search_indexes
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
-from pymem.scratch import ephemeral_keys
+from pymem_devtools.bench.common import (
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    ratio,
+    unit_vectors,
+)
+from pymem_devtools.keys import ephemeral_keys
 
 DIM = 384
 SIZES = {"tiny": (50, 200), "quick": (1000, 5000), "full": (1000, 20000)}  # (single-vs-batch, copy-vs-sealed)

@@ -1,4 +1,4 @@
-"""Run the benchmark suite: ``pymem bench --scale {tiny,quick,full,xl}``.
+"""Run the benchmark suite: ``pymem-dev bench --scale {tiny,quick,full,xl}``.
 
 ``xl`` (a million rows, tenants sharing topics) runs the search benchmark only.
 
@@ -9,7 +9,6 @@ two things measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -20,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pymem.benchmarks.common import server_settings
+from pymem_devtools.bench.common import server_settings
 
 BENCHES = ("crypto", "ingest", "search", "filtered", "langchain", "citus", "rerank", "e2e")
 SCALES = ("tiny", "quick", "full", "xl")
@@ -54,7 +53,7 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
     if only and not set(only) <= set(allowed):
         raise ValueError(f"--scale {scale} runs only: {', '.join(allowed)}")
     for name in only or allowed:
-        module = importlib.import_module(f"pymem.benchmarks.bench_{name}")
+        module = importlib.import_module(f"pymem_devtools.bench.bench_{name}")
         start, load_before = time.perf_counter(), _load_average()
         print(f"== {name} ({scale})", flush=True)
         result = module.run(scale)
@@ -73,7 +72,7 @@ def run_suite(scale: str, out: Path, only: list[str] | None = None) -> dict:
                 for name in BENCHES if name in report["benches"]]
     header = (f"# pymem benchmarks ({scale})\n\n{report['machine']['cpus']} CPU cores, "
               f"GPU: {'yes' if report['machine']['gpu'] else 'none'}. "
-              f"Command: `pymem bench --scale {scale}` (`make bench` for full).\n\n")
+              f"Command: `pymem-dev bench --scale {scale}` (`make bench` for full).\n\n")
     (out / f"{scale}.md").write_text(header + "\n".join(sections))
     return report
 
@@ -89,17 +88,9 @@ def _settings_note(result: dict) -> str:
     return note + ("; Postgres: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) if settings else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(scale: str, out: Path, only: list[str] | None) -> int:
+    """``pymem-dev bench``: run the suite, exiting cleanly on SIGTERM."""
     # SIGTERM would skip atexit and leave the embedded Postgres running; exit cleanly instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(description="pymem benchmark suite")
-    parser.add_argument("--scale", choices=SCALES, default="quick")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--only", nargs="*", choices=BENCHES)
-    args = parser.parse_args(argv)
-    run_suite(args.scale, args.out, args.only)
+    run_suite(scale, out, only)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

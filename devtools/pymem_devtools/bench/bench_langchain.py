@@ -23,10 +23,21 @@ import psycopg
 from langchain_core.embeddings import Embeddings
 from sqlalchemy import URL
 
-from pymem.benchmarks.common import app_dsn, bench_cluster, markdown_table, percentiles_ms, ratio
-from pymem.benchmarks.dataset import SIZE_CLASSES, exact_top_k, make_dataset, queries_for
 from pymem.integrations.langchain import PymemVectorStore
-from pymem.scratch import ephemeral_keys
+from pymem_devtools.bench.common import (
+    app_dsn,
+    bench_cluster,
+    markdown_table,
+    percentiles_ms,
+    ratio,
+)
+from pymem_devtools.bench.dataset import (
+    SIZE_CLASSES,
+    exact_top_k,
+    make_dataset,
+    queries_for,
+)
+from pymem_devtools.keys import ephemeral_keys
 
 K = 10
 BATCH = 500

@@ -25,6 +25,7 @@ import os
 import random
 import time
 from dataclasses import dataclass
+
 import numpy as np
 
 BACKENDS = ("pymem_int8", "pymem_fp32", "torch", "st_onnx_qint8", "flashrank", "openvino_bf16")
@@ -51,12 +52,12 @@ class Case:
 def workload(queries: int, length: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     """(query, candidates) pairs; every pair overflows ``length`` tokens.
 
-    Words of :mod:`pymem.tiny_reranker`'s vocabulary are common English words, one
+    Words of :mod:`pymem_devtools.tiny_reranker`'s vocabulary are common English words, one
     token each in both shapes' tokenizers, so ``length`` words always overflow the pair
     and truncation makes every pair exactly ``length`` tokens: each call is the worst
     case for its length and length bucketing cannot help.
     """
-    from pymem.tiny_reranker import _WORDS
+    from pymem_devtools.tiny_reranker import _WORDS
 
     rng = random.Random(seed + length)
 
