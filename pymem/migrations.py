@@ -1,32 +1,51 @@
-"""Apply the versioned SQL in ``pymem/sql/`` through alembic, and run alembic from Python.
+"""Apply pymem's versioned SQL through alembic, and run alembic from Python.
 
-``pymem/sql/NNNN_name.up.sql`` / ``.down.sql`` are the source of truth. A released
-file is frozen: its sha256 is listed in ``pymem/sql/checksums.sha256`` and applying
-a file whose bytes no longer match refuses to run, so a database is never migrated
-with SQL that differs from what was reviewed.
+``pymem/sql/`` (its README says how to change it):
+
+``history/NNNN_name.{up,down}.sql``
+    Revisions 0001-0013 as they were released. Each redefined what it changed, so
+    these files hold old copies of many functions; only databases below 0014 run them.
+``schema/NNNN_name.{up,down}.sql``
+    The run-once DDL of a later revision (tables, columns, indexes, policies,
+    ``DROP FUNCTION`` of a signature that goes away). A revision may have none.
+``functions/*.sql``
+    The current definition of every function, one area per file, and the grants.
+    Editable; never run directly.
+``released/NNNN.sql``
+    ``functions/`` frozen into one bundle when revision NNNN was cut
+    (``0013.sql``: the functions as revisions 0001-0013 left them).
+``checksums.sha256``
+    The sha256 of every file a database can run (history, schema, released). A
+    file whose bytes differ from its recorded sum, or that has none, is refused,
+    so a database is never migrated with SQL other than what was reviewed.
+
+Upgrading to a revision after 0013 runs its schema step, then the bundle released
+with it (if it changed any function). Downgrading from it runs its schema down
+step, then re-applies the bundle that was current at the revision below.
 
 The SQL and the alembic scripts ship inside the package (read through
-``importlib.resources``), so ``pip install pymem`` then ``pymem migrate`` works
-anywhere; from a checkout, ``alembic upgrade head`` uses the same files
-(``alembic.ini``: ``script_location = pymem:alembic``).
+``importlib.resources``), so an installed ``pymem migrate`` works anywhere; from a
+checkout, ``alembic upgrade head`` uses the same files (``alembic.ini``:
+``script_location = pymem:alembic``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from .errors import ChecksumMismatch, MigrationRefused
+
 SQL_DIR: Traversable = files("pymem") / "sql"
 ALEMBIC_SCRIPTS = "pymem:alembic"
-
-
-class ChecksumMismatch(RuntimeError):
-    """A released SQL file differs from its recorded sha256."""
+#: Directories whose files a database can run; each file's sha256 is recorded.
+FROZEN_DIRS = ("history", "schema", "released")
 
 
 def recorded_checksums() -> dict[str, str]:
-    """Map file name -> sha256 hex, as recorded in ``sql/checksums.sha256``."""
+    """Map path below ``sql/`` (e.g. ``history/0001_foundation.up.sql``) -> sha256 hex."""
     sums: dict[str, str] = {}
     for line in (SQL_DIR / "checksums.sha256").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -40,46 +59,129 @@ def file_checksum(path: Traversable) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_sql(revision: str, direction: str) -> str:
-    """Return the verified text of ``sql/<revision>.<direction>.sql``.
+def _sql_file(relative: str) -> Traversable:
+    path = SQL_DIR
+    for part in relative.split("/"):
+        path = path / part
+    return path
+
+
+def frozen_sql(relative: str) -> str:
+    """The verified text of ``sql/<relative>``.
 
     Raises:
-        ValueError: direction is not ``up`` or ``down``.
-        ChecksumMismatch: the file is released but its bytes changed, or it is not
-            listed in the checksum file at all.
+        ChecksumMismatch: the file is not listed in ``checksums.sha256``, or its bytes
+            changed after it was recorded.
     """
-    if direction not in ("up", "down"):
-        raise ValueError("direction must be 'up' or 'down'")
-    path = SQL_DIR / f"{revision}.{direction}.sql"
-    expected = recorded_checksums().get(path.name)
+    expected = recorded_checksums().get(relative)
     if expected is None:
-        raise ChecksumMismatch(f"{path.name} is not listed in checksums.sha256")
-    if file_checksum(path) != expected:
-        raise ChecksumMismatch(
-            f"{path.name} changed after release; add a new migration instead of editing it"
-        )
-    return path.read_text()
+        raise ChecksumMismatch(f"{relative} is not listed in checksums.sha256")
+    if file_checksum(_sql_file(relative)) != expected:
+        raise ChecksumMismatch(f"{relative} changed after release; add a new revision instead of editing it")
+    return _sql_file(relative).read_text()
 
 
-def apply_sql(op, revision: str, direction: str, settings: dict[str, str] | None = None) -> None:
-    """Run one SQL file whole, from an alembic revision.
+def released_bundles() -> list[str]:
+    """Revision ids that have a released function bundle, oldest first."""
+    return sorted(p.name[:-4] for p in (SQL_DIR / "released").iterdir() if p.name.endswith(".sql"))
+
+
+def bundle_in_effect(revision: str) -> str:
+    """The newest released bundle at or below ``revision`` (e.g. ``"0014"``)."""
+    candidates = [r for r in released_bundles() if r <= revision]
+    if not candidates:
+        raise MigrationRefused(f"no released function bundle at or below revision {revision}")
+    return candidates[-1]
+
+
+def run_sql(op, text: str, settings: dict[str, str] | None = None) -> None:
+    """Run SQL text whole, in the migration's transaction.
 
     Args:
         op: ``alembic.op``.
-        revision: e.g. ``"0001_foundation"``.
-        direction: ``"up"`` or ``"down"``.
+        text: one or more statements; sent as one simple-protocol query with no
+            parameters, so ``%`` and ``:name`` reach Postgres untouched and ``$$``
+            bodies stay whole.
         settings: transaction-local GUCs (``set_config(name, value, true)``) the
-            file reads, such as ``pymem.embedding_dim``.
-
-    The file is sent as one simple-protocol query with no parameters, so ``%``
-    and ``:name`` in it reach Postgres untouched, and ``$$`` bodies stay whole.
+            SQL reads, such as ``pymem.embedding_dim``.
     """
     bind = op.get_bind()
     for name, value in (settings or {}).items():
         bind.exec_driver_sql("SELECT set_config(%s, %s, true)", (name, value))
     # Not exec_driver_sql: SQLAlchemy passes an empty parameter tuple, and psycopg
     # then parses every '%' as a placeholder. params=None sends the text as is.
-    bind.connection.driver_connection.execute(read_sql(revision, direction))
+    bind.connection.driver_connection.execute(text)
+
+
+def _exists(relative: str) -> bool:
+    return _sql_file(relative).is_file()
+
+
+def migrate_step(op, name: str, direction: str, settings: dict[str, str] | None = None) -> None:
+    """Run revision ``name`` (e.g. ``"0014_functions_by_area"``) ``up`` or ``down``.
+
+    Raises:
+        ValueError: direction is not ``up`` or ``down``.
+        ChecksumMismatch: a file it needs is not the reviewed one.
+    """
+    if direction not in ("up", "down"):
+        raise ValueError("direction must be 'up' or 'down'")
+    history = f"history/{name}.{direction}.sql"
+    if _exists(history):
+        run_sql(op, frozen_sql(history), settings)
+        return
+    revision = name[:4]
+    schema = f"schema/{name}.{direction}.sql"
+    if _exists(schema):
+        run_sql(op, frozen_sql(schema), settings)
+    if revision in released_bundles():
+        bundle = revision if direction == "up" else bundle_in_effect(f"{int(revision) - 1:04d}")
+        run_sql(op, frozen_sql(f"released/{bundle}.sql"), settings)
+
+
+def revision_steps(name: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(upgrade, downgrade)`` for the alembic revision file of ``name``."""
+
+    def step(direction: str) -> None:
+        from alembic import context, op
+
+        dim = context.config.attributes["embedding_dim_resolved"]
+        migrate_step(op, name, direction, settings={"pymem.embedding_dim": str(dim)})
+
+    return (lambda: step("up")), (lambda: step("down"))
+
+
+def head_revision() -> str:
+    """The newest revision this pymem ships (e.g. ``"0014"``)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def reapply_functions(dsn: str) -> str:
+    """Re-apply the function bundle of the database's revision, in one transaction.
+
+    Restores every function definition and grant to what the revision shipped
+    (after someone replaced one, say); tables and rows are untouched. Returns the
+    bundle's revision.
+
+    Raises:
+        MigrationRefused: the database is not at this pymem's head revision.
+        ChecksumMismatch: the bundle is not the reviewed one.
+    """
+    import psycopg
+
+    from .distribute import migration_connect_args
+    from .doctor import database_revision
+
+    head = head_revision()
+    with psycopg.connect(dsn, **migration_connect_args(dsn)) as conn:
+        at = database_revision(conn)
+        if at != head:
+            raise MigrationRefused(f"the database is at {at}, not {head}: run pymem migrate instead")
+        bundle = bundle_in_effect(head)
+        conn.execute(frozen_sql(f"released/{bundle}.sql"))
+    return bundle
 
 
 def alembic_config(dsn: str | None = None, embedding_dim: int | None = None):
@@ -96,7 +198,13 @@ def alembic_config(dsn: str | None = None, embedding_dim: int | None = None):
 
 
 def upgrade(dsn: str | None = None, revision: str = "head", embedding_dim: int | None = None) -> None:
-    """``alembic upgrade`` against ``dsn`` (default: :func:`pymem.db.database_url`)."""
+    """``alembic upgrade`` against ``dsn`` (default: :func:`pymem.db.database_url`).
+
+    Raises:
+        MigrationRefused: ``embedding_dim`` differs from the dimension the database
+            was first migrated with.
+        ChecksumMismatch: a SQL file is not the reviewed one.
+    """
     from alembic import command
 
     command.upgrade(alembic_config(dsn, embedding_dim), revision)

@@ -1,22 +1,6 @@
-"""Key lifecycle: per-key counters, tenant-scoped export and re-keying, pymem_maintainer.
+"""Key lifecycle: per-key counters, tenant-scoped export and re-keying, pymem_maintainer."""
 
-Revision ID: 0002
-Revises: 0001
-"""
+from pymem.migrations import revision_steps
 
-from alembic import op
-
-from pymem.migrations import apply_sql
-
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    apply_sql(op, "0002_key_lifecycle", "up")
-
-
-def downgrade() -> None:
-    apply_sql(op, "0002_key_lifecycle", "down")
+revision, down_revision = "0002", "0001"
+upgrade, downgrade = revision_steps("0002_key_lifecycle")

@@ -1,23 +1,7 @@
 """Caller-chosen ids (hashed or UUID, sealed), upsert, delete and list by id, blind-index
-filters on sealed metadata, and v2 reads that return the sealed caller id.
+filters on sealed metadata, and v2 reads that return the sealed caller id."""
 
-Revision ID: 0007
-Revises: 0006
-"""
+from pymem.migrations import revision_steps
 
-from alembic import op
-
-from pymem.migrations import apply_sql
-
-revision = "0007"
-down_revision = "0006"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    apply_sql(op, "0007_caller_ids_and_filters", "up")
-
-
-def downgrade() -> None:
-    apply_sql(op, "0007_caller_ids_and_filters", "down")
+revision, down_revision = "0007", "0006"
+upgrade, downgrade = revision_steps("0007_caller_ids_and_filters")

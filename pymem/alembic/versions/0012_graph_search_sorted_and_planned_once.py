@@ -1,22 +1,6 @@
-"""A graph search returns its hits in distance order and keeps one plan per bucket graph.
+"""A graph search returns its hits in distance order and keeps one plan per bucket graph."""
 
-Revision ID: 0012
-Revises: 0011
-"""
+from pymem.migrations import revision_steps
 
-from alembic import op
-
-from pymem.migrations import apply_sql
-
-revision = "0012"
-down_revision = "0011"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    apply_sql(op, "0012_graph_search_sorted_and_planned_once", "up")
-
-
-def downgrade() -> None:
-    apply_sql(op, "0012_graph_search_sorted_and_planned_once", "down")
+revision, down_revision = "0012", "0011"
+upgrade, downgrade = revision_steps("0012_graph_search_sorted_and_planned_once")

@@ -1,22 +1,6 @@
-"""write_chunks inserts a call's rows in one statement instead of one INSERT per row.
+"""write_chunks inserts a call's rows in one statement instead of one INSERT per row."""
 
-Revision ID: 0013
-Revises: 0012
-"""
+from pymem.migrations import revision_steps
 
-from alembic import op
-
-from pymem.migrations import apply_sql
-
-revision = "0013"
-down_revision = "0012"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    apply_sql(op, "0013_write_chunks_in_one_statement", "up")
-
-
-def downgrade() -> None:
-    apply_sql(op, "0013_write_chunks_in_one_statement", "down")
+revision, down_revision = "0013", "0012"
+upgrade, downgrade = revision_steps("0013_write_chunks_in_one_statement")

@@ -1,0 +1,235 @@
+-- Writes: insert or upsert, delete by ids, by document or the whole tenant, and
+-- re-keying. Each call checks its tenant argument against the context, takes the
+-- tenant's chain head first (one lock order everywhere: chain head, rows,
+-- key_stats), keeps key_stats, and appends its audit rows, also when nothing
+-- matched. Every statement names user_hash, so on Citus a call reads and writes
+-- exactly one shard group.
+
+-- p_tags: each row's blind-index tags concatenated (16 bytes each). p_upsert:
+-- replace a row of the same id (audited as an update) instead of failing on it.
+-- One INSERT ... SELECT for the whole call: an INSERT per row opened the table's
+-- indexes and prepared the 64 bucket graphs' predicates once per row.
+CREATE OR REPLACE FUNCTION pymem.write_chunks(
+    p_user_hash    char(64),
+    p_upsert       boolean,
+    p_ids          uuid[],
+    p_doc_ids      text[],
+    p_sources      text[],
+    p_text_ciphers bytea[],
+    p_meta_ciphers bytea[],
+    p_emb_ciphers  bytea[],
+    p_ref_ciphers  bytea[],
+    p_tags         bytea[],
+    p_key_ids      integer[],
+    p_embeddings   public.vector[],
+    p_aad_version  smallint)
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_n        integer := cardinality(p_ids);
+    v_new      uuid[] := '{}';
+    v_replaced uuid[] := '{}';
+    v_old_keys integer[] := '{}';
+    v_row      record;
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    IF p_upsert IS NULL OR v_n IS NULL OR v_n = 0 THEN
+        RAISE EXCEPTION 'write_chunks: no chunks given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
+       OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
+       OR cardinality(p_ref_ciphers) <> v_n OR cardinality(p_tags) <> v_n
+       OR cardinality(p_key_ids) <> v_n OR cardinality(p_embeddings) <> v_n THEN
+        RAISE EXCEPTION 'write_chunks: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(p_tags) AS t(tags) WHERE t.tags IS NULL OR octet_length(t.tags) % 16 <> 0) THEN
+        RAISE EXCEPTION 'write_chunks: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> v_n THEN
+        RAISE EXCEPTION 'write_chunks: an id appears twice in one call' USING ERRCODE = 'unique_violation';
+    END IF;
+    PERFORM pymem.check_aad_version(p_aad_version);
+    -- Lock order: the chain head, then rows, then key_stats. The head lock also
+    -- serialises this tenant's writers, so a replaced row cannot be re-inserted
+    -- by another call between the DELETE and the INSERT below.
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    IF p_upsert THEN
+        FOR v_row IN
+            DELETE FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
+            RETURNING c.id, c.key_id
+        LOOP
+            v_replaced := v_replaced || v_row.id;
+            v_old_keys := v_old_keys || v_row.key_id;
+        END LOOP;
+    END IF;
+    INSERT INTO pymem.memory_chunks
+        (id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, meta_tags, key_id,
+         embedding, aad_version)
+    SELECT u.id, p_user_hash, u.doc_id, u.source, u.text_cipher, u.meta_cipher, u.emb_cipher, u.ref_cipher,
+           ARRAY(SELECT substring(u.tags FROM o FOR 16) FROM generate_series(1, octet_length(u.tags), 16) AS o),
+           u.key_id, u.embedding, p_aad_version
+      FROM unnest(p_ids, p_doc_ids, p_sources, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers,
+                  p_tags, p_key_ids, p_embeddings)
+           AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding);
+    v_new := ARRAY(SELECT i FROM unnest(p_ids) AS i WHERE NOT i = ANY (v_replaced));
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, p_key_ids, 1);
+    PERFORM pymem.warn_key_budget(p_key_ids);
+    IF cardinality(v_new) > 0 THEN
+        PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
+                                   ARRAY(SELECT i FROM unnest(v_new) AS i ORDER BY i));
+    END IF;
+    IF cardinality(v_replaced) > 0 THEN
+        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
+                                   ARRAY(SELECT i FROM unnest(v_replaced) AS i ORDER BY i));
+    END IF;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
+                                       bytea[], bytea[], integer[], public.vector[], smallint) IS
+    'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant; audits an insert row and an '
+    'update row with the ids, sorted. Returns the number of chunks written.';
+
+CREATE OR REPLACE FUNCTION pymem.delete_chunk_ids(p_user_hash char(64), p_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids  uuid[] := '{}';
+    v_keys integer[] := '{}';
+    v_row  record;
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'delete_chunk_ids: give between 1 and 10000 ids' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    FOR v_row IN
+        DELETE FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
+        RETURNING c.id, c.key_id
+    LOOP
+        v_ids := v_ids || v_row.id;
+        v_keys := v_keys || v_row.key_id;
+    END LOOP;
+    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
+                               ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
+    RETURN cardinality(v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.delete_chunk_ids(char, uuid[]) IS
+    'Deletes the tenant''s rows among 1 to 10,000 ids (the rest are ignored); audited, also when nothing '
+    'matched. Returns the number deleted.';
+
+-- p_doc_id NULL: every chunk of the tenant.
+CREATE OR REPLACE FUNCTION pymem.delete_chunks(p_user_hash char(64), p_doc_id text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids  uuid[] := '{}';
+    v_keys integer[] := '{}';
+    v_row  record;
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    FOR v_row IN
+        DELETE FROM pymem.memory_chunks c
+         WHERE c.user_hash = p_user_hash AND (p_doc_id IS NULL OR c.doc_id = p_doc_id)
+        RETURNING c.id, c.key_id
+    LOOP
+        v_ids := v_ids || v_row.id;
+        v_keys := v_keys || v_row.key_id;
+    END LOOP;
+    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
+                               ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
+    RETURN cardinality(v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.delete_chunks(char, text) IS
+    'Deletes the tenant''s chunks of one document, or all of them (NULL): the body of delete_document and '
+    'erase_tenant.';
+
+CREATE OR REPLACE FUNCTION pymem.delete_document(p_user_hash char(64), p_doc_id text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    IF p_doc_id IS NULL THEN
+        RAISE EXCEPTION 'delete_document: doc id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN pymem.delete_chunks(p_user_hash, p_doc_id);
+END
+$$;
+COMMENT ON FUNCTION pymem.delete_document(char, text) IS
+    'Deletes the tenant''s chunks of one document; audited, also when nothing matched. Returns the number deleted.';
+
+CREATE OR REPLACE FUNCTION pymem.erase_tenant(p_user_hash char(64)) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN pymem.delete_chunks(p_user_hash, NULL);
+END
+$$;
+COMMENT ON FUNCTION pymem.erase_tenant(char) IS
+    'Deletes every chunk of the tenant (its audit chain stays); returns the number deleted.';
+
+-- A row is only touched while it is still under the key it was read with, so a
+-- re-run or a concurrent rotator never re-seals twice.
+CREATE OR REPLACE FUNCTION pymem.rekey_chunks_v2(p_user_hash char(64), p_ids uuid[], p_read_key_ids integer[],
+                                                 p_text_ciphers bytea[], p_meta_ciphers bytea[],
+                                                 p_emb_ciphers bytea[], p_ref_ciphers bytea[],
+                                                 p_new_key_id integer, p_aad_version smallint)
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids      uuid[] := '{}';
+    v_old_keys integer[] := '{}';
+    v_row      record;
+    v_id       uuid;
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.check_aad_version(p_aad_version);
+    IF cardinality(p_ref_ciphers) IS DISTINCT FROM cardinality(p_ids) THEN
+        RAISE EXCEPTION 'rekey_chunks_v2: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    FOR v_row IN
+        SELECT u.* FROM unnest(p_ids, p_read_key_ids, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers)
+                        AS u(id, read_key_id, text_cipher, meta_cipher, emb_cipher, ref_cipher)
+    LOOP
+        UPDATE pymem.memory_chunks c
+           SET text_cipher = v_row.text_cipher, meta_cipher = v_row.meta_cipher, emb_cipher = v_row.emb_cipher,
+               ref_cipher = v_row.ref_cipher, key_id = p_new_key_id, aad_version = p_aad_version
+         WHERE c.user_hash = p_user_hash AND c.id = v_row.id AND c.key_id = v_row.read_key_id
+        RETURNING c.id INTO v_id;
+        IF FOUND THEN
+            v_ids := v_ids || v_id;
+            v_old_keys := v_old_keys || v_row.read_key_id;
+        END IF;
+    END LOOP;
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), 1);
+    PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
+    PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
+                               ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
+    RETURN cardinality(v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.rekey_chunks_v2(char, uuid[], integer[], bytea[], bytea[], bytea[], bytea[], integer,
+                                          smallint) IS
+    'Replaces the tenant''s ciphertexts (text, metadata, embedding, caller id) with ones re-sealed under '
+    'p_new_key_id, for rows still under the key they were read with (pymem rotate-key). Returns how many.';

@@ -1,0 +1,158 @@
+-- Search: the API entry points (search_chunks_v2 on the primary,
+-- search_chunks_on_standby_v2 on a hot standby), filters on blind-index tags, and
+-- the bucket graphs. The search itself is pymem.search_rows_v2 (61_search_rows.sql).
+--
+-- Buckets. memory_chunks has 64 partial HNSW indexes, one per search bucket (the
+-- low 6 bits of user_hash, an HMAC, so buckets are even). A tenant's rows are then
+-- a 64x larger share of the graph its query walks than of one shared graph: with
+-- shared topics, a tenant of 3,000-10,000 rows in a million-row table is 0.3-1% of
+-- every region of a single graph, and pgvector's filtered scan misses its nearest
+-- rows; in its bucket's graph it is 15-40%. Each graph also builds in 1/64 of the
+-- memory of one bulk build.
+--
+-- Filters. A filter is a conjunction of clauses, each clause any one of its tags
+-- (16-byte HMACs of a metadata key and value under the tenant's blind-index key).
+-- The tags are flattened into p_filter, and p_ends[i] is the position of clause
+-- i's last tag. No clause: no filter.
+
+CREATE OR REPLACE FUNCTION pymem.check_filter(p_filter bytea[], p_ends integer[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_filter IS NULL OR p_ends IS NULL OR cardinality(p_filter) > 1024 OR cardinality(p_ends) > 64
+       OR array_ndims(p_filter) > 1 OR array_ndims(p_ends) > 1
+       OR cardinality(p_ends) <> (SELECT count(*) FROM unnest(p_ends) WITH ORDINALITY AS e(pos, n)
+                                   WHERE e.pos > coalesce(p_ends[e.n - 1], 0))
+       OR coalesce(p_ends[cardinality(p_ends)], 0) <> cardinality(p_filter)
+       OR EXISTS (SELECT 1 FROM unnest(p_filter) AS t(tag) WHERE t.tag IS NULL OR octet_length(t.tag) <> 16) THEN
+        RAISE EXCEPTION 'pymem: a filter is up to 64 clauses of 16-byte tags, p_ends increasing to their count'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pymem.check_filter(bytea[], integer[]) IS
+    'Raises invalid_parameter_value unless the filter is up to 64 clauses of 16-byte tags.';
+
+-- Called once per candidate row, so no SET clause (a function with one saves and
+-- restores the setting on every call); every name in it is schema-qualified instead.
+-- Callers skip it for a one-clause filter, which the && on that clause decides.
+CREATE OR REPLACE FUNCTION pymem.tags_match(p_tags bytea[], p_filter bytea[], p_ends integer[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    RETURN coalesce((SELECT pg_catalog.bool_and(
+                                p_tags OPERATOR(pg_catalog.&&) p_filter[coalesce(p_ends[i - 1], 0) + 1:p_ends[i]])
+                       FROM pg_catalog.generate_subscripts(p_ends, 1) AS i), true);
+COMMENT ON FUNCTION pymem.tags_match(bytea[], bytea[], integer[]) IS
+    'Whether a row''s tags meet every clause of the filter.';
+
+-- Immutable and inlinable (no SET clause; every name qualified): the index
+-- predicates and search_rows_v2's literal bucket clauses reduce to the same
+-- expression, which is how the planner proves a partial index applies.
+CREATE OR REPLACE FUNCTION pymem.search_bucket(p_user_hash char(64)) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.get_byte(pg_catalog.decode(pg_catalog."right"(p_user_hash::pg_catalog.text, 2), 'hex'), 0)
+           OPERATOR(pg_catalog.&) 63
+$$;
+COMMENT ON FUNCTION pymem.search_bucket(char) IS
+    'The search bucket of a tenant (0-63: the low 6 bits of its hash): which partial HNSW graph holds its rows.';
+
+-- The whole table, or on Citus the tenant's shard (the coordinator's table is an
+-- empty shell there).
+CREATE OR REPLACE FUNCTION pymem.index_rows(p_user_hash char(64)) RETURNS double precision
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_relation regclass := 'pymem.memory_chunks'::regclass;
+    v_shard    bigint;
+BEGIN
+    IF pymem.chunks_distributed() THEN
+        EXECUTE 'SELECT pg_catalog.get_shard_id_for_distribution_column($1, $2)'
+            INTO v_shard USING v_relation, p_user_hash;
+        v_relation := to_regclass(format('pymem.memory_chunks_%s', v_shard));
+    END IF;
+    RETURN (SELECT greatest(c.reltuples, 1) FROM pg_catalog.pg_class c WHERE c.oid = v_relation);
+END
+$$;
+COMMENT ON FUNCTION pymem.index_rows(char) IS
+    'Rows (catalog estimate) of the table, or on Citus of the tenant''s shard.';
+
+-- From the catalog estimate that VACUUM, ANALYZE and CREATE INDEX keep. NULL when
+-- the graph's index is missing (dropped for a bulk load).
+CREATE OR REPLACE FUNCTION pymem.search_graph_rows(p_user_hash char(64)) RETURNS double precision
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_index text := 'memory_chunks_embedding_hnsw_' || pymem.search_bucket(p_user_hash);
+    v_shard bigint;
+BEGIN
+    IF pymem.chunks_distributed() THEN
+        EXECUTE 'SELECT pg_catalog.get_shard_id_for_distribution_column($1, $2)'
+            INTO v_shard USING 'pymem.memory_chunks'::regclass, p_user_hash;
+        v_index := v_index || '_' || v_shard;
+    END IF;
+    RETURN (SELECT greatest(c.reltuples, 1) FROM pg_catalog.pg_class c
+             WHERE c.oid = to_regclass(format('pymem.%I', v_index)));
+END
+$$;
+COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
+    'Rows in the bucket graph a tenant''s search walks (on Citus, on the tenant''s shard).';
+
+CREATE OR REPLACE FUNCTION pymem.search_chunks_v2(p_user_hash char(64), p_ticket uuid, p_query public.vector,
+                                                  p_k integer, p_filter bytea[], p_ends integer[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids uuid[] := '{}';
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search',
+                                     pymem.filtered_search_digest(p_query, p_k, p_filter, p_ends));
+    FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance,
+        ref_cipher IN
+        SELECT * FROM pymem.search_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends)
+    LOOP
+        v_ids := v_ids || id;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM pymem.audit_append(p_user_hash, 'search', 'result', p_ticket, NULL, v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.search_chunks_v2(char, uuid, public.vector, integer, bytea[], integer[]) IS
+    'The tenant''s k nearest chunks (cosine distance), optionally filtered by blind-index tags, sealed, '
+    'nearest first. Needs a committed read intent (filtered_search_digest); appends a result row with '
+    'the ids returned.';
+
+-- A standby sees a row only once its commit has been replayed, so an intent
+-- visible here is durable on the primary, and it is checked exactly as there.
+CREATE OR REPLACE FUNCTION pymem.search_chunks_on_standby_v2(p_user_hash char(64), p_ticket uuid,
+                                                             p_query public.vector, p_k integer,
+                                                             p_filter bytea[], p_ends integer[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    IF NOT pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pymem: search_chunks_on_standby serves hot standbys; on the primary call search_chunks'
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search',
+                                     pymem.filtered_search_digest(p_query, p_k, p_filter, p_ends));
+    RETURN QUERY SELECT * FROM pymem.search_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends);
+END
+$$;
+COMMENT ON FUNCTION pymem.search_chunks_on_standby_v2(char, uuid, public.vector, integer, bytea[], integer[]) IS
+    'search_chunks_v2 on a hot standby (refused on a primary). The intent is written on the primary; the '
+    'client appends the result row there with read_result.';

@@ -1,0 +1,1048 @@
+-- pymem.search_rows_v2: the search itself, for search_chunks_v2 (primary),
+-- search_chunks_on_standby_v2 and the v1 search functions. Internal: callers go
+-- through those, which check the tenant and the read intent and audit the result.
+--
+-- Which rows it examines depends on no caller setting: every setting that steers
+-- the search (hnsw.*, enable_*, plan_cache_mode, row_security) is pinned below, so
+-- a pooled connection's leftovers cannot change its result. On Citus the call runs
+-- on the worker holding the tenant's shard, so the settings apply there.
+--
+-- Two paths:
+--   * exact: the tenant's rows (or a filter's matches) through the btree on
+--     user_hash (or the GIN index on meta_tags), top k by distance. The top k
+--     are chosen among narrow (ctid, distance) pairs and only those k rows are
+--     read whole, by ctid, in the same statement (one snapshot, so a ctid names
+--     the row version the scan saw): a sort copies each row it is offered, and
+--     a row is about 2 kB.
+--   * graph: the tenant's bucket graph with iterative scan (relaxed order), and
+--     the k hits sorted by distance.
+-- The graph is taken when the tenant (or the filter's matches) is too large for
+-- the exact limits of pymem.tuning, or when the exact scan would read more than
+-- 20 rows per unit of ef_search (measured: the scan costs about 1 us a row, the
+-- graph 12-21 us per unit of ef_search). Either path returns correct rows under
+-- row security; counts only pick the path.
+--
+-- The 64 arms of the CASE differ only in their bucket literal. The arm for bucket
+-- 0 is the template: `pymem-dev sql arms` writes the other 63 from it, and a test
+-- checks that they match it.
+CREATE OR REPLACE FUNCTION pymem.search_rows_v2(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                p_filter bytea[], p_ends integer[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+    SET hnsw.iterative_scan = 'relaxed_order'
+    SET hnsw.ef_search = '100'
+    SET hnsw.max_scan_tuples = '20000'
+    SET hnsw.scan_mem_multiplier = '1'
+    SET enable_sort = off
+    SET enable_seqscan = on
+    SET enable_indexscan = on
+    SET enable_bitmapscan = on
+    SET enable_indexonlyscan = on
+    SET max_parallel_workers_per_gather = 0
+    SET enable_tidscan = on
+    SET enable_nestloop = on
+    SET plan_cache_mode = 'auto'
+AS $body$
+DECLARE
+    v_filtered  boolean;
+    v_exact_max integer;
+    v_rows      bigint;
+    v_graph     double precision;
+    v_ef        integer;
+BEGIN
+    IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.check_filter(p_filter, p_ends);
+    v_filtered := cardinality(p_ends) > 0;
+    SELECT CASE WHEN v_filtered THEN t.filtered_exact_max_rows ELSE t.exact_search_max_rows END
+      INTO v_exact_max FROM pymem.tuning t;
+    IF v_filtered THEN
+        -- The first clause's tags reach the GIN index; tags_match checks them all.
+        SELECT count(*) INTO v_rows FROM (
+            SELECT 1 FROM pymem.memory_chunks c
+             WHERE c.user_hash = p_user_hash
+               AND c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
+               AND (cardinality(p_ends) = 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+             LIMIT v_exact_max + 1) m;
+    ELSE
+        SELECT coalesce(sum(s.live_rows), 0) INTO v_rows FROM pymem.key_stats s WHERE s.user_hash = p_user_hash;
+    END IF;
+    -- 2,000 = 20 x the least ef_search: below it the exact scan is always cheaper.
+    IF v_rows > v_exact_max OR (NOT v_filtered AND v_rows > 2000) THEN
+        -- A filtered scan sees about k / share candidates before it has k matches;
+        -- ef_search covers 8x that (measured at 1M rows with shared topics: 2x gave
+        -- recall@10 0.969, 4x 0.976, 8x 0.995 for tenants of 3k-10k rows), at
+        -- least 100 (at 40, pgvector's default, whole queries of large tenants
+        -- came back empty-handed), at least 1/400 of the graph's rows (at 1M
+        -- rows, ef_search 100 on a 93k-row graph left 2 of 40 queries of the
+        -- tenant holding 90% of it at recall 0.1 and 0.0: the greedy descent
+        -- ended in another topic's region), and at most 1000. The filtered count
+        -- stops at v_exact_max + 1, a lower bound: the estimate errs towards a
+        -- wider search.
+        v_graph := pymem.search_graph_rows(p_user_hash);
+        v_ef := least(1000, greatest(100, ceil(v_graph / 400), ceil(8 * p_k / least(1.0, v_rows / v_graph))));
+    END IF;
+    -- The graph when the tenant is too large for the exact scan, or when the scan
+    -- would read more than 20 rows per unit of ef_search (see above). No graph
+    -- (its index dropped for a bulk load): the exact scan.
+    IF v_rows > v_exact_max OR (NOT v_filtered AND v_graph IS NOT NULL AND v_rows > 20 * v_ef) THEN
+        PERFORM set_config('hnsw.ef_search', v_ef::text, true);  -- local to this call
+        -- One statement per bucket graph, its bucket a literal, so the planner
+        -- proves that graph's partial index applies. Plain PostgreSQL keeps one
+        -- generic plan for each (planned per call, the 63 other graphs' partial
+        -- indexes cost 0.3 ms); Citus keeps custom plans (see the exact path).
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+            PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+        END IF;
+        CASE pymem.search_bucket(p_user_hash)
+            -- relaxed_order can return a nearer row after a farther one, so the k
+            -- hits are sorted again. "+ 0" (pgvector's documented form) keeps that
+            -- sort: from PostgreSQL 17 the planner takes a materialized CTE's rows
+            -- as already sorted by its ORDER BY key and drops a plain ORDER BY.
+            WHEN 0 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 0
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            -- generated arms: begin
+            WHEN 1 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 1
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 2 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 2
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 3 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 3
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 4 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 4
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 5 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 5
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 6 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 6
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 7 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 7
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 8 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 8
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 9 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 9
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 10 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 10
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 11 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 11
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 12 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 12
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 13 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 13
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 14 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 14
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 15 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 15
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 16 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 16
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 17 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 17
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 18 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 18
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 19 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 19
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 20 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 20
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 21 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 21
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 22 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 22
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 23 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 23
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 24 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 24
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 25 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 25
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 26 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 26
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 27 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 27
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 28 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 28
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 29 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 29
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 30 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 30
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 31 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 31
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 32 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 32
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 33 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 33
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 34 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 34
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 35 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 35
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 36 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 36
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 37 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 37
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 38 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 38
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 39 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 39
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 40 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 40
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 41 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 41
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 42 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 42
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 43 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 43
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 44 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 44
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 45 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 45
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 46 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 46
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 47 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 47
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 48 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 48
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 49 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 49
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 50 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 50
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 51 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 51
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 52 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 52
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 53 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 53
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 54 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 54
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 55 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 55
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 56 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 56
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 57 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 57
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 58 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 58
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 59 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 59
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 60 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 60
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 61 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 61
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 62 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 62
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            WHEN 63 THEN
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
+                          FROM pymem.memory_chunks c
+                         WHERE c.user_hash = p_user_hash
+                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 63
+                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                         LIMIT p_k)
+                    SELECT * FROM hits h ORDER BY h.distance + 0;
+            -- generated arms: end
+        END CASE;
+    ELSIF v_rows > 0 AND v_filtered THEN
+        -- "+ 0": the ORDER BY no longer matches the HNSW operator, so the rows
+        -- come from the GIN (or btree) index and the top k are exact.
+        RETURN QUERY
+            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
+                   c.embedding, t.distance, c.ref_cipher
+              FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
+                      FROM pymem.memory_chunks n
+                     WHERE n.user_hash = p_user_hash
+                       AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
+                       AND (cardinality(p_ends) = 1 OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
+                     ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
+                     LIMIT p_k) t
+              JOIN pymem.memory_chunks c ON c.ctid = t.tid
+             WHERE c.user_hash = p_user_hash
+             ORDER BY t.distance;
+    ELSIF v_rows > 0 THEN
+        -- One generic plan for every tenant, through the tenant's btree: planned
+        -- per call (as plpgsql does while a custom plan looks cheaper) it cost
+        -- more than a small tenant's scan. Local to this call, like ef_search.
+        -- Not with Citus installed: its planner routes this join to the tenant's
+        -- shard only with the parameters known, so it keeps custom plans.
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+            PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+            PERFORM set_config('enable_seqscan', 'off', true);
+        END IF;
+        RETURN QUERY
+            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
+                   c.embedding, t.distance, c.ref_cipher
+              FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
+                      FROM pymem.memory_chunks n
+                     WHERE n.user_hash = p_user_hash
+                     ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
+                     LIMIT p_k) t
+              JOIN pymem.memory_chunks c ON c.ctid = t.tid
+             WHERE c.user_hash = p_user_hash
+             ORDER BY t.distance;
+    END IF;
+END
+$body$;
+COMMENT ON FUNCTION pymem.search_rows_v2(char, public.vector, integer, bytea[], integer[]) IS
+    'Internal: the tenant''s k nearest rows, exact or on its bucket graph, with every setting that steers '
+    'the search pinned. Not audited itself: called by the audited search functions.';

@@ -1,0 +1,79 @@
+-- Who may call what: every privilege on pymem's functions, tables and schema.
+--
+-- Roles (created by the first migration, cluster-wide):
+--   pymem_owner       owns every object; NOSUPERUSER, so row security binds it.
+--   pymem_app         the application (GRANT pymem_app TO your app's login).
+--   pymem_maintainer  key operations: rotation, registration, quarantine.
+--   pymem_auditor     reads and verifies the audit log.
+-- None of them is a superuser or bypasses row security.
+--
+-- Functions: PUBLIC and the three roles lose every grant, then get exactly the
+-- ones below, so this file is the whole truth on each upgrade. (Functions the
+-- owner creates are not executable by PUBLIC in the first place:
+-- ALTER DEFAULT PRIVILEGES FOR ROLE pymem_owner REVOKE EXECUTE ON FUNCTIONS FROM
+-- PUBLIC.) A function granted to no role is internal: only other definer
+-- functions, running as pymem_owner, call it.
+--
+-- Tables: the app and the maintainer have no privilege on any table; they reach
+-- rows only through the definer functions, each of which audits what it does.
+-- The grants below are the only ones: tables are created owner-only.
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pymem FROM PUBLIC, pymem_app, pymem_maintainer, pymem_auditor;
+
+-- The application: its tenant's writes and audited reads.
+GRANT EXECUTE ON FUNCTION
+    pymem.embedding_dim(),
+    pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
+                       integer[], public.vector[], smallint),
+    pymem.delete_chunk_ids(char, uuid[]),
+    pymem.delete_document(char, text),
+    pymem.erase_tenant(char),
+    pymem.search_digest(public.vector, integer),
+    pymem.filtered_search_digest(public.vector, integer, bytea[], integer[]),
+    pymem.get_digest(uuid[]),
+    pymem.export_digest(integer[], integer),
+    pymem.read_intent(char, uuid, text, bytea),
+    pymem.read_result(char, uuid, text, uuid[]),
+    pymem.search_chunks_v2(char, uuid, public.vector, integer, bytea[], integer[]),
+    pymem.search_chunks_on_standby_v2(char, uuid, public.vector, integer, bytea[], integer[]),
+    pymem.get_chunks_v2(char, uuid, uuid[]),
+    pymem.export_chunks_v2(char, uuid, integer[], uuid, integer),
+    pymem.put_chunks(char, uuid[], text[], text[], bytea[], bytea[], bytea[], integer[], public.vector[], smallint),
+    pymem.get_chunks(char, uuid, uuid[]),
+    pymem.search_chunks(char, uuid, public.vector, integer),
+    pymem.search_chunks_on_standby(char, uuid, public.vector, integer),
+    pymem.export_chunks(char, uuid, integer[], uuid, integer)
+    TO pymem_app;
+
+-- The maintainer: key rotation (which reads a tenant's rows through the same
+-- intent protocol as the app), key registration, quarantine.
+GRANT EXECUTE ON FUNCTION
+    pymem.embedding_dim(),
+    pymem.search_digest(public.vector, integer),
+    pymem.get_digest(uuid[]),
+    pymem.export_digest(integer[], integer),
+    pymem.read_intent(char, uuid, text, bytea),
+    pymem.export_chunks_v2(char, uuid, integer[], uuid, integer),
+    pymem.export_chunks(char, uuid, integer[], uuid, integer),
+    pymem.rekey_chunks_v2(char, uuid[], integer[], bytea[], bytea[], bytea[], bytea[], integer, smallint),
+    pymem.rekey_chunks(char, uuid[], integer[], bytea[], bytea[], bytea[], integer, smallint),
+    pymem.register_encryption_key(integer),
+    pymem.tenants_with_keys(integer[]),
+    pymem.key_usage(),
+    pymem.quarantine_chunks(char, uuid[], text),
+    pymem.quarantined()
+    TO pymem_maintainer;
+
+-- The auditor: verification, checkpoints, key counts. No content.
+GRANT EXECUTE ON FUNCTION
+    pymem.audit_verify(),
+    pymem.audit_verify_v1(),
+    pymem.audit_heads(),
+    pymem.audit_row_hash(char, bigint),
+    pymem.key_usage(),
+    pymem.quarantined()
+    TO pymem_auditor;
+
+GRANT USAGE ON SCHEMA pymem TO pymem_app, pymem_auditor, pymem_maintainer;
+GRANT SELECT ON pymem.audit_log, pymem.audit_log_v1, pymem.audit_chain_heads TO pymem_auditor;
+GRANT SELECT ON pymem.tuning, pymem.encryption_keys TO pymem_maintainer, pymem_auditor;
