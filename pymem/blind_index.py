@@ -1,23 +1,27 @@
 """Blind indexes: caller ids and metadata filters the database evaluates without reading them.
 
-Each tenant gets its own index key, derived in the client from
-``MEMORY_TENANT_HMAC_KEY`` (HKDF-SHA256, its own ``info``, so it is independent
-of the tenant hash made from the same key) and the tenant's ``user_hash``. The
-database never holds it.
+Each tenant gets its own index key, derived in the client: the deployment's master
+key is HKDF-SHA256(``MEMORY_TENANT_HMAC_KEY``, no salt, info ``pymem blind index
+v1``, 32 bytes), independent of the tenant hashes made from the same key, and a
+tenant's key is HMAC-SHA256(master key, the ASCII of its ``user_hash``). The
+database never holds either. ``tests/data/formats_kat.json`` has known answers.
 
 Ids
     A caller id that is a canonical UUID string (``str(uuid.UUID(x)) == x``) is the
-    row's id as it is: it is already opaque. Any other string becomes the UUID made
-    of the first 16 bytes of HMAC(index key, ``id`` + the string), with the version
+    row's id as it is. Any other string becomes the UUID made of the first 16 bytes
+    of HMAC(tenant index key, ``b"id\\x00"`` + the string's UTF-8), with the version
     bits of a UUIDv8; the string itself is stored sealed (field ``ref``) so that reads
-    return it. Equal ids of one tenant map to equal row ids; the database learns
-    nothing else about them, and two tenants' rows for the same id are unrelated.
+    return it. Equal ids of one tenant map to equal row ids, and two tenants' rows for
+    the same string are unrelated. A canonical UUID is stored as it is, so whatever
+    it encodes (a uuid1's MAC address and time, a uuid5's name) is the database's
+    to see: see docs/threat-model.md.
 
 Metadata tags
     Each top-level metadata key whose value is a scalar (str, int, float, bool,
-    None), or a list of scalars (one tag per element), gets a 16-byte tag:
-    HMAC(index key, ``meta`` + the canonical JSON of ``[key, value]``). Integral
-    floats are tagged as ints (``1.0`` matches ``1``); ``True`` does not match ``1``.
+    None), or a list of scalars (one tag per element), gets a 16-byte tag: the first
+    16 bytes of HMAC(tenant index key, ``b"meta\\x00"`` + the UTF-8 of the compact
+    JSON of ``[key, value]``). Integral floats are tagged as ints (``1.0`` matches
+    ``1``); ``True`` does not match ``1``.
     Nested objects are stored (sealed) but not filterable.
 
 Filters

@@ -1,8 +1,12 @@
 """The ``pymem`` command.
 
-Subcommands: demo, migrate, doctor, keygen, register-key, rotate-key, key-usage,
-rotate-tenant-key, audit-verify, audit-checkpoint, distribute, bench, export-reranker,
-serve-metrics. ``pymem <command> --help`` describes each.
+Subcommands: local-db, migrate, doctor, keygen, register-key, rotate-key, key-usage,
+rotate-tenant-key, audit-verify, audit-checkpoint, distribute, export-reranker,
+serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
+
+An expected failure (a bad setting, a missing extra, a database that refuses or
+cannot be reached) prints one line naming the fix and exits 2; only a bug prints a
+traceback. No line carries a key, a DSN or a parameter value.
 """
 
 from __future__ import annotations
@@ -11,18 +15,34 @@ import argparse
 import asyncio
 import sys
 
+from . import __version__
+from .errors import PymemError
 
-def _cmd_demo(args) -> int:
-    from .demo import main
 
-    return main()
+def _cmd_local_db(args) -> int:
+    from . import local_db
+
+    if args.stop:
+        print("stopped the embedded server" if local_db.stop() else "the embedded server was not running")
+        return 0
+    db = local_db.start(args.embedding_dim)
+    print(f"export PYMEM_DATABASE_URL='{db.admin_url}'  # superuser: pymem migrate, doctor, rotate-key")
+    print(f"export APP_DATABASE_URL='{db.app_url}'  # your application's login ({local_db.APP_LOGIN}, pymem_app)")
+    for finding in db.findings:
+        print(f"# {'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+    return 0 if all(f.ok for f in db.findings) else 1
 
 
 def _cmd_migrate(args) -> int:
     from . import migrations
     from .db import database_url
 
-    migrations.upgrade(database_url(), args.revision, embedding_dim=args.embedding_dim)
+    dsn = database_url()
+    if args.reapply_functions:
+        bundle = migrations.reapply_functions(dsn)
+        print(f"re-applied the function definitions and grants of revision {bundle}")
+        return 0
+    migrations.upgrade(dsn, args.revision, embedding_dim=args.embedding_dim)
     print(f"migrated to {args.revision}")
     return 0
 
@@ -81,13 +101,9 @@ def _cmd_register_key(args) -> int:
 
 def _cmd_distribute(args) -> int:
     from .db import database_url
-    from .distribute import NotReady, distribute
+    from .distribute import distribute
 
-    try:
-        report = distribute(database_url(), shard_count=args.shards)
-    except NotReady as exc:
-        print(f"pymem distribute: {exc}", file=sys.stderr)
-        return 2
+    report = distribute(database_url(), shard_count=args.shards)
     print(f"distributed over {report.workers} workers, {report.shard_count} shards per table;"
           f" {report.functions_delegated} API functions run on the tenant's worker")
     return 0
@@ -95,10 +111,10 @@ def _cmd_distribute(args) -> int:
 
 def _cmd_doctor(args) -> int:
     from .db import connect
-    from .doctor import check_deployment
+    from .doctor import check_deployment, check_schema
 
     with connect() as conn:
-        findings = check_deployment(conn, args.role)
+        findings = check_schema(conn) + (check_deployment(conn, args.role) if args.role else [])
     for finding in findings:
         print(f"{'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
     return 0 if all(f.ok for f in findings) else 1
@@ -113,7 +129,7 @@ def _cmd_rotate_key(args) -> int:
         try:
             report = await rotate_encryption_key(conn, batch_size=args.batch_size,
                                                  max_rows_per_second=args.max_rows_per_second,
-                                                 progress=not args.no_progress)
+                                                 progress=not args.no_progress and _progress_installed())
             usage = await key_usage(conn)
         finally:
             await conn.close()
@@ -128,6 +144,13 @@ def _cmd_rotate_key(args) -> int:
     report = asyncio.run(run())
     # 3: finished, but an old key cannot be retired yet.
     return 3 if report.rows_left else 0
+
+
+def _progress_installed() -> bool:
+    """Progress bars need the progress extra; without it, long commands run without one."""
+    import importlib.util
+
+    return importlib.util.find_spec("tqdm") is not None
 
 
 def _print_usage(usage) -> None:
@@ -153,11 +176,12 @@ def _cmd_key_usage(args) -> int:
 def _cmd_rotate_tenant_key(args) -> int:
     from .config import key_material
     from .db import aconnect
+    from .errors import ConfigurationError
     from .rotation import rotate_tenant_key
 
     material = key_material()
     if not material.tenant_hmac_key or not material.new_tenant_hmac_key:
-        raise ValueError("set MEMORY_TENANT_HMAC_KEY (current) and MEMORY_TENANT_HMAC_KEY_NEW (next)")
+        raise ConfigurationError("set MEMORY_TENANT_HMAC_KEY (current) and MEMORY_TENANT_HMAC_KEY_NEW (next)")
     with open(args.user_ids_file, encoding="utf-8") as handle:
         user_ids = [line.rstrip("\n") for line in handle if line.strip()]
 
@@ -165,7 +189,7 @@ def _cmd_rotate_tenant_key(args) -> int:
         conn = await aconnect()
         try:
             return await rotate_tenant_key(conn, user_ids, material.tenant_hmac_key,
-                                           material.new_tenant_hmac_key, progress=True)
+                                           material.new_tenant_hmac_key, progress=_progress_installed())
         finally:
             await conn.close()
 
@@ -175,20 +199,10 @@ def _cmd_rotate_tenant_key(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from pymem.benchmarks.run import main
-
-    return main(["--scale", args.scale, "--out", str(args.out)] + (["--only", *args.only] if args.only else []))
-
-
 def _cmd_export_reranker(args) -> int:
-    from .onnx_export import ExportError, export_reranker, format_summary
+    from .onnx_export import export_reranker, format_summary
 
-    try:
-        manifest = export_reranker(args.model, args.out, int8=args.int8, fp16=args.fp16, overwrite=args.overwrite)
-    except ExportError as exc:
-        print(f"pymem export-reranker: {exc}", file=sys.stderr)
-        return 2
+    manifest = export_reranker(args.model, args.out, int8=args.int8, fp16=args.fp16, overwrite=args.overwrite)
     print(format_summary(manifest, args.out))
     return 0
 
@@ -202,13 +216,22 @@ def _cmd_serve_metrics(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pymem", description="Encrypted multi-tenant memory store on Postgres.")
+    parser.add_argument("--version", action="version", version=f"pymem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("demo", help="run the end-to-end demo on the embedded Postgres").set_defaults(func=_cmd_demo)
+    local = sub.add_parser("local-db", help="start the embedded Postgres, migrate it, create an app login, "
+                                            "print their DSNs (development only; needs the embedded extra)")
+    local.add_argument("--embedding-dim", type=int, default=None, help="vector dimension of a new database (384)")
+    local.add_argument("--stop", action="store_true", help="stop the embedded server instead")
+    local.set_defaults(func=_cmd_local_db)
 
     migrate = sub.add_parser("migrate", help="alembic upgrade against PYMEM_DATABASE_URL or the embedded server")
     migrate.add_argument("--revision", default="head")
-    migrate.add_argument("--embedding-dim", type=int, default=None, help="vector dimension (first install only)")
+    migrate.add_argument("--embedding-dim", type=int, default=None,
+                         help="vector dimension of a new schema (384); an existing one keeps its own")
+    migrate.add_argument("--reapply-functions", action="store_true",
+                         help="re-apply the shipped function definitions and grants (after pymem doctor found "
+                              "one replaced); tables and rows are untouched")
     migrate.set_defaults(func=_cmd_migrate)
 
     keygen = sub.add_parser("keygen", help="print fresh MEMORY_ENCRYPTION_KEY / MEMORY_TENANT_HMAC_KEY")
@@ -216,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print an audit checkpoint key pair (PYMEM_AUDIT_SIGNING_KEY / _VERIFY_KEY) instead")
     keygen.set_defaults(func=_cmd_keygen)
 
-    verify = sub.add_parser("audit-verify", help="verify the audit log's hash chains")
+    verify = sub.add_parser("audit-verify", help="verify the audit log's hash chains (as pymem_auditor)")
     verify.add_argument("--checkpoint", help="also check a signed checkpoint (PYMEM_AUDIT_VERIFY_KEY)")
     verify.set_defaults(func=_cmd_audit_verify)
 
@@ -229,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("key_id", type=int)
     register.set_defaults(func=_cmd_register_key)
 
-    doctor = sub.add_parser("doctor", help="check a deployment's hardening (TEMP, CREATE, roles)")
-    doctor.add_argument("--role", required=True, help="the application's login role")
+    doctor = sub.add_parser("doctor", help="check the schema against this pymem, and an app login's hardening")
+    doctor.add_argument("--role", help="also check the application's login role")
     doctor.set_defaults(func=_cmd_doctor)
 
     dist = sub.add_parser("distribute", help="distribute pymem over the Citus cluster (after alembic upgrade head)")
@@ -239,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export-reranker", help="export a Hugging Face cross-encoder to ONNX (+ manifest)")
     export.add_argument("model", help="hub id (needs the internet) or a local model directory")
-    export.add_argument("--out", required=True, help="target directory, e.g. onnx_models/ms-marco-TinyBERT-L2-v2")
+    export.add_argument("--out", required=True, help="target directory, e.g. ~/.pymem/models/ms-marco-TinyBERT-L2-v2 (where PYMEM_RERANK_MODEL defaults to)")
     export.add_argument("--int8", action="store_true", help="add a dynamically quantized int8 variant (CPU)")
     export.add_argument("--fp16", action="store_true", help="add an fp16 variant (CUDA)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
@@ -262,27 +285,60 @@ def build_parser() -> argparse.ArgumentParser:
                               help="move users to MEMORY_TENANT_HMAC_KEY_NEW (user ids from a file, one per line)")
     retenant.add_argument("--user-ids-file", required=True)
     retenant.set_defaults(func=_cmd_rotate_tenant_key)
-
-    from .benchmarks.run import BENCHES, SCALES
-
-    bench = sub.add_parser("bench", help="run the benchmark suite (JSON + markdown in ./benchmarks/results/ or --out)")
-    bench.add_argument("--scale", choices=SCALES, default="full",
-                       help="xl: a million rows with tenants sharing topics (search only)")
-    bench.add_argument("--out", default="benchmarks/results", help="directory for <scale>.json and <scale>.md")
-    bench.add_argument("--only", nargs="+", choices=BENCHES,
-                       help="re-run these and keep the other results of the same scale")
-    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code. Errors print one line, never a secret."""
+    """Entry point; returns the exit code (2 for an expected failure, after one line on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:
-        print(f"pymem {args.command}: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - sorted into expected failures and bugs below
+        message = expected_failure(exc, args.command)
+        if message is None:
+            raise
+        print(f"pymem {args.command}: {message}", file=sys.stderr)
         return 2
+
+
+# What a login lacks when the database refuses a command, and how to grant it.
+_ROLE_HINTS = {
+    "audit-verify": "GRANT pymem_auditor TO <this login>",
+    "audit-checkpoint": "GRANT pymem_auditor TO <this login>",
+    "register-key": "GRANT pymem_maintainer TO <this login>",
+    "rotate-key": "GRANT pymem_maintainer, pymem_app TO <this login>",
+    "key-usage": "GRANT pymem_maintainer TO <this login>",
+    "rotate-tenant-key": "GRANT pymem_app TO <this login>",
+}
+
+
+def expected_failure(exc: BaseException, command: str) -> str | None:
+    """The one line to print for an expected failure, or None for a bug (which keeps its traceback)."""
+    import psycopg
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and isinstance(exc.orig, psycopg.Error):
+        exc = exc.orig
+    if isinstance(exc, (PymemError, ValueError, ImportError, FileNotFoundError)):
+        return str(exc)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        hint = _ROLE_HINTS.get(command, "check the login's pymem roles (pymem doctor --role <login>)")
+        return f"the database refused: {_first_line(exc)} ({hint})"
+    if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.InvalidSchemaName):
+        return f"the database refused: {_first_line(exc)} (is it migrated? pymem migrate)"
+    if isinstance(exc, psycopg.OperationalError):
+        return (f"cannot reach the database: {_first_line(exc)} (check PYMEM_DATABASE_URL, or unset it to use "
+                "the embedded server)")
+    if isinstance(exc, psycopg.Error):
+        # Not the message: a server's message may quote a value that was sent.
+        return f"the database refused (SQLSTATE {exc.sqlstate or 'none'}, {type(exc).__name__})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Database
     ``PYMEM_DATABASE_URL``   libpq DSN/URL of your Postgres. Unset: an embedded server.
     ``PYMEM_HOME``           state dir for the embedded server (default ``~/.pymem``).
     ``PYMEM_PG_VERSION``     embedded Postgres major version, 16 or 18 (default 18).
-    ``PYMEM_EMBEDDING_DIM``  default embedding dimension at migration time (default 384).
+    ``PYMEM_EMBEDDING_DIM``  embedding dimension of a new schema (default 384); a database
+                             created with another one refuses to migrate with it.
     ``PYMEM_MAX_TEXT_BYTES`` largest accepted chunk text in UTF-8 bytes (default 65536).
 Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_KEY``      active AES-256 key, base64 of exactly 32 bytes.
@@ -20,17 +21,15 @@ Keys (see :mod:`pymem.security`)
 Audit checkpoints (see :mod:`pymem.audit`)
     ``PYMEM_AUDIT_SIGNING_KEY``    Ed25519 private key (base64 of 32 bytes) that signs checkpoints.
     ``PYMEM_AUDIT_VERIFY_KEY``     its public key (base64 of 32 bytes), enough to verify them.
-Citus test cluster (see :mod:`pymem.citus_cluster`)
-    ``PYMEM_CITUS_SOURCE``   Citus source tarball to build (default: the vendored
-                             ``../shared/vendor/citus/citus-14.0.1-min.tar.gz``).
-    ``PYMEM_TEST_TARGET``    ``citus`` makes the DB suites run through a Citus
-                             coordinator (read by ``tests/conftest.py``; ``make test-citus``).
 Reranker (see :mod:`pymem.rerank`)
     ``RERANK_ENABLED``                  true/false (default true); read on every call, so
                                         changing it in a running process takes effect at once.
     ``RERANK_CIRCUIT_MS``               latency budget per rerank call (default 250).
-    ``PYMEM_RERANK_MODEL``              exported model dir (default ``onnx_models/ms-marco-TinyBERT-L2-v2``).
+    ``PYMEM_RERANK_MODEL``              exported model dir (default ``$PYMEM_HOME/models/ms-marco-TinyBERT-L2-v2``;
+                                        a relative path is taken from the working directory when the
+                                        settings are read: the reranker reads them when it is first built).
     ``PYMEM_RERANK_DEVICE``             auto, cuda or cpu (default auto).
+    ``PYMEM_RERANK_CUDA_DEVICE``        the GPU's CUDA device id (default 0).
     ``PYMEM_RERANK_THREADS``            CPU intra-op threads, 0 = ONNX Runtime's choice (default 0).
     ``PYMEM_RERANK_MAX_LENGTH``         token truncation length (default 256).
     ``PYMEM_RERANK_BATCH_SIZE``         pairs per inference batch (default 32).
@@ -43,6 +42,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ConfigurationError
+
+#: The embedding dimension of a new schema when none is asked for.
+DEFAULT_EMBEDDING_DIM = 384
+#: The reranker's directory under ``$PYMEM_HOME/models`` unless PYMEM_RERANK_MODEL says otherwise.
+DEFAULT_RERANKER_NAME = "ms-marco-TinyBERT-L2-v2"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -57,7 +63,7 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{name} must be one of true/false/1/0/yes/no/on/off")
+    raise ConfigurationError(f"{name} must be one of true/false/1/0/yes/no/on/off")
 
 
 def _env_number(name: str, default: float, kind: type, minimum: float, maximum: float):
@@ -67,16 +73,16 @@ def _env_number(name: str, default: float, kind: type, minimum: float, maximum: 
     try:
         value = kind(raw.strip())
     except ValueError:
-        raise ValueError(f"{name} must be a {kind.__name__}") from None
+        raise ConfigurationError(f"{name} must be a {kind.__name__}") from None
     if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be between {minimum} and {maximum}")
+        raise ConfigurationError(f"{name} must be between {minimum} and {maximum}")
     return value
 
 
 def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.environ.get(name, "").strip().lower() or default
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}")
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}")
     return value
 
 
@@ -85,15 +91,15 @@ class Settings:
     """A snapshot of pymem's non-secret settings (see the module docstring)."""
 
     database_url: str | None
-    citus_source: Path | None
     home: Path
     pg_version: int
-    embedding_dim: int
+    embedding_dim: int | None
     max_text_bytes: int
     rerank_enabled: bool
     rerank_circuit_ms: float
     rerank_model_dir: Path
     rerank_device: str
+    rerank_cuda_device: int
     rerank_threads: int
     rerank_max_length: int
     rerank_batch_size: int
@@ -119,20 +125,23 @@ def get_settings() -> Settings:
     """
     pg_version = _env_number("PYMEM_PG_VERSION", 18, int, 16, 18)
     if pg_version not in (16, 18):
-        raise ValueError("PYMEM_PG_VERSION must be 16 or 18")
+        raise ConfigurationError("PYMEM_PG_VERSION must be 16 or 18")
+    home = Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser().absolute()
     return Settings(
         database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
-        citus_source=Path(os.environ["PYMEM_CITUS_SOURCE"]) if os.environ.get("PYMEM_CITUS_SOURCE") else None,
-        home=Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser(),
+        home=home,
         pg_version=pg_version,
-        embedding_dim=_env_number("PYMEM_EMBEDDING_DIM", 384, int, 1, 2000),
+        embedding_dim=(_env_number("PYMEM_EMBEDDING_DIM", DEFAULT_EMBEDDING_DIM, int, 1, 2000)
+                       if os.environ.get("PYMEM_EMBEDDING_DIM", "").strip() else None),
         max_text_bytes=_env_number("PYMEM_MAX_TEXT_BYTES", 64 * 1024, int, 1, 1 << 30),
         rerank_enabled=_env_bool("RERANK_ENABLED", True),
         rerank_circuit_ms=_env_number("RERANK_CIRCUIT_MS", 250.0, float, 1.0, 60_000.0),
-        rerank_model_dir=Path(
-            os.environ.get("PYMEM_RERANK_MODEL") or "onnx_models/ms-marco-TinyBERT-L2-v2"
-        ),
+        # Absolute, so that where the app was started does not decide whether it reranks,
+        # and an error names the directory it looked in.
+        rerank_model_dir=(Path(os.environ["PYMEM_RERANK_MODEL"]).expanduser().absolute()
+                          if os.environ.get("PYMEM_RERANK_MODEL") else home / "models" / DEFAULT_RERANKER_NAME),
         rerank_device=_env_choice("PYMEM_RERANK_DEVICE", "auto", ("auto", "cuda", "cpu")),
+        rerank_cuda_device=_env_number("PYMEM_RERANK_CUDA_DEVICE", 0, int, 0, 1024),
         rerank_threads=_env_number("PYMEM_RERANK_THREADS", 0, int, 0, 256),
         rerank_max_length=_env_number("PYMEM_RERANK_MAX_LENGTH", 256, int, 8, 4096),
         rerank_batch_size=_env_number("PYMEM_RERANK_BATCH_SIZE", 32, int, 1, 1024),

@@ -35,6 +35,7 @@ from pgvector.psycopg import register_vector, register_vector_async
 from psycopg.rows import tuple_row
 from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from .errors import PgvectorMissing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,10 +45,6 @@ def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
     """Forward the server's WARNINGs (e.g. a key nearing its seal budget) to logging."""
     if diag.severity_nonlocalized == "WARNING":
         log.warning("postgres: %s", diag.message_primary)
-
-
-class PgvectorMissing(RuntimeError):
-    """The database has no pgvector: it has not been migrated."""
 
 
 def _configured(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:

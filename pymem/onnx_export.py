@@ -1,7 +1,7 @@
 """Export Hugging Face models to ONNX: cross-encoders for :mod:`pymem.rerank`, and
-sentence embedders for :mod:`pymem.minilm` (:func:`export_sentence_embedder`).
+sentence embedders for the demo's embedder, :mod:`pymem_devtools.minilm` (:func:`export_sentence_embedder`).
 
-``export_reranker("cross-encoder/ms-marco-TinyBERT-L2-v2", "onnx_models/ms-marco-TinyBERT-L2-v2",
+``export_reranker("cross-encoder/ms-marco-TinyBERT-L2-v2", "~/.pymem/models/ms-marco-TinyBERT-L2-v2",
 int8=True, fp16=True)`` writes into the output directory:
 
 ``model.onnx``       fp32, runs on the CPU and CUDA execution providers;
@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .model_files import MANIFEST_NAME, VARIANTS, sha256_file
+from .errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,6 @@ _PARITY_PASSAGES = [
 PARITY_MAX_LENGTH = 256
 
 
-class ExportError(RuntimeError):
-    """The export cannot proceed; the message says why and what to do."""
-
-
 def renamed_hub_id(source: str) -> str | None:
     """The current hub id of a renamed ms-marco cross-encoder (``...-L-2-v2`` -> ``...-L2-v2``)."""
     old = _OLD_HUB_ID.match(source)
@@ -102,7 +99,8 @@ def export_reranker(source: str, out_dir: str | Path, *, int8: bool = False, fp1
         source: a Hugging Face hub id such as ``cross-encoder/ms-marco-TinyBERT-L2-v2``
             (needs the internet once) or a local directory with ``config.json``, the
             weights and the tokenizer.
-        out_dir: destination directory, e.g. ``onnx_models/ms-marco-TinyBERT-L2-v2``.
+        out_dir: destination directory, e.g. ``~/.pymem/models/ms-marco-TinyBERT-L2-v2`` (where
+            ``PYMEM_RERANK_MODEL`` points by default).
         int8: also write the dynamically quantized CPU variant.
         fp16: also write the fp16 CUDA variant.
         opset: ONNX opset; ``None`` lets optimum choose the architecture's default.

@@ -20,16 +20,18 @@ class RerankedResult:
         score: sigmoid of the cross-encoder logit in (0, 1), or the ANN fallback
             score ``1 - i/n`` when the call was skipped.
         rank: 1-based rank; results are returned sorted by it.
+        reranked: True when the cross-encoder scored it; False for the ANN fallback
+            (reranking off, skipped or failed), whose order is the search's.
     """
 
     index: int
     text: str
     score: float
     rank: int
-
+    reranked: bool
 
 
 def ann_order(candidates: Sequence[str]) -> list[RerankedResult]:
     """The seed's fail-open answer: ANN order, score ``1 - i/n``, rank ``i + 1``."""
     n = len(candidates)
-    return [RerankedResult(i, text, 1.0 - i / n, i + 1) for i, text in enumerate(candidates)]
+    return [RerankedResult(i, text, 1.0 - i / n, i + 1, reranked=False) for i, text in enumerate(candidates)]

@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from .tenant import tenant_begin_statements, tenant_transaction
+from .errors import StandbyBehind
 
 # The server computes each digest with the same function the read checks it with.
 # Read -> (the intent's operation, its digest). "search" is search_chunks' (0006),
@@ -58,10 +59,6 @@ _INTENT_SQL = {
 
 _RESULT_SQL = ("SELECT FROM pymem.read_result(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text,"
                " %b::pg_catalog.uuid[])")
-
-
-class StandbyBehind(RuntimeError):
-    """The standby had not replayed the read intent within the wait."""
 
 
 async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read: str,

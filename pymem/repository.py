@@ -32,10 +32,11 @@ from .chunks import ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding,
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
-from .ranking import ann_order
+from .ranking import RerankedResult, ann_order
 from .reads import durable_read, read_on_standby
 from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
 from .tenant import set_rls_context, tenant_transaction
+from .errors import DuplicateId
 
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "delete_document", "delete_memory_chunks", "erase_user",
@@ -76,20 +77,25 @@ _DELETE_IDS_SQL = "SELECT pymem.delete_chunk_ids(%s::pg_catalog.bpchar, %b::pg_c
 _dims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-class DuplicateId(ValueError):
-    """An insert named an id the tenant already has (upsert replaces it instead)."""
-
-
 @dataclass(frozen=True)
 class MemoryHit:
     """One opened chunk.
 
-    ``id`` is the row id (a UUID; the audit log names rows by it); ``external_id``
-    the caller's id (``str(id)`` for generated ids). ``distance`` is the cosine
-    distance from the ANN search (None for gets); ``score`` the rerank score, or
-    the ANN-order fallback score when reranking was skipped; ``rank`` is 1-based
-    in the returned order. ``embedding`` is the opened float32 embedding when asked
-    for (``include_embedding=True``), else None.
+    Attributes:
+        id: the row id (a UUID; the audit log names rows by it).
+        external_id: the caller's id (``str(id)`` for generated ids).
+        distance: the cosine distance from the ANN search (None for gets).
+        reranked: where the order and ``score`` of a search's hits come from: True,
+            the cross-encoder; False, the ANN search (``rerank=False``, RERANK_ENABLED
+            false, or a call skipped on a timeout, an error, an open breaker or no
+            exported model: ``get_rerank_metrics()`` counts skips by reason).
+            Always False for gets and lists.
+        score: with ``reranked``, the cross-encoder's relevance (the sigmoid of its
+            logit, in (0, 1)); without, ``1 - i/n`` for the i-th of n candidates in
+            ANN order, a rank, not a relevance. None for gets and lists.
+        rank: 1-based, in the returned order.
+        embedding: the opened float32 embedding when asked for
+            (``include_embedding=True``), else None.
     """
 
     id: uuid.UUID
@@ -101,6 +107,7 @@ class MemoryHit:
     score: float | None = None
     rank: int | None = None
     external_id: str = ""
+    reranked: bool = False
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
@@ -423,8 +430,9 @@ async def query_memory(
             to run the search on; the intent and the result row go to ``conn``.
 
     Returns:
-        Up to ``k`` :class:`MemoryHit`, best first, each with its ANN distance and
-        its rerank score (or the ANN-order fallback score when rerank was skipped).
+        Up to ``k`` :class:`MemoryHit`, best first, each with its ANN distance; its
+        ``reranked`` says whether the order and ``score`` are the cross-encoder's or
+        the ANN search's.
 
     Raises:
         ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``.
@@ -453,13 +461,13 @@ async def query_memory(
     opened = [(open_row(user_hash, row), row[10]) for row in rows
               if max_distance is None or row[10] <= max_distance]
     order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
-    return [_hit(opened[index][0], include_embedding=include_embedding, distance=float(opened[index][1]),
-                 score=score, rank=rank)
-            for rank, (index, score) in enumerate(order[:k], start=1)]
+    return [_hit(opened[r.index][0], include_embedding=include_embedding, distance=float(opened[r.index][1]),
+                 score=r.score, rank=rank, reranked=r.reranked)
+            for rank, r in enumerate(order[:k], start=1)]
 
 
-async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str) -> list[tuple[int, float]]:
-    """(candidate index, score) pairs, best first."""
+async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str) -> list[RerankedResult]:
+    """The candidates, best first: the reranker's order, or the ANN order."""
     if not texts:
         return []
     if enabled:
@@ -471,7 +479,5 @@ async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant:
                 raise
             enabled = False  # switched off (RERANK_ENABLED=false), and not installed either
     if enabled:
-        results = await maybe_rerank(query, list(texts), tenant=tenant)
-    else:
-        results = ann_order(texts)
-    return [(r.index, r.score) for r in results]
+        return await maybe_rerank(query, list(texts), tenant=tenant)
+    return ann_order(texts)

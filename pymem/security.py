@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .blind_index import TenantIndex, index_master_key
 from .config import KeyMaterial, key_material
+from .errors import EmbeddingMismatch, UnknownKeyId
 
 __all__ = [
     "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key",
@@ -49,18 +50,6 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 AAD_VERSION = 2  # what new rows are sealed with; rows store theirs (memory_chunks.aad_version)
-
-
-class UnknownKeyId(ValueError):
-    """A blob names a key id that is neither active nor among the old keys."""
-
-
-class EmbeddingMismatch(InvalidTag):
-    """A row's searchable plaintext embedding differs from its sealed copy (tampering).
-
-    A subclass of :class:`InvalidTag`, so code that fails closed on tampering
-    catches both.
-    """
 
 
 def generate_key() -> str:

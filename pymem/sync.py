@@ -14,6 +14,7 @@ Pools: ``ConnectionPool(..., configure=pymem.sync.configure, reset=pymem.sync.re
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import threading
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,7 @@ __all__ = [
 _local = threading.local()
 _helper: ThreadPoolExecutor | None = None
 _helper_lock = threading.Lock()
+_runners: list[asyncio.Runner] = []  # every thread's loop, closed at exit
 
 
 def _thread_runner() -> asyncio.Runner:
@@ -45,7 +47,21 @@ def _thread_runner() -> asyncio.Runner:
     runner = getattr(_local, "runner", None)
     if runner is None:
         runner = _local.runner = asyncio.Runner()
+        with _helper_lock:
+            _runners.append(runner)
     return runner
+
+
+@atexit.register
+def _close_runners() -> None:
+    """Close every thread's loop (an unclosed loop warns at exit: ResourceWarning)."""
+    with _helper_lock:
+        runners, _runners[:] = list(_runners), []
+        helper = _helper
+    if helper is not None:
+        helper.shutdown(wait=True)
+    for runner in runners:
+        runner.close()
 
 
 def _helper_thread() -> ThreadPoolExecutor:

@@ -30,17 +30,17 @@ from typing import Any
 
 import numpy as np
 
-try:
-    from langchain_core.documents import Document
-    from langchain_core.embeddings import Embeddings
-    from langchain_core.vectorstores import VectorStore
-    from langchain_core.vectorstores.utils import maximal_marginal_relevance
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("pymem.integrations.langchain needs the langchain extra: pip install 'pymem[langchain]'") from exc
+from ..extras import require
 
-from .. import repository, sync
-from ..chunks import ChunkInput
-from ..repository import MemoryHit
+require("langchain_core", "langchain", "pymem.integrations.langchain")
+from langchain_core.documents import Document  # noqa: E402 (after the check above)
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.vectorstores import VectorStore  # noqa: E402
+from langchain_core.vectorstores.utils import maximal_marginal_relevance  # noqa: E402
+
+from .. import repository, sync  # noqa: E402
+from ..chunks import ChunkInput  # noqa: E402
+from ..repository import MemoryHit  # noqa: E402
 
 DEFAULT_DOC_ID = "langchain"
 

@@ -7,8 +7,9 @@ make it fail: on a timeout, an error, an open breaker or a missing model, :func:
 returns the ANN order with the seed's fallback scores (``1 - i/n``, rank ``i + 1``) and
 counts a skip with the reason.
 
-The package: ``session`` (the model on ONNX Runtime), ``breaker``, ``service`` (budget,
-switch, metrics, the process-wide instance), ``metrics``, ``errors``; the manifest and
+The package: ``session`` (the model on ONNX Runtime), ``cuda`` (can it run on CUDA, and
+what is missing), ``breaker``, ``service`` (budget, switch, metrics, the process-wide
+instance), ``metrics``, ``errors``; the manifest and
 variant files are :mod:`pymem.model_files`, shared with the export code.
 
 Public API (backed by one lazily built :class:`Reranker`):
@@ -33,12 +34,14 @@ from .service import (
     reranker_status,
     reset_reranker,
 )
-from .session import CPU, CUDA, CUDA_PROVIDER_OPTIONS, CrossEncoder, Scorer, Scores, length_buckets, plan_batches
+from .cuda import CUDA, cuda_problems, provider_options
+from .session import CPU, CrossEncoder, Scorer, Scores, length_buckets, plan_batches
 
 __all__ = [
-    "CPU", "CUDA", "CUDA_PROVIDER_OPTIONS", "CircuitBreaker", "CrossEncoder", "DeviceUnavailableError",
+    "CPU", "CUDA", "CircuitBreaker", "CrossEncoder", "DeviceUnavailableError",
     "ModelUnavailableError", "RerankCancelled", "RerankError", "RerankMetrics", "RerankedResult", "Reranker",
     "Scorer", "Scores", "ann_order", "get_cross_encoder", "get_rerank_metrics", "get_rerank_prometheus",
-    "get_reranker", "length_buckets", "maybe_rerank", "plan_batches", "rerank", "reranker_status",
+    "cuda_problems", "get_reranker", "length_buckets", "maybe_rerank", "plan_batches", "provider_options", "rerank",
+    "reranker_status",
     "reset_reranker",
 ]

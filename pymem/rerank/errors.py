@@ -1,21 +1,5 @@
-"""The reranker's errors."""
+"""The reranker's errors, defined in :mod:`pymem.errors` with the rest."""
 
-from __future__ import annotations
+from ..errors import DeviceUnavailableError, ModelUnavailableError, RerankCancelled, RerankError
 
-from ..model_files import ModelFileError
-
-
-class RerankError(RuntimeError):
-    """Base class of reranker errors."""
-
-
-class ModelUnavailableError(RerankError, ModelFileError):
-    """No usable exported model (missing files, bad manifest, checksum mismatch)."""
-
-
-class DeviceUnavailableError(RerankError):
-    """``PYMEM_RERANK_DEVICE=cuda`` but ONNX Runtime cannot run on CUDA here."""
-
-
-class RerankCancelled(RerankError):
-    """The run was stopped through ``RunOptions.terminate`` (its deadline passed)."""
+__all__ = ["DeviceUnavailableError", "ModelUnavailableError", "RerankCancelled", "RerankError"]

@@ -28,7 +28,7 @@ TENANT_BREAKERS_KEPT = 4096  # per-tenant breakers kept in memory (least recentl
 
 def _cross_encoder_from_settings(settings: Settings) -> CrossEncoder:
     return CrossEncoder(settings.rerank_model_dir, device=settings.rerank_device,
-                        threads=settings.rerank_threads, max_length=settings.rerank_max_length,
+                        cuda_device=settings.rerank_cuda_device, threads=settings.rerank_threads, max_length=settings.rerank_max_length,
                         batch_size=settings.rerank_batch_size)
 
 
@@ -216,7 +216,7 @@ class Reranker:
         elif not (model_dir / "tokenizer.json").is_file() or not any(
                 (model_dir / f).is_file() for f, _, _ in VARIANTS.values()):
             status["reason"] = (f"no exported reranker at {model_dir} (run pymem export-reranker; "
-                                "see onnx_models/README.md)")
+                                "see docs/reranking.md)")
         else:
             status["available"] = True
         if not enabled:

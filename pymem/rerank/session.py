@@ -16,26 +16,16 @@ import numpy as np
 
 from ..model_files import MANIFEST_NAME, ModelFileError, pick_variant, read_json
 from ..ranking import RerankedResult
+from .cuda import CUDA, cuda_problems, provider_options
 from .errors import DeviceUnavailableError, ModelUnavailableError, RerankCancelled
 
 log = logging.getLogger(__name__)
 
-CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 # Preferred variants: int8 is the fast CPU path; int8 ops have no CUDA kernels, so CUDA
 # takes fp16 (fused attention, half the memory traffic) and falls back to fp32.
 _CPU_PREFERENCE = ("int8", "fp32")
 _CUDA_PREFERENCE = ("fp16", "fp32")
-# Arena growth by exactly what is requested (not doubling): with the length buckets
-# warmed up at load, the arena reaches its steady size then and does not over-reserve
-# VRAM that other processes on the GPU need.
-CUDA_PROVIDER_OPTIONS = {
-    "device_id": 0,
-    "arena_extend_strategy": "kSameAsRequested",
-    "cudnn_conv_algo_search": "HEURISTIC",
-    "do_copy_in_default_stream": True,
-}
-
 _fallback_warned = False  # the auto -> CPU warning is logged once per process
 
 #: Fewest pairs per half when a query's tokenization is split across two threads; below
@@ -65,7 +55,7 @@ def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResul
     # scores: sigmoid saturates to 1.0 for large logits and would lose the order.
     order = np.argsort(-logits, kind="stable")
     scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    return [RerankedResult(int(i), candidates[i], float(scores[i]), rank)
+    return [RerankedResult(int(i), candidates[i], float(scores[i]), rank, reranked=True)
             for rank, i in enumerate(order, start=1)]
 
 
@@ -74,7 +64,7 @@ def _ranked(candidates: Sequence[str], logits: np.ndarray) -> list[RerankedResul
 #: other thread or for the next run. While Postgres built an index on one of 2 cores, the
 #: reranker's int8 p95 (TinyBERT-L2, 256 tokens) was 89.6 ms spinning within each run
 #: (``session.force_spinning_stop``) and 55.6 ms without spinning; on a quiet machine 48.0
-#: and 47.3 ms (``pymem bench --only rerank``, "Shared cores").
+#: and 47.3 ms (``pymem-dev bench --only rerank``, "Shared cores").
 CPU_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
@@ -148,8 +138,9 @@ class CrossEncoder:
     Args:
         model_dir: an export made by :func:`pymem.onnx_export.export_reranker` (or a dir
             with ``model.onnx`` + ``tokenizer.json``).
-        device: ``auto`` (CUDA if a session really gets it, else CPU with one warning),
-            ``cuda`` or ``cpu``.
+        device: ``auto`` (CUDA if a session really gets it, else CPU with one warning
+            naming what is missing), ``cuda`` or ``cpu``.
+        cuda_device: the GPU's device id (``PYMEM_RERANK_CUDA_DEVICE``).
         threads: CPU intra-op threads; 0 lets ONNX Runtime use one per physical core.
         max_length: token truncation length of a (query, candidate) pair.
         batch_size: largest number of pairs per ONNX Runtime run.
@@ -165,17 +156,18 @@ class CrossEncoder:
 
     Raises:
         ModelUnavailableError: missing files, unreadable manifest, checksum mismatch.
-        DeviceUnavailableError: ``device="cuda"`` but CUDA is not usable.
+        DeviceUnavailableError: ``device="cuda"`` but CUDA is not usable; the message
+            names what is missing (the gpu extra, the CUDA libraries, a driver).
     """
 
-    def __init__(self, model_dir: str | Path, *, device: str = "auto", threads: int = 0,
+    def __init__(self, model_dir: str | Path, *, device: str = "auto", cuda_device: int = 0, threads: int = 0,
                  max_length: int = 256, batch_size: int = 32, variant: str | None = None,
                  session_config: Mapping[str, str] | None = None) -> None:
         started = time.perf_counter()
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.model_dir = Path(model_dir)
+        self.model_dir = Path(model_dir).absolute()
         manifest = _read_manifest(self.model_dir)
         config = _read_json(self.model_dir / "config.json") or {}
         tokenizer_file = self.model_dir / "tokenizer.json"
@@ -189,9 +181,8 @@ class CrossEncoder:
 
         self._session = None
         if device in ("auto", "cuda"):
-            self._session = self._cuda_session(ort, manifest, strict=device == "cuda")
+            self._session = self._cuda_session(ort, manifest, cuda_device, strict=device == "cuda")
         if self._session is None:
-            _warn_cpu_fallback(device)
             self._session = self._cpu_session(ort, manifest, threads, session_config)
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._output_name = self._session.get_outputs()[0].name
@@ -208,32 +199,29 @@ class CrossEncoder:
         self._warm_up(ort)
         self.load_seconds = time.perf_counter() - started
 
-    def _cuda_session(self, ort, manifest: dict | None, strict: bool):
-        if CUDA not in ort.get_available_providers():
-            if strict:
-                raise DeviceUnavailableError(
-                    "PYMEM_RERANK_DEVICE=cuda, but this onnxruntime build has no CUDA execution "
-                    f"provider (available: {', '.join(ort.get_available_providers())}). Install "
-                    "onnxruntime-gpu with matching CUDA/cuDNN libraries, or set "
-                    "PYMEM_RERANK_DEVICE=auto or cpu.")
-            return None
-        return self._open_cuda_session(ort, manifest, strict)
+    def _cuda_session(self, ort, manifest: dict | None, device_id: int, strict: bool):
+        problems = cuda_problems(ort)
+        if not problems:
+            session = self._open_cuda_session(ort, manifest, device_id)
+            if session is not None:
+                return session
+            problems = [f"the ONNX Runtime session did not get CUDA device {device_id} (see ONNX Runtime's log)"]
+        if strict:
+            raise DeviceUnavailableError("PYMEM_RERANK_DEVICE=cuda, but CUDA cannot run here: " + "; ".join(problems)
+                                         + ". Or set PYMEM_RERANK_DEVICE=auto or cpu.")
+        _warn_cpu_fallback(problems)
+        return None
 
     # Needs onnxruntime-gpu and an NVIDIA GPU: excluded from coverage on machines without one.
-    def _open_cuda_session(self, ort, manifest: dict | None, strict: bool):  # pragma: no cover
+    def _open_cuda_session(self, ort, manifest: dict | None, device_id: int):  # pragma: no cover
         self.variant, path = _pick_variant(self.model_dir, manifest, self._forced or _CUDA_PREFERENCE)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), options,
-                                       providers=[(CUDA, CUDA_PROVIDER_OPTIONS), CPU])
-        # ORT falls back to CPU silently when the CUDA libraries fail to load.
+        session = ort.InferenceSession(str(path), options, providers=[(CUDA, provider_options(device_id)), CPU])
+        # ORT falls back to CPU silently when the device does not come up.
         if session.get_providers()[0] == CUDA:
-            self.device = f"cuda:{CUDA_PROVIDER_OPTIONS['device_id']}"
+            self.device = f"cuda:{device_id}"
             return session
-        if strict:
-            raise DeviceUnavailableError(
-                "PYMEM_RERANK_DEVICE=cuda, but the ONNX Runtime session did not get the CUDA "
-                "provider (CUDA/cuDNN libraries missing or incompatible; see ONNX Runtime's log).")
         return None
 
     def _cpu_session(self, ort, manifest: dict | None, threads: int, session_config: Mapping[str, str] | None):
@@ -323,12 +311,11 @@ class CrossEncoder:
         return Scores(logits, tokenized - started, time.perf_counter() - tokenized)
 
 
-def _warn_cpu_fallback(device: str) -> None:
+def _warn_cpu_fallback(problems: list[str]) -> None:
     global _fallback_warned
-    if device == "auto" and not _fallback_warned:
+    if not _fallback_warned:
         _fallback_warned = True
-        log.warning("reranker: PYMEM_RERANK_DEVICE=auto found no usable CUDA execution provider; "
-                    "running on CPU")
+        log.warning("reranker: PYMEM_RERANK_DEVICE=auto, running on CPU: %s", "; ".join(problems))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -342,7 +329,7 @@ def _read_manifest(model_dir: Path) -> dict | None:
     if not model_dir.is_dir():
         raise ModelUnavailableError(
             f"no exported reranker at {model_dir}: run `pymem export-reranker "
-            f"cross-encoder/ms-marco-TinyBERT-L2-v2 --out {model_dir} --int8` (see onnx_models/README.md)")
+            f"cross-encoder/ms-marco-TinyBERT-L2-v2 --out {model_dir} --int8` (see docs/reranking.md)")
     return _read_json(model_dir / MANIFEST_NAME)
 
 

@@ -1,0 +1,91 @@
+"""Every exception pymem raises on purpose, under one base class.
+
+Catch :class:`PymemError` for "pymem refused or could not do this". Each class also
+derives from the built-in exception it has always been (``ValueError`` for bad
+input and configuration, ``RuntimeError`` for state, ``ImportError`` for a missing
+extra), so existing ``except ValueError`` code keeps working.
+
+Errors from elsewhere pass through unchanged: psycopg's ``psycopg.Error`` for what
+the database refused (its ``sqlstate`` says why: ``42501`` insufficient privilege
+for a tenant or intent check, ``22023`` a bad argument), and
+``cryptography.exceptions.InvalidTag`` for a blob that does not open (a wrong key,
+a wrong AAD or tampering look the same, on purpose).
+
+No message carries a key, a plaintext, a raw user id or a parameter value.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+
+
+class PymemError(Exception):
+    """Base class of the errors pymem raises itself."""
+
+
+class ConfigurationError(PymemError, ValueError):
+    """A setting or key is missing or malformed; the message names the variable, never its value."""
+
+
+class MissingExtra(PymemError, ImportError):
+    """A feature was used without the extra that installs it; the message names the extra."""
+
+
+class ChecksumMismatch(PymemError, RuntimeError):
+    """A SQL file a database would run differs from its recorded sha256, or has none."""
+
+
+class MigrationRefused(PymemError, RuntimeError):
+    """A migration was asked for something the database cannot become (another embedding dimension)."""
+
+
+class PgvectorMissing(PymemError, RuntimeError):
+    """The database has no pgvector: it has not been migrated."""
+
+
+class NotReady(PymemError, RuntimeError):
+    """The database cannot be distributed yet (no Citus, no workers, old schema)."""
+
+
+class StandbyBehind(PymemError, RuntimeError):
+    """The standby had not replayed the read intent within the wait."""
+
+
+class DuplicateId(PymemError, ValueError):
+    """An insert named an id the tenant already has (upsert replaces it instead)."""
+
+
+class UnknownKeyId(PymemError, ValueError):
+    """A blob names a key id that is neither active nor among the old keys."""
+
+
+class EmbeddingMismatch(PymemError, InvalidTag):
+    """A row's searchable plaintext embedding differs from its sealed copy (tampering).
+
+    A subclass of :class:`InvalidTag`, so code that fails closed on tampering
+    catches both.
+    """
+
+
+class ModelFileError(PymemError, RuntimeError):
+    """An export directory is unusable (unreadable JSON, missing or changed files)."""
+
+
+class ExportError(PymemError, RuntimeError):
+    """A model export cannot proceed; the message says why and what to do."""
+
+
+class RerankError(PymemError, RuntimeError):
+    """Base class of reranker errors."""
+
+
+class ModelUnavailableError(RerankError, ModelFileError):
+    """No usable exported model (missing files, bad manifest, checksum mismatch)."""
+
+
+class DeviceUnavailableError(RerankError):
+    """``PYMEM_RERANK_DEVICE=cuda`` but ONNX Runtime cannot run on CUDA here."""
+
+
+class RerankCancelled(RerankError):
+    """The run was stopped through ``RunOptions.terminate`` (its deadline passed)."""
