@@ -1,0 +1,201 @@
+"""Tamper-evident audit: a superuser who disables the append-only trigger and
+rewrites history is caught by pymem.audit_verify() and `pymem audit-verify`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import psycopg
+import pytest
+
+from pymem import repository as repo
+from pymem.audit import verify_audit_log, verify_checkpoint, write_checkpoint
+from pymem.db import aconnect, connect
+from pymem.security import hmac_user
+from tests.utils import ROOT
+
+# Also run through a Citus coordinator (make test-citus).
+pytestmark = pytest.mark.citus
+
+
+@pytest.fixture
+async def audited_db(cluster, request):
+    """A fresh database with some audited activity by two tenants; yields its admin DSN."""
+    name = f"pymem_audit_{request.node.name[:24].lower()}"
+    admin = cluster.fresh_database(name, embedding_dim=8)
+    # A login with pymem_app, as an app connects (on Citus, SET ROLE to the
+    # NOLOGIN pymem_app would not work: Citus reaches workers as the current user).
+    cluster.login_role("pymem_test_audit_app", ["pymem_app"])
+    conn = await aconnect(cluster.url(name, user="pymem_test_audit_app"))
+    try:
+        for user in ("audit-a", "audit-b"):
+            for i in range(3):
+                await repo.index_memory_chunk(conn, user, f"d{i}", "s", "t", np.ones(8) + i)
+                await repo.query_memory(conn, user, "q", np.ones(8), k=2, rerank=False)
+    finally:
+        await conn.close()
+    return admin
+
+
+def tamper(admin: str, statement: str) -> None:
+    """Rewrite the log as a superuser would: with triggers off for the transaction
+    (forwarded to the workers on Citus)."""
+    with psycopg.connect(admin, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute(statement)
+
+
+def chain_rows(admin: str, user: str) -> list[int]:
+    """The chain positions of a tenant's audit rows, in order."""
+    with psycopg.connect(admin) as conn:
+        return [r[0] for r in conn.execute("SELECT chain_pos FROM pymem.audit_log WHERE user_hash = %s"
+                                           " ORDER BY chain_pos", (hmac_user(user),))]
+
+
+def where(user: str, pos: int) -> str:
+    return f"user_hash = '{hmac_user(user)}' AND chain_pos = {pos}"
+
+
+def problems(admin: str):
+    with connect(admin) as conn:
+        return verify_audit_log(conn)
+
+
+def test_intact_log_verifies(audited_db):
+    assert problems(audited_db) == []
+    # 3 inserts, and 3 searches of two rows each (a committed intent, then the result)
+    assert len(chain_rows(audited_db, "audit-a")) == 9
+
+
+def test_modified_row_is_reported(audited_db):
+    pos = chain_rows(audited_db, "audit-a")[2]
+    tamper(audited_db, f"UPDATE pymem.audit_log SET row_count = 99 WHERE {where('audit-a', pos)}")
+    found = problems(audited_db)
+    assert [(p.chain_pos, p.problem) for p in found] == [(pos, "row hash does not match (modified)")]
+    assert found[0].user_hash == hmac_user("audit-a")
+
+
+def test_every_broken_segment_of_a_chain_is_reported(audited_db):
+    first, second = chain_rows(audited_db, "audit-a")[1], chain_rows(audited_db, "audit-a")[6]
+    tamper(audited_db, f"UPDATE pymem.audit_log SET row_count = 99 WHERE {where('audit-a', first)};"
+                       f" UPDATE pymem.audit_log SET operation = 'get' WHERE {where('audit-a', second)}")
+    assert [(p.chain_pos, p.problem) for p in problems(audited_db)] == [
+        (first, "row hash does not match (modified)"), (second, "row hash does not match (modified)")]
+
+
+def test_deleted_row_is_reported(audited_db):
+    positions = chain_rows(audited_db, "audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE {where('audit-b', positions[3])}")
+    assert [(p.chain_pos, p.problem) for p in problems(audited_db)] == [
+        (positions[4], "missing row(s) before this one (deleted)")]
+
+
+def test_reordered_rows_are_reported(audited_db):
+    first, second = chain_rows(audited_db, "audit-a")[1:3]
+    # Swap two rows' places in the chain; the primary key is dodged through a spare position.
+    tamper(audited_db, f"UPDATE pymem.audit_log SET chain_pos = 999999 WHERE {where('audit-a', first)};"
+                       f" UPDATE pymem.audit_log SET chain_pos = {first} WHERE {where('audit-a', second)};"
+                       f" UPDATE pymem.audit_log SET chain_pos = {second} WHERE {where('audit-a', 999999)}")
+    found = [(p.chain_pos, p.problem) for p in problems(audited_db)]
+    assert (first, "previous hash does not match (a predecessor was altered, or rows were reordered)") in found
+
+
+def test_rows_cut_from_the_end_of_a_chain_are_reported(audited_db):
+    positions = chain_rows(audited_db, "audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{hmac_user('audit-b')}'"
+                       f" AND chain_pos > {positions[-3]}")
+    assert [(p.chain_pos, p.problem) for p in problems(audited_db)] == [
+        (positions[-1], f"rows missing at the end (head says {positions[-1]})")]
+
+
+@pytest.fixture
+def audit_keys(monkeypatch):
+    from pymem.audit import generate_signing_key
+
+    signing, verify = generate_signing_key()
+    monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", signing)
+    monkeypatch.delenv("PYMEM_AUDIT_VERIFY_KEY", raising=False)
+    return signing, verify
+
+
+def test_whole_chain_deleted_with_its_head_is_caught_by_the_signed_checkpoint(audited_db, audit_keys, tmp_path,
+                                                                             monkeypatch):
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        assert write_checkpoint(conn, checkpoint) == 2
+    victim = hmac_user("audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{victim}';"
+                       f" DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{victim}'")
+    assert problems(audited_db) == []  # the database alone cannot tell
+    # The verifier needs only the public key.
+    monkeypatch.delenv("PYMEM_AUDIT_SIGNING_KEY")
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
+    with connect(audited_db) as conn:
+        found = verify_checkpoint(conn, checkpoint)
+    assert [(p.user_hash, p.problem) for p in found] == [(victim, "checkpointed row is gone (chain cut or deleted)")]
+
+
+def test_tail_cut_and_head_rewritten_is_caught_by_the_signed_checkpoint(audited_db, audit_keys, tmp_path):
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    victim = hmac_user("audit-a")
+    last = chain_rows(audited_db, "audit-a")[-1]
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{victim}' AND chain_pos = {last};"
+                       f" UPDATE pymem.audit_chain_heads h SET chain_pos = a.chain_pos, row_hash = a.row_hash"
+                       f" FROM pymem.audit_log a WHERE h.user_hash = '{victim}' AND a.user_hash = h.user_hash"
+                       f" AND a.chain_pos = {last - 1}")
+    assert problems(audited_db) == []
+    with connect(audited_db) as conn:
+        assert [p.chain_pos for p in verify_checkpoint(conn, checkpoint)] == [last]
+
+
+def test_a_forged_checkpoint_is_refused(audited_db, audit_keys, tmp_path, monkeypatch):
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    body = json.loads(checkpoint.read_text())
+    body["heads"] = body["heads"][:1]  # an attacker drops a chain from the checkpoint
+    checkpoint.write_text(json.dumps(body))
+    with connect(audited_db) as conn, pytest.raises(ValueError, match="signature does not verify"):
+        verify_checkpoint(conn, checkpoint)
+
+
+def test_superuser_delete_hits_the_append_only_trigger(audited_db):
+    with psycopg.connect(audited_db, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: DELETE"):
+            conn.execute("DELETE FROM pymem.audit_log")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: UPDATE"):
+            conn.execute("UPDATE pymem.audit_log SET row_count = 0")
+
+
+def test_owner_can_neither_rewrite_nor_truncate(audited_db):
+    with psycopg.connect(audited_db, autocommit=True) as conn:
+        before = conn.execute("SELECT count(*), sum(row_count) FROM pymem.audit_log").fetchone()
+        with conn.transaction():
+            conn.execute("SET LOCAL ROLE pymem_owner")
+            # RLS gives the owner no UPDATE/DELETE policy on the log: nothing qualifies.
+            assert conn.execute("DELETE FROM pymem.audit_log").rowcount == 0
+            assert conn.execute("UPDATE pymem.audit_log SET row_count = 0").rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: TRUNCATE"):
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pymem_owner")
+                conn.execute("TRUNCATE pymem.audit_log")
+        assert conn.execute("SELECT count(*), sum(row_count) FROM pymem.audit_log").fetchone() == before
+    assert problems(audited_db) == []
+
+
+def test_cli_exits_1_and_names_the_row(audited_db):
+    pos = chain_rows(audited_db, "audit-b")[0]
+    env = {**os.environ, "PYMEM_DATABASE_URL": audited_db}
+    ok = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "verifies" in ok.stdout
+    tamper(audited_db, f"UPDATE pymem.audit_log SET operation = 'get' WHERE {where('audit-b', pos)}")
+    bad = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and f"position {pos}:" in bad.stdout and "modified" in bad.stdout

@@ -1,0 +1,187 @@
+"""The ``pymem`` command in-process, against fresh databases on the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+import psycopg
+import pytest
+
+from pymem import repository as repo
+from pymem.cli import main
+from pymem.db import aconnect
+
+
+@pytest.fixture
+def cli_db(cluster, monkeypatch, request) -> str:
+    """A fresh database as PYMEM_DATABASE_URL (superuser: it may act as every pymem role)."""
+    admin = cluster.fresh_database(f"pymem_cli_{request.node.name[:20].lower()}", embedding_dim=8)
+    monkeypatch.setenv("PYMEM_DATABASE_URL", admin)
+    return admin
+
+
+def _lines(capsys) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+@pytest.mark.parametrize("extra, names", [([], ["MEMORY_ENCRYPTION_KEY", "MEMORY_TENANT_HMAC_KEY"]),
+                                          (["--audit"], ["PYMEM_AUDIT_SIGNING_KEY", "PYMEM_AUDIT_VERIFY_KEY"])])
+def test_keygen_prints_fresh_32_byte_keys(capsys, extra, names):
+    assert main(["keygen", *extra]) == 0
+    first = dict(line.split("=", 1) for line in _lines(capsys))
+    assert main(["keygen", *extra]) == 0
+    second = dict(line.split("=", 1) for line in _lines(capsys))
+    assert sorted(first) == sorted(names)
+    assert all(len(base64.b64decode(v)) == 32 for v in first.values())
+    assert first != second
+
+
+def test_migrate_register_key_and_key_usage(cli_db, capsys):
+    assert main(["migrate"]) == 0 and "migrated to head" in capsys.readouterr().out
+    assert main(["register-key", "7"]) == 0 and "key id 7 registered" in capsys.readouterr().out
+    assert main(["register-key", "7"]) == 0 and "already registered" in capsys.readouterr().out
+    assert main(["key-usage"]) == 0
+
+
+def test_doctor_fails_on_a_login_that_may_create_temp_objects(cluster, cli_db, capsys):
+    cluster.login_role("pymem_cli_app", ["pymem_app"])
+    assert main(["doctor", "--role", "pymem_cli_app"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL no temporary objects: REVOKE TEMPORARY ON DATABASE" in out and "ok   app role" in out
+    assert "ok   function definitions: all 57 functions are the ones revision 0014 ships" in out
+    assert main(["doctor", "--role", "no_such_role"]) == 2
+    assert capsys.readouterr().err.strip() == "pymem doctor: no such role"
+
+
+def test_doctor_without_a_role_checks_the_schema(cli_db, capsys):
+    assert main(["doctor"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ok   schema revision: at 0014", "ok   function definitions: all 57 functions are the ones revision 0014 ships"]
+    with psycopg.connect(cli_db, autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION pymem.no_tenant() RETURNS char(64) LANGUAGE sql IMMUTABLE"
+                     " RETURN repeat('1', 64)::char(64)")
+    assert main(["doctor"]) == 1
+    assert "FAIL function definitions: pymem.no_tenant() differs from the shipped definition" in \
+        capsys.readouterr().out
+    assert main(["migrate", "--reapply-functions"]) == 0
+    assert "re-applied the function definitions and grants of revision 0014" in capsys.readouterr().out
+    assert main(["doctor"]) == 0
+
+
+def test_migrate_refuses_another_embedding_dimension(cli_db, capsys):
+    assert main(["migrate", "--embedding-dim", "768"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stores 8-dimensional embeddings; it cannot be migrated to 768" in err
+    assert main(["migrate", "--embedding-dim", "8"]) == 0
+
+
+def test_a_malformed_database_url_is_one_line_that_never_shows_it(monkeypatch, capsys):
+    monkeypatch.setenv("PYMEM_DATABASE_URL", "host=db password=hunter2-secret dbname")
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert err == "pymem doctor: PYMEM_DATABASE_URL is not a libpq URL (postgresql://...) or key=value string\n"
+
+
+def test_an_unreachable_database_is_one_line_with_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYMEM_DATABASE_URL", f"postgresql://nobody:hunter2-secret@/pymem?host={tmp_path}")
+    assert main(["key-usage"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pymem key-usage: cannot reach the database:") and "check PYMEM_DATABASE_URL" in err
+    assert err.count("\n") == 1 and "hunter2" not in err
+
+
+def test_audit_verify_as_a_login_without_the_auditor_role_names_the_grant(cluster, cli_db, monkeypatch, capsys):
+    cluster.login_role("pymem_cli_nobody", [])
+    dbname = psycopg.conninfo.conninfo_to_dict(cli_db)["dbname"]
+    monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.url(dbname, user="pymem_cli_nobody"))
+    assert main(["audit-verify"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pymem audit-verify: the database refused:") and "GRANT pymem_auditor TO" in err
+    assert err.count("\n") == 1
+
+
+async def _index_one(dsn: str) -> None:
+    conn = await aconnect(dsn)
+    await conn.execute("SET ROLE pymem_app")
+    try:
+        await repo.index_memory_chunk(conn, "cli-user", "d", "s", "t", np.ones(8))
+    finally:
+        await conn.close()
+
+
+def test_rotate_key_checkpoint_and_verify(cli_db, capsys, monkeypatch, tmp_path):
+    asyncio.run(_index_one(cli_db))  # the CLI runs its own event loop: this test is sync
+    assert main(["rotate-key", "--no-progress"]) == 0
+    assert "rows left under old keys: 0" in capsys.readouterr().out  # nothing under old keys: a no-op
+    checkpoint = tmp_path / "audit.checkpoint"
+    assert main(["audit-checkpoint", "--out", str(checkpoint)]) == 2  # no signing key yet
+    assert "PYMEM_AUDIT_SIGNING_KEY is not set" in capsys.readouterr().err
+    main(["keygen", "--audit"])
+    keys = dict(line.split("=", 1) for line in _lines(capsys))
+    monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", keys["PYMEM_AUDIT_SIGNING_KEY"])
+    assert main(["audit-checkpoint", "--out", str(checkpoint)]) == 0
+    assert "signed the heads of" in capsys.readouterr().out
+    monkeypatch.delenv("PYMEM_AUDIT_SIGNING_KEY")
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", keys["PYMEM_AUDIT_VERIFY_KEY"])
+    assert main(["audit-verify", "--checkpoint", str(checkpoint)]) == 0
+    assert "matches the checkpoint" in capsys.readouterr().out
+    checkpoint.write_text("{}")
+    assert main(["audit-verify", "--checkpoint", str(checkpoint)]) == 2
+    assert "not a readable pymem audit checkpoint" in capsys.readouterr().err
+
+
+def test_rotate_tenant_key_needs_both_hmac_keys(cli_db, capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("MEMORY_TENANT_HMAC_KEY_NEW", raising=False)
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+    assert main(["rotate-tenant-key", "--user-ids-file", str(users)]) == 2
+    assert "MEMORY_TENANT_HMAC_KEY_NEW" in capsys.readouterr().err
+
+
+def test_export_reranker_reports_a_missing_model(capsys, tmp_path):
+    assert main(["export-reranker", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "pymem export-reranker:" in capsys.readouterr().err
+
+
+def test_rotate_tenant_key_moves_the_listed_users(cli_db, capsys, keys, tmp_path):
+    from pymem.security import generate_key
+
+    keys.set(MEMORY_TENANT_HMAC_KEY=generate_key(), MEMORY_TENANT_HMAC_KEY_NEW=generate_key())
+    asyncio.run(_index_one(cli_db))
+    users = tmp_path / "users.txt"
+    users.write_text("cli-user\n")
+    assert main(["rotate-tenant-key", "--user-ids-file", str(users)]) == 0
+    assert "moved 1 rows of 1 users" in capsys.readouterr().out
+
+
+def test_rotate_key_exits_3_while_rows_are_left_under_an_old_key(cli_db, capsys, keys):
+    from pymem.security import generate_key
+
+    keys.set(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="1", MEMORY_ENCRYPTION_OLD_KEYS="")
+    asyncio.run(_index_one(cli_db))
+    keys.set(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="2")  # key 1 lost
+    assert main(["rotate-key", "--no-progress"]) == 3
+    out = capsys.readouterr().out
+    assert "quarantined 1 rows" in out and "rows left under old keys: 1" in out
+
+
+def test_distribute_refuses_a_database_without_citus(cli_db, capsys):
+    assert main(["distribute"]) == 2
+    assert "citus extension is not installed" in capsys.readouterr().err
+
+
+def test_distribute_refuses_a_login_that_is_no_superuser(cluster, cli_db, monkeypatch, capsys):
+    cluster.login_role("pymem_cli_app", ["pymem_app"])
+    dbname = psycopg.conninfo.conninfo_to_dict(cli_db)["dbname"]
+    monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.url(dbname, user="pymem_cli_app"))
+    assert main(["distribute"]) == 2
+    assert "needs a superuser" in capsys.readouterr().err
+
+
+def test_distribute_checks_the_shard_count():
+    from pymem.distribute import distribute
+
+    with pytest.raises(ValueError, match="shard_count"):
+        distribute("dbname=unused", shard_count=0)

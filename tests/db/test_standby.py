@@ -1,0 +1,156 @@
+"""Searches served by a hot standby (pg_basebackup + streaming replication), with the
+read audit as durable as on the primary: the intent is committed on the primary
+before the standby answers, and the result row is recorded there afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pymem_devtools.clusters import as_server_user, free_port
+
+from pymem import repository as repo
+from pymem.db import aconnect, connect
+from pymem.reads import StandbyBehind, commit_read_intent, read_on_standby
+from pymem.repository import _STANDBY_SEARCH_SQL, ChunkInput
+from pymem.security import hmac_user
+from pymem.tenant import tenant_transaction
+from tests.utils import vec
+
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def replicated(cluster):
+    """(primary admin DSN, primary app DSN, standby app DSN) for one database."""
+    if cluster.bin_dir is None:
+        pytest.fail("the standby suite needs the embedded server (pg_basebackup, pg_ctl)")
+    admin = cluster.fresh_database("pymem_standby", embedding_dim=DIM)
+    cluster.login_role("pymem_standby_app", ["pymem_app"])
+    primary = conninfo_to_dict(cluster.admin_url)
+    data = Path(tempfile.mkdtemp(prefix="pymem-standby-"))
+    os.chmod(data, 0o777)
+    target = data / "standby"
+    port = free_port()
+    subprocess.run(as_server_user([str(cluster.bin_dir / "pg_basebackup"), "-D", str(target), "-R", "-X", "stream", "-c", "fast",
+                                    "-h", primary["host"], "-p", primary.get("port", "5432"), "-U", primary["user"]]),
+                   check=True, capture_output=True)
+    with open(target / "postgresql.conf", "a") as conf:
+        conf.write(f"\nport = {port}\nhot_standby = on\nunix_socket_directories = '{data}'\n")
+    subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-l", str(data / "log"),
+                                    "-w", "start"]), check=True, capture_output=True)
+    try:
+        standby_app = make_conninfo(cluster.url("pymem_standby", user="pymem_standby_app"), host=str(data), port=port)
+        yield admin, cluster.url("pymem_standby", user="pymem_standby_app"), standby_app
+    finally:
+        subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m", "immediate",
+                                        "stop"]), capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_a_search_served_by_the_standby_is_on_record_on_the_primary(replicated):
+    admin, app, standby_app = replicated
+    conn, standby = await aconnect(app), await aconnect(standby_app)
+    try:
+        for user in ("standby-alice", "standby-bob"):
+            await repo.index_memory_chunks(conn, user, [ChunkInput("d", "s", f"{user} {i}", vec(i, DIM)) for i in range(5)])
+        hits = await repo.query_memory(conn, "standby-alice", "q", vec(1, DIM), k=3, rerank=False, standby=standby)
+        async with standby.transaction():
+            assert (await (await standby.execute("SELECT pg_is_in_recovery()")).fetchone())[0]
+    finally:
+        await conn.close()
+        await standby.close()
+    assert len(hits) == 3 and all(h.text.startswith("standby-alice ") for h in hits)
+    with connect(admin) as c:
+        rows = c.execute("SELECT phase, chunk_ids FROM pymem.audit_log WHERE user_hash = %s AND operation = 'search'"
+                         " ORDER BY chain_pos", (hmac_user("standby-alice"),)).fetchall()
+    assert [phase for phase, _ in rows] == ["intent", "result"]
+    # The result row names every candidate the standby returned (all 5 of her rows).
+    assert len(rows[1][1]) == 5 and {h.id for h in hits} <= set(rows[1][1])
+
+
+async def test_the_standby_refuses_a_read_without_a_committed_intent(replicated):
+    _, app, standby_app = replicated
+    standby = await aconnect(standby_app)
+    user_hash = hmac_user("standby-alice")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no read intent"):
+            async with tenant_transaction(standby, user_hash, read_only=True):
+                await standby.execute(_STANDBY_SEARCH_SQL, (user_hash, uuid.uuid4(), vec(1, DIM), 3, [], []))
+    finally:
+        await standby.close()
+
+
+async def test_the_standby_refuses_another_tenants_intent_and_the_primary_the_standby_path(replicated):
+    _, app, standby_app = replicated
+    conn, standby = await aconnect(app), await aconnect(standby_app)
+    try:
+        bob_ticket = await commit_read_intent(conn, hmac_user("standby-bob"), "filtered_search", (vec(1, DIM), 3, [], []))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with tenant_transaction(standby, hmac_user("standby-alice"), read_only=True):
+                await standby.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], []))
+        # The standby path on the primary: refused by pymem, and by the database.
+        with pytest.raises(ValueError, match="not to a hot standby"):
+            await read_on_standby(conn, conn, hmac_user("standby-bob"), "filtered_search", (vec(1, DIM), 3, [], []),
+                                  _STANDBY_SEARCH_SQL, (vec(1, DIM), 3, [], []))
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="serves hot standbys"):
+            async with tenant_transaction(conn, hmac_user("standby-bob")):
+                await conn.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], []))
+    finally:
+        await conn.close()
+        await standby.close()
+
+
+async def test_a_standby_that_has_not_replayed_the_intent_is_not_read(replicated):
+    _, app, standby_app = replicated
+    conn, standby = await aconnect(app), await aconnect(standby_app)
+    try:
+        with psycopg.connect(make_conninfo(standby_app, user="postgres"), autocommit=True) as superuser:
+            superuser.execute("SELECT pg_wal_replay_pause()")
+            try:
+                with pytest.raises(StandbyBehind):
+                    await read_on_standby(conn, standby, hmac_user("standby-alice"), "filtered_search",
+                                          (vec(2, DIM), 3, [], []), _STANDBY_SEARCH_SQL, (vec(2, DIM), 3, [], []), wait_s=0.3)
+            finally:
+                superuser.execute("SELECT pg_wal_replay_resume()")
+    finally:
+        await conn.close()
+        await standby.close()
+
+
+async def test_a_result_row_needs_a_committed_intent_is_written_once_and_names_only_the_tenants_rows(replicated):
+    admin, app, _ = replicated
+    conn = await aconnect(app)
+    user_hash = hmac_user("standby-alice")
+    result_sql = "SELECT FROM pymem.read_result(%s, %s, 'search', %s::uuid[])"
+    try:
+        with connect(admin) as c:
+            own = c.execute("SELECT id FROM pymem.memory_chunks WHERE user_hash = %s LIMIT 1", (user_hash,)).fetchone()[0]
+        # An intent written in the same transaction is not committed: refused.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="committed"):
+            async with tenant_transaction(conn, user_hash):
+                ticket = uuid.uuid4()
+                await conn.execute("SELECT FROM pymem.read_intent(%s, %s, 'search', pymem.search_digest(%b, 3))",
+                                   (user_hash, ticket, vec(3, DIM)))
+                await conn.execute(result_sql, (user_hash, ticket, [own]))
+        ticket = await commit_read_intent(conn, user_hash, "search", (vec(3, DIM), 3))
+        foreign = uuid.uuid4()
+        async with tenant_transaction(conn, user_hash):
+            await conn.execute(result_sql, (user_hash, ticket, [foreign, own]))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="already has its result"):
+            async with tenant_transaction(conn, user_hash):
+                await conn.execute(result_sql, (user_hash, ticket, [own]))
+    finally:
+        await conn.close()
+    with connect(admin) as c:
+        ids = c.execute("SELECT chunk_ids FROM pymem.audit_log WHERE user_hash = %s AND ticket = %s"
+                        " AND phase = 'result'", (user_hash, ticket)).fetchall()
+    assert ids == [([own],)]
