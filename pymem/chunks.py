@@ -37,7 +37,7 @@ EMBEDDING_DTYPE = np.dtype("<f4")  # the emb_cipher plaintext layout: little-end
 
 @dataclass(frozen=True)
 class ChunkInput:
-    """One chunk to store (the seed's ``index_memory_chunk`` arguments, minus conn and user).
+    """One chunk to store (``index_memory_chunk``'s arguments, minus conn and user).
 
     ``id``: the caller's id for the chunk (any str up to 256 UTF-8 bytes, unique per
     tenant); None lets pymem generate a UUID.

@@ -8,7 +8,7 @@ argument is distributed with ``distribution_arg_name => 'p_user_hash'`` and
 ``force_delegation``, so Citus runs the whole call on the worker holding that
 tenant's shards, inside the caller's transaction.
 
-What changes for the DBA (the README's "Scaling out" says it in full):
+What changes for the DBA (docs/citus.md says it in full):
 
 * ``pymem_owner`` becomes LOGIN. Citus opens node-to-node connections as the
   current user, and the API functions, the owner's DDL and shard moves run as

@@ -1,7 +1,7 @@
 """The reranker's metrics over HTTP, served by prometheus-client.
 
 * :func:`metrics_app`: an ASGI app for apps to mount (``app.mount("/", metrics_app())``
-  in Starlette or FastAPI): ``/metrics/memory`` answers the seed's JSON
+  in Starlette or FastAPI): ``/metrics/memory`` answers the JSON of get_rerank_metrics()
   (:func:`pymem.rerank.get_rerank_metrics`), every other path the Prometheus text
   (prometheus-client's ``make_asgi_app``).
 * :func:`start_metrics_server` / :func:`serve_metrics` (``pymem serve-metrics``):

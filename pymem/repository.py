@@ -269,7 +269,7 @@ async def index_memory_chunk(
     embedding: Any,
     metadata: Mapping[str, Any] | None = None,
 ) -> uuid.UUID:
-    """Seal and store one chunk (the seed's signature); return its id.
+    """Seal and store one chunk; return its id.
 
     The text, the metadata (as canonical JSON) and the embedding (little-endian
     float32) are each sealed with an AAD that binds tenant, chunk id and field;
@@ -419,7 +419,7 @@ async def query_memory(
         query: the query text (used by the reranker only; never stored or logged).
         query_embedding: vector of the deployment's dimension.
         k: results to return (1..1000).
-        candidates: ANN candidates to fetch and rerank (at least ``k``; the seed uses 24).
+        candidates: ANN candidates to fetch and rerank (at least ``k``; 24 by default).
         rerank: False skips the reranker (ANN order), whatever RERANK_ENABLED says.
         where: a metadata filter (``$eq``, ``$in``, ``$and``; see
             :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.

@@ -1,6 +1,6 @@
 """Key rotation: re-seal rows under the active AES key; move users to a new HMAC key.
 
-AES rotation (quarterly in the seed's plan)
+AES rotation (quarterly, say)
     Add the new key as ``MEMORY_ENCRYPTION_KEY`` (with a new ``MEMORY_ENCRYPTION_KEY_ID``)
     and list the previous ones in ``MEMORY_ENCRYPTION_OLD_KEYS``. New writes use the
     new key at once and reads keep working through the ring. Then run

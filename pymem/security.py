@@ -53,7 +53,7 @@ AAD_VERSION = 2  # what new rows are sealed with; rows store theirs (memory_chun
 
 
 def generate_key() -> str:
-    """A fresh 32-byte key, base64-encoded: the seed's generation format."""
+    """A fresh 32-byte key, base64-encoded (base64 of os.urandom(32))."""
     return base64.b64encode(os.urandom(KEY_BYTES)).decode()
 
 

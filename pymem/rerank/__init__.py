@@ -4,7 +4,7 @@ The model is an ONNX export (see :mod:`pymem.onnx_export`) in ``PYMEM_RERANK_MOD
 run by ONNX Runtime and tokenized by the Rust ``tokenizers``; torch and transformers
 are never imported here. Reranking must never make a query slower than its budget or
 make it fail: on a timeout, an error, an open breaker or a missing model, :func:`rerank`
-returns the ANN order with the seed's fallback scores (``1 - i/n``, rank ``i + 1``) and
+returns the ANN order with the fallback scores (``1 - i/n``, rank ``i + 1``) and
 counts a skip with the reason.
 
 The package: ``session`` (the model on ONNX Runtime), ``cuda`` (can it run on CUDA, and

@@ -1,4 +1,4 @@
-"""Reranker metrics: Prometheus (prometheus-client) and the seed's JSON shape.
+"""Reranker metrics: Prometheus (prometheus-client) and the JSON shape of get_rerank_metrics().
 
 Every :class:`RerankMetrics` owns a private ``CollectorRegistry`` rather than the
 process-global one, so two rerankers (or two tests) never share counters and a
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 SKIP_REASONS = ("timeout", "error", "circuit_open", "model_unavailable")
 BREAKER_STATES = ("closed", "open", "half_open")
 
-# 0.05 = the seed's p50 target, 0.15 = its p95 target, 0.25 = the circuit budget.
+# 0.05 = the original p50 target, 0.15 = its p95 target, 0.25 = the circuit budget.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1.0, 2.5)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -299,7 +299,7 @@ def _markdown(results: dict) -> str:
               "", f"answered in ANN order: {metrics['rerank_skipped_total']} of {budget['calls']} "
               f"({metrics['rerank_skipped_by_reason']}); breaker state after: {metrics['breaker']['state']} "
               f"(opens after {budget['breaker_threshold']} consecutive failures)"]
-    parts += ["", "GPU: not measured here (CPU backends only; see the README for GPU runs)."
+    parts += ["", "GPU: not measured here (CPU backends only; no GPU figures exist; see docs/reranking.md)."
               if results["gpu"] else "GPU: not measured (no CUDA device on this machine)."]
     return "\n".join(parts) + "\n"
 

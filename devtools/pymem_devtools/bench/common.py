@@ -49,7 +49,7 @@ PEER_INDEX_SQL = "CREATE INDEX bench_plain_hnsw ON pymem.memory_chunks USING hns
 
 _cluster = None
 _cluster_settings: dict[str, str] = {}
-# Scales whose server is sized as "For DBAs" in the README asks (shared_buffers at least
+# Scales whose server is sized as docs/dba.md ("Sizing") asks (shared_buffers at least
 # the indexes' size), with the usual quarter of the machine's memory: the graphs and the
 # rows a query touches stay in memory, as they would on a server sized for its data.
 # The test suite's tiny and quick scales keep the server's defaults (no restart).

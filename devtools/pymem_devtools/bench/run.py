@@ -3,7 +3,7 @@
 ``xl`` (a million rows, tenants sharing topics) runs the search benchmark only.
 
 Writes ``<out>/<scale>.json`` (every figure, with the machine it ran on) and
-``<out>/<scale>.md`` (the tables the README quotes). Every ratio in them compares
+``<out>/<scale>.md`` (the tables docs/performance.md quotes). Every ratio in them compares
 two things measured in the same run.
 """
 
@@ -26,7 +26,7 @@ SCALES = ("tiny", "quick", "full", "xl")
 # The benchmarks a scale runs when --only does not narrow it.
 SCALE_BENCHES = {"xl": ("search",)}
 # Relative to the working directory: benchmarks/results/ of a checkout, where the
-# README's figures come from.
+# figures of docs/performance.md come from.
 DEFAULT_OUT = Path("benchmarks") / "results"
 
 
