@@ -77,20 +77,34 @@ def chunks_distributed(conn: psycopg.Connection) -> bool:
 
 
 def migration_connect_args(dsn: str) -> dict:
-    """Connection arguments for pymem's migrations: on a Citus coordinator, keep their DDL local.
+    """Connection arguments for pymem's migrations on a Citus coordinator; empty without Citus.
 
     Until ``pymem distribute`` has run, pymem's objects live on the coordinator
     only: Citus would otherwise forward each statement to the workers as
     ``pymem_owner``, which cannot log in yet, and the roles and schema created in
     the same transaction are not visible there. Distribution later creates every
-    object on the workers. Empty without Citus, or once distributed.
+    object on the workers.
+
+    Once distributed, Citus forwards each function's DDL to the workers itself, but
+    the migration's ``SET LOCAL`` (the role, the search path) must stay on the
+    coordinator: the database's ``citus.propagate_set_commands = 'local'`` would
+    forward them too, and a worker then refuses the forwarded DDL ("operation is not
+    allowed on this node").
+
+    Raises:
+        NotReady: the database was distributed before pymem_owner's sessions were
+            set to load pgvector: ``pymem distribute`` must run once first.
     """
     with psycopg.connect(dsn, autocommit=True) as conn:
-        local_phase = citus_installed(conn) and not chunks_distributed(conn)
-    if not local_phase:
-        return {}
+        if not citus_installed(conn):
+            return {}
+        distributed = chunks_distributed(conn)
+        if distributed and not owner_preloads_pgvector(conn):
+            raise NotReady("this distributed database was distributed by an older pymem: run pymem distribute once"
+                           " before migrating it (the upgrade's function DDL needs pgvector loaded on the workers)")
+        setting = "citus.propagate_set_commands=none" if distributed else "citus.enable_ddl_propagation=off"
     options = psycopg.conninfo.conninfo_to_dict(dsn).get("options") or ""
-    return {"options": f"{options} -c citus.enable_ddl_propagation=off".strip()}
+    return {"options": f"{options} -c {setting}".strip()}
 
 
 def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> DistributeReport:
@@ -128,6 +142,7 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
             distributed_now = len(DISTRIBUTED_TABLES) + len(REFERENCE_TABLES)
         with conn.transaction():
             conn.execute("ALTER ROLE pymem_owner LOGIN")
+        _preload_pgvector_for_the_owner(conn)
         delegated = _distribute_functions(conn)
         _revoke_public_on_workers(conn)
         conn.execute(sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
@@ -150,6 +165,32 @@ def _check_ready(conn: psycopg.Connection) -> int:
     if workers == 0:
         raise NotReady("no active worker nodes: add them with citus_add_node first")
     return workers
+
+
+# A later migration's CREATE OR REPLACE FUNCTION reaches the workers on connections
+# Citus opens as pymem_owner, a new session each: without pgvector's library loaded
+# there, a non-superuser may not name its hnsw.* settings in a SET clause.
+_PRELOAD = "ALTER ROLE pymem_owner IN DATABASE {} SET session_preload_libraries = 'vector'"
+
+
+def _preload_pgvector_for_the_owner(conn: psycopg.Connection) -> None:
+    statement = sql.SQL(_PRELOAD).format(sql.Identifier(conn.info.dbname)).as_string(conn)
+    conn.execute("SELECT pg_catalog.run_command_on_workers(%s)",
+                 ("SET citus.enable_ddl_propagation TO off; " + statement,))
+    conn.execute("SET citus.enable_ddl_propagation TO off")
+    try:
+        conn.execute(statement)
+    finally:
+        conn.execute("RESET citus.enable_ddl_propagation")
+
+
+def owner_preloads_pgvector(conn: psycopg.Connection) -> bool:
+    """Whether pymem_owner's sessions in this database load pgvector (set by :func:`distribute`)."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_db_role_setting s"
+        " WHERE s.setrole = 'pymem_owner'::pg_catalog.regrole"
+        " AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
+        " AND 'session_preload_libraries=vector' = ANY (s.setconfig))").fetchone()[0]
 
 
 def _revoke_public_on_workers(conn: psycopg.Connection) -> None:
