@@ -5,8 +5,10 @@
 migrates it, and makes the login an application connects as: ``pymem_local_app``,
 a member of ``pymem_app`` and nothing else, with the database's ``TEMPORARY``
 privilege revoked from PUBLIC (what ``pymem doctor`` asks of a deployment). The
-server listens on a Unix socket in that directory only, with no TCP port and no
-passwords: it is for one developer's machine, never for production.
+server listens on a Unix socket in that directory only (mode 0700; a directory too
+long to hold the socket is refused), with no TCP port and no passwords: local
+connections are trusted, so the OS user who owns the directory may log in as any
+role, the superuser included. It is for one developer's machine, never for production.
 """
 
 from __future__ import annotations

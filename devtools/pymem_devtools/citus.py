@@ -31,8 +31,9 @@ from psycopg.conninfo import make_conninfo
 
 from pymem import migrations
 from pymem.distribute import distribute
+from pymem.local_db import ensure_login_role
 
-from .clusters import SERVER_USER, as_server_user, ensure_login_role, free_port
+from .clusters import SERVER_USER, as_server_user, free_port
 
 # From a checkout (devtools/pymem_devtools/ -> the repository), shared/ lies beside it.
 _CHECKOUT = Path(__file__).resolve().parent.parent.parent

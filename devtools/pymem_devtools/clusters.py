@@ -19,6 +19,7 @@ from psycopg.conninfo import make_conninfo
 from pymem import migrations
 from pymem.config import get_settings
 from pymem.db import embedded_server, ensure_database
+from pymem.local_db import ensure_login_role
 
 
 class Cluster:
@@ -104,18 +105,6 @@ class Cluster:
             self._tmp = None
 
 
-
-def ensure_login_role(admin_dsn: str, name: str, member_of: list[str], inherit: bool = True) -> None:
-    """Create (or reset) a LOGIN role that is a member of ``member_of``, through ``admin_dsn``."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS " + ("INHERIT" if inherit else "NOINHERIT"))
-            .format(sql.Identifier(name))
-        )
-        for role in member_of:
-            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(name)))
 
 
 SERVER_USER = "pgserver"  # the ordinary user the embedded server runs as when started by root
