@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 
 from . import __version__
@@ -30,6 +31,8 @@ def _cmd_local_db(args) -> int:
     print(f"export APP_DATABASE_URL='{db.app_url}'  # your application's login ({local_db.APP_LOGIN}, pymem_app)")
     for finding in db.findings:
         print(f"# {'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+    print("# development only: local connections are trusted, so whoever can open the socket (this OS user)"
+          " may log in as any role")
     return 0 if all(f.ok for f in db.findings) else 1
 
 
@@ -305,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # What a login lacks when the database refuses a command, and how to grant it.
 _ROLE_HINTS = {
+    "migrate": "migrating needs a superuser, or a login that may SET ROLE pymem_owner; pymem doctor names any"
+               " pymem function another role owns",
     "audit-verify": "GRANT pymem_auditor TO <this login>",
     "audit-checkpoint": "GRANT pymem_auditor TO <this login>",
     "register-key": "GRANT pymem_maintainer TO <this login>",
@@ -318,23 +323,30 @@ def expected_failure(exc: BaseException, command: str) -> str | None:
     """The one line to print for an expected failure, or None for a bug (which keeps its traceback)."""
     import psycopg
     import sqlalchemy.exc
+    from alembic.util import CommandError
 
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and isinstance(exc.orig, psycopg.Error):
         exc = exc.orig
     if isinstance(exc, (PymemError, ValueError, ImportError, FileNotFoundError)):
         return str(exc)
+    if isinstance(exc, CommandError):
+        return f"alembic: {_first_line(exc)} (pymem doctor shows the database's revision)"
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         hint = _ROLE_HINTS.get(command, "check the login's pymem roles (pymem doctor --role <login>)")
         return f"the database refused: {_first_line(exc)} ({hint})"
     if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.InvalidSchemaName):
         return f"the database refused: {_first_line(exc)} (is it migrated? pymem migrate)"
     if isinstance(exc, psycopg.OperationalError):
-        return (f"cannot reach the database: {_first_line(exc)} (check PYMEM_DATABASE_URL, or unset it to use "
-                "the embedded server)")
+        # libpq quotes what it was given (a host, a user, an option's value): none of it is printed.
+        reason = _QUOTED.sub(lambda m: m.group(1) + "..." + m.group(1), _first_line(exc))
+        return f"cannot reach the database: {reason} (check PYMEM_DATABASE_URL, or unset it to use the embedded server)"
     if isinstance(exc, psycopg.Error):
         # Not the message: a server's message may quote a value that was sent.
         return f"the database refused (SQLSTATE {exc.sqlstate or 'none'}, {type(exc).__name__})"
     return None
+
+
+_QUOTED = re.compile(r"""(["'])(?:(?!\1).)*\1""")
 
 
 def _first_line(exc: BaseException) -> str:

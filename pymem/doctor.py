@@ -1,13 +1,14 @@
 """``pymem doctor``: check a deployment: the schema against what this pymem ships, and the
 hardening of the app's login that SQL migrations cannot impose.
 
-The schema: the database's revision must be this pymem's head, and every function
-in schema ``pymem`` must be the shipped one. Each function is fingerprinted on the
-server (sha256 of ``pg_get_functiondef()``, its ACL and its owner) and compared with
-``pymem/sql/released/<head>.functions``: a function replaced after migrating (by
-a superuser's ``CREATE OR REPLACE FUNCTION``, say) or one added to the schema is
-reported. The answer comes from the server, so it detects changes made through
-SQL, not a server that lies about its catalog.
+The schema: the database must be at this pymem's head revision, and every object
+:mod:`pymem.fingerprints` covers (functions, tables' row-security flags and grants,
+policies, triggers, the pymem roles' attributes, event triggers) must be the one
+shipped; pgvector's functions must be the extension's own. A function replaced
+after migrating (a superuser's ``CREATE OR REPLACE FUNCTION``), a policy loosened,
+a trigger added, ``pymem_owner`` made ``BYPASSRLS``: each is reported by name. The
+answers come from the server, so this detects changes made through SQL, not a
+server that lies about its catalog.
 
 The login: migrations own pymem's schema, not the database's or the roles' other
 privileges. Two of those matter to pymem's isolation:
@@ -20,7 +21,9 @@ privileges. Two of those matter to pymem's isolation:
   ``REVOKE TEMPORARY ON DATABASE <db> FROM PUBLIC`` and granting it back to the
   roles that need it.
 * Membership: the app's login must have ``pymem_app``, and must not be a
-  superuser, bypass RLS, or be able to become ``pymem_owner`` or ``pymem_maintainer``.
+  superuser, bypass RLS, or be able to become ``pymem_owner`` or ``pymem_maintainer``;
+  nor a member of ``pg_read_all_stats`` (``pg_monitor`` includes it), which shows
+  every session's query text in ``pg_stat_activity``, tenant contexts included.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from dataclasses import dataclass
 
 import psycopg
 
-from . import migrations
+from . import fingerprints, migrations
+from .errors import MigrationRefused
 
 
 @dataclass(frozen=True)
@@ -48,62 +52,61 @@ SELECT r.rolsuper, r.rolbypassrls,
        pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER'),
        pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'TEMPORARY'),
        pg_catalog.has_schema_privilege(r.oid, 'public', 'CREATE'),
+       pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'MEMBER'),
        pg_catalog.current_database()
   FROM pg_catalog.pg_roles r WHERE r.rolname = %s
 """
 
 
-# pg_get_functiondef() and regprocedure name types as the search path lets them:
-# pinned, so that every server prints the same text.
-_FINGERPRINTS_SQL = """
-SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws(E'\\n',
-           pg_catalog.pg_get_functiondef(p.oid), p.proacl::pg_catalog.text,
-           pg_catalog.pg_get_userbyid(p.proowner)), 'UTF8')), 'hex')
-  FROM pg_catalog.pg_proc p
- WHERE p.pronamespace = pg_catalog.to_regnamespace('pymem')
-"""
-
 def database_revision(conn: psycopg.Connection) -> str | None:
-    """The alembic revision the database is at; None before its first migration."""
+    """The alembic revision the database is at; None before its first migration.
+
+    Raises:
+        MigrationRefused: ``alembic_version`` does not hold exactly one revision.
+    """
     if conn.execute("SELECT pg_catalog.to_regclass('public.alembic_version') IS NULL").fetchone()[0]:
         return None
-    return conn.execute("SELECT pg_catalog.max(version_num) FROM public.alembic_version").fetchone()[0]
-
-
-def server_fingerprints(conn: psycopg.Connection) -> dict[str, str]:
-    """Signature -> fingerprint of every function in schema ``pymem`` on the server."""
-    with conn.transaction():
-        conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
-        return dict(conn.execute(_FINGERPRINTS_SQL).fetchall())
-
-
-def shipped_fingerprints(revision: str) -> dict[str, str]:
-    """Signature -> fingerprint of every function this pymem ships at ``revision``."""
-    path = migrations.SQL_DIR / "released" / f"{revision}.functions"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return dict(reversed(line.split(maxsplit=1)) for line in lines if line.strip() and not line.startswith("#"))
+    rows = conn.execute("SELECT version_num::pg_catalog.text FROM public.alembic_version").fetchall()
+    if len(rows) != 1:
+        raise MigrationRefused(f"public.alembic_version holds {len(rows)} revisions instead of one: "
+                               "someone edited it; find out who before migrating")
+    return rows[0][0]
 
 
 def check_schema(conn: psycopg.Connection) -> list[Finding]:
-    """The database's revision, and its functions against the shipped ones."""
+    """The database's revision, and what it runs against what this pymem ships."""
     head = migrations.head_revision()
     at = database_revision(conn)
     if at != head:
         where = f"is at revision {at}" if at else "has no pymem schema yet"
         return [Finding("schema revision", False, f"the database {where}; this pymem ships {head}: run pymem migrate")]
-    shipped = shipped_fingerprints(head)
-    server = server_fingerprints(conn)
-    changed = sorted(sig for sig in shipped if sig in server and server[sig] != shipped[sig])
-    missing = sorted(set(shipped) - set(server))
-    added = sorted(set(server) - set(shipped))
-    problems = ([f"{sig} differs from the shipped definition" for sig in changed]
-                + [f"{sig} is missing" for sig in missing] + [f"{sig} is not pymem's" for sig in added])
-    ok = bool(shipped) and not problems
-    detail = (f"all {len(shipped)} functions are the ones revision {head} ships" if ok else
-              "; ".join(problems or ["no fingerprints shipped for revision " + head])
-              + ": find out who changed them (the server log), then pymem migrate --reapply-functions")
-    return [Finding("schema revision", True, f"at {head}"), Finding("function definitions", ok, detail)]
+    expected = _by_kind(fingerprints.shipped(head))
+    found = _by_kind(fingerprints.on_server(conn))
+    foreign = fingerprints.foreign_vector_functions(conn)
+    return [
+        Finding("schema revision", True, f"at {head}"),
+        _compared("function definitions", expected[0], found[0], f"all {{n}} functions are the ones revision {head} ships",
+                  "pymem migrate --reapply-functions"),
+        _compared("tables, policies, triggers and roles", expected[1], found[1],
+                  f"all {{n}} are as revision {head} made them", "restore them by hand: docs/schema.sql has them"),
+        Finding("pgvector's functions", not foreign,
+                "the extension's own" if not foreign else
+                "; ".join(foreign) + " not pgvector's own code: find out who replaced them, then reinstall the"
+                " extension"),
+    ]
+
+
+def _by_kind(fps: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(functions, everything else)."""
+    functions = {name: fp for name, fp in fps.items() if name.startswith("function ")}
+    return functions, {name: fp for name, fp in fps.items() if name not in functions}
+
+
+def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str) -> Finding:
+    problems = fingerprints.differences(expected, found) if expected else ["no fingerprints are shipped"]
+    if not problems:
+        return Finding(check, True, ok.format(n=len(expected)))
+    return Finding(check, False, "; ".join(problems) + f": find out who changed them (the server log), then {fix}")
 
 
 def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
@@ -115,7 +118,7 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     row = conn.execute(_CHECKS_SQL, (role,)).fetchone()
     if row is None:
         raise ValueError("no such role")
-    superuser, bypassrls, app, owner, maintainer, temp, create_public, database = row
+    superuser, bypassrls, app, owner, maintainer, temp, create_public, all_stats, database = row
     return [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
         Finding("no superuser or BYPASSRLS", not (superuser or bypassrls),
@@ -128,4 +131,7 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
                 f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC (grant it back to roles that need it)"),
         Finding("no CREATE in schema public", not create_public,
                 "ok" if not create_public else "REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+        Finding("cannot read other sessions' queries", not all_stats,
+                "ok" if not all_stats else
+                "REVOKE pg_read_all_stats, pg_monitor FROM the app's login: they show every session's query text"),
     ]

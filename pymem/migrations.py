@@ -171,6 +171,7 @@ def reapply_functions(dsn: str) -> str:
     """
     import psycopg
 
+    from . import fingerprints
     from .distribute import migration_connect_args
     from .doctor import database_revision
 
@@ -181,6 +182,16 @@ def reapply_functions(dsn: str) -> str:
             raise MigrationRefused(f"the database is at {at}, not {head}: run pymem migrate instead")
         bundle = bundle_in_effect(head)
         conn.execute(frozen_sql(f"released/{bundle}.sql"))
+        # Committed only if it worked: an event trigger, a function another role owns or
+        # one that is not pymem's would otherwise be reported restored.
+        shipped = {n: f for n, f in fingerprints.shipped(head).items() if n.startswith("function ")}
+        now = {n: f for n, f in fingerprints.on_server(conn).items() if n.startswith("function ")}
+        problems = fingerprints.differences(shipped, now)
+        if problems:
+            conn.rollback()
+            raise MigrationRefused("re-applying the shipped functions did not restore them, so nothing was changed: "
+                                   + "; ".join(problems) + " (drop what is not pymem's, give pymem_owner back what"
+                                   " it owned, and look for event triggers)")
     return bundle
 
 

@@ -15,8 +15,10 @@ if config.config_file_name is not None and not config.attributes.get("dsn"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 # The dimension memory_chunks.embedding has, when the schema exists.
+# Operators qualified: a database's search path must not pick them.
 _EXISTING_DIM = text("SELECT a.atttypmod FROM pg_catalog.pg_attribute a"
-                     " WHERE a.attrelid = pg_catalog.to_regclass('pymem.memory_chunks') AND a.attname = 'embedding'")
+                     " WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pymem.memory_chunks')"
+                     " AND a.attname OPERATOR(pg_catalog.=) 'embedding'")
 
 
 def _requested_dim() -> int | None:

@@ -58,12 +58,14 @@ def test_doctor_fails_on_a_login_that_may_create_temp_objects(cluster, cli_db, c
 def test_doctor_without_a_role_checks_the_schema(cli_db, capsys):
     assert main(["doctor"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "ok   schema revision: at 0014", "ok   function definitions: all 57 functions are the ones revision 0014 ships"]
+        "ok   schema revision: at 0014", "ok   function definitions: all 57 functions are the ones revision 0014 ships",
+        "ok   tables, policies, triggers and roles: all 35 are as revision 0014 made them",
+        "ok   pgvector's functions: the extension's own"]
     with psycopg.connect(cli_db, autocommit=True) as conn:
         conn.execute("CREATE OR REPLACE FUNCTION pymem.no_tenant() RETURNS char(64) LANGUAGE sql IMMUTABLE"
                      " RETURN repeat('1', 64)::char(64)")
     assert main(["doctor"]) == 1
-    assert "FAIL function definitions: pymem.no_tenant() differs from the shipped definition" in \
+    assert "FAIL function definitions: function pymem.no_tenant() differs from the shipped one" in \
         capsys.readouterr().out
     assert main(["migrate", "--reapply-functions"]) == 0
     assert "re-applied the function definitions and grants of revision 0014" in capsys.readouterr().out
@@ -185,3 +187,39 @@ def test_distribute_checks_the_shard_count():
 
     with pytest.raises(ValueError, match="shard_count"):
         distribute("dbname=unused", shard_count=0)
+
+
+def test_local_db_gives_an_app_login_that_passes_doctor(tmp_path, monkeypatch, capsys):
+    """What getting-started's first steps rely on: two DSNs, the app login hardened, a server left running."""
+    monkeypatch.setenv("PYMEM_HOME", str(tmp_path))
+    monkeypatch.delenv("PYMEM_DATABASE_URL", raising=False)
+    try:
+        assert main(["local-db", "--embedding-dim", "8"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        exports = dict(line.split(" ", 1)[1].split("  #")[0].split("=", 1) for line in lines[:2])
+        assert sorted(exports) == ["APP_DATABASE_URL", "PYMEM_DATABASE_URL"]
+        assert all(line.startswith("# ok") for line in lines[2:-1]) and len(lines) == 13
+        assert lines[-1].startswith("# development only: local connections are trusted")
+        with psycopg.connect(exports["APP_DATABASE_URL"].strip("'")) as conn:
+            assert conn.execute("SELECT current_user, pymem.embedding_dim()").fetchone() == ("pymem_local_app", 8)
+        assert main(["local-db", "--embedding-dim", "16"]) == 2  # the database keeps its dimension
+        assert "stores 8-dimensional embeddings" in capsys.readouterr().err
+    finally:
+        assert main(["local-db", "--stop"]) == 0
+    assert capsys.readouterr().out == "stopped the embedded server\n"
+    assert main(["local-db", "--stop"]) == 0 and "was not running" in capsys.readouterr().out
+
+
+def test_a_password_with_an_unencoded_at_sign_is_refused_without_showing_it(monkeypatch, capsys):
+    monkeypatch.setenv("PYMEM_DATABASE_URL", "postgresql://app:S3C@RETpw@127.0.0.1:1/db")
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert "write it as %40" in err and "RETpw" not in err and "S3C" not in err
+
+
+def test_local_db_refuses_a_home_too_long_for_its_socket(tmp_path, monkeypatch, capsys):
+    home = tmp_path / ("h" * 100)
+    monkeypatch.setenv("PYMEM_HOME", str(home))
+    assert main(["local-db"]) == 2
+    err = capsys.readouterr().err
+    assert "set PYMEM_HOME to a shorter directory" in err and not (home / "pg18").exists()

@@ -15,18 +15,13 @@ import pytest
 from alembic.script import ScriptDirectory
 from pymem_devtools.clusters import Cluster
 from pymem_devtools.search_arms import BUCKETS, with_generated_arms
-from pymem_devtools.sql_docs import (
-    api_reference,
-    defining_files,
-    fingerprint_file,
-    schema_dump,
-)
+from pymem_devtools.sql_docs import api_reference, defining_files, schema_dump
 from pymem_devtools.sql_release import Checkout, problems
 from sqlalchemy import create_engine
 
-from pymem import migrations
+from pymem import fingerprints, migrations
 from pymem.db import sqlalchemy_url
-from pymem.doctor import check_schema, server_fingerprints
+from pymem.doctor import check_schema
 from pymem.errors import ChecksumMismatch, MigrationRefused
 from tests.utils import ROOT, external_database
 
@@ -250,27 +245,10 @@ def test_the_generated_docs_and_fingerprints_match_a_fresh_database(scratch_clus
     checkout = Checkout(ROOT)
     with psycopg.connect(url) as conn:
         assert api_reference(conn, checkout) == (ROOT / "docs" / "sql-api.md").read_text(), "pymem-dev sql docs"
-        fingerprints = fingerprint_file(server_fingerprints(conn))
+        shipped = fingerprints.file_text(fingerprints.on_server(conn))
     head = migrations.head_revision()
-    assert fingerprints == (migrations.SQL_DIR / "released" / f"{head}.functions").read_text(), "pymem-dev sql docs"
+    assert shipped == (migrations.SQL_DIR / "released" / f"{head}.fingerprints").read_text(), "pymem-dev sql docs"
     assert schema_dump(scratch_cluster.bin_dir / "pg_dump", url) == (ROOT / "docs" / "schema.sql").read_text()
-
-
-def test_doctor_finds_a_replaced_function_and_reapplying_restores_it(scratch_cluster):
-    url = scratch_cluster.fresh_database("pymem_doctor", embedding_dim=384)
-    with psycopg.connect(url, autocommit=True) as conn:
-        assert all(f.ok for f in check_schema(conn))
-        conn.execute("CREATE OR REPLACE FUNCTION pymem.check_aad_version(p_aad_version smallint) RETURNS void"
-                     " LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN END $$")
-        conn.execute("CREATE FUNCTION pymem.extra() RETURNS int LANGUAGE sql RETURN 1")
-        finding = check_schema(conn)[-1]
-        assert not finding.ok
-        assert "pymem.check_aad_version(smallint) differs" in finding.detail
-        assert "pymem.extra() is not pymem's" in finding.detail
-        conn.execute("DROP FUNCTION pymem.extra()")
-    assert migrations.reapply_functions(url) == "0014"
-    with psycopg.connect(url, autocommit=True) as conn:
-        assert all(f.ok for f in check_schema(conn))
 
 
 def test_doctor_and_reapply_want_the_head_revision(scratch_cluster):

@@ -7,9 +7,11 @@
 --   pymem_auditor     reads and verifies the audit log.
 -- None of them is a superuser or bypasses row security.
 --
--- Functions: PUBLIC and the three roles lose every grant, then get exactly the
--- ones below, so this file is the whole truth on each upgrade. (Functions the
--- owner creates are not executable by PUBLIC in the first place:
+-- Functions: every grant on a function pymem_owner owns goes, whoever holds it
+-- (PUBLIC, the three roles, a login a superuser granted one to, and what was
+-- passed on from a grant option), then each gets exactly the grants below: this
+-- file is the whole truth on each upgrade and on pymem migrate --reapply-functions.
+-- (Functions the owner creates are not executable by PUBLIC in the first place:
 -- ALTER DEFAULT PRIVILEGES FOR ROLE pymem_owner REVOKE EXECUTE ON FUNCTIONS FROM
 -- PUBLIC.) A function granted to no role is internal: only other definer
 -- functions, running as pymem_owner, call it.
@@ -18,7 +20,22 @@
 -- rows only through the definer functions, each of which audits what it does.
 -- The grants below are the only ones: tables are created owner-only.
 
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pymem FROM PUBLIC, pymem_app, pymem_maintainer, pymem_auditor;
+DO $revoke$
+DECLARE
+    v_grant record;
+BEGIN
+    FOR v_grant IN
+        SELECT DISTINCT p.oid::pg_catalog.regprocedure AS fn, a.grantee
+          FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) AS a
+         WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace
+           AND p.proowner = 'pymem_owner'::pg_catalog.regrole AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s CASCADE', v_grant.fn,
+            CASE WHEN v_grant.grantee = 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(v_grant.grantee)) END);
+    END LOOP;
+END
+$revoke$;
 
 -- The application: its tenant's writes and audited reads.
 GRANT EXECUTE ON FUNCTION
