@@ -2,13 +2,16 @@
 hardening of the app's login that SQL migrations cannot impose.
 
 The schema: the database must be at this pymem's head revision, and every object
-:mod:`pymem.fingerprints` covers (functions, tables' row-security flags and grants,
-policies, triggers, the pymem roles' attributes, event triggers) must be the one
-shipped; pgvector's functions must be the extension's own. A function replaced
-after migrating (a superuser's ``CREATE OR REPLACE FUNCTION``), a policy loosened,
-a trigger added, ``pymem_owner`` made ``BYPASSRLS``: each is reported by name. The
-answers come from the server, so this detects changes made through SQL, not a
-server that lies about its catalog.
+:mod:`pymem.fingerprints` covers (functions, tables and their columns, constraints,
+policies, triggers, the pymem roles, event triggers, the pgvector functions pymem
+uses) must be the one shipped; pgvector's functions must be the extension's own;
+nothing may have been added to ``pg_catalog`` outside an extension, and no stored
+setting may switch pymem's triggers off, preload code or set a tenant. A function
+replaced after migrating (a superuser's ``CREATE OR REPLACE FUNCTION``), a policy
+loosened, a column's type or grants changed, a trigger added, ``pymem_owner`` made
+``BYPASSRLS``: each is reported by name. Doctor also lists the logins that can turn
+row-level security off, for the DBA to confirm. The answers come from the server, so
+this detects changes made through SQL, not a server that lies about its catalog.
 
 The login: migrations own pymem's schema, not the database's or the roles' other
 privileges. Two of those matter to pymem's isolation:
@@ -21,13 +24,14 @@ privileges. Two of those matter to pymem's isolation:
   ``REVOKE TEMPORARY ON DATABASE <db> FROM PUBLIC`` and granting it back to the
   roles that need it.
 * Membership: the app's login must have ``pymem_app``, and must not be a
-  superuser, bypass RLS, or be able to become ``pymem_owner`` or ``pymem_maintainer``;
-  nor a member of ``pg_read_all_stats`` (``pg_monitor`` includes it), which shows
+  superuser, bypass RLS, or be able to become ``pymem_owner``, ``pymem_maintainer``
+  or ``pymem_auditor``; nor a member of ``pg_read_all_stats`` (``pg_monitor`` includes it), which shows
   every session's query text in ``pg_stat_activity``, tenant contexts included.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -49,7 +53,8 @@ _CHECKS_SQL = """
 SELECT r.rolsuper, r.rolbypassrls,
        pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
        pg_catalog.pg_has_role(r.oid, 'pymem_owner', 'MEMBER'),
-       pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER'),
+       pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER')
+           OR pg_catalog.pg_has_role(r.oid, 'pymem_auditor', 'MEMBER'),
        pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'TEMPORARY'),
        pg_catalog.has_schema_privilege(r.oid, 'public', 'CREATE'),
        pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'MEMBER'),
@@ -83,27 +88,38 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
     expected = _by_kind(fingerprints.shipped(head))
     found = _by_kind(fingerprints.on_server(conn))
     foreign = fingerprints.foreign_vector_functions(conn)
+    reaching_in = fingerprints.catalog_additions(conn) + fingerprints.stored_settings(conn)
+    holders = fingerprints.row_security_holders(conn)
     return [
         Finding("schema revision", True, f"at {head}"),
-        _compared("function definitions", expected[0], found[0], f"all {{n}} functions are the ones revision {head} ships",
-                  "pymem migrate --reapply-functions"),
-        _compared("tables, policies, triggers and roles", expected[1], found[1],
+        _compared("function definitions", expected["function"], found["function"],
+                  f"all {{n}} functions are the ones revision {head} ships", "pymem migrate --reapply-functions"),
+        _compared("tables, policies, triggers and roles", expected["schema"], found["schema"],
                   f"all {{n}} are as revision {head} made them", "restore them by hand: docs/schema.sql has them"),
-        Finding("pgvector's functions", not foreign,
-                "the extension's own" if not foreign else
-                "; ".join(foreign) + " not pgvector's own code: find out who replaced them, then reinstall the"
-                " extension"),
+        _compared("pgvector's functions", expected["pgvector"], found["pgvector"], "the extension's own",
+                  "reinstall the extension", extra=[f"{name} is not pgvector's own code" for name in foreign]),
+        Finding("nothing reaches in from outside the schema", not reaching_in,
+                "no additions to pg_catalog, no stored settings that reach pymem" if not reaching_in else
+                "; ".join(reaching_in) + ": find out who added them, then drop them (ALTER ROLE/DATABASE ... RESET"
+                " for settings)"),
+        Finding("who can turn row security off", True,
+                ", ".join(holders) + " (superusers, BYPASSRLS and members of pymem_owner: confirm each)"),
     ]
 
 
-def _by_kind(fps: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(functions, everything else)."""
-    functions = {name: fp for name, fp in fps.items() if name.startswith("function ")}
-    return functions, {name: fp for name, fp in fps.items() if name not in functions}
+def _by_kind(fps: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The fingerprints grouped as doctor reports them: function, pgvector, schema (the rest)."""
+    groups: dict[str, dict[str, str]] = {"function": {}, "pgvector": {}, "schema": {}}
+    for name, fp in fps.items():
+        kind = name.split(" ", 1)[0]
+        groups[kind if kind in groups else "schema"][name] = fp
+    return groups
 
 
-def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str) -> Finding:
+def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str,
+              extra: Sequence[str] = ()) -> Finding:
     problems = fingerprints.differences(expected, found) if expected else ["no fingerprints are shipped"]
+    problems = [*problems, *extra]
     if not problems:
         return Finding(check, True, ok.format(n=len(expected)))
     return Finding(check, False, "; ".join(problems) + f": find out who changed them (the server log), then {fix}")
@@ -118,14 +134,15 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     row = conn.execute(_CHECKS_SQL, (role,)).fetchone()
     if row is None:
         raise ValueError("no such role")
-    superuser, bypassrls, app, owner, maintainer, temp, create_public, all_stats, database = row
+    superuser, bypassrls, app, owner, maintainer_or_auditor, temp, create_public, all_stats, database = row
     return [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
         Finding("no superuser or BYPASSRLS", not (superuser or bypassrls),
                 "ok" if not (superuser or bypassrls) else "superusers and BYPASSRLS roles skip row-level security"),
-        Finding("cannot become the owner or a maintainer", not (owner or maintainer),
-                "ok" if not (owner or maintainer) else
-                "revoke pymem_owner / pymem_maintainer from the app's login: use a separate operator login"),
+        Finding("cannot become the owner, a maintainer or the auditor", not (owner or maintainer_or_auditor),
+                "ok" if not (owner or maintainer_or_auditor) else
+                "revoke pymem_owner / pymem_maintainer / pymem_auditor from the app's login: use separate"
+                " operator and auditor logins"),
         Finding("no temporary objects", not temp,
                 "ok" if not temp else
                 f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC (grant it back to roles that need it)"),

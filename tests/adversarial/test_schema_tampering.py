@@ -14,7 +14,7 @@ import pytest
 from pymem_devtools.clusters import Cluster
 
 from pymem import migrations
-from pymem.doctor import check_schema
+from pymem.doctor import check_deployment, check_schema
 from pymem.errors import MigrationRefused
 from tests.utils import external_database
 
@@ -32,8 +32,10 @@ def victim(server, request) -> str:
     """A fresh database migrated to head (superuser DSN); the pymem roles as the migrations made them."""
     url = server.fresh_database(f"pymem_tamper_{request.node.name[5:25].lower()}", embedding_dim=8)
     yield url
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:  # roles are the server's: undo what a test did to them
         conn.execute("ALTER ROLE pymem_owner NOBYPASSRLS")
+        conn.execute("REVOKE pymem_auditor, pymem_owner FROM pymem_app")
+        conn.execute("DROP ROLE IF EXISTS pymem_tamper_login")
 
 
 def findings(url: str) -> dict[str, tuple[bool, str]]:
@@ -42,7 +44,7 @@ def findings(url: str) -> dict[str, tuple[bool, str]]:
 
 
 def test_an_untouched_database_passes_every_check(victim):
-    assert all(ok for ok, _ in findings(victim).values()) and len(findings(victim)) == 4
+    assert all(ok for ok, _ in findings(victim).values()) and len(findings(victim)) == 6
 
 
 def test_a_replaced_function_is_named_and_reapplying_restores_it(victim):
@@ -118,15 +120,84 @@ def test_reapplying_resolves_names_in_pg_catalog_whatever_the_databases_search_p
     ("GRANT SELECT ON pymem.memory_chunks TO pymem_auditor", "table memory_chunks differs"),
     ("CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;"
      " CREATE EVENT TRIGGER watch ON ddl_command_end EXECUTE FUNCTION public.noop()", "event trigger watch"),
+    # An event trigger made a member of an extension is still named: only Citus's own is expected.
+    ("CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;"
+     " CREATE EVENT TRIGGER hidden ON login EXECUTE FUNCTION public.noop();"
+     " ALTER EVENT TRIGGER hidden DISABLE; ALTER EXTENSION plpgsql ADD EVENT TRIGGER hidden",
+     "event trigger hidden is not pymem's"),
+    # A column grant lets the app read rows without an intent or an audit row.
+    ("GRANT SELECT (user_hash, text_cipher) ON pymem.memory_chunks TO pymem_app",
+     "column memory_chunks.text_cipher differs"),
+    # An unlogged audit log is emptied by a crash.
+    ("ALTER TABLE pymem.audit_chain_heads SET UNLOGGED; ALTER TABLE pymem.audit_log SET UNLOGGED",
+     "table audit_log differs"),
+    # A parent table reads every tenant's rows past row security; a child plants rows without an audit row.
+    ("CREATE TABLE public.mirror (user_hash bpchar); ALTER TABLE pymem.memory_chunks INHERIT public.mirror",
+     "table memory_chunks differs"),
+    ("CREATE TABLE public.extra () INHERITS (pymem.memory_chunks)", "table memory_chunks differs"),
+    ("ALTER TABLE pymem.memory_chunks DROP CONSTRAINT memory_chunks_key_registered",
+     "constraint memory_chunks.memory_chunks_key_registered is missing"),
+    ("ALTER TABLE pymem.memory_chunks ALTER COLUMN created_at SET DEFAULT '2000-01-01'",
+     "column memory_chunks.created_at differs"),
+    # The app's role made a member of the auditor (every tenant's audit rows) or the owner.
+    ("GRANT pymem_auditor TO pymem_app", "role pymem_app differs"),
+    ("GRANT pymem_owner TO pymem_app", "role pymem_app differs"),
 ])
 def test_tables_policies_triggers_and_roles_changed_by_a_superuser_are_named(victim, tamper, what):
     with psycopg.connect(victim, autocommit=True) as conn:
         conn.execute(tamper)
     ok, detail = findings(victim)["tables, policies, triggers and roles"]
     assert not ok and what in detail
-    if "EVENT TRIGGER" in tamper:
-        with psycopg.connect(victim, autocommit=True) as conn:
-            conn.execute("DROP EVENT TRIGGER watch")
+
+
+def test_a_column_retyped_to_a_domain_with_its_own_equality_is_named(victim):
+    """The policy's text stays the same while its ``=`` becomes the attacker's (every tenant's rows for A)."""
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute("CREATE DOMAIN public.tenant_hash AS bpchar;"
+                     " CREATE FUNCTION public.tenant_eq(public.tenant_hash, bpchar) RETURNS boolean LANGUAGE sql"
+                     "  IMMUTABLE RETURN true;"
+                     " CREATE OPERATOR pg_catalog.= (LEFTARG = public.tenant_hash, RIGHTARG = bpchar,"
+                     "  FUNCTION = public.tenant_eq);"
+                     " DROP POLICY tenant_isolation ON pymem.memory_chunks;"
+                     " ALTER TABLE pymem.memory_chunks ALTER COLUMN user_hash TYPE public.tenant_hash;"
+                     " CREATE POLICY tenant_isolation ON pymem.memory_chunks FOR ALL TO pymem_app, pymem_owner"
+                     "  USING (user_hash = (NULLIF(current_setting('app.user_hash', true), ''))::bpchar)"
+                     "  WITH CHECK (user_hash = (NULLIF(current_setting('app.user_hash', true), ''))::bpchar)")
+    found = findings(victim)
+    assert not found["tables, policies, triggers and roles"][0]
+    assert "column memory_chunks.user_hash differs" in found["tables, policies, triggers and roles"][1]
+    ok, detail = found["nothing reaches in from outside the schema"]
+    assert not ok and "operator =(public.tenant_hash,character)" in detail
+
+
+@pytest.mark.parametrize("tamper, what", [
+    # Replica mode skips every trigger: the audit log's append-only guard among them.
+    ("ALTER DATABASE {db} SET session_replication_role = replica", "every role: session_replication_role=replica"),
+    ("ALTER ROLE pymem_app IN DATABASE {db} SET app.user_hash = '" + "b" * 64 + "'",
+     "pymem_app: app.user_hash=" + "b" * 64),
+    ("ALTER ROLE pymem_app IN DATABASE {db} SET local_preload_libraries = 'plpgsql'",
+     "pymem_app: local_preload_libraries=plpgsql"),
+    ("CREATE FUNCTION public.to_text(bytea) RETURNS text LANGUAGE sql IMMUTABLE RETURN 'x';"
+     " CREATE CAST (bytea AS text) WITH FUNCTION public.to_text(bytea) AS IMPLICIT", "cast (bytea AS text)"),
+])
+def test_settings_and_catalog_additions_that_reach_into_pymem_are_named(victim, tamper, what):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL(tamper).format(db=psycopg.sql.Identifier(conn.info.dbname)))
+    ok, detail = findings(victim)["nothing reaches in from outside the schema"]
+    assert not ok and what in detail
+
+
+def test_logins_that_can_turn_row_security_off_are_listed(victim):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute("CREATE ROLE pymem_tamper_login LOGIN IN ROLE pymem_owner")
+    assert "pymem_tamper_login" in findings(victim)["who can turn row security off"][1]
+
+
+def test_an_app_login_that_can_become_the_auditor_fails_the_deployment_check(victim):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute("CREATE ROLE pymem_tamper_login LOGIN IN ROLE pymem_app, pymem_auditor")
+        checks = {f.check: f.ok for f in check_deployment(conn, "pymem_tamper_login")}
+    assert checks["app role"] and not checks["cannot become the owner, a maintainer or the auditor"]
 
 
 def test_a_replaced_pgvector_distance_function_is_named(victim):
@@ -138,6 +209,20 @@ def test_a_replaced_pgvector_distance_function_is_named(victim):
                      " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE RETURN 2 - public.cd_orig($1, $2)")
     ok, detail = findings(victim)["pgvector's functions"]
     assert not ok and "cosine_distance(public.vector,public.vector)" in detail
+
+
+@pytest.mark.parametrize("tamper, what", [
+    # pgvector's own library, another of its functions: the nearest neighbour becomes the farthest.
+    ("CREATE OR REPLACE FUNCTION public.cosine_distance(public.vector, public.vector) RETURNS float8 LANGUAGE c"
+     " IMMUTABLE STRICT PARALLEL SAFE AS '$libdir/vector', 'inner_product'", "pgvector operator <=> differs"),
+    # Out of the extension, a function is no longer checked as pgvector's: its fingerprint still is.
+    ("ALTER EXTENSION vector DROP FUNCTION public.vector_send(public.vector)", "pgvector type vector send differs"),
+])
+def test_pgvector_functions_pymem_uses_are_fingerprinted(victim, tamper, what):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute(tamper)
+    ok, detail = findings(victim)["pgvector's functions"]
+    assert not ok and what in detail
 
 
 def test_a_second_revision_row_is_refused(victim):

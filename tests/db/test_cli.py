@@ -57,10 +57,14 @@ def test_doctor_fails_on_a_login_that_may_create_temp_objects(cluster, cli_db, c
 
 def test_doctor_without_a_role_checks_the_schema(cli_db, capsys):
     assert main(["doctor"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [
         "ok   schema revision: at 0014", "ok   function definitions: all 57 functions are the ones revision 0014 ships",
-        "ok   tables, policies, triggers and roles: all 35 are as revision 0014 made them",
-        "ok   pgvector's functions: the extension's own"]
+        "ok   tables, policies, triggers and roles: all 130 are as revision 0014 made them",
+        "ok   pgvector's functions: the extension's own",
+        "ok   nothing reaches in from outside the schema: no additions to pg_catalog, no stored settings that reach"
+        " pymem"]
+    assert lines[-1].startswith("ok   who can turn row security off: ") and "confirm each" in lines[-1]
     with psycopg.connect(cli_db, autocommit=True) as conn:
         conn.execute("CREATE OR REPLACE FUNCTION pymem.no_tenant() RETURNS char(64) LANGUAGE sql IMMUTABLE"
                      " RETURN repeat('1', 64)::char(64)")
@@ -198,7 +202,7 @@ def test_local_db_gives_an_app_login_that_passes_doctor(tmp_path, monkeypatch, c
         lines = capsys.readouterr().out.splitlines()
         exports = dict(line.split(" ", 1)[1].split("  #")[0].split("=", 1) for line in lines[:2])
         assert sorted(exports) == ["APP_DATABASE_URL", "PYMEM_DATABASE_URL"]
-        assert all(line.startswith("# ok") for line in lines[2:-1]) and len(lines) == 13
+        assert all(line.startswith("# ok") for line in lines[2:-1]) and len(lines) == 15
         assert lines[-1].startswith("# development only: local connections are trusted")
         with psycopg.connect(exports["APP_DATABASE_URL"].strip("'")) as conn:
             assert conn.execute("SELECT current_user, pymem.embedding_dim()").fetchone() == ("pymem_local_app", 8)
