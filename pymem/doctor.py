@@ -5,13 +5,15 @@ The schema: the database must be at this pymem's head revision, and every object
 :mod:`pymem.fingerprints` covers (functions, tables and their columns, constraints,
 policies, triggers, the pymem roles, event triggers, the pgvector functions pymem
 uses) must be the one shipped; pgvector's functions must be the extension's own;
-nothing may have been added to ``pg_catalog`` outside an extension, and no stored
-setting may switch pymem's triggers off, preload code or set a tenant. A function
-replaced after migrating (a superuser's ``CREATE OR REPLACE FUNCTION``), a policy
-loosened, a column's type or grants changed, a trigger added, ``pymem_owner`` made
-``BYPASSRLS``: each is reported by name. Doctor also lists the logins that can turn
-row-level security off, for the DBA to confirm. The answers come from the server, so
-this detects changes made through SQL, not a server that lies about its catalog.
+nothing may reach in from outside the schema (an object added to ``pg_catalog``, a
+trigger elsewhere running pymem's functions, an object a pymem role owns elsewhere, a
+stored setting that switches pymem's triggers off, preloads code or sets a tenant).
+A function replaced after migrating (a superuser's ``CREATE OR REPLACE FUNCTION``),
+a policy loosened, a column's type or grants changed, a trigger added, ``pymem_owner``
+made ``BYPASSRLS``: each is reported by name. Doctor also lists the logins that can
+get past row-level security, and those that can act as a maintainer or the auditor,
+for the DBA to confirm. The answers come from the server, so this detects changes
+made through SQL, not a server that lies about its catalog.
 
 The login: migrations own pymem's schema, not the database's or the roles' other
 privileges. Two of those matter to pymem's isolation:
@@ -23,10 +25,12 @@ privileges. Two of those matter to pymem's isolation:
   whole class of attack. It comes through PUBLIC, so the fix is
   ``REVOKE TEMPORARY ON DATABASE <db> FROM PUBLIC`` and granting it back to the
   roles that need it.
-* Membership: the app's login must have ``pymem_app``, and must not be a
-  superuser, bypass RLS, or be able to become ``pymem_owner``, ``pymem_maintainer``
-  or ``pymem_auditor``; nor a member of ``pg_read_all_stats`` (``pg_monitor`` includes it), which shows
-  every session's query text in ``pg_stat_activity``, tenant contexts included.
+* Membership: the app's login must have ``pymem_app`` and reach no other role
+  (``pymem_owner`` can turn row security off, the maintainer and the auditor read
+  every tenant, ``pg_read_all_stats`` shows every session's query text, tenant
+  contexts included, ``pg_read_all_data`` reads the tables past the API and its
+  audit); and neither it nor any role it can become may be a superuser, bypass
+  RLS or have REPLICATION (which copies the data files).
 """
 
 from __future__ import annotations
@@ -49,15 +53,18 @@ class Finding:
     detail: str
 
 
+# Through any chain of memberships (pg_has_role ... MEMBER), NOLOGIN roles included:
+# a login granted a NOLOGIN superuser role can SET ROLE to it.
 _CHECKS_SQL = """
-SELECT r.rolsuper, r.rolbypassrls,
-       pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
-       pg_catalog.pg_has_role(r.oid, 'pymem_owner', 'MEMBER'),
-       pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER')
-           OR pg_catalog.pg_has_role(r.oid, 'pymem_auditor', 'MEMBER'),
+SELECT pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
+                WHERE (s.rolsuper OR s.rolbypassrls OR s.rolreplication)
+                  AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')),
+       ARRAY(SELECT s.rolname::pg_catalog.text FROM pg_catalog.pg_roles s
+              WHERE s.oid <> r.oid AND s.rolname <> 'pymem_app' AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER')
+              ORDER BY 1),
        pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'TEMPORARY'),
        pg_catalog.has_schema_privilege(r.oid, 'public', 'CREATE'),
-       pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'MEMBER'),
        pg_catalog.current_database()
   FROM pg_catalog.pg_roles r WHERE r.rolname = %s
 """
@@ -89,7 +96,8 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
     found = _by_kind(fingerprints.on_server(conn))
     foreign = fingerprints.foreign_vector_functions(conn)
     reaching_in = fingerprints.catalog_additions(conn) + fingerprints.stored_settings(conn)
-    holders = fingerprints.row_security_holders(conn)
+    past_row_security = fingerprints.past_row_security(conn)
+    operators = fingerprints.operator_logins(conn)
     return [
         Finding("schema revision", True, f"at {head}"),
         _compared("function definitions", expected["function"], found["function"],
@@ -99,11 +107,15 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
         _compared("pgvector's functions", expected["pgvector"], found["pgvector"], "the extension's own",
                   "reinstall the extension", extra=[f"{name} is not pgvector's own code" for name in foreign]),
         Finding("nothing reaches in from outside the schema", not reaching_in,
-                "no additions to pg_catalog, no stored settings that reach pymem" if not reaching_in else
+                "nothing added to pg_catalog, no trigger or object of pymem's elsewhere, no stored setting that"
+                " reaches pymem" if not reaching_in else
                 "; ".join(reaching_in) + ": find out who added them, then drop them (ALTER ROLE/DATABASE ... RESET"
                 " for settings)"),
-        Finding("who can turn row security off", True,
-                ", ".join(holders) + " (superusers, BYPASSRLS and members of pymem_owner: confirm each)"),
+        Finding("who can get past row security", True,
+                ", ".join(past_row_security) + " (superusers, BYPASSRLS, REPLICATION and pymem_owner, through any"
+                " membership: confirm each)"),
+        Finding("who can act as a maintainer or the auditor", True,
+                (", ".join(operators) if operators else "no login but superusers") + " (confirm each)"),
     ]
 
 
@@ -134,21 +146,21 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     row = conn.execute(_CHECKS_SQL, (role,)).fetchone()
     if row is None:
         raise ValueError("no such role")
-    superuser, bypassrls, app, owner, maintainer_or_auditor, temp, create_public, all_stats, database = row
+    app, powerful, other_roles, temp, create_public, database = row
     return [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
-        Finding("no superuser or BYPASSRLS", not (superuser or bypassrls),
-                "ok" if not (superuser or bypassrls) else "superusers and BYPASSRLS roles skip row-level security"),
-        Finding("cannot become the owner, a maintainer or the auditor", not (owner or maintainer_or_auditor),
-                "ok" if not (owner or maintainer_or_auditor) else
-                "revoke pymem_owner / pymem_maintainer / pymem_auditor from the app's login: use separate"
-                " operator and auditor logins"),
+        Finding("no superuser, BYPASSRLS or REPLICATION", not powerful,
+                "ok" if not powerful else
+                "superusers and BYPASSRLS roles skip row-level security, REPLICATION copies the data files:"
+                " use an ordinary login for the app, granted no role that has them"),
+        Finding("no role but pymem_app", not other_roles,
+                "ok" if not other_roles else
+                f"REVOKE {', '.join(other_roles)} FROM the app's login: it needs pymem_app only (pymem_owner turns"
+                " row security off, the maintainer and the auditor read every tenant, pg_read_all_stats shows"
+                " every session's queries; use separate operator and auditor logins)"),
         Finding("no temporary objects", not temp,
                 "ok" if not temp else
                 f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC (grant it back to roles that need it)"),
         Finding("no CREATE in schema public", not create_public,
                 "ok" if not create_public else "REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
-        Finding("cannot read other sessions' queries", not all_stats,
-                "ok" if not all_stats else
-                "REVOKE pg_read_all_stats, pg_monitor FROM the app's login: they show every session's query text"),
     ]

@@ -8,22 +8,25 @@ freshly migrated database writes ``pymem/sql/released/<revision>.fingerprints``
 file: changed, missing and added objects are reported by name.
 
 What is covered: every function in schema ``pymem`` (``pg_get_functiondef()``, its
-grants and its owner); each table's owner, persistence, row-security flags, grants
-and inheritance; each column's type, collation, default and column grants (the
-embedding's dimension left out: it differs between deployments); the constraints,
-policies, triggers and rules on pymem's tables; the schema's owner and grants; the
-attributes of the four pymem roles and which roles they are members of; event
-triggers (Citus's own excepted); and the pgvector functions pymem's searches and
-writes go through (the type's I/O, ``<=>``, the HNSW support functions), with
-the C symbol each runs.
+grants and its owner); each table's owner, persistence, access method, row-security
+flags, grants and inheritance; each column's type, collation, default and column
+grants (the embedding's dimension left out: it differs between deployments); the
+constraints, policies, triggers and rules on pymem's tables; the schema's owner and
+grants; the attributes of the four pymem roles, whether they log in (pymem_owner
+aside: it logs in on Citus) and which roles they are members of; event triggers
+(Citus's own excepted); and the pgvector functions pymem's searches and writes go
+through (the type's I/O, ``<=>``, the HNSW support functions), with the C symbol
+each runs.
 
-Besides the fingerprints: objects that someone added to ``pg_catalog`` outside an
-extension, and stored settings (``ALTER ROLE/DATABASE ... SET``) that switch
-pymem's triggers off, preload code or give sessions a tenant.
+Besides the fingerprints: what reaches in from outside the schema (objects added to
+``pg_catalog``, triggers elsewhere that run pymem's functions, objects the pymem roles
+own elsewhere, stored settings (``ALTER ROLE/DATABASE ... SET``) that switch pymem's
+triggers off, preload code, give sessions a tenant or commit asynchronously), and the
+logins that can get past row security or act as a maintainer or the auditor.
 
 Not covered: indexes (a bulk load drops and rebuilds them), data, objects outside
 schema ``pymem`` that do not touch pymem's (a view a superuser owns, a publication),
-and PostgreSQL's own functions. Every answer comes from the server: this detects
+default privileges, and PostgreSQL's own functions. Every answer comes from the server: this detects
 changes made through SQL, not a server that lies about its own catalog, nor
 replaced built-in functions, which doctor's own queries call too.
 """
@@ -34,11 +37,13 @@ import psycopg
 
 from . import migrations
 
+_PYMEM_ROLES = "('pymem_owner', 'pymem_app', 'pymem_maintainer', 'pymem_auditor')"
+
 # Names are printed as the search path lets them (regprocedure, pg_get_functiondef):
 # it is pinned, so every server prints the same text. Owners' own privileges are left
 # out of tables' grants (PostgreSQL 17 added MAINTAIN to them); PostgreSQL 18's NOT
 # NULL constraints are left out of the constraints (the columns say NOT NULL).
-_OBJECTS_SQL = """
+_OBJECTS_SQL = f"""
 WITH tables AS (
     SELECT c.* FROM pg_catalog.pg_class c
      WHERE c.relnamespace = pg_catalog.to_regnamespace('pymem') AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -59,6 +64,7 @@ WITH tables AS (
     SELECT 'hnsw vector_cosine_ops support ' || ap.amprocnum, ap.amproc
       FROM pg_catalog.pg_amproc ap
       JOIN pg_catalog.pg_opfamily f ON f.oid = ap.amprocfamily AND f.opfname = 'vector_cosine_ops'
+                                    AND f.opfnamespace = pg_catalog.to_regnamespace('public')
       JOIN pg_catalog.pg_am am ON am.oid = f.opfmethod AND am.amname = 'hnsw'
 ), objects(name, body) AS (
     SELECT 'function ' || p.oid::pg_catalog.regprocedure::pg_catalog.text,
@@ -69,8 +75,9 @@ WITH tables AS (
       FROM pg_catalog.pg_proc p WHERE p.pronamespace = pg_catalog.to_regnamespace('pymem')
     UNION ALL
     SELECT 'table ' || c.relname,
-           pg_catalog.format('%s|%s|%s|%s|%s|grants %s|parents %s|children %s',
-               pg_catalog.pg_get_userbyid(c.relowner), c.relkind, c.relpersistence, c.relrowsecurity,
+           pg_catalog.format('%s|%s|%s|%s|%s|%s|grants %s|parents %s|children %s',
+               pg_catalog.pg_get_userbyid(c.relowner), c.relkind, c.relpersistence,
+               (SELECT am.amname FROM pg_catalog.pg_am am WHERE am.oid = c.relam), c.relrowsecurity,
                c.relforcerowsecurity,
                (SELECT pg_catalog.string_agg(a.grantee::pg_catalog.regrole::pg_catalog.text || ':' || a.privilege_type,
                                              ',' ORDER BY 1)
@@ -111,11 +118,12 @@ WITH tables AS (
       FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pymem'
     UNION ALL
     SELECT 'role ' || r.rolname,
-           pg_catalog.format('%s|%s|%s|%s|%s|%s|member of %s',
+           pg_catalog.format('%s|%s|%s|%s|%s|%s|login %s|member of %s',
                r.rolsuper, r.rolbypassrls, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+               CASE WHEN r.rolname <> 'pymem_owner' THEN r.rolcanlogin END,
                (SELECT pg_catalog.string_agg(m.roleid::pg_catalog.regrole::pg_catalog.text, ',' ORDER BY 1)
                   FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid))
-      FROM pg_catalog.pg_roles r WHERE r.rolname IN ('pymem_owner', 'pymem_app', 'pymem_maintainer', 'pymem_auditor')
+      FROM pg_catalog.pg_roles r WHERE r.rolname IN {_PYMEM_ROLES}
     UNION ALL
     SELECT 'event trigger ' || e.evtname,
            pg_catalog.concat_ws('|', e.evtevent, e.evtenabled, e.evtfoid::pg_catalog.regproc)
@@ -153,31 +161,43 @@ SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text
 # included: an operator or cast added there changes what pymem's SQL means.
 # Everything initdb creates has an OID below 16384 (FirstNormalObjectId). An extension's
 # objects are its members, or made with one (a table's indexes and row type, a type's
-# array type): internal and automatic dependencies lead from those to a member.
-_CATALOG_ADDITIONS_SQL = """
-WITH RECURSIVE added(kind, name, classid, objid) AS (
-    SELECT 'function', p.oid::pg_catalog.regprocedure::pg_catalog.text, 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid
+# array type): internal and automatic dependencies lead from those to a member. Since a
+# superuser can make anything a member (ALTER EXTENSION ... ADD), what could capture
+# pymem's own expressions is reported even from an extension: an operator or cast on
+# PostgreSQL's own types (or domains), and a function overloading a built-in's name.
+# Citus's overloads of built-ins, for its global process ids; pymem calls neither.
+_CITUS_OVERLOADS = "('pg_cancel_backend(bigint)', 'pg_terminate_backend(bigint,bigint)')"
+_CATALOG_ADDITIONS_SQL = f"""
+WITH RECURSIVE own_type(oid) AS (
+    SELECT t.oid FROM pg_catalog.pg_type t WHERE t.oid < 16384 OR t.typtype = 'd'
+), added(kind, name, classid, objid, captures) AS (
+    SELECT 'function', p.oid::pg_catalog.regprocedure::pg_catalog.text, 'pg_catalog.pg_proc'::pg_catalog.regclass,
+           p.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_proc b
+                           WHERE b.proname = p.proname AND b.pronamespace = p.pronamespace AND b.oid < 16384)
+                  AND p.oid::pg_catalog.regprocedure::pg_catalog.text NOT IN {_CITUS_OVERLOADS}
       FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND p.oid >= 16384
     UNION ALL
     SELECT 'operator', o.oid::pg_catalog.regoperator::pg_catalog.text, 'pg_catalog.pg_operator'::pg_catalog.regclass,
-           o.oid
+           o.oid, o.oprleft IN (SELECT oid FROM own_type) OR o.oprright IN (SELECT oid FROM own_type)
       FROM pg_catalog.pg_operator o WHERE o.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND o.oid >= 16384
     UNION ALL
-    SELECT 'type', t.oid::pg_catalog.regtype::pg_catalog.text, 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid
+    SELECT 'type', t.oid::pg_catalog.regtype::pg_catalog.text, 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid, false
       FROM pg_catalog.pg_type t WHERE t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.oid >= 16384
     UNION ALL
-    SELECT 'relation', c.oid::pg_catalog.regclass::pg_catalog.text, 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid
+    SELECT 'relation', c.oid::pg_catalog.regclass::pg_catalog.text, 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid,
+           false
       FROM pg_catalog.pg_class c WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oid >= 16384
     UNION ALL
-    SELECT 'operator class', o.opcname::pg_catalog.text, 'pg_catalog.pg_opclass'::pg_catalog.regclass, o.oid
+    SELECT 'operator class', o.opcname::pg_catalog.text, 'pg_catalog.pg_opclass'::pg_catalog.regclass, o.oid, false
       FROM pg_catalog.pg_opclass o WHERE o.opcnamespace = 'pg_catalog'::pg_catalog.regnamespace AND o.oid >= 16384
     UNION ALL
-    SELECT 'collation', c.collname::pg_catalog.text, 'pg_catalog.pg_collation'::pg_catalog.regclass, c.oid
+    SELECT 'collation', c.collname::pg_catalog.text, 'pg_catalog.pg_collation'::pg_catalog.regclass, c.oid, false
       FROM pg_catalog.pg_collation c
      WHERE c.collnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oid >= 16384
     UNION ALL
     SELECT 'cast', pg_catalog.format('(%s AS %s)', c.castsource::pg_catalog.regtype, c.casttarget::pg_catalog.regtype),
-           'pg_catalog.pg_cast'::pg_catalog.regclass, c.oid
+           'pg_catalog.pg_cast'::pg_catalog.regclass, c.oid,
+           c.castsource IN (SELECT oid FROM own_type) AND c.casttarget IN (SELECT oid FROM own_type)
       FROM pg_catalog.pg_cast c WHERE c.oid >= 16384
 ), made_with(kind, name, classid, objid, depth) AS (
     SELECT a.kind, a.name, a.classid, a.objid, 0 FROM added a
@@ -187,36 +207,84 @@ WITH RECURSIVE added(kind, name, classid, objid) AS (
       JOIN pg_catalog.pg_depend d ON d.classid = m.classid AND d.objid = m.objid AND d.deptype IN ('i', 'a')
      WHERE m.depth < 3)
 SELECT a.kind || ' ' || a.name FROM added a
- WHERE NOT EXISTS (SELECT 1 FROM made_with m
+ WHERE a.captures
+    OR NOT EXISTS (SELECT 1 FROM made_with m
                      JOIN pg_catalog.pg_depend d ON d.classid = m.classid AND d.objid = m.objid AND d.deptype = 'e'
                     WHERE m.kind = a.kind AND m.name = a.name)
+UNION ALL
+-- Triggers elsewhere that run pymem's trigger functions (they would write audit rows
+-- for rows that are not pymem's), and objects the pymem roles own outside the schema
+-- (a view owned by pymem_owner reads every tenant's rows, since the owner's policies
+-- let it).
+SELECT 'trigger ' || t.tgrelid::pg_catalog.regclass::pg_catalog.text || '.' || t.tgname || ' runs pymem''s '
+       || t.tgfoid::pg_catalog.regproc::pg_catalog.text
+  FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid AND p.pronamespace = pg_catalog.to_regnamespace('pymem')
+  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid AND c.relnamespace <> p.pronamespace
+UNION ALL
+SELECT pg_catalog.format('%s %s is owned by %s', CASE WHEN c.relkind = 'v' THEN 'view' ELSE 'relation' END,
+                         c.oid::pg_catalog.regclass, c.relowner::pg_catalog.regrole)
+  FROM pg_catalog.pg_class c
+ WHERE c.relowner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname IN {_PYMEM_ROLES})
+   AND c.relnamespace <> pg_catalog.to_regnamespace('pymem') AND c.relkind NOT IN ('i', 't', 'I')
+UNION ALL
+SELECT pg_catalog.format('function %s is owned by %s', p.oid::pg_catalog.regprocedure, p.proowner::pg_catalog.regrole)
+  FROM pg_catalog.pg_proc p
+ WHERE p.proowner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname IN {_PYMEM_ROLES})
+   AND p.pronamespace <> pg_catalog.to_regnamespace('pymem')
+UNION ALL
+SELECT pg_catalog.format('schema %s is owned by %s', n.nspname, n.nspowner::pg_catalog.regrole)
+  FROM pg_catalog.pg_namespace n
+ WHERE n.nspowner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname IN {_PYMEM_ROLES})
+   AND n.nspname <> 'pymem'
  ORDER BY 1
 """
 
 # Settings stored for this database or any role that reach into pymem: replica mode
 # skips its triggers (the audit log's append-only guard), a preloaded library runs
-# code in every session, a default role or tenant context acts for whoever logs in.
-# pymem distribute sets the owner's preload of pgvector on Citus.
+# code in every session, a default role or tenant context acts for whoever logs in,
+# asynchronous commit loses the last committed audit rows in a crash. Custom names
+# (app.*) are stored as typed, in any case. pymem distribute sets the owner's preload
+# of pgvector on Citus.
 _STORED_SETTINGS_SQL = """
 SELECT pg_catalog.format('%s%s: %s',
            CASE WHEN s.setrole = 0 THEN 'every role' ELSE s.setrole::pg_catalog.regrole::pg_catalog.text END,
            CASE WHEN s.setdatabase = 0 THEN ' in every database' ELSE '' END, cfg.setting)
-  FROM pg_catalog.pg_db_role_setting s, LATERAL pg_catalog.unnest(s.setconfig) AS cfg(setting)
+  FROM pg_catalog.pg_db_role_setting s, LATERAL pg_catalog.unnest(s.setconfig) AS cfg(setting),
+       LATERAL pg_catalog.lower(pg_catalog.split_part(cfg.setting, '=', 1)) AS name
  WHERE (s.setdatabase = 0 OR s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d
                                                WHERE d.datname = pg_catalog.current_database()))
-   AND (pg_catalog.split_part(cfg.setting, '=', 1) IN ('session_replication_role', 'session_preload_libraries',
-                                                        'local_preload_libraries', 'role', 'session_authorization')
-        OR cfg.setting LIKE 'app.%')
+   AND (name IN ('session_replication_role', 'session_preload_libraries', 'local_preload_libraries', 'role',
+                 'session_authorization')
+        OR name LIKE 'app.%'
+        OR (name = 'synchronous_commit' AND pg_catalog.lower(cfg.setting) = 'synchronous_commit=off'))
    AND NOT (s.setrole = 'pymem_owner'::pg_catalog.regrole AND cfg.setting = 'session_preload_libraries=vector')
  ORDER BY 1
 """
 
-# Who can switch row-level security off or bypass it: superusers, BYPASSRLS roles,
-# and whoever can become pymem_owner (it owns the tables).
-_ROW_SECURITY_HOLDERS_SQL = """
+# Who can get past row-level security: superusers and BYPASSRLS roles skip it,
+# REPLICATION copies the data files, pymem_owner owns the tables (it can turn it off).
+# Through any chain of memberships, NOLOGIN roles included.
+_POWERFUL_ROLE = "(s.rolsuper OR s.rolbypassrls OR s.rolreplication OR s.rolname = 'pymem_owner')"
+_PAST_ROW_SECURITY_SQL = f"""
 SELECT r.rolname::pg_catalog.text FROM pg_catalog.pg_roles r
- WHERE r.rolcanlogin AND r.rolname <> 'pymem_owner'
-   AND (r.rolsuper OR r.rolbypassrls OR pg_catalog.pg_has_role(r.oid, 'pymem_owner', 'MEMBER'))
+ WHERE r.rolcanlogin
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles s
+                WHERE {_POWERFUL_ROLE} AND pg_catalog.pg_has_role(r.oid, s.oid, 'MEMBER'))
+ ORDER BY 1
+"""
+
+# Who can read every tenant's audit rows (pymem_auditor), or every tenant's sealed
+# rows for rotation (pymem_maintainer).
+_OPERATORS_SQL = """
+SELECT pg_catalog.format('%s (%s)', r.rolname,
+                         pg_catalog.concat_ws(', ',
+                             CASE WHEN pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER') THEN 'maintainer' END,
+                             CASE WHEN pg_catalog.pg_has_role(r.oid, 'pymem_auditor', 'MEMBER') THEN 'auditor' END))
+  FROM pg_catalog.pg_roles r
+ WHERE r.rolcanlogin AND NOT r.rolsuper
+   AND (pg_catalog.pg_has_role(r.oid, 'pymem_maintainer', 'MEMBER')
+        OR pg_catalog.pg_has_role(r.oid, 'pymem_auditor', 'MEMBER'))
  ORDER BY 1
 """
 
@@ -241,9 +309,14 @@ def stored_settings(conn: psycopg.Connection) -> list[str]:
     return _names(conn, _STORED_SETTINGS_SQL)
 
 
-def row_security_holders(conn: psycopg.Connection) -> list[str]:
-    """Logins that can turn row-level security off: superusers, BYPASSRLS, members of pymem_owner."""
-    return _names(conn, _ROW_SECURITY_HOLDERS_SQL)
+def past_row_security(conn: psycopg.Connection) -> list[str]:
+    """Logins that can get past row-level security (see ``_PAST_ROW_SECURITY_SQL``)."""
+    return _names(conn, _PAST_ROW_SECURITY_SQL)
+
+
+def operator_logins(conn: psycopg.Connection) -> list[str]:
+    """Logins, superusers aside, that can act as pymem_maintainer or pymem_auditor: ``name (auditor)``."""
+    return _names(conn, _OPERATORS_SQL)
 
 
 def _names(conn: psycopg.Connection, query: str) -> list[str]:
