@@ -18,6 +18,7 @@ import sys
 
 from . import __version__
 from .errors import PymemError
+from .extras import progress_available
 
 
 def _cmd_local_db(args) -> int:
@@ -29,11 +30,17 @@ def _cmd_local_db(args) -> int:
     db = local_db.start(args.embedding_dim)
     print(f"export PYMEM_DATABASE_URL='{db.admin_url}'  # superuser: pymem migrate, doctor, rotate-key")
     print(f"export APP_DATABASE_URL='{db.app_url}'  # your application's login ({local_db.APP_LOGIN}, pymem_app)")
-    for finding in db.findings:
-        print(f"# {'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+    status = _print_findings(db.findings, prefix="# ")
     print("# development only: local connections are trusted, so whoever can open the socket (this OS user)"
           " may log in as any role")
-    return 0 if all(f.ok for f in db.findings) else 1
+    return status
+
+
+def _print_findings(findings, prefix: str = "") -> int:
+    """One line per doctor finding; the exit code: 1 if any failed."""
+    for finding in findings:
+        print(f"{prefix}{'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def _cmd_migrate(args) -> int:
@@ -118,9 +125,7 @@ def _cmd_doctor(args) -> int:
 
     with connect() as conn:
         findings = check_schema(conn) + (check_deployment(conn, args.role) if args.role else [])
-    for finding in findings:
-        print(f"{'ok  ' if finding.ok else 'FAIL'} {finding.check}: {finding.detail}")
-    return 0 if all(f.ok for f in findings) else 1
+    return _print_findings(findings)
 
 
 def _cmd_rotate_key(args) -> int:
@@ -132,7 +137,7 @@ def _cmd_rotate_key(args) -> int:
         try:
             report = await rotate_encryption_key(conn, batch_size=args.batch_size,
                                                  max_rows_per_second=args.max_rows_per_second,
-                                                 progress=not args.no_progress and _progress_installed())
+                                                 progress=not args.no_progress and progress_available())
             usage = await key_usage(conn)
         finally:
             await conn.close()
@@ -147,13 +152,6 @@ def _cmd_rotate_key(args) -> int:
     report = asyncio.run(run())
     # 3: finished, but an old key cannot be retired yet.
     return 3 if report.rows_left else 0
-
-
-def _progress_installed() -> bool:
-    """Progress bars need the progress extra; without it, long commands run without one."""
-    import importlib.util
-
-    return importlib.util.find_spec("tqdm") is not None
 
 
 def _print_usage(usage) -> None:
@@ -192,7 +190,7 @@ def _cmd_rotate_tenant_key(args) -> int:
         conn = await aconnect()
         try:
             return await rotate_tenant_key(conn, user_ids, material.tenant_hmac_key,
-                                           material.new_tenant_hmac_key, progress=_progress_installed())
+                                           material.new_tenant_hmac_key, progress=progress_available())
         finally:
             await conn.close()
 

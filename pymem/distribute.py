@@ -175,8 +175,8 @@ _PRELOAD = "ALTER ROLE pymem_owner IN DATABASE {} SET session_preload_libraries 
 
 def _preload_pgvector_for_the_owner(conn: psycopg.Connection) -> None:
     statement = sql.SQL(_PRELOAD).format(sql.Identifier(conn.info.dbname)).as_string(conn)
-    conn.execute("SELECT pg_catalog.run_command_on_workers(%s)",
-                 ("SET citus.enable_ddl_propagation TO off; " + statement,))
+    _on_every_worker(conn, "SET citus.enable_ddl_propagation TO off; " + statement,
+                     "set pymem_owner's session_preload_libraries")
     conn.execute("SET citus.enable_ddl_propagation TO off")
     try:
         conn.execute(statement)
@@ -195,11 +195,20 @@ def owner_preloads_pgvector(conn: psycopg.Connection) -> bool:
 
 def _revoke_public_on_workers(conn: psycopg.Connection) -> None:
     conn.execute(_REVOKE_FUNCTIONS)
+    _on_every_worker(conn, _WORKER_DEFAULT_PRIVILEGES, "revoke PUBLIC's default access to pymem functions")
+
+
+def _on_every_worker(conn: psycopg.Connection, command: str, what: str) -> None:
+    """Run ``command`` on every worker.
+
+    Raises:
+        NotReady: a worker refused; the message names each one and why.
+    """
     failed = [f"{host}:{port}: {result}" for host, port, ok, result in conn.execute(
-        "SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%s)",
-        (_WORKER_DEFAULT_PRIVILEGES,)) if not ok]
+        "SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers(%s)", (command,))
+        if not ok]
     if failed:
-        raise NotReady(f"could not revoke PUBLIC's default access to pymem functions on {'; '.join(failed)}")
+        raise NotReady(f"could not {what} on {'; '.join(failed)}")
 
 
 def _distribute_functions(conn: psycopg.Connection) -> int:

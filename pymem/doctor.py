@@ -92,8 +92,8 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
     if at != head:
         where = f"is at revision {at}" if at else "has no pymem schema yet"
         return [Finding("schema revision", False, f"the database {where}; this pymem ships {head}: run pymem migrate")]
-    expected = _by_kind(fingerprints.shipped(head))
-    found = _by_kind(fingerprints.on_server(conn))
+    expected = fingerprints.grouped(fingerprints.shipped(head))
+    found = fingerprints.grouped(fingerprints.on_server(conn))
     foreign = fingerprints.foreign_vector_functions(conn)
     reaching_in = fingerprints.catalog_additions(conn) + fingerprints.stored_settings(conn)
     past_row_security = fingerprints.past_row_security(conn)
@@ -117,15 +117,6 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
         Finding("who can act as a maintainer or the auditor", True,
                 (", ".join(operators) if operators else "no login but superusers") + " (confirm each)"),
     ]
-
-
-def _by_kind(fps: dict[str, str]) -> dict[str, dict[str, str]]:
-    """The fingerprints grouped as doctor reports them: function, pgvector, schema (the rest)."""
-    groups: dict[str, dict[str, str]] = {"function": {}, "pgvector": {}, "schema": {}}
-    for name, fp in fps.items():
-        kind = name.split(" ", 1)[0]
-        groups[kind if kind in groups else "schema"][name] = fp
-    return groups
 
 
 def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str,

@@ -8,6 +8,7 @@ naming the extra to install.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
@@ -29,6 +30,11 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise MissingExtra(f"{feature} needs the {extra!r} extra: pip install '{DISTRIBUTION}[{extra}]'") from None
+
+
+def progress_available() -> bool:
+    """Whether the ``progress`` extra (tqdm) is installed, for tools that show a bar only then."""
+    return importlib.util.find_spec("tqdm") is not None
 
 
 class _Silent:

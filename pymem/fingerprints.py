@@ -345,6 +345,15 @@ def file_text(fingerprints: dict[str, str]) -> str:
     return header + "".join(f"{digest}  {name}\n" for name, digest in sorted(fingerprints.items()))
 
 
+def grouped(fingerprints: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The fingerprints as doctor reports them: ``function``, ``pgvector`` and ``schema`` (the rest)."""
+    groups: dict[str, dict[str, str]] = {"function": {}, "pgvector": {}, "schema": {}}
+    for name, digest in fingerprints.items():
+        kind = name.split(" ", 1)[0]
+        groups[kind if kind in groups else "schema"][name] = digest
+    return groups
+
+
 def differences(expected: dict[str, str], found: dict[str, str]) -> list[str]:
     """What differs, one phrase per object, in name order."""
     changed = [f"{name} differs from the shipped one" for name in sorted(expected)

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import migrations
-from .db import EMBEDDED_DATABASE, embedded_server, ensure_database
+from .db import EMBEDDED_DATABASE, embedded_server, embedded_server_running, ensure_database
 from .doctor import Finding, check_deployment, check_schema
 
 APP_LOGIN = "pymem_local_app"
@@ -75,8 +75,6 @@ def start(embedding_dim: int | None = None) -> LocalDatabase:
 
 def stop() -> bool:
     """Stop the embedded server if it runs; whether it was running."""
-    from .db import embedded_server_running
-
     server = embedded_server_running()
     if server is None:
         return False

@@ -184,9 +184,8 @@ def reapply_functions(dsn: str) -> str:
         conn.execute(frozen_sql(f"released/{bundle}.sql"))
         # Committed only if it worked: an event trigger, a function another role owns or
         # one that is not pymem's would otherwise be reported restored.
-        shipped = {n: f for n, f in fingerprints.shipped(head).items() if n.startswith("function ")}
-        now = {n: f for n, f in fingerprints.on_server(conn).items() if n.startswith("function ")}
-        problems = fingerprints.differences(shipped, now)
+        problems = fingerprints.differences(fingerprints.grouped(fingerprints.shipped(head))["function"],
+                                            fingerprints.grouped(fingerprints.on_server(conn))["function"])
         if problems:
             conn.rollback()
             raise MigrationRefused("re-applying the shipped functions did not restore them, so nothing was changed: "

@@ -57,16 +57,14 @@ def _loads(library: str) -> str | None:
     return None
 
 
-def preload_libraries(ort) -> str:
+def preload_libraries(ort) -> None:
     """Load the CUDA and cuDNN libraries as ONNX Runtime would (``preload_dlls``, where the
-    installed ORT has it); return what it printed (its complaints about missing ones)."""
+    installed ORT has it). It prints a line per library it cannot load; the caller reports
+    one problem instead, from loading ORT's CUDA provider, so those lines are dropped."""
     preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return ""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        preload()
-    return printed.getvalue()
+    if preload is not None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            preload()
 
 
 def cuda_problems(ort) -> list[str]:
