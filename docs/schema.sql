@@ -98,6 +98,22 @@ ALTER TABLE pymem.audit_log_v1 ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY
 );
 
 --
+-- Name: context_key; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.context_key (
+    only_row boolean DEFAULT true NOT NULL,
+    key bytea NOT NULL,
+    CONSTRAINT context_key_key_check CHECK ((octet_length(key) = 32)),
+    CONSTRAINT context_key_only_row_check CHECK (only_row)
+);
+
+ALTER TABLE ONLY pymem.context_key FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.context_key OWNER TO pymem_owner;
+
+--
 -- Name: encryption_keys; Type: TABLE; Schema: pymem; Owner: pymem_owner
 --
 
@@ -196,6 +212,24 @@ ALTER TABLE ONLY pymem.quarantined_chunks FORCE ROW LEVEL SECURITY;
 ALTER TABLE pymem.quarantined_chunks OWNER TO pymem_owner;
 
 --
+-- Name: tenant_proofs; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.tenant_proofs (
+    user_hash character(64) NOT NULL,
+    proof_digest bytea,
+    registered_at timestamp with time zone DEFAULT now() NOT NULL,
+    registered_by text DEFAULT SESSION_USER NOT NULL,
+    CONSTRAINT tenant_proofs_proof_digest_check CHECK ((octet_length(proof_digest) = 32)),
+    CONSTRAINT tenant_proofs_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE ONLY pymem.tenant_proofs FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.tenant_proofs OWNER TO pymem_owner;
+
+--
 -- Name: tuning; Type: TABLE; Schema: pymem; Owner: pymem_owner
 --
 
@@ -246,6 +280,13 @@ ALTER TABLE ONLY pymem.audit_log_v1
     ADD CONSTRAINT audit_log_user_hash_chain_pos_key UNIQUE NULLS NOT DISTINCT (user_hash, chain_pos);
 
 --
+-- Name: context_key context_key_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.context_key
+    ADD CONSTRAINT context_key_pkey PRIMARY KEY (only_row);
+
+--
 -- Name: encryption_keys encryption_keys_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
 --
 
@@ -272,6 +313,13 @@ ALTER TABLE ONLY pymem.memory_chunks
 
 ALTER TABLE ONLY pymem.quarantined_chunks
     ADD CONSTRAINT quarantined_chunks_pkey PRIMARY KEY (user_hash, chunk_id);
+
+--
+-- Name: tenant_proofs tenant_proofs_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.tenant_proofs
+    ADD CONSTRAINT tenant_proofs_pkey PRIMARY KEY (user_hash);
 
 --
 -- Name: tuning tuning_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
@@ -792,6 +840,18 @@ CREATE POLICY audit_owner_read ON pymem.audit_log FOR SELECT TO pymem_owner USIN
 CREATE POLICY audit_owner_read ON pymem.audit_log_v1 FOR SELECT TO pymem_owner USING (true);
 
 --
+-- Name: context_key; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.context_key ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: context_key context_key_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY context_key_owner ON pymem.context_key TO pymem_owner USING (true) WITH CHECK (true);
+
+--
 -- Name: encryption_keys; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
 --
 
@@ -856,6 +916,18 @@ ALTER TABLE pymem.quarantined_chunks ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY tenant_isolation ON pymem.memory_chunks TO pymem_owner, pymem_app USING ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar)) WITH CHECK ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar));
+
+--
+-- Name: tenant_proofs; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.tenant_proofs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: tenant_proofs tenant_proofs_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY tenant_proofs_owner ON pymem.tenant_proofs TO pymem_owner USING (true) WITH CHECK (true);
 
 --
 -- Name: tuning; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner

@@ -42,7 +42,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -52,6 +52,8 @@ TAG_BYTES = 16
 MAX_ID_BYTES = 256  # a caller id, in UTF-8
 MAX_FILTER_CLAUSES = 64
 MAX_FILTER_TAGS = 1024
+MAX_FILTER_DEPTH = 8  # nested $and
+MAX_ROW_TAGS = 4096  # a row's filterable values (memory_chunks.meta_tags holds at most this many)
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -123,45 +125,63 @@ class TenantIndex:
         return self._digest(b"meta\x00" + pair.encode("utf-8"))[:TAG_BYTES]
 
     def metadata_tags(self, metadata: Mapping[str, Any]) -> bytes:
-        """The tags of a metadata mapping, concatenated and sorted (so their order says nothing)."""
-        tags = set()
-        for key, value in metadata.items():
-            values = value if isinstance(value, list) else [value]
-            tags.update(self._tag(key, v) for v in values if isinstance(v, _SCALARS))
-        return b"".join(sorted(tags))
+        """The tags of a metadata mapping, concatenated and sorted (so their order says nothing).
+
+        Raises:
+            ValueError: more than MAX_ROW_TAGS filterable values (counted before any is hashed).
+        """
+        values = [(key, v) for key, value in metadata.items()
+                  for v in (value if isinstance(value, list) else [value]) if isinstance(v, _SCALARS)]
+        if len(values) > MAX_ROW_TAGS:
+            raise ValueError(f"metadata has at most {MAX_ROW_TAGS} filterable values (scalars and list elements)")
+        return b"".join(sorted({self._tag(key, v) for key, v in values}))
 
     def compile_filter(self, where: Mapping[str, Any] | None) -> tuple[list[bytes], list[int]]:
         """Compile a filter to (tags, clause ends) for the SQL API (both empty: no filter).
 
+        Every limit is checked before any value is hashed: at most
+        MAX_FILTER_DEPTH nested ``$and``, MAX_FILTER_CLAUSES conditions and
+        MAX_FILTER_TAGS values in all. ``$and`` and ``$in`` take lists (or tuples)
+        only, so a str or bytes operand is refused rather than read as a sequence.
+
         Raises:
             ValueError: an unsupported operator or value, or a filter beyond the limits.
         """
-        clauses: list[list[bytes]] = []
-        if where is not None:
-            self._collect(where, clauses)
+        if where is None:
+            return [], []
+        conditions: list[tuple[str, list[Any]]] = []
+        self._collect(where, conditions, 1)
         tags, ends = [], []
-        for clause in clauses:
-            tags.extend(clause)
+        for key, values in conditions:
+            try:
+                tags.extend(sorted({self._tag(key, v) for v in values}))
+            except ValueError:
+                raise ValueError(f"filter values for {key!r} must be finite numbers") from None
             ends.append(len(tags))
-        if len(clauses) > MAX_FILTER_CLAUSES or len(tags) > MAX_FILTER_TAGS:
-            raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS} values")
         return tags, ends
 
-    def _collect(self, where: Any, clauses: list[list[bytes]]) -> None:
+    def _collect(self, where: Any, conditions: list[tuple[str, list[Any]]], depth: int) -> None:
         if not isinstance(where, Mapping):
             raise ValueError("a filter is a mapping of metadata keys to conditions")
+        if depth > MAX_FILTER_DEPTH:
+            raise ValueError(f"a filter nests $and at most {MAX_FILTER_DEPTH} deep")
         for key, condition in where.items():
             if key == "$and":
-                if not isinstance(condition, Sequence) or isinstance(condition, str) or not condition:
+                if not isinstance(condition, (list, tuple)) or not condition:
                     raise ValueError("$and takes a non-empty list of filters")
                 for part in condition:
-                    self._collect(part, clauses)
+                    self._collect(part, conditions, depth + 1)
             elif not isinstance(key, str) or key.startswith("$"):
                 raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in or $and")
             else:
-                clauses.append(self._clause(key, condition))
+                values = self._values(key, condition)
+                conditions.append((key, values))
+                if len(conditions) > MAX_FILTER_CLAUSES or sum(len(v) for _, v in conditions) > MAX_FILTER_TAGS:
+                    raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS}"
+                                     " values")
 
-    def _clause(self, key: str, condition: Any) -> list[bytes]:
+    @staticmethod
+    def _values(key: str, condition: Any) -> list[Any]:
         if isinstance(condition, Mapping):
             if len(condition) != 1:
                 raise ValueError(f"the condition on {key!r} needs exactly one operator ($eq or $in)")
@@ -169,8 +189,10 @@ class TenantIndex:
             if operator == "$eq":
                 values = [operand]
             elif operator == "$in":
-                if not isinstance(operand, Sequence) or isinstance(operand, str) or not operand:
+                if not isinstance(operand, (list, tuple)) or not operand:
                     raise ValueError(f"$in on {key!r} takes a non-empty list of values")
+                if len(operand) > MAX_FILTER_TAGS:
+                    raise ValueError(f"a filter has at most {MAX_FILTER_TAGS} values")
                 values = list(operand)
             else:
                 raise ValueError(f"unsupported filter operator {operator!r}: use $eq, $in or $and")
@@ -178,7 +200,4 @@ class TenantIndex:
             values = [condition]
         if not all(isinstance(v, _SCALARS) for v in values):
             raise ValueError(f"filter values for {key!r} must be str, int, float, bool or None")
-        try:
-            return sorted({self._tag(key, v) for v in values})
-        except ValueError:
-            raise ValueError(f"filter values for {key!r} must be finite numbers") from None
+        return values

@@ -1,6 +1,6 @@
 """The ``pymem`` command.
 
-Subcommands: local-db, migrate, doctor, keygen, register-key, rotate-key, key-usage,
+Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
 rotate-tenant-key, audit-verify, audit-checkpoint, distribute, export-reranker,
 serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
@@ -106,6 +106,16 @@ def _cmd_register_key(args) -> int:
     with connect() as conn:
         added = conn.execute("SELECT pymem.register_encryption_key(%s::pg_catalog.int4)", (args.key_id,)).fetchone()[0]
     print(f"key id {args.key_id} {'registered' if added else 'was already registered'}")
+    return 0
+
+
+def _cmd_register_tenants(args) -> int:
+    from .db import connect
+    from .tenant import register_tenants
+
+    with connect() as conn:
+        added = register_tenants(conn)
+    print(f"registered the proofs of {added} tenants that predate revision 0015")
     return 0
 
 
@@ -256,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check the schema against this pymem, and an app login's hardening")
     doctor.add_argument("--role", help="also check the application's login role")
     doctor.set_defaults(func=_cmd_doctor)
+
+    sub.add_parser("register-tenants", help="once after upgrading to 0015: register the tenant proofs of existing "
+                   "tenants (the DBA, with MEMORY_TENANT_HMAC_KEY)").set_defaults(func=_cmd_register_tenants)
 
     dist = sub.add_parser("distribute", help="distribute pymem over the Citus cluster (after alembic upgrade head)")
     dist.add_argument("--shards", type=int, default=32, help="shards per distributed table (default 32)")

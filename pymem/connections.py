@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from pgvector.psycopg import register_vector, register_vector_async
+from pgvector.psycopg.vector import register_vector_info
 from psycopg.rows import tuple_row
 from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from .errors import PgvectorMissing
+from .pins import pinned_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +46,21 @@ def _log_server_warning(diag: psycopg.errors.Diagnostic) -> None:
     """Forward the server's WARNINGs (e.g. a key nearing its seal budget) to logging."""
     if diag.severity_nonlocalized == "WARNING":
         log.warning("postgres: %s", diag.message_primary)
+
+
+# Every name qualified: pgvector's register_vector() looks up "vector" on the search
+# path, and psycopg's TypeInfo.fetch() names pg_type and text unqualified, so a
+# temporary domain or table left on the connection before pymem first used it
+# would come first (a domain named vector would see every embedding sent).
+_VECTOR_TYPE_SQL = ("SELECT t.typname::pg_catalog.text, t.oid, t.typarray, t.typdelim::pg_catalog.text"
+                    " FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.to_regtype('public.vector')")
+
+
+def _vector_info(row: tuple | None) -> TypeInfo:
+    if row is None:
+        raise PgvectorMissing("the pgvector extension is not installed in this database: run the pymem migrations")
+    name, oid, array_oid, delimiter = row
+    return TypeInfo(name, oid, array_oid, regtype="public.vector", delimiter=delimiter)
 
 
 def _configured(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
@@ -59,14 +75,17 @@ async def configure(conn: psycopg.AsyncConnection) -> None:
     if _configured(conn):
         return
     conn.add_notice_handler(_log_server_warning)
+    with _tuple_rows(conn):  # whatever row factory the app set
+        row = await _vector_row(conn)
+    register_vector_info(conn, _vector_info(row))
+
+
+async def _vector_row(conn) -> tuple | None:
     # Its own transaction: a connection that is not in autocommit mode must not
-    # be left inside the implicit one the catalog query would open.
-    async with conn.transaction():
-        found = await TypeInfo.fetch(conn, "vector") is not None
-        if found:
-            await register_vector_async(conn)
-    if not found:
-        raise PgvectorMissing("the pgvector extension is not installed in this database: run the pymem migrations")
+    # be left inside the implicit one the catalog query would open. Pinned, so a
+    # timeout stored for the login cannot fail it.
+    async with pinned_transaction(conn, [(_VECTOR_TYPE_SQL, None)]) as (cursor,):
+        return await cursor.fetchone()
 
 
 def configure_sync(conn: psycopg.Connection) -> None:
@@ -74,12 +93,19 @@ def configure_sync(conn: psycopg.Connection) -> None:
     if _configured(conn):
         return
     conn.add_notice_handler(_log_server_warning)
-    with conn.transaction():
-        found = TypeInfo.fetch(conn, "vector") is not None
-        if found:
-            register_vector(conn)
-    if not found:
-        raise PgvectorMissing("the pgvector extension is not installed in this database: run the pymem migrations")
+    with _tuple_rows(conn):
+        row = _finish(_vector_row(SyncConnectionAsAsync(conn)))
+    register_vector_info(conn, _vector_info(row))
+
+
+def _finish(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (pymem's async code on a sync connection)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a coroutine on a sync connection suspended")
 
 
 async def reset(conn: psycopg.AsyncConnection) -> None:

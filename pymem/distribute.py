@@ -2,8 +2,9 @@
 
 Every pymem table is distributed by ``user_hash`` and co-located, so a tenant's
 chunks, audit chain, chain head, key counts and quarantine records share one shard
-group; the small settings tables (``tuning``, ``encryption_keys``) become reference
-tables, copied to every node. Each API function that takes the tenant as its first
+group; the small tables (``tuning``, ``encryption_keys``, ``context_key``) become
+reference tables, copied to every node; ``tenant_proofs`` stays on the coordinator,
+where ``enter_tenant`` runs. Each API function that takes the tenant as its first
 argument is distributed with ``distribution_arg_name => 'p_user_hash'`` and
 ``force_delegation``, so Citus runs the whole call on the worker holding that
 tenant's shards, inside the caller's transaction.
@@ -35,7 +36,9 @@ log = logging.getLogger(__name__)
 
 # Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
-REFERENCE_TABLES = ("tuning", "encryption_keys")
+# 0015: context_key, which check_tenant reads on the worker that runs a call. (tenant_proofs
+# stays a plain table of the coordinator, where enter_tenant runs: no node but it reads it.)
+REFERENCE_TABLES = ("tuning", "encryption_keys", "context_key")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
                     "search_chunks_on_standby", "export_chunks", "rekey_chunks", "delete_document", "erase_tenant",
@@ -131,15 +134,16 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
             with conn.transaction():
                 # pymem's row triggers reach only co-located shards of the row's tenant.
                 conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
-                for table in REFERENCE_TABLES:
-                    conn.execute("SELECT pg_catalog.create_reference_table(%s)", (f"pymem.{table}",))
+                distributed_now = _reference_tables(conn)
                 anchor = f"pymem.{DISTRIBUTED_TABLES[0]}"
                 conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', shard_count => %s)",
                              (anchor, shard_count))
                 for table in DISTRIBUTED_TABLES[1:]:
                     conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', colocate_with => %s)",
                                  (f"pymem.{table}", anchor))
-            distributed_now = len(DISTRIBUTED_TABLES) + len(REFERENCE_TABLES)
+            distributed_now += len(DISTRIBUTED_TABLES)
+        with conn.transaction():
+            distributed_now += _reference_tables(conn)
         with conn.transaction():
             conn.execute("ALTER ROLE pymem_owner LOGIN")
         _preload_pgvector_for_the_owner(conn)
@@ -151,6 +155,20 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
                               " WHERE table_name = 'pymem.memory_chunks'::regclass").fetchone()[0]
     log.info("pymem distributed over %d workers, %d shards", workers, shards)
     return DistributeReport(shards, workers, distributed_now, delegated)
+
+
+def _reference_tables(conn: psycopg.Connection) -> int:
+    """Make each of REFERENCE_TABLES that exists and is not a Citus table yet a reference
+    table (all on the first run; after an upgrade, those the new revision added);
+    return how many. Runs in the caller's transaction."""
+    missing = [row[0] for row in conn.execute(
+        "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
+        " WHERE pg_catalog.to_regclass('pymem.' || t) IS NOT NULL AND NOT EXISTS (SELECT 1"
+        " FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = pg_catalog.to_regclass('pymem.' || t))"
+        " ORDER BY n", (list(REFERENCE_TABLES),))]
+    for table in missing:
+        conn.execute("SELECT pg_catalog.create_reference_table(%s)", (f"pymem.{table}",))
+    return len(missing)
 
 
 def _check_ready(conn: psycopg.Connection) -> int:

@@ -16,7 +16,7 @@ for the DBA to confirm. The answers come from the server, so this detects change
 made through SQL, not a server that lies about its catalog.
 
 The login: migrations own pymem's schema, not the database's or the roles' other
-privileges. Two of those matter to pymem's isolation:
+privileges. These matter to pymem's isolation:
 
 * ``TEMPORARY`` on the database, which PostgreSQL grants to PUBLIC by default. A
   session that can create temporary types, functions or tables can leave them on
@@ -31,6 +31,13 @@ privileges. Two of those matter to pymem's isolation:
   contexts included, ``pg_read_all_data`` reads the tables past the API and its
   audit); and neither it nor any role it can become may be a superuser, bypass
   RLS or have REPLICATION (which copies the data files).
+* Settings stored for the login (``pg_db_role_setting``), which the login can make
+  itself and which every new session, pooled ones included, starts with. pymem's
+  transactions pin the timeouts such a setting could use to fail every call
+  (:mod:`pymem.pins`); doctor reports any stored setting by name.
+* The database: pymem's own, with ``CONNECT`` not granted to PUBLIC. The statistics
+  views show every login that may connect the size of each bucket graph and how
+  often it was searched and written: for a large tenant, an activity log.
 """
 
 from __future__ import annotations
@@ -65,7 +72,26 @@ SELECT pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
               ORDER BY 1),
        pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'TEMPORARY'),
        pg_catalog.has_schema_privilege(r.oid, 'public', 'CREATE'),
-       pg_catalog.current_database()
+       pg_catalog.current_database(),
+       ARRAY(SELECT DISTINCT pg_catalog.split_part(c.setting, '=', 1)
+               FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(setting)
+              WHERE s.setrole = r.oid
+                AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
+                                           WHERE d.datname = pg_catalog.current_database()))
+              ORDER BY 1),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_database d,
+                      pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
+                WHERE d.datname = pg_catalog.current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),
+       ARRAY(SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
+                AND n.nspname NOT IN ('pymem', 'pg_catalog', 'information_schema', 'pg_toast')
+                AND n.nspname NOT LIKE 'pg\_temp\_%%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%%'
+                AND NOT (n.nspname = 'public' AND c.relname = 'alembic_version')
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
+                                 WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                   AND dep.objid = c.oid AND dep.deptype = 'e')
+              ORDER BY 1 LIMIT 5)
   FROM pg_catalog.pg_roles r WHERE r.rolname = %s
 """
 
@@ -137,7 +163,7 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     row = conn.execute(_CHECKS_SQL, (role,)).fetchone()
     if row is None:
         raise ValueError("no such role")
-    app, powerful, other_roles, temp, create_public, database = row
+    app, powerful, other_roles, temp, create_public, database, stored, public_connect, other_tables = row
     return [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
         Finding("no superuser, BYPASSRLS or REPLICATION", not powerful,
@@ -154,4 +180,17 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
                 f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC (grant it back to roles that need it)"),
         Finding("no CREATE in schema public", not create_public,
                 "ok" if not create_public else "REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+        Finding("no settings stored for the login", not stored,
+                "ok" if not stored else
+                f"{', '.join(stored)} stored for it (ALTER ROLE ... SET, which the login may do to itself and which"
+                " outlives DISCARD ALL): find out who set them, then ALTER ROLE <login> RESET ALL and ALTER ROLE"
+                f" <login> IN DATABASE {database} RESET ALL"),
+        Finding("a database of pymem's own, not open to PUBLIC", not (public_connect or other_tables),
+                "ok" if not (public_connect or other_tables) else
+                "; ".join(([f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC (grant it to pymem's logins)"]
+                           if public_connect else [])
+                          + ([f"it holds other applications' tables ({', '.join(other_tables)}): give pymem a"
+                              " database of its own"] if other_tables else []))
+                + ": every login that may connect reads each bucket graph's size and use in the statistics"
+                  " views"),
     ]

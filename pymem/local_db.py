@@ -67,8 +67,10 @@ def start(embedding_dim: int | None = None) -> LocalDatabase:
     migrations.upgrade(admin_url, embedding_dim=embedding_dim)
     ensure_login_role(admin_url, APP_LOGIN, ["pymem_app"])
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(
-            sql.Identifier(EMBEDDED_DATABASE)))
+        database = sql.Identifier(EMBEDDED_DATABASE)
+        conn.execute(sql.SQL("REVOKE TEMPORARY, CONNECT ON DATABASE {} FROM PUBLIC").format(database))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO pymem_app, pymem_maintainer, pymem_auditor,"
+                             " pymem_owner").format(database))
         findings = check_schema(conn) + check_deployment(conn, APP_LOGIN)
     return LocalDatabase(admin_url, make_conninfo(admin_url, user=APP_LOGIN), findings)
 

@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from .pins import pinned_transaction
 from .tenant import tenant_begin_statements, tenant_transaction
 from .errors import StandbyBehind
 
@@ -57,12 +58,14 @@ _INTENT_SQL = {
 }
 
 
+_REPLAYED_SQL = ("SELECT pg_catalog.pg_is_in_recovery(),"
+                 " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn")
 _RESULT_SQL = ("SELECT FROM pymem.read_result(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text,"
                " %b::pg_catalog.uuid[])")
 
 
 async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read: str,
-                             digest_params: Sequence) -> uuid.UUID:
+                             digest_params: Sequence, *, proof: bytes | None = None) -> uuid.UUID:
     """Write and commit a read intent in the tenant's audit chain; return its ticket.
 
     Args:
@@ -72,12 +75,13 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read
             ``filtered_search`` (``search_chunks_v2``; params: query vector, k,
             filter tags, clause ends), ``get`` (params: list of ids) or ``export``
             (params: key ids or None, page size).
+        proof: the tenant's proof, when not the key ring's (:func:`pymem.tenant.enter_tenant_call`).
 
     Raises:
         KeyError: unknown read.
     """
     ticket = uuid.uuid4()
-    async with tenant_transaction(conn, user_hash):
+    async with tenant_transaction(conn, user_hash, proof=proof):
         await conn.execute(_INTENT_SQL[read], (user_hash, ticket, _OPERATION[read], *digest_params))
     return ticket
 
@@ -108,7 +112,7 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
-    begin = tenant_begin_statements(user_hash)
+    begin = tenant_begin_statements(conn, user_hash)
     intent_sql, operation, ticket = _INTENT_SQL[read], _OPERATION[read], uuid.uuid4()
     # Autocommit for the pipeline's length: the BEGINs are explicit, and psycopg
     # would otherwise put one of its own in front of the first. Only the client's
@@ -118,12 +122,12 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
         await conn.set_autocommit(True)
     try:
         async with conn.pipeline():
-            for statement in begin:
-                await conn.execute(statement)
+            for statement, params in begin:
+                await conn.execute(statement, params)
             await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params))
             await conn.execute("COMMIT")
-            for statement in begin:
-                await conn.execute(statement)
+            for statement, params in begin:
+                await conn.execute(statement, params)
             cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
             await conn.execute("COMMIT")
         return await cursor.fetchall()
@@ -151,13 +155,11 @@ async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncC
         StandbyBehind: the standby had not replayed the intent after ``wait_s``.
     """
     ticket = await commit_read_intent(conn, user_hash, read, digest_params)
-    async with conn.transaction():
-        lsn = (await (await conn.execute("SELECT pg_catalog.pg_current_wal_lsn()")).fetchone())[0]
+    async with pinned_transaction(conn, [("SELECT pg_catalog.pg_current_wal_lsn()", None)]) as (cursor,):
+        lsn = (await cursor.fetchone())[0]
     deadline = time.monotonic() + wait_s
     while True:
-        async with standby.transaction():
-            cursor = await standby.execute("SELECT pg_catalog.pg_is_in_recovery(),"
-                                           " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn", (lsn,))
+        async with pinned_transaction(standby, [(_REPLAYED_SQL, (lsn,))]) as (cursor,):
             in_recovery, replayed = await cursor.fetchone()
         if not in_recovery:
             raise ValueError("the standby connection is not to a hot standby")

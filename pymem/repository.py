@@ -35,6 +35,7 @@ from .extras import progress_bar
 from .ranking import RerankedResult, ann_order
 from .reads import durable_read, read_on_standby
 from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
+from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
 from .errors import DuplicateId
 
@@ -148,8 +149,7 @@ async def _embedding_dim(conn) -> int:
     if dim is None:
         # Outside a transaction, its own one: a connection that is not in
         # autocommit mode must not be left inside an implicit transaction.
-        async with conn.transaction():
-            cursor = await conn.execute("SELECT pymem.embedding_dim()")
+        async with pinned_transaction(conn, [("SELECT pymem.embedding_dim()", None)]) as (cursor,):
             dim = (await cursor.fetchone())[0]
         _dims[key] = dim
     return dim

@@ -39,8 +39,8 @@ from .chunks import ChunkInput, SealedRow, open_row, seal_row
 from .connections import borrowing
 from .extras import progress_bar, progress_iter
 from .repository import EXPORT_SQL, write_sealed_rows
-from .security import AAD_VERSION, UnknownKeyId, keyring
-from .tenant import set_tenant_sql, tenant_transaction
+from .security import AAD_VERSION, UnknownKeyId, keyring, tenant_proof, tenant_proof_key
+from .tenant import enter_tenant_call, tenant_transaction
 
 _REKEY_SQL = ("SELECT pymem.rekey_chunks_v2(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
               " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
@@ -230,12 +230,14 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
         raise ValueError("user ids must be non-empty str")
     active = keyring().active_key_id
     new_index_master = index_master_key(new_key)
+    old_proof_key, new_proof_key = tenant_proof_key(old_key), tenant_proof_key(new_key)
     moved = 0
     for user_id in progress_iter(users, enabled=progress, unit="user", desc="re-tenanting"):
         old_hash = hmac.new(old_key, user_id.encode(), hashlib.sha256).hexdigest()
         new_hash = hmac.new(new_key, user_id.encode(), hashlib.sha256).hexdigest()
-        ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size))
-        async with tenant_transaction(conn, old_hash):
+        old_proof = tenant_proof(old_proof_key, old_hash)
+        ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size), proof=old_proof)
+        async with tenant_transaction(conn, old_hash, proof=old_proof):
             rows, after = [], None
             while True:
                 cursor = await conn.execute(EXPORT_SQL, (old_hash, ticket, None, after, page_size))
@@ -247,7 +249,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
             cursor = await conn.execute(_ERASE_SQL, (old_hash,))
             if (await cursor.fetchone())[0] != len(rows):
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
-            await conn.execute(set_tenant_sql(new_hash))
+            await conn.execute(*enter_tenant_call(new_hash, tenant_proof(new_proof_key, new_hash)))
             index = TenantIndex(new_index_master, new_hash)
             await write_sealed_rows(conn, new_hash, [_resealed(row, old_hash, new_hash, index, active) for row in rows],
                                     active)

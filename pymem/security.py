@@ -33,9 +33,12 @@ import hashlib
 import hmac
 import os
 import threading
+import traceback
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .blind_index import TenantIndex, index_master_key
 from .config import KeyMaterial, key_material
@@ -43,7 +46,7 @@ from .errors import EmbeddingMismatch, UnknownKeyId
 
 __all__ = [
     "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key",
-    "hmac_user", "keyring", "open_sealed", "reload_keys", "seal",
+    "hmac_user", "keyring", "open_sealed", "reload_keys", "seal", "tenant_proof", "tenant_proof_key",
 ]
 
 KEY_BYTES = 32
@@ -97,6 +100,20 @@ def _parse_old_keys(raw: str | None) -> dict[int, bytes]:
     return keys
 
 
+def tenant_proof_key(hmac_key: bytes) -> bytes:
+    """The key of tenant proofs: HKDF-SHA256(``MEMORY_TENANT_HMAC_KEY``, no salt, info
+    ``pymem tenant proof v1``, 32 bytes), independent of the tenant hashes and the
+    blind-index keys made from the same key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"pymem tenant proof v1").derive(hmac_key)
+
+
+def tenant_proof(proof_key: bytes, user_hash: str) -> bytes:
+    """HMAC-SHA256(proof key, the ASCII of ``user_hash``): what ``pymem.enter_tenant``
+    asks for to make a transaction the tenant's. The database keeps its sha256 only,
+    so neither the database nor a copy of it can produce a proof."""
+    return hmac.new(proof_key, user_hash.encode("ascii"), hashlib.sha256).digest()
+
+
 class KeyRing:
     """The active AES key (by id), the old keys still accepted for opening, and the HMAC key.
 
@@ -104,7 +121,7 @@ class KeyRing:
     :func:`keyring` for the process-wide ring built from the environment.
     """
 
-    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac", "_index_master")
+    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac", "_index_master", "_proof_key")
 
     def __init__(self, active_key_id: int, aes_keys: dict[int, bytes], hmac_key: bytes):
         if active_key_id not in aes_keys:
@@ -116,6 +133,7 @@ class KeyRing:
         self.active_aead = self._aead[active_key_id]  # the hot path skips the dict lookup
         self._hmac = hmac.new(hmac_key, digestmod=hashlib.sha256)
         self._index_master = index_master_key(hmac_key)
+        self._proof_key = tenant_proof_key(hmac_key)
 
     @classmethod
     def from_material(cls, material: KeyMaterial) -> KeyRing:
@@ -124,8 +142,18 @@ class KeyRing:
         Raises:
             ValueError: a key is missing, not base64, not exactly 32 bytes, an id
                 is malformed or duplicated, an old key id clashes with the active
-                one under a different key, or the HMAC key equals an AES key.
+                one under a different key, or the HMAC key equals an AES key. The
+                error's traceback holds no key: the frames that decoded keys are
+                cleared (error reporters capture frames' local variables).
         """
+        try:
+            return cls._from_material(material)
+        except ValueError as error:
+            traceback.clear_frames(error.__traceback__)
+            raise
+
+    @classmethod
+    def _from_material(cls, material: KeyMaterial) -> KeyRing:
         active = _decode_key("MEMORY_ENCRYPTION_KEY", material.encryption_key)
         active_id = _parse_key_id("MEMORY_ENCRYPTION_KEY_ID", material.encryption_key_id or "1")
         keys = _parse_old_keys(material.old_encryption_keys)
@@ -155,6 +183,10 @@ class KeyRing:
         mac = self._hmac.copy()
         mac.update(data)
         return mac.hexdigest()
+
+    def tenant_proof(self, user_hash: str) -> bytes:
+        """The tenant's proof for ``pymem.enter_tenant`` (see :func:`tenant_proof`)."""
+        return tenant_proof(self._proof_key, user_hash)
 
     def tenant_index(self, user_hash: str) -> TenantIndex:
         """The tenant's blind index (row ids for caller ids, metadata tags); see :mod:`pymem.blind_index`."""

@@ -1,44 +1,48 @@
 """The tenant context: a transaction-local ``app.user_hash`` that RLS reads.
 
-The setting is only ever made with ``SET LOCAL`` inside a transaction this module
-opens, so it vanishes at COMMIT or ROLLBACK. A session-level ``SET`` would survive
-on a pooled connection and hand the next caller another tenant's rows. ``SET LOCAL``
-rather than ``set_config(..., true)`` because Citus forwards ``SET LOCAL`` (with
-``citus.propagate_set_commands = 'local'``, which ``pymem distribute`` sets for the
-database) to the workers that run the tenant's calls, and ``set_config`` is not
-forwarded. ``SET LOCAL`` takes no bind parameter, so the hash is checked to be 64
-lowercase hex characters and sent as a quoted literal.
+A transaction becomes a tenant's through ``pymem.enter_tenant(user_hash, proof)``
+only (revision 0015). The proof is HMAC-SHA256 of the hash under a key derived
+from ``MEMORY_TENANT_HMAC_KEY`` (:meth:`pymem.security.KeyRing.tenant_proof`), so
+knowing a tenant's hash (which is in every row and audit row) is not enough to act
+as it: a login without the keys cannot. Both go as bind parameters, so neither is
+in the query text that ``pg_stat_activity`` shows to other sessions of the same
+login. The server checks the proof, then sets ``app.user_hash`` and a context
+ticket with ``SET LOCAL`` (which Citus forwards to the workers); every API call
+checks the ticket. Both vanish at COMMIT or ROLLBACK: a session-level setting
+would survive on a pooled connection and hand the next caller another tenant.
 
-Each tenant transaction also pins what a previous user of the same connection
-could have changed for the session and that pymem's correctness rests on: it is
-READ COMMITTED (the audit chain's row lock then waits instead of failing) and
-READ WRITE, whatever ``default_transaction_isolation`` or
-``default_transaction_read_only`` say. Every name pymem sends is schema-qualified
-(``pg_catalog.uuid[]``, ``public.vector``), so temporary types, domains
-or tables a session left in ``pg_temp`` are never used.
+Each tenant transaction also pins what a previous user of the same connection, or
+a setting stored for the login, could have changed and that pymem's correctness or
+availability rests on: it is READ COMMITTED (the audit chain's row lock then waits
+instead of failing) and READ WRITE whatever ``default_transaction_isolation`` or
+``default_transaction_read_only`` say, and it runs with the timeouts of
+:mod:`pymem.pins` off, so that a stored ``statement_timeout = '1ms'`` cannot fail
+every call. Every name pymem sends is schema-qualified (``pg_catalog.uuid[]``,
+``public.vector``), so temporary types, domains or tables a session left in
+``pg_temp`` are never used.
+
+The context costs no round trip of its own: ``BEGIN``, the pins and
+``enter_tenant`` go in one pipeline, one round trip in all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from .security import hmac_user
+from .pins import pinned_transaction, timeouts_off
+from .security import hmac_user, keyring
 
-_SET_TENANT_SQL = sql.SQL("SET LOCAL app.user_hash = {}")
-# One round trip: no parameters, so psycopg sends it as a simple query and both
-# statements run. (Citus forwards the query text of each SET it propagates, here
-# the whole string twice; both statements are idempotent.)
-_BEGIN_TENANT_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE; {}")
-_BEGIN_READ_ONLY_SQL = sql.SQL("SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY; {}")
-# The same pinning as statements of their own, for pipeline mode (one statement
-# per message there): BEGIN carries the transaction modes.
-_BEGIN_STATEMENT = sql.SQL("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE")
+_READ_WRITE = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE"
+_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY"
+_ENTER_SQL = "SELECT FROM pymem.enter_tenant(%s::pg_catalog.bpchar, %s::pg_catalog.bytea)"
+# For pipeline mode on an autocommit connection: BEGIN carries the transaction modes.
+_BEGIN_STATEMENT = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -49,43 +53,58 @@ def check_user_hash(user_hash: object) -> str:
     return user_hash
 
 
-def set_tenant_sql(user_hash: str) -> sql.Composed:
-    """``SET LOCAL app.user_hash = '<hash>'`` for a checked hash (raises ValueError otherwise)."""
-    return _SET_TENANT_SQL.format(sql.Literal(check_user_hash(user_hash)))
+def enter_tenant_call(user_hash: str, proof: bytes | None = None) -> tuple[str, tuple[str, bytes]]:
+    """``pymem.enter_tenant`` with its parameters: the checked hash and its proof.
+
+    ``proof``: the tenant's proof when it is not the key ring's (a tool moving
+    tenants from one HMAC key to another); default: the ring's.
+
+    Raises:
+        ValueError: ``user_hash`` is not 64 lowercase hex characters, or the keys
+            are missing or malformed.
+    """
+    check_user_hash(user_hash)
+    return _ENTER_SQL, (user_hash, keyring().tenant_proof(user_hash) if proof is None else proof)
 
 
-def tenant_begin_statements(user_hash: str) -> tuple[sql.Composable, sql.Composed]:
+def tenant_begin_statements(conn, user_hash: str) -> list[tuple[str, tuple | None]]:
     """The statements that open a READ WRITE tenant transaction, one per message.
 
     For pipeline mode on an autocommit connection (:func:`pymem.reads.durable_read`):
-    ``BEGIN`` with the modes :func:`tenant_transaction` pins, then ``SET LOCAL``.
+    ``BEGIN`` with the modes :func:`tenant_transaction` pins, the timeouts, then
+    ``enter_tenant``. Each item is ``(query, params)``.
 
     Raises:
-        ValueError: ``user_hash`` is not 64 lowercase hex characters.
+        ValueError: as :func:`enter_tenant_call`.
     """
-    return _BEGIN_STATEMENT, set_tenant_sql(user_hash)
+    return [(_BEGIN_STATEMENT, None), *((pin, None) for pin in timeouts_off(conn)), enter_tenant_call(user_hash)]
 
 
 @asynccontextmanager
 async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str, *,
-                             read_only: bool = False) -> AsyncIterator[str]:
+                             read_only: bool = False, proof: bytes | None = None) -> AsyncIterator[str]:
     """Open a transaction on ``conn`` scoped to the tenant ``user_hash``; yield it.
 
     ``read_only``: a READ ONLY transaction (what a hot standby allows).
+    ``proof``: as :func:`enter_tenant_call`.
 
     The building block of :func:`set_rls_context`, for operators' tools (key
-    rotation) that work from hashes and never see user ids.
+    rotation) that work from hashes and never see user ids; they hold the keys,
+    which the proof needs.
 
     Raises:
-        ValueError: ``user_hash`` is not 64 lowercase hex characters.
+        ValueError: ``user_hash`` is not 64 lowercase hex characters, or the keys
+            are missing or malformed.
         RuntimeError: ``conn`` is already inside a transaction; nesting would let
             the tenant setting outlive this block, so it is refused.
+        psycopg.errors.InsufficientPrivilege: the server refused the proof (keys
+            other than the tenant's), or the tenant predates revision 0015 and is
+            not registered yet (``pymem register-tenants``).
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
-    async with conn.transaction():
-        begin = _BEGIN_READ_ONLY_SQL if read_only else _BEGIN_TENANT_SQL
-        await conn.execute(begin.format(set_tenant_sql(user_hash)))
+    statements = [(_READ_ONLY if read_only else _READ_WRITE, None), enter_tenant_call(user_hash, proof)]
+    async with pinned_transaction(conn, statements):
         yield user_hash
 
 
@@ -108,3 +127,25 @@ async def set_rls_context(conn: psycopg.AsyncConnection, user_id: str) -> AsyncI
     """
     async with tenant_transaction(conn, hmac_user(user_id)) as user_hash:
         yield user_hash
+
+
+def register_tenants(conn: psycopg.Connection) -> int:
+    """Register the proofs of the tenants that predate revision 0015; return how many.
+
+    Run once after upgrading (``pymem register-tenants``), by the DBA (pymem_owner
+    or a superuser) with ``MEMORY_TENANT_HMAC_KEY`` set: until then those tenants'
+    transactions are refused, since whoever knew their hashes could otherwise claim
+    them. Only digests (sha256 of each proof) reach the database. Idempotent.
+
+    Raises:
+        ValueError: the keys are missing or malformed.
+        psycopg.errors.InsufficientPrivilege: the login is neither pymem_owner nor a superuser.
+    """
+    ring = keyring()
+    with conn.transaction():
+        hashes = [row[0] for row in conn.execute("SELECT pymem.unregistered_tenants()")]
+        if not hashes:
+            return 0
+        digests = [hashlib.sha256(ring.tenant_proof(user_hash)).digest() for user_hash in hashes]
+        return conn.execute("SELECT pymem.register_tenant_proofs(%s::pg_catalog.bpchar[], %s::pg_catalog.bytea[])",
+                            (hashes, digests)).fetchone()[0]

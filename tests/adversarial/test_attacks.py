@@ -34,7 +34,7 @@ from pymem.security import (
     hmac_user,
     seal,
 )
-from pymem.tenant import set_tenant_sql
+from pymem.tenant import enter_tenant_call
 from tests.utils import DIM, SEARCH_COUNT_SQL, SERVER_VERSIONS, vec
 
 
@@ -116,6 +116,23 @@ async def test_temp_domains_left_on_a_connection_never_run_in_a_later_tenant_tra
     finally:
         await conn.close()
     attack_failed("pg_temp domains")
+
+
+async def test_temp_domains_made_before_pymem_first_uses_the_connection_never_run(attack_failed, app_url, user):
+    """A9: the trap is laid before pymem sets the connection up (pgvector's type
+    lookup included), on a plain psycopg connection handed to pymem afterwards."""
+    conn = await psycopg.AsyncConnection.connect(app_url, autocommit=True)
+    try:
+        await conn.execute(SPY_SETUP)
+        for name, base in HIJACKED_TYPES.items():
+            await conn.execute(sql.SQL("CREATE DOMAIN pg_temp.{} AS {} CHECK (pg_temp.spy(VALUE))").format(
+                sql.Identifier(name), sql.SQL(base)))
+        await _victim_calls(conn, user)
+        cur = await conn.execute("SELECT count(*) FROM pg_temp.loot")
+        assert (await cur.fetchone())[0] == 0  # the attacker's function never ran
+    finally:
+        await conn.close()
+    attack_failed("pg_temp domains laid before pymem's first use")
 
 
 async def test_session_settings_left_on_a_connection_do_not_change_a_later_tenant_transaction(attack_failed, app_url, user):
@@ -200,7 +217,7 @@ async def test_a_rolled_back_read_stays_on_record(attack_failed, app_url, admin_
     user_hash = hmac_user(user)
     ticket = await commit_read_intent(conn, user_hash, "search", (vec(3), 10))
     await conn.set_autocommit(False)
-    await conn.execute(set_tenant_sql(user_hash))
+    await conn.execute(*enter_tenant_call(user_hash))
     if ending == "savepoint rollback then commit":
         await conn.execute("SAVEPOINT s")
     cur = await conn.execute(SEARCH_COUNT_SQL, (user_hash, ticket, vec(3), 10))
@@ -221,7 +238,7 @@ async def test_a_read_without_a_committed_intent_returns_nothing(attack_failed, 
     await repo.index_memory_chunk(aconn, user, "d", "s", "t", vec(4))
     async with aconn.transaction():
         user_hash = hmac_user(user)
-        await aconn.execute(set_tenant_sql(user_hash))
+        await aconn.execute(*enter_tenant_call(user_hash))
         ticket = uuid.uuid4()
         await aconn.execute("SELECT pymem.read_intent(%s, %s, 'search', pymem.search_digest(%b::public.vector, 10))",
                             (user_hash, ticket, vec(4)))
@@ -252,7 +269,7 @@ async def test_a_login_without_pymem_roles_cannot_freeze_a_tenant(attack_failed,
         assert len(hits) == 2
         # Mid-transaction, pg_locks shows the outsider no advisory lock of the tenant's.
         async with victim.transaction():
-            await victim.execute(set_tenant_sql(user_hash))
+            await victim.execute(*enter_tenant_call(user_hash))
             await victim.execute("SELECT pymem.delete_document(%s, 'd')", (user_hash,))
             seen = outsider.execute("SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'",
                                     (victim.info.backend_pid,)).fetchone()[0]
@@ -333,7 +350,7 @@ async def _raw_put(conn, user: str, key_id: int, blob: bytes) -> None:
     """What an attacker with the app's credentials (no keys) can write: anything."""
     user_hash = hmac_user(user)
     async with conn.transaction():
-        await conn.execute(set_tenant_sql(user_hash))
+        await conn.execute(*enter_tenant_call(user_hash))
         await conn.execute(_RAW_PUT, (user_hash, [uuid.uuid4()], [blob], [blob], [blob], [key_id], [vec(8)]))
 
 
@@ -444,7 +461,7 @@ async def test_maintainer_reads_are_audited_under_the_operator_login(attack_fail
         user_hash = hmac_user(user)
         ticket = await commit_read_intent(conn, user_hash, "export", (None, 100))
         async with conn.transaction():
-            await conn.execute(set_tenant_sql(user_hash))
+            await conn.execute(*enter_tenant_call(user_hash))
             cur = await conn.execute("SELECT count(*) FROM pymem.export_chunks(%s, %s, NULL, NULL, 100)",
                                      (user_hash, ticket))
             assert (await cur.fetchone())[0] == 1

@@ -53,7 +53,7 @@ def test_a_replaced_function_is_named_and_reapplying_restores_it(victim):
                      " LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ BEGIN END $$")
     ok, detail = findings(victim)["function definitions"]
     assert not ok and "function pymem.check_aad_version(smallint) differs from the shipped one" in detail
-    assert migrations.reapply_functions(victim) == "0014"
+    assert migrations.reapply_functions(victim) == migrations.released_bundles()[-1]
     assert all(ok for ok, _ in findings(victim).values())
 
 

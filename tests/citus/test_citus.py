@@ -31,7 +31,7 @@ from pymem.distribute import TENANT_FUNCTIONS, NotReady, distribute
 from pymem.doctor import check_schema
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
-from pymem.tenant import set_tenant_sql
+from pymem.tenant import enter_tenant_call
 from tests.utils import (
     TAP_FILES,
     TAP_ROLE,
@@ -267,7 +267,7 @@ def test_a_null_tenant_argument_is_refused_and_the_coordinator_survives(cluster,
     # Stock Citus 14.0.1 crashes the backend here (pymem_devtools/patches/citus-14.0.1-null-distribution-argument.patch).
     _, app = workload_db
     with psycopg.connect(app) as conn:
-        conn.execute(set_tenant_sql(hmac_user("citus-tenant-0")))
+        conn.execute(*enter_tenant_call(hmac_user("citus-tenant-0")))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM pymem.search_chunks(NULL, 'aaaaaaaa-0000-0000-0000-000000000001', %s, 3)",
                          (str(vec(1, DIM).tolist()),))

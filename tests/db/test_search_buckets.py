@@ -19,6 +19,7 @@ from pymem.bulk_load import (
 from pymem.db import aconnect
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
+from pymem.tenant import enter_tenant_call
 from tests.utils import DIM, vec
 
 _BUCKET_SCANS_SQL = ("SELECT indexrelname, idx_scan FROM pg_catalog.pg_stat_user_indexes"
@@ -122,7 +123,7 @@ async def _bucket_scans(conn) -> dict[str, int]:
 def test_the_app_cannot_call_0008s_internal_functions(conn, internal):
     user_hash = hmac_user(f"t-{uuid.uuid4()}")
     with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-        conn.execute(f"SET LOCAL app.user_hash = '{user_hash}'")
+        conn.execute(*enter_tenant_call(user_hash))
         conn.execute(f"SELECT {internal}", (user_hash,))
 
 

@@ -21,6 +21,7 @@ from pymem import sync
 from pymem.connections import configure, reset
 from pymem.repository import ChunkInput, DuplicateId
 from pymem.security import hmac_user, keyring
+from pymem.tenant import enter_tenant_call
 from tests.utils import vec
 
 # Also run through a Citus coordinator (make test-citus).
@@ -322,5 +323,5 @@ def test_the_app_cannot_call_the_internal_search_and_skip_its_audit(conn, tenant
     user_hash = hmac_user(tenant)
     params = (user_hash, vec(1)) if "search_rows" in internal else ()
     with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
-        conn.execute(f"SET LOCAL app.user_hash = '{user_hash}'")
+        conn.execute(*enter_tenant_call(user_hash))
         conn.execute(f"SELECT * FROM {internal}", params)

@@ -26,7 +26,7 @@ from pymem.connections import SyncConnectionAsAsync
 from pymem.extras import progress_iter
 from pymem.reads import durable_read
 from pymem.security import keyring
-from pymem.tenant import set_tenant_sql
+from pymem.tenant import enter_tenant_call
 from pymem_devtools.bench.common import (
     PEER_INDEX_SQL,
     app_dsn,
@@ -95,7 +95,7 @@ def _pymem_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) ->
 def _plain_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) -> list[uuid.UUID]:
     with conn.transaction():
         conn.execute("SET LOCAL ROLE pymem_owner")
-        conn.execute(set_tenant_sql(user_hash))
+        conn.execute(*enter_tenant_call(user_hash))
         conn.execute("SET LOCAL enable_seqscan = off")
         conn.execute("SET LOCAL enable_sort = off")
         return [r[0] for r in conn.execute(_PLAIN_SQL, (user_hash, tags, query, K))]

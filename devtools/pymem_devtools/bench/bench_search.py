@@ -27,7 +27,7 @@ from tqdm import tqdm
 from pymem import sync
 from pymem.connections import SyncConnectionAsAsync
 from pymem.reads import commit_read_intent, durable_read
-from pymem.tenant import set_tenant_sql
+from pymem.tenant import enter_tenant_call
 from pymem_devtools.bench.common import (
     PEER_INDEX_SQL,
     app_dsn,
@@ -87,7 +87,7 @@ def _measure(conn, method: str, role_sql: list[str], query_sql: str, user_hash: 
     with conn.transaction():
         for statement in role_sql:
             conn.execute(statement)
-        conn.execute(set_tenant_sql(user_hash))
+        conn.execute(*enter_tenant_call(user_hash))
         params = (query, K) if ticket is None else (user_hash, ticket, query, K)
         rows = conn.execute(query_sql, params).fetchall()
     elapsed = time.perf_counter() - start

@@ -4,6 +4,17 @@
 -- The context is the transaction-local setting app.user_hash; the row-level
 -- policies on every tenant table compare user_hash with it, and every API
 -- function takes the tenant as its first argument and checks it against it.
+--
+-- The hash is not a secret (it is in every row and audit row), so knowing it must
+-- not be enough to act as the tenant. A transaction becomes a tenant's through
+-- enter_tenant(hash, proof) only: the proof is a MAC of the hash under a key
+-- derived from the app's MEMORY_TENANT_HMAC_KEY, sent as a bind parameter (never
+-- query text, which pg_stat_activity shows to other sessions of the login), and
+-- checked against its digest in tenant_proofs. enter_tenant then sets the context
+-- with a ticket: a MAC under context_key, which only the owner reads, of the hash,
+-- this backend's (global) pid and this transaction's start. check_tenant, which
+-- every API call runs first, refuses a context without a valid ticket, so a
+-- SET LOCAL app.user_hash of its own gets a session nothing.
 
 -- nullif: after a SET LOCAL, current_setting(name, true) returns '' rather than
 -- NULL on that connection, and '' must mean "no tenant" (fail closed).
@@ -22,8 +33,61 @@ CREATE OR REPLACE FUNCTION pymem.no_tenant() RETURNS char(64)
 COMMENT ON FUNCTION pymem.no_tenant() IS
     'The audit chain of events that belong to no tenant (a TRUNCATE by the owner): 64 zeros.';
 
+-- This backend's id as the context ticket binds it: on Citus the global pid, which
+-- the coordinator gives every connection it opens to a worker for this session
+-- (so a delegated call on the worker carries the caller's); elsewhere the pid.
+CREATE OR REPLACE FUNCTION pymem.backend_gpid() RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_gpid bigint;
+BEGIN
+    IF to_regprocedure('pg_catalog.citus_backend_gpid()') IS NULL THEN
+        RETURN pg_backend_pid();
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_backend_gpid()' INTO v_gpid;
+    RETURN v_gpid;
+END
+$$;
+COMMENT ON FUNCTION pymem.backend_gpid() IS
+    'This backend''s id for context tickets: Citus'' global pid where Citus is installed, else the pid.';
+
+-- sha256(k || sha256(k || m)): the hash-of-hash form, not k || m alone, so that no
+-- length extension of one ticket's MAC is a valid MAC (PostgreSQL has sha256 but
+-- no HMAC without pgcrypto). The message is fixed-format and recomputed, never parsed.
+CREATE OR REPLACE FUNCTION pymem.context_mac(p_user_hash char(64), p_gpid bigint, p_at_us bigint) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_key bytea := (SELECT k.key FROM pymem.context_key k);
+BEGIN
+    IF v_key IS NULL THEN
+        RAISE EXCEPTION 'pymem: the context key is missing' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN encode(sha256(v_key || sha256(v_key || convert_to(
+        concat_ws('|', 'pymem context v1', p_user_hash, p_gpid, p_at_us), 'UTF8'))), 'hex');
+END
+$$;
+COMMENT ON FUNCTION pymem.context_mac(char, bigint, bigint) IS
+    'The context ticket''s MAC of a tenant, a backend and a transaction start (microseconds), under context_key.';
+
+-- How long a ticket stays valid where it did not start: a Citus worker running a
+-- call the coordinator delegated, whose clock and transaction start differ from
+-- the coordinator's. Where the transaction started, the ticket must name its start
+-- exactly, so it is worthless in any other transaction.
+CREATE OR REPLACE FUNCTION pymem.forwarded_ticket_ttl_us() RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN 120000000;
+COMMENT ON FUNCTION pymem.forwarded_ticket_ttl_us() IS
+    'How long a context ticket is accepted on a Citus worker after its transaction started (120 s).';
+
 -- Citus routes a call by its tenant argument, and the caller chooses that
--- argument, so it is never trusted on its own: it must equal the context.
+-- argument, so it is never trusted on its own: it must equal the context, and the
+-- context must carry the ticket enter_tenant made for it.
 CREATE OR REPLACE FUNCTION pymem.check_tenant(p_user_hash char(64)) RETURNS void
     LANGUAGE plpgsql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -32,18 +96,121 @@ DECLARE
     -- The raw setting, not current_tenant(): its char(64) cast would cut a longer
     -- value down to a hash the policy then does not match.
     v_context text := current_setting('app.user_hash', true);
+    v_ticket  text[] := regexp_match(coalesce(current_setting('app.tenant_ticket', true), ''),
+                                     '^([0-9]{1,19})\.([0-9]{1,19})\.([0-9a-f]{64})$');
+    v_gpid    bigint;
+    v_at_us   bigint;
+    v_now_us  bigint := (extract(epoch FROM now()) * 1000000)::bigint;
+    -- A call the coordinator delegated to this worker (Citus names such connections so).
+    v_forwarded boolean := current_setting('application_name') LIKE 'citus\_internal gpid=%';
 BEGIN
     IF p_user_hash IS NULL OR v_context IS NULL OR v_context !~ '^[0-9a-f]{64}$'
        OR v_context <> p_user_hash::text THEN
         RAISE EXCEPTION 'pymem: the tenant argument is not the tenant context of this transaction'
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'SET LOCAL app.user_hash in the same transaction (pymem.set_rls_context); '
+                  HINT = 'open the transaction with pymem.enter_tenant (pymem.set_rls_context); '
                          'on Citus, citus.propagate_set_commands must be ''local''';
+    END IF;
+    IF v_ticket IS NOT NULL THEN
+        v_gpid := v_ticket[1]::numeric;
+        v_at_us := v_ticket[2]::numeric;
+    END IF;
+    IF v_ticket IS NULL OR v_gpid <> pymem.backend_gpid()
+       OR v_ticket[3] <> pymem.context_mac(p_user_hash, v_gpid, v_at_us)
+       OR (v_forwarded AND abs(v_now_us - v_at_us) > pymem.forwarded_ticket_ttl_us())
+       OR (NOT v_forwarded AND v_at_us <> v_now_us) THEN
+        RAISE EXCEPTION 'pymem: this transaction did not enter the tenant with its proof'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'a tenant transaction starts with pymem.enter_tenant(user_hash, proof): '
+                         'pymem.set_rls_context does this; the proof needs MEMORY_TENANT_HMAC_KEY';
     END IF;
 END
 $$;
 COMMENT ON FUNCTION pymem.check_tenant(char) IS
-    'Raises insufficient_privilege unless the argument is this transaction''s tenant context.';
+    'Raises insufficient_privilege unless the argument is this transaction''s tenant context, entered '
+    'with its proof (pymem.enter_tenant) in this transaction.';
+
+-- The one way into a tenant's context. SET LOCAL through EXECUTE, not
+-- set_config(): Citus forwards a SET LOCAL (citus.propagate_set_commands =
+-- 'local') to the workers that run the tenant's delegated calls. What it forwards
+-- is the hash and the ticket, never the proof.
+CREATE OR REPLACE FUNCTION pymem.enter_tenant(p_user_hash char(64), p_proof bytea) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_digest bytea;
+    v_gpid   bigint := pymem.backend_gpid();
+    v_now_us bigint := (extract(epoch FROM now()) * 1000000)::bigint;
+BEGIN
+    IF p_user_hash IS NULL OR p_user_hash::text !~ '^[0-9a-f]{64}$'
+       OR p_proof IS NULL OR octet_length(p_proof) <> 32 THEN
+        RAISE EXCEPTION 'enter_tenant: needs a tenant hash (64 lowercase hex) and a 32-byte proof'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT t.proof_digest INTO v_digest FROM pymem.tenant_proofs t WHERE t.user_hash = p_user_hash;
+    IF NOT FOUND THEN  -- first use registers the tenant
+        INSERT INTO pymem.tenant_proofs (user_hash, proof_digest) VALUES (p_user_hash, sha256(p_proof))
+            ON CONFLICT (user_hash) DO NOTHING;
+        SELECT t.proof_digest INTO STRICT v_digest FROM pymem.tenant_proofs t WHERE t.user_hash = p_user_hash;
+    END IF;
+    IF v_digest IS NULL THEN
+        RAISE EXCEPTION 'pymem: this tenant predates tenant proofs and is not registered yet'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'the DBA runs `pymem register-tenants` once after upgrading, with the app''s keys';
+    END IF;
+    IF v_digest <> sha256(p_proof) THEN
+        RAISE EXCEPTION 'pymem: wrong tenant proof' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    EXECUTE format('SET LOCAL app.user_hash = %L', p_user_hash);
+    EXECUTE format('SET LOCAL app.tenant_ticket = %L', concat_ws('.', v_gpid, v_now_us,
+                                                               pymem.context_mac(p_user_hash, v_gpid, v_now_us)));
+END
+$$;
+COMMENT ON FUNCTION pymem.enter_tenant(char, bytea) IS
+    'Makes this transaction the tenant''s (app.user_hash and its context ticket) if the proof is the '
+    'tenant''s: HMAC of the hash under the app''s proof key. A new tenant is registered on first use.';
+
+-- After upgrading to 0015, tenants that existed before are registered by the DBA
+-- (the owner or a superuser: no pymem role may call these) running
+-- `pymem register-tenants` with the app's HMAC key, which makes each proof from the
+-- hash alone. Granting it to a role without the keys would let that role claim
+-- any unregistered tenant with a proof of its own choosing.
+CREATE OR REPLACE FUNCTION pymem.unregistered_tenants() RETURNS SETOF char(64)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN QUERY SELECT t.user_hash FROM pymem.tenant_proofs t WHERE t.proof_digest IS NULL ORDER BY t.user_hash;
+END
+$$;
+COMMENT ON FUNCTION pymem.unregistered_tenants() IS
+    'Tenants without a proof digest: those that had an audit chain when revision 0015 was applied.';
+
+CREATE OR REPLACE FUNCTION pymem.register_tenant_proofs(p_user_hashes char(64)[], p_digests bytea[])
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF cardinality(p_user_hashes) IS DISTINCT FROM cardinality(p_digests) THEN
+        RAISE EXCEPTION 'register_tenant_proofs: one digest per tenant' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Only tenants that predate 0015 and have no digest yet: a registered proof never changes.
+    UPDATE pymem.tenant_proofs t SET proof_digest = u.digest, registered_at = now(), registered_by = session_user
+      FROM unnest(p_user_hashes, p_digests) AS u(user_hash, digest)
+     WHERE t.user_hash = u.user_hash AND t.proof_digest IS NULL AND octet_length(u.digest) = 32;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION pymem.register_tenant_proofs(char[], bytea[]) IS
+    'Registers the proof digests (sha256 of each proof) of tenants that predate 0015; returns how many.';
 
 -- EXECUTE, so that this function exists (and answers false) where Citus is not
 -- installed.

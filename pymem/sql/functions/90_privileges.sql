@@ -40,6 +40,7 @@ $revoke$;
 -- The application: its tenant's writes and audited reads.
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
+    pymem.enter_tenant(char, bytea),
     pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                        integer[], public.vector[], smallint),
     pymem.delete_chunk_ids(char, uuid[]),
@@ -78,7 +79,8 @@ GRANT EXECUTE ON FUNCTION
     pymem.tenants_with_keys(integer[]),
     pymem.key_usage(),
     pymem.quarantine_chunks(char, uuid[], text),
-    pymem.quarantined()
+    pymem.quarantined(),
+    pymem.enter_tenant(char, bytea)
     TO pymem_maintainer;
 
 -- The auditor: verification, checkpoints, key counts. No content.

@@ -1,0 +1,72 @@
+"""Settings pymem pins at the start of each transaction it opens.
+
+A setting stored for the app's login (``ALTER ROLE ... SET``, which the login may
+do to itself and which ``DISCARD ALL`` does not undo) or left on a pooled session
+applies to every later session. Those that could deny service to pymem's calls are
+switched off, to PostgreSQL's defaults, in each transaction pymem opens: the
+statement, lock, idle-in-transaction and (PostgreSQL 17 and later) transaction
+timeouts. They go first, with ``BEGIN``, in one pipeline: a timeout would otherwise
+apply to the statements before them, and an idle-in-transaction timeout to the
+round trip after ``BEGIN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg.pq import TransactionStatus
+
+_TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0",
+                 "SET LOCAL idle_in_transaction_session_timeout = 0")
+_TRANSACTION_TIMEOUT_OFF = "SET LOCAL transaction_timeout = 0"
+
+
+def timeouts_off(conn) -> tuple[str, ...]:
+    """The timeout pins this server knows, one statement each (for pipeline mode)."""
+    return _TIMEOUTS_OFF + ((_TRANSACTION_TIMEOUT_OFF,) if conn.info.server_version >= 170000 else ())
+
+
+@asynccontextmanager
+async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = ()) -> AsyncIterator[list]:
+    """Open a transaction on ``conn`` with the timeouts off; yield the cursors of ``statements``.
+
+    ``BEGIN``, the pins and ``statements`` (``(query, params)`` pairs, run in order
+    before the block's body) go in one pipeline with one Sync at its end: one round
+    trip, and the server never waits idle inside the transaction before the pins
+    are in force. The block commits if it ends normally and rolls back otherwise;
+    an error in the pipeline is raised on entering, rolled back.
+
+    Args:
+        conn: an async connection (or pymem's sync wrapper) not inside a
+            transaction; autocommit or not (its setting is restored).
+
+    Raises:
+        RuntimeError: ``conn`` is already inside a transaction.
+    """
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("pymem opens its own transactions: conn is already in one")
+    # Autocommit for the transaction's length, and BEGIN/COMMIT sent here: psycopg's
+    # own transaction() sends a Sync right after BEGIN, and a connection that is not
+    # autocommit gets a BEGIN and a Sync of psycopg's before the first statement.
+    # Either makes the server wait, idle in the transaction, for the pins.
+    autocommit = conn.autocommit
+    if not autocommit:
+        await conn.set_autocommit(True)
+    try:
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                for pin in timeouts_off(conn):
+                    await conn.execute(pin)
+                cursors = [await conn.execute(query, params) for query, params in statements]
+            yield cursors
+        except BaseException:
+            if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+    finally:
+        if not autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+            await conn.set_autocommit(False)

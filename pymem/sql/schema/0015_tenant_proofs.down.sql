@@ -1,0 +1,9 @@
+-- Undo 0015: the functions of 0014 go back, and with them the context without a proof.
+DROP FUNCTION IF EXISTS pymem.enter_tenant(char, bytea);
+DROP FUNCTION IF EXISTS pymem.register_tenant_proofs(char[], bytea[]);
+DROP FUNCTION IF EXISTS pymem.unregistered_tenants();
+DROP FUNCTION IF EXISTS pymem.context_mac(char, bigint, bigint);
+DROP FUNCTION IF EXISTS pymem.backend_gpid();
+DROP FUNCTION IF EXISTS pymem.forwarded_ticket_ttl_us();
+DROP TABLE pymem.context_key;
+DROP TABLE pymem.tenant_proofs;
