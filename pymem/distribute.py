@@ -16,7 +16,9 @@ What changes for the DBA (docs/citus.md says it in full):
   ``pymem_owner`` (citusdata/citus#7719). It has no password: give it node-to-node
   authentication only (``pg_dist_authinfo`` or certificates), never to an app.
 * ``citus.propagate_set_commands = 'local'`` is set for the database, so the
-  ``SET LOCAL app.user_hash`` of each tenant transaction reaches the workers.
+  ``SET LOCAL app.user_hash`` and context ticket of each tenant transaction reach the
+  workers; and ``track_activities = off`` on every worker, so that no session there
+  (nor ``citus_stat_activity``) shows that text.
 
 Migrations run on a Citus coordinator before this step (``alembic upgrade head``)
 create pymem's objects on the coordinator alone (:func:`migration_connect_args`), and
@@ -149,6 +151,7 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
         _preload_pgvector_for_the_owner(conn)
         delegated = _distribute_functions(conn)
         _revoke_public_on_workers(conn)
+        _hide_query_text_on_workers(conn)
         conn.execute(sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
             sql.Identifier(conn.info.dbname)))
         shards = conn.execute("SELECT shard_count FROM public.citus_tables"
@@ -214,6 +217,28 @@ def owner_preloads_pgvector(conn: psycopg.Connection) -> bool:
 def _revoke_public_on_workers(conn: psycopg.Connection) -> None:
     conn.execute(_REVOKE_FUNCTIONS)
     _on_every_worker(conn, _WORKER_DEFAULT_PRIVILEGES, "revoke PUBLIC's default access to pymem functions")
+
+
+def _hide_query_text_on_workers(conn: psycopg.Connection) -> None:
+    """``track_activities = off`` for the database on every worker.
+
+    Citus sends each tenant transaction's ``SET LOCAL app.user_hash`` and context
+    ticket to the workers as query text, on connections of the app's own login, and
+    pg_stat_activity (or citus_stat_activity on the coordinator) would show that
+    text to every session of the login: the ticket acts as the tenant for two
+    minutes on its worker. Off, the workers report no query text at all.
+    """
+    statement = sql.SQL("ALTER DATABASE {} SET track_activities = off").format(
+        sql.Identifier(conn.info.dbname)).as_string(conn)
+    _on_every_worker(conn, "SET citus.enable_ddl_propagation TO off; " + statement,
+                     "turn track_activities off (the tenant tickets' SET LOCAL text)")
+
+
+def workers_showing_query_text(conn: psycopg.Connection) -> list[str]:
+    """The workers (host:port) whose new sessions in this database still report query text."""
+    return [f"{host}:{port}" for host, port, ok, result in conn.execute(
+        "SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers('SHOW track_activities')")
+        if not ok or result != "off"]
 
 
 def _on_every_worker(conn: psycopg.Connection, command: str, what: str) -> None:

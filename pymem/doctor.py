@@ -35,6 +35,8 @@ privileges. These matter to pymem's isolation:
   itself and which every new session, pooled ones included, starts with. pymem's
   transactions pin the timeouts such a setting could use to fail every call
   (:mod:`pymem.pins`); doctor reports any stored setting by name.
+* On Citus, the workers report no query text (``track_activities = off``, set by
+  ``pymem distribute``): the tenant context tickets reach them as query text.
 * The database: pymem's own, with ``CONNECT`` not granted to PUBLIC. The statistics
   views show every login that may connect the size of each bucket graph and how
   often it was searched and written: for a large tenant, an activity log.
@@ -48,6 +50,7 @@ from dataclasses import dataclass
 import psycopg
 
 from . import fingerprints, migrations
+from .distribute import chunks_distributed, citus_installed, workers_showing_query_text
 from .errors import MigrationRefused
 
 
@@ -154,6 +157,17 @@ def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: s
     return Finding(check, False, "; ".join(problems) + f": find out who changed them (the server log), then {fix}")
 
 
+def _on_citus(conn: psycopg.Connection) -> list[Finding]:
+    """On a distributed database: whether the workers hide the query text Citus forwards."""
+    if not (citus_installed(conn) and chunks_distributed(conn)):
+        return []
+    showing = workers_showing_query_text(conn)
+    return [Finding("workers show no query text", not showing,
+                    "ok" if not showing else
+                    f"{', '.join(showing)} report query text, where every session of the app's login sees the"
+                    " tenant context tickets Citus forwards: run pymem distribute")]
+
+
 def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     """Check the app's login ``role`` against the deployment rules above.
 
@@ -164,7 +178,7 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     if row is None:
         raise ValueError("no such role")
     app, powerful, other_roles, temp, create_public, database, stored, public_connect, other_tables = row
-    return [
+    return _on_citus(conn) + [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
         Finding("no superuser, BYPASSRLS or REPLICATION", not powerful,
                 "ok" if not powerful else

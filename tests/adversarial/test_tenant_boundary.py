@@ -160,12 +160,16 @@ async def test_a_ticket_copied_from_the_tenants_transaction_is_refused_elsewhere
                              (user_hash, copied))
             attacker.execute("SELECT count(*) FROM pymem.search_chunks(%s::bpchar, %s::uuid, %b::public.vector,"
                              " %s::int)", (user_hash, ticket, vec(7), 10))
-        # The same backend, a later transaction (a pooler hands the backend on).
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            async with victim.transaction():
-                await victim.execute("SELECT set_config('app.user_hash', %s, true),"
-                                     " set_config('app.tenant_ticket', %s, true)", (user_hash, copied))
-                await victim.execute("SELECT pymem.erase_tenant(%s::bpchar)", (user_hash,))
+        # The same backend, a later transaction (a pooler hands the backend on), also
+        # claiming to be a connection Citus opened for a delegated call.
+        for application_name in ("pymem-app", f"citus_internal gpid={copied.split('.')[0]}"):
+            await victim.execute("SELECT set_config('application_name', %s, false)", (application_name,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                async with victim.transaction():
+                    await victim.execute("SET LOCAL citus.allow_nested_distributed_execution = on")
+                    await victim.execute("SELECT set_config('app.user_hash', %s, true),"
+                                         " set_config('app.tenant_ticket', %s, true)", (user_hash, copied))
+                    await victim.execute("SELECT pymem.erase_tenant(%s::bpchar)", (user_hash,))
     finally:
         await victim.close()
     assert await _rows_of(app_url, user) == 1

@@ -302,6 +302,51 @@ def test_an_app_login_on_a_worker_cannot_call_internal_functions(cluster, worklo
             conn.execute(statement, (victim,))
 
 
+def _ticket_seen(app: str, cluster, user: str) -> tuple[bool, bool]:
+    """A tenant transaction leaves its context's SET LOCAL as the last statement of its
+    worker connection; a keyless session of the same login looks for its hash and
+    ticket in citus_stat_activity and, connected straight to each worker, in
+    pg_stat_activity. Returns (seen through the coordinator, seen on a worker)."""
+    login = conninfo_to_dict(app)["user"]
+    user_hash = hmac_user(user)
+    with connect(app) as victim, connect(app) as attacker:
+        with victim.transaction():
+            victim.execute(*enter_tenant_call(user_hash))
+            victim.execute("SELECT pymem.delete_document(%s::bpchar, 'none')", (user_hash,))
+            victim.execute(*enter_tenant_call(user_hash))  # forwarded at once to the open worker connection
+            ticket = victim.execute("SELECT current_setting('app.tenant_ticket')").fetchone()[0]
+            texts = [row[0] or "" for row in attacker.execute("SELECT query FROM citus_stat_activity")]
+            through_coordinator = any(user_hash in t or ticket in t for t in texts)
+            on_worker = False
+            for url in cluster.worker_urls:
+                with psycopg.connect(make_conninfo(url, dbname=WORKLOAD_DB, user=login)) as direct:
+                    texts = [row[0] or "" for row in direct.execute("SELECT query FROM pg_stat_activity")]
+                on_worker = on_worker or any(user_hash in t or ticket in t for t in texts)
+    return through_coordinator, on_worker
+
+
+def test_a_keyless_app_login_sees_no_tenant_ticket_on_any_node(report, cluster, workload_db):
+    """A1 on Citus: the context reaches the workers as SET LOCAL text on connections of
+    the app's login; pymem distribute turns track_activities off there. The control
+    turns it back on for a moment and shows the same poll finding the ticket."""
+    admin, app = workload_db
+    assert _ticket_seen(app, cluster, "citus-tenant-2") == (False, False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SELECT run_command_on_workers('SET citus.enable_ddl_propagation TO off;"
+                     f" ALTER DATABASE {WORKLOAD_DB} RESET track_activities')")
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:  # new worker connections for the control
+            conn.execute("SELECT run_command_on_workers($$SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         f" WHERE datname = '{WORKLOAD_DB}' AND pid <> pg_backend_pid()$$)")
+        assert _ticket_seen(app, cluster, "citus-tenant-2") == (True, True)
+    finally:
+        distribute(admin, shard_count=TEST_SHARD_COUNT)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT run_command_on_workers($$SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         f" WHERE datname = '{WORKLOAD_DB}' AND pid <> pg_backend_pid()$$)")
+    report["citus: tenant tickets seen by a keyless login polling every node"] = 0
+
+
 def test_a_distributed_database_upgrades_and_every_node_runs_the_new_definitions(cluster):
     """0013, distributed, then upgraded to head: the bundle's CREATE OR REPLACE reaches the workers."""
     admin = cluster.fresh_database("pymem_citus_upgrade", embedding_dim=DIM, migrate=False)

@@ -73,7 +73,8 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     """The catalog of schema pymem, comparable between databases."""
     with psycopg.connect(url) as conn:
         shot = {name: conn.execute(query).fetchall() for name, query in SNAPSHOT_QUERIES.items()}
-        shot["descriptions"] = [(kind, sub, text) for kind, _, sub, text in shot["descriptions"]]
+        # Sorted without the OID: a function a downgrade re-creates gets a new one.
+        shot["descriptions"] = sorted((kind, sub, text) for kind, _, sub, text in shot["descriptions"])
         shot["function_descriptions"] = conn.execute(_FUNCTION_DESCRIPTIONS).fetchall()
     return shot
 

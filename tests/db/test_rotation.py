@@ -84,6 +84,21 @@ async def test_rotation_reseals_everything_and_reads_keep_working(ops_url, keys)
         await conn.close()
 
 
+async def test_a_row_with_a_caller_id_counts_four_seals(ops_url, keys):
+    """A13: the nonce budget counts every field sealed; a caller id is the fourth."""
+    _, ops = ops_url
+    keys.ring(1, {1: generate_key()})
+    conn = await aconnect(ops)
+    try:
+        with_ids = [ChunkInput("d", "s", f"t{i}", vec(i), id=f"doc-{i}") for i in range(5)]
+        await repo.index_memory_chunks(conn, "seal-count", with_ids)
+        await repo.index_memory_chunks(conn, "seal-count", [ChunkInput("d", "s", "t", vec(9))])
+        usage = {u.key_id: u for u in await key_usage(conn)}
+        assert (usage[1].live_rows, usage[1].seals) == (6, 5 * 4 + 3)
+    finally:
+        await conn.close()
+
+
 async def test_rotation_quarantines_rows_under_a_key_the_ring_lacks(ops_url, keys):
     admin, ops = ops_url
     keys.ring(1, {1: generate_key()})

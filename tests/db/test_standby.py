@@ -154,3 +154,20 @@ async def test_a_result_row_needs_a_committed_intent_is_written_once_and_names_o
         ids = c.execute("SELECT chunk_ids FROM pymem.audit_log WHERE user_hash = %s AND ticket = %s"
                         " AND phase = 'result'", (user_hash, ticket)).fetchall()
     assert ids == [([own],)]
+
+
+@pytest.mark.parametrize("ids", ["1001 ids", "an id twice"])
+async def test_a_result_row_is_bounded_and_names_each_id_once(replicated, ids):
+    """A12: one call stored 2,000,000 ids in the undeletable log before this bound."""
+    _, app, _ = replicated
+    conn = await aconnect(app)
+    user_hash = hmac_user("standby-alice")
+    given = [uuid.uuid4() for _ in range(1001)] if ids == "1001 ids" else [uuid.UUID(int=1)] * 2
+    try:
+        ticket = await commit_read_intent(conn, user_hash, "search", (vec(4, DIM), 3))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 1000 ids, each once"):
+            async with tenant_transaction(conn, user_hash):
+                await conn.execute("SELECT FROM pymem.read_result(%s, %s, 'search', %s::uuid[])",
+                                   (user_hash, ticket, given))
+    finally:
+        await conn.close()

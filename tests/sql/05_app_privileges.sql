@@ -25,7 +25,7 @@ SELECT throws_ok($$SELECT * FROM pymem.audit_verify()$$, '42501', NULL,
 -- delete of every row (NULL doc id), the key counters.
 SELECT ok(NOT has_function_privilege('pymem_app', 'pymem.search_rows(char, public.vector, integer)', 'EXECUTE')
           AND NOT has_function_privilege('pymem_app', 'pymem.delete_chunks(char, text)', 'EXECUTE')
-          AND NOT has_function_privilege('pymem_app', 'pymem.count_keys(char, integer[], integer)', 'EXECUTE'),
+          AND NOT has_function_privilege('pymem_app', 'pymem.count_keys(char, integer[], integer[], integer)', 'EXECUTE'),
           'the app cannot call search_rows, delete_chunks or count_keys');
 SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
           'the app can execute search_chunks');

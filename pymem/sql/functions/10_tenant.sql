@@ -53,6 +53,23 @@ $$;
 COMMENT ON FUNCTION pymem.backend_gpid() IS
     'This backend''s id for context tickets: Citus'' global pid where Citus is installed, else the pid.';
 
+-- Whether this node is a Citus worker (Citus installed, and not the coordinator).
+CREATE OR REPLACE FUNCTION pymem.on_citus_worker() RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_coordinator boolean;
+BEGIN
+    IF to_regprocedure('pg_catalog.citus_is_coordinator()') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO v_coordinator;
+    RETURN NOT v_coordinator;
+END
+$$;
+COMMENT ON FUNCTION pymem.on_citus_worker() IS 'Whether this node is a Citus worker (not the coordinator).';
+
 -- sha256(k || sha256(k || m)): the hash-of-hash form, not k || m alone, so that no
 -- length extension of one ticket's MAC is a valid MAC (PostgreSQL has sha256 but
 -- no HMAC without pgcrypto). The message is fixed-format and recomputed, never parsed.
@@ -77,7 +94,9 @@ COMMENT ON FUNCTION pymem.context_mac(char, bigint, bigint) IS
 -- How long a ticket stays valid where it did not start: a Citus worker running a
 -- call the coordinator delegated, whose clock and transaction start differ from
 -- the coordinator's. Where the transaction started, the ticket must name its start
--- exactly, so it is worthless in any other transaction.
+-- exactly, so it is worthless in any later transaction. On the workers it is
+-- a bearer token for this long: pymem distribute turns track_activities off
+-- there, so that no session sees the SET LOCAL text Citus forwards.
 CREATE OR REPLACE FUNCTION pymem.forwarded_ticket_ttl_us() RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -101,8 +120,12 @@ DECLARE
     v_gpid    bigint;
     v_at_us   bigint;
     v_now_us  bigint := (extract(epoch FROM now()) * 1000000)::bigint;
-    -- A call the coordinator delegated to this worker (Citus names such connections so).
-    v_forwarded boolean := current_setting('application_name') LIKE 'citus\_internal gpid=%';
+    -- A call the coordinator delegated to this worker: only on a Citus worker node,
+    -- never on the coordinator or without Citus, where the ticket must name this
+    -- very transaction (a client chooses its application_name, so that alone
+    -- would let any session ask for the forwarded rule).
+    v_forwarded boolean := pymem.on_citus_worker()
+                           AND current_setting('application_name') LIKE 'citus\_internal gpid=%';
 BEGIN
     IF p_user_hash IS NULL OR v_context IS NULL OR v_context !~ '^[0-9a-f]{64}$'
        OR v_context <> p_user_hash::text THEN
@@ -144,9 +167,10 @@ DECLARE
     v_gpid   bigint := pymem.backend_gpid();
     v_now_us bigint := (extract(epoch FROM now()) * 1000000)::bigint;
 BEGIN
-    IF p_user_hash IS NULL OR p_user_hash::text !~ '^[0-9a-f]{64}$'
+    IF p_user_hash IS NULL OR p_user_hash::text !~ '^[0-9a-f]{64}$' OR p_user_hash = pymem.no_tenant()
        OR p_proof IS NULL OR octet_length(p_proof) <> 32 THEN
-        RAISE EXCEPTION 'enter_tenant: needs a tenant hash (64 lowercase hex) and a 32-byte proof'
+        RAISE EXCEPTION 'enter_tenant: needs a tenant hash (64 lowercase hex, not the audit''s own 64 zeros) and '
+                        'a 32-byte proof'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT t.proof_digest INTO v_digest FROM pymem.tenant_proofs t WHERE t.user_hash = p_user_hash;

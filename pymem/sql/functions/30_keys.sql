@@ -26,10 +26,20 @@ $$;
 COMMENT ON FUNCTION pymem.register_encryption_key(integer) IS
     'Allows rows sealed under an AES key id (pymem register-key); true when it was new.';
 
--- p_sign = 1: rows written (live rows, and three seals each: text, meta, emb);
--- p_sign = -1: rows removed (live rows only). One statement per distinct key,
--- each on the tenant's key_stats row.
-CREATE OR REPLACE FUNCTION pymem.count_keys(p_user_hash char(64), p_key_ids integer[], p_sign integer) RETURNS void
+-- p_sign = 1: rows written (live rows, and the fields each sealed: text, meta,
+-- emb, and ref when the row has a caller id; p_seals has one count per row);
+-- p_sign = -1: rows removed (live rows only; p_seals unused). One statement per
+-- distinct key, each on the tenant's key_stats row.
+-- The fields a row seals: text, meta and emb, and ref when it has a caller id.
+CREATE OR REPLACE FUNCTION pymem.seals_of(p_ref_cipher bytea) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN 3 + (p_ref_cipher IS NOT NULL)::integer;
+COMMENT ON FUNCTION pymem.seals_of(bytea) IS
+    'How many fields a row seals: 3 (text, meta, emb), or 4 with a caller id (ref).';
+
+CREATE OR REPLACE FUNCTION pymem.count_keys(p_user_hash char(64), p_key_ids integer[], p_seals integer[],
+                                            p_sign integer) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -37,10 +47,14 @@ AS $$
 DECLARE
     v_key record;
 BEGIN
-    FOR v_key IN SELECT k.key_id, count(*) AS n FROM unnest(p_key_ids) AS k(key_id) GROUP BY k.key_id LOOP
+    FOR v_key IN
+        SELECT k.key_id, count(*) AS n, coalesce(sum(k.seals), 0) AS seals
+          FROM unnest(p_key_ids, coalesce(p_seals, '{}')) AS k(key_id, seals)
+         WHERE k.key_id IS NOT NULL GROUP BY k.key_id
+    LOOP
         IF p_sign > 0 THEN
             INSERT INTO pymem.key_stats AS s (key_id, user_hash, live_rows, seals)
-            VALUES (v_key.key_id, p_user_hash, v_key.n, 3 * v_key.n)
+            VALUES (v_key.key_id, p_user_hash, v_key.n, v_key.seals)
             ON CONFLICT (key_id, user_hash)
             DO UPDATE SET live_rows = s.live_rows + excluded.live_rows, seals = s.seals + excluded.seals;
         ELSE
@@ -50,8 +64,9 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION pymem.count_keys(char, integer[], integer) IS
-    'Counts a tenant''s rows written (+1) or removed (-1) under each key in pymem.key_stats.';
+COMMENT ON FUNCTION pymem.count_keys(char, integer[], integer[], integer) IS
+    'Counts a tenant''s rows written (+1, with the fields each sealed) or removed (-1) under each key in '
+    'pymem.key_stats.';
 
 -- The warning needs every tenant's count: only where that is a local query. On
 -- Citus it would be a cross-shard query on every write, so there it is raised
@@ -91,10 +106,10 @@ CREATE OR REPLACE FUNCTION pymem.count_direct_write() RETURNS trigger
 AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        PERFORM pymem.count_keys(OLD.user_hash, ARRAY[OLD.key_id], -1);
+        PERFORM pymem.count_keys(OLD.user_hash, ARRAY[OLD.key_id], NULL, -1);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM pymem.count_keys(NEW.user_hash, ARRAY[NEW.key_id], 1);
+        PERFORM pymem.count_keys(NEW.user_hash, ARRAY[NEW.key_id], ARRAY[pymem.seals_of(NEW.ref_cipher)], 1);
         PERFORM pymem.warn_key_budget(ARRAY[NEW.key_id]);
     END IF;
     RETURN NULL;

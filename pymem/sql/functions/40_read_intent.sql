@@ -136,6 +136,11 @@ BEGIN
                   AND a.phase = 'result') THEN
         RAISE EXCEPTION 'pymem: this read already has its result row' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A search returns at most 1000 rows, each once: more, or an id twice, is not
+    -- a result (and would grow the undeletable log at the caller's will).
+    IF cardinality(p_ids) > 1000 OR (SELECT count(DISTINCT i) <> count(*) FROM unnest(p_ids) AS i) THEN
+        RAISE EXCEPTION 'read_result: at most 1000 ids, each once' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM pymem.audit_append(p_user_hash, p_operation, 'result', p_ticket, NULL, ARRAY(
         SELECT u.id FROM unnest(coalesce(p_ids, '{}')) WITH ORDINALITY AS u(id, n)
          WHERE EXISTS (SELECT 1 FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = u.id)

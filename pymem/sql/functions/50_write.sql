@@ -75,8 +75,9 @@ BEGIN
                   p_tags, p_key_ids, p_embeddings)
            AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding);
     v_new := ARRAY(SELECT i FROM unnest(p_ids) AS i WHERE NOT i = ANY (v_replaced));
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, p_key_ids, 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, p_key_ids, ARRAY(SELECT pymem.seals_of(r) FROM unnest(p_ref_ciphers) AS r),
+                             1);
     PERFORM pymem.warn_key_budget(p_key_ids);
     IF cardinality(v_new) > 0 THEN
         PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
@@ -116,7 +117,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
@@ -147,7 +148,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
@@ -198,6 +199,7 @@ AS $$
 DECLARE
     v_ids      uuid[] := '{}';
     v_old_keys integer[] := '{}';
+    v_seals    integer[] := '{}';
     v_row      record;
     v_id       uuid;
 BEGIN
@@ -219,10 +221,11 @@ BEGIN
         IF FOUND THEN
             v_ids := v_ids || v_id;
             v_old_keys := v_old_keys || v_row.read_key_id;
+            v_seals := v_seals || pymem.seals_of(v_row.ref_cipher);
         END IF;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), v_seals, 1);
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
     PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));

@@ -48,7 +48,7 @@ BEGIN
                 v_row.emb_cipher, v_row.key_id, v_row.embedding, p_aad_version);
         v_ids := v_ids || v_row.id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, p_key_ids, 1);
+    PERFORM pymem.count_keys(p_user_hash, p_key_ids, array_fill(3, ARRAY[v_n]), 1);  -- no caller ids in v1
     PERFORM pymem.warn_key_budget(p_key_ids);
     PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
@@ -224,8 +224,9 @@ BEGIN
             v_old_keys := v_old_keys || v_row.read_key_id;
         END IF;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]),
+                             array_fill(3, ARRAY[cardinality(v_ids)]), 1);  -- v1 re-seals text, meta, emb
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
     PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));

@@ -71,6 +71,23 @@ $$;
 COMMENT ON FUNCTION pymem.backend_gpid() IS
     'This backend''s id for context tickets: Citus'' global pid where Citus is installed, else the pid.';
 
+-- Whether this node is a Citus worker (Citus installed, and not the coordinator).
+CREATE OR REPLACE FUNCTION pymem.on_citus_worker() RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_coordinator boolean;
+BEGIN
+    IF to_regprocedure('pg_catalog.citus_is_coordinator()') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator()' INTO v_coordinator;
+    RETURN NOT v_coordinator;
+END
+$$;
+COMMENT ON FUNCTION pymem.on_citus_worker() IS 'Whether this node is a Citus worker (not the coordinator).';
+
 -- sha256(k || sha256(k || m)): the hash-of-hash form, not k || m alone, so that no
 -- length extension of one ticket's MAC is a valid MAC (PostgreSQL has sha256 but
 -- no HMAC without pgcrypto). The message is fixed-format and recomputed, never parsed.
@@ -95,7 +112,9 @@ COMMENT ON FUNCTION pymem.context_mac(char, bigint, bigint) IS
 -- How long a ticket stays valid where it did not start: a Citus worker running a
 -- call the coordinator delegated, whose clock and transaction start differ from
 -- the coordinator's. Where the transaction started, the ticket must name its start
--- exactly, so it is worthless in any other transaction.
+-- exactly, so it is worthless in any later transaction. On the workers it is
+-- a bearer token for this long: pymem distribute turns track_activities off
+-- there, so that no session sees the SET LOCAL text Citus forwards.
 CREATE OR REPLACE FUNCTION pymem.forwarded_ticket_ttl_us() RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -119,8 +138,12 @@ DECLARE
     v_gpid    bigint;
     v_at_us   bigint;
     v_now_us  bigint := (extract(epoch FROM now()) * 1000000)::bigint;
-    -- A call the coordinator delegated to this worker (Citus names such connections so).
-    v_forwarded boolean := current_setting('application_name') LIKE 'citus\_internal gpid=%';
+    -- A call the coordinator delegated to this worker: only on a Citus worker node,
+    -- never on the coordinator or without Citus, where the ticket must name this
+    -- very transaction (a client chooses its application_name, so that alone
+    -- would let any session ask for the forwarded rule).
+    v_forwarded boolean := pymem.on_citus_worker()
+                           AND current_setting('application_name') LIKE 'citus\_internal gpid=%';
 BEGIN
     IF p_user_hash IS NULL OR v_context IS NULL OR v_context !~ '^[0-9a-f]{64}$'
        OR v_context <> p_user_hash::text THEN
@@ -162,9 +185,10 @@ DECLARE
     v_gpid   bigint := pymem.backend_gpid();
     v_now_us bigint := (extract(epoch FROM now()) * 1000000)::bigint;
 BEGIN
-    IF p_user_hash IS NULL OR p_user_hash::text !~ '^[0-9a-f]{64}$'
+    IF p_user_hash IS NULL OR p_user_hash::text !~ '^[0-9a-f]{64}$' OR p_user_hash = pymem.no_tenant()
        OR p_proof IS NULL OR octet_length(p_proof) <> 32 THEN
-        RAISE EXCEPTION 'enter_tenant: needs a tenant hash (64 lowercase hex) and a 32-byte proof'
+        RAISE EXCEPTION 'enter_tenant: needs a tenant hash (64 lowercase hex, not the audit''s own 64 zeros) and '
+                        'a 32-byte proof'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT t.proof_digest INTO v_digest FROM pymem.tenant_proofs t WHERE t.user_hash = p_user_hash;
@@ -643,10 +667,20 @@ $$;
 COMMENT ON FUNCTION pymem.register_encryption_key(integer) IS
     'Allows rows sealed under an AES key id (pymem register-key); true when it was new.';
 
--- p_sign = 1: rows written (live rows, and three seals each: text, meta, emb);
--- p_sign = -1: rows removed (live rows only). One statement per distinct key,
--- each on the tenant's key_stats row.
-CREATE OR REPLACE FUNCTION pymem.count_keys(p_user_hash char(64), p_key_ids integer[], p_sign integer) RETURNS void
+-- p_sign = 1: rows written (live rows, and the fields each sealed: text, meta,
+-- emb, and ref when the row has a caller id; p_seals has one count per row);
+-- p_sign = -1: rows removed (live rows only; p_seals unused). One statement per
+-- distinct key, each on the tenant's key_stats row.
+-- The fields a row seals: text, meta and emb, and ref when it has a caller id.
+CREATE OR REPLACE FUNCTION pymem.seals_of(p_ref_cipher bytea) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN 3 + (p_ref_cipher IS NOT NULL)::integer;
+COMMENT ON FUNCTION pymem.seals_of(bytea) IS
+    'How many fields a row seals: 3 (text, meta, emb), or 4 with a caller id (ref).';
+
+CREATE OR REPLACE FUNCTION pymem.count_keys(p_user_hash char(64), p_key_ids integer[], p_seals integer[],
+                                            p_sign integer) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -654,10 +688,14 @@ AS $$
 DECLARE
     v_key record;
 BEGIN
-    FOR v_key IN SELECT k.key_id, count(*) AS n FROM unnest(p_key_ids) AS k(key_id) GROUP BY k.key_id LOOP
+    FOR v_key IN
+        SELECT k.key_id, count(*) AS n, coalesce(sum(k.seals), 0) AS seals
+          FROM unnest(p_key_ids, coalesce(p_seals, '{}')) AS k(key_id, seals)
+         WHERE k.key_id IS NOT NULL GROUP BY k.key_id
+    LOOP
         IF p_sign > 0 THEN
             INSERT INTO pymem.key_stats AS s (key_id, user_hash, live_rows, seals)
-            VALUES (v_key.key_id, p_user_hash, v_key.n, 3 * v_key.n)
+            VALUES (v_key.key_id, p_user_hash, v_key.n, v_key.seals)
             ON CONFLICT (key_id, user_hash)
             DO UPDATE SET live_rows = s.live_rows + excluded.live_rows, seals = s.seals + excluded.seals;
         ELSE
@@ -667,8 +705,9 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION pymem.count_keys(char, integer[], integer) IS
-    'Counts a tenant''s rows written (+1) or removed (-1) under each key in pymem.key_stats.';
+COMMENT ON FUNCTION pymem.count_keys(char, integer[], integer[], integer) IS
+    'Counts a tenant''s rows written (+1, with the fields each sealed) or removed (-1) under each key in '
+    'pymem.key_stats.';
 
 -- The warning needs every tenant's count: only where that is a local query. On
 -- Citus it would be a cross-shard query on every write, so there it is raised
@@ -708,10 +747,10 @@ CREATE OR REPLACE FUNCTION pymem.count_direct_write() RETURNS trigger
 AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        PERFORM pymem.count_keys(OLD.user_hash, ARRAY[OLD.key_id], -1);
+        PERFORM pymem.count_keys(OLD.user_hash, ARRAY[OLD.key_id], NULL, -1);
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM pymem.count_keys(NEW.user_hash, ARRAY[NEW.key_id], 1);
+        PERFORM pymem.count_keys(NEW.user_hash, ARRAY[NEW.key_id], ARRAY[pymem.seals_of(NEW.ref_cipher)], 1);
         PERFORM pymem.warn_key_budget(ARRAY[NEW.key_id]);
     END IF;
     RETURN NULL;
@@ -968,6 +1007,11 @@ BEGIN
                   AND a.phase = 'result') THEN
         RAISE EXCEPTION 'pymem: this read already has its result row' USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- A search returns at most 1000 rows, each once: more, or an id twice, is not
+    -- a result (and would grow the undeletable log at the caller's will).
+    IF cardinality(p_ids) > 1000 OR (SELECT count(DISTINCT i) <> count(*) FROM unnest(p_ids) AS i) THEN
+        RAISE EXCEPTION 'read_result: at most 1000 ids, each once' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM pymem.audit_append(p_user_hash, p_operation, 'result', p_ticket, NULL, ARRAY(
         SELECT u.id FROM unnest(coalesce(p_ids, '{}')) WITH ORDINALITY AS u(id, n)
          WHERE EXISTS (SELECT 1 FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = u.id)
@@ -1057,8 +1101,9 @@ BEGIN
                   p_tags, p_key_ids, p_embeddings)
            AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding);
     v_new := ARRAY(SELECT i FROM unnest(p_ids) AS i WHERE NOT i = ANY (v_replaced));
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, p_key_ids, 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, p_key_ids, ARRAY(SELECT pymem.seals_of(r) FROM unnest(p_ref_ciphers) AS r),
+                             1);
     PERFORM pymem.warn_key_budget(p_key_ids);
     IF cardinality(v_new) > 0 THEN
         PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
@@ -1098,7 +1143,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
@@ -1129,7 +1174,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_keys, -1);
+    PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
@@ -1180,6 +1225,7 @@ AS $$
 DECLARE
     v_ids      uuid[] := '{}';
     v_old_keys integer[] := '{}';
+    v_seals    integer[] := '{}';
     v_row      record;
     v_id       uuid;
 BEGIN
@@ -1201,10 +1247,11 @@ BEGIN
         IF FOUND THEN
             v_ids := v_ids || v_id;
             v_old_keys := v_old_keys || v_row.read_key_id;
+            v_seals := v_seals || pymem.seals_of(v_row.ref_cipher);
         END IF;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), v_seals, 1);
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
     PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
@@ -2559,7 +2606,7 @@ BEGIN
                 v_row.emb_cipher, v_row.key_id, v_row.embedding, p_aad_version);
         v_ids := v_ids || v_row.id;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, p_key_ids, 1);
+    PERFORM pymem.count_keys(p_user_hash, p_key_ids, array_fill(3, ARRAY[v_n]), 1);  -- no caller ids in v1
     PERFORM pymem.warn_key_budget(p_key_ids);
     PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
@@ -2735,8 +2782,9 @@ BEGIN
             v_old_keys := v_old_keys || v_row.read_key_id;
         END IF;
     END LOOP;
-    PERFORM pymem.count_keys(p_user_hash, v_old_keys, -1);
-    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), 1);
+    PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
+    PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]),
+                             array_fill(3, ARRAY[cardinality(v_ids)]), 1);  -- v1 re-seals text, meta, emb
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
     PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));

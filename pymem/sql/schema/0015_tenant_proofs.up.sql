@@ -46,4 +46,7 @@ SELECT pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                          || pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                          || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
 
+-- count_keys takes the seals of each row (a caller id is a fourth sealed field).
+DROP FUNCTION pymem.count_keys(char, integer[], integer);
+
 RESET ROLE;
