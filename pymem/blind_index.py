@@ -7,14 +7,15 @@ tenant's key is HMAC-SHA256(master key, the ASCII of its ``user_hash``). The
 database never holds either. ``tests/data/formats_kat.json`` has known answers.
 
 Ids
-    A caller id that is a canonical UUID string (``str(uuid.UUID(x)) == x``) is the
-    row's id as it is. Any other string becomes the UUID made of the first 16 bytes
-    of HMAC(tenant index key, ``b"id\\x00"`` + the string's UTF-8), with the version
-    bits of a UUIDv8; the string itself is stored sealed (field ``ref``) so that reads
+    A caller id, whatever it looks like, becomes the UUID made of the first 16 bytes
+    of HMAC(tenant index key, ``b"id\\x00"`` + the id's UTF-8), with the version
+    bits of a UUIDv8; the id itself is stored sealed (field ``ref``) so that reads
     return it. Equal ids of one tenant map to equal row ids, and two tenants' rows for
-    the same string are unrelated. A canonical UUID is stored as it is, so whatever
-    it encodes (a uuid1's MAC address and time, a uuid5's name) is the database's
-    to see: see docs/threat-model.md.
+    the same id are unrelated; nothing the caller chose (a uuid1's MAC address and
+    time, a uuid5 of the content) reaches the database. An id pymem generates is a
+    random UUID stored as it is. Rows written before revision 0015 with a caller id
+    that was a canonical UUID keep that UUID as their row id; lookups by such an id
+    try both (:meth:`TenantIndex.row_ids`), and an upsert moves the row to its keyed id.
 
 Metadata tags
     Each top-level metadata key whose value is a scalar (str, int, float, bool,
@@ -111,14 +112,18 @@ class TenantIndex:
         return mac.digest()
 
     def row_id(self, external_id: str) -> uuid.UUID:
-        """The row id of a (checked) caller id: itself if a canonical UUID, else its keyed hash."""
-        as_uuid = uuid_id(external_id)
-        if as_uuid is not None:
-            return as_uuid
+        """The row id of a (checked) caller id: its keyed hash, whatever the id looks like."""
         raw = bytearray(self._digest(b"id\x00" + external_id.encode("utf-8"))[:16])
         raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom
         raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
         return uuid.UUID(bytes=bytes(raw))
+
+    def row_ids(self, external_id: str) -> list[uuid.UUID]:
+        """Every row id a (checked) caller id may be stored under: the keyed one, and
+        for a canonical UUID string also the UUID itself (ids pymem generates, and
+        caller ids stored before revision 0015)."""
+        as_uuid = uuid_id(external_id)
+        return [self.row_id(external_id)] + ([as_uuid] if as_uuid is not None else [])
 
     def _tag(self, key: str, value: Any) -> bytes:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -170,8 +170,12 @@ def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, sourc
 
 
 def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
-             key_id: int) -> SealedRow:
+             key_id: int, *, keep_row_id: uuid.UUID | None = None) -> SealedRow:
     """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id``.
+
+    ``keep_row_id``: re-seal a row that has no caller id (``chunk.id`` is None) under
+    the row id it has (a random one pymem generated, or a UUID caller id stored
+    before revision 0015), instead of a new random one.
 
     Raises:
         ValueError: any field is invalid (the message never contains its value).
@@ -181,9 +185,12 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     text = _check_text(chunk.text, max_bytes)
     metadata, meta = _check_metadata(chunk.metadata, max_bytes)
     embedding = check_embedding(chunk.embedding, dim)
-    external_id = str(uuid.uuid4()) if chunk.id is None else check_external_id(chunk.id)
-    row_id = index.row_id(external_id)
-    ref = None if str(row_id) == external_id else external_id.encode("utf-8")
+    if chunk.id is None:  # random: nothing to hide, nothing to seal
+        row_id = keep_row_id or uuid.uuid4()
+        external_id, ref = str(row_id), None
+    else:
+        external_id = check_external_id(chunk.id)
+        row_id, ref = index.row_id(external_id), external_id.encode("utf-8")
 
     def sealed(data: bytes, field: str) -> bytes:
         return seal(data, _field_aad(user_hash, row_id, field, doc_id, source, 2), key_id=key_id)

@@ -173,8 +173,13 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
         rows = [seal_row(user_hash, index, item, dim, max_bytes, key_id) for item in items]
         if len({r.id for r in rows}) != len(rows):
             raise ValueError("an id appears twice in one call")
+        # Rows stored before 0015 under a caller's UUID as it was: an upsert replaces them too.
+        legacy = [r for row in rows if upsert and row.ref_cipher is not None
+                  for r in index.row_ids(row.external_id)[1:]]
         try:
             async with tenant_transaction(conn, user_hash):
+                if legacy:
+                    await conn.execute(_DELETE_IDS_SQL, (user_hash, legacy))
                 await write_sealed_rows(conn, user_hash, rows, key_id, upsert=upsert, progress=progress)
         except psycopg.errors.ForeignKeyViolation:
             raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
@@ -296,7 +301,7 @@ async def delete_memory_chunks(conn, user_id: str, ids: Sequence[str]) -> int:
     """
     checked = _check_ids(ids)
     index = keyring().tenant_index(hmac_user(user_id))
-    return await _tenant_call(conn, user_id, _DELETE_IDS_SQL, [index.row_id(i) for i in checked])
+    return await _tenant_call(conn, user_id, _DELETE_IDS_SQL, [r for i in checked for r in index.row_ids(i)])
 
 
 async def delete_document(conn, user_id: str, doc_id: str) -> int:
@@ -333,10 +338,16 @@ async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
     """
     user_hash = hmac_user(user_id)
     index = keyring().tenant_index(user_hash)
-    row_ids = {external_id: index.row_id(external_id) for external_id in _check_ids(ids)}  # first seen, once
-    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, list(row_ids.values()))}
-    return [_hit(open_row(user_hash, by_row[row_id]), include_embedding=include_embedding)
-            for row_id in row_ids.values() if row_id in by_row]
+    candidates = {external_id: index.row_ids(external_id) for external_id in _check_ids(ids)}  # first seen, once
+    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, [r for c in candidates.values() for r in c])}
+    hits = []
+    for external_id, row_ids in candidates.items():
+        found = next((by_row[r] for r in row_ids if r in by_row), None)
+        if found is not None:
+            hit = _hit(open_row(user_hash, found), include_embedding=include_embedding)
+            if hit.external_id == external_id:  # a row is returned for the id it was stored under
+                hits.append(hit)
+    return hits
 
 
 async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, limit: int = 100,

@@ -92,10 +92,13 @@ def _resealed(row: tuple, old_hash: str, new_hash: str, index: TenantIndex, key_
     caller ids and the metadata tags change with it.
     """
     opened = open_row(old_hash, row)
+    has_caller_id = row[9] is not None  # ref_cipher
     chunk = ChunkInput(opened.doc_id, opened.source, opened.text, opened.embedding, opened.metadata,
-                       id=opened.external_id)
-    # No size limit: the row was accepted when it was written.
-    return seal_row(new_hash, index, chunk, len(opened.embedding), sys.maxsize, key_id)
+                       id=opened.external_id if has_caller_id else None)
+    # No size limit: the row was accepted when it was written. A row without a caller
+    # id keeps its row id; a caller id is keyed again under ``index``.
+    return seal_row(new_hash, index, chunk, len(opened.embedding), sys.maxsize, key_id,
+                    keep_row_id=None if has_caller_id else opened.id)
 
 
 class _Throttle:

@@ -17,7 +17,8 @@ Layouts (``docs/security.md`` has them for readers):
   ``pymem blind index v1``, 32 bytes); a tenant's key = HMAC-SHA256(master, ASCII
   of user_hash); a row id = the first 16 bytes of HMAC-SHA256(tenant key,
   ``id\\x00`` + UTF-8 of the caller id) with the UUID version set to 8 and the
-  RFC 9562 variant, unless the caller id is a canonical UUID (then it is the id);
+  RFC 9562 variant; before revision 0015 (``row_ids``), a caller id that was a
+  canonical UUID was the id itself; since (``row_ids_v2``) every caller id is keyed;
   a tag = the first 16 bytes of HMAC-SHA256(tenant key, ``meta\\x00`` + UTF-8 of
   the compact JSON ``[key, value]``, integral floats written as ints, non-ASCII
   kept); a row's tags are sorted and concatenated.
@@ -63,11 +64,17 @@ def tenant_key(user_hash: str) -> bytes:
 
 
 def row_id(user_hash: str, external_id: str) -> str:
+    """The row id before revision 0015: a canonical UUID caller id as it is."""
     try:
         if str(uuid.UUID(external_id)) == external_id:
             return external_id
     except ValueError:
         pass
+    return row_id_v2(user_hash, external_id)
+
+
+def row_id_v2(user_hash: str, external_id: str) -> str:
+    """The row id since revision 0015: every caller id keyed."""
     raw = bytearray(hmac.new(tenant_key(user_hash), b"id\x00" + external_id.encode("utf-8"), hashlib.sha256)
                     .digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80
@@ -106,6 +113,9 @@ def vectors() -> dict:
             "row_ids": [{"user_hash": tenant, "external_id": e, "row_id": row_id(tenant, e)}
                         for e in ["note-17", "ünï-id", "00000000-0000-0000-0000-00000000002a",
                                   "00000000-0000-0000-0000-00000000002A", "{00000000-0000-0000-0000-00000000002a}"]],
+            "row_ids_v2": [{"user_hash": tenant, "external_id": e, "row_id": row_id_v2(tenant, e)}
+                           for e in ["note-17", "00000000-0000-0000-0000-00000000002a",
+                                     "c9b0e1c2-7a3f-5d3e-9a1b-2f4c6d8e0a1b"]],
             "tags": [{"user_hash": tenant, "key": k, "value": v, "tag_hex": tag(tenant, k, v).hex()}
                      for k, v in scalar_pairs],
             "metadata": metadata,

@@ -19,10 +19,11 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pymem import repository as repo
 from pymem import sync
 from pymem.connections import configure, reset
+from pymem.chunks import seal_row
 from pymem.repository import ChunkInput, DuplicateId
 from pymem.security import hmac_user, keyring
 from pymem.tenant import enter_tenant_call
-from tests.utils import vec
+from tests.utils import DIM, vec
 
 # Also run through a Citus coordinator (make test-citus).
 pytestmark = pytest.mark.citus
@@ -133,12 +134,46 @@ async def test_caller_ids_are_never_stored_in_plaintext(aconn, admin_conn, tenan
     assert hit.external_id == secret_id and hit.text == "note 1"
 
 
-async def test_uuid_ids_are_the_row_ids_and_generated_ids_are_uuids(aconn, tenant):
-    given = str(uuid.uuid4())
-    ids = await repo.upsert_memory_chunks(aconn, tenant, [chunk(1, id=given), chunk(2)])
-    assert ids[0] == given and str(uuid.UUID(ids[1])) == ids[1]
+async def test_no_caller_id_reaches_the_database_as_given_uuids_included(aconn, admin_conn, tenant):
+    """A6: a uuid5 of the content would confirm a guessed plaintext, a uuid1 shows a MAC
+    address and a time; every caller id is keyed, and round-trips through ref."""
+    given = [str(uuid.uuid5(uuid.NAMESPACE_URL, "guessable content")), str(uuid.uuid1()), "plain-id"]
+    ids = await repo.upsert_memory_chunks(aconn, tenant, [chunk(i + 1, id=g) for i, g in enumerate(given)]
+                                          + [chunk(9)])
+    assert ids[:3] == given and str(uuid.UUID(ids[3])) == ids[3]
+    stored = {str(r[0]) for r in admin_conn.execute("SELECT id FROM pymem.memory_chunks WHERE user_hash = %s",
+                                                    (hmac_user(tenant),))}
+    assert not stored & set(given) and ids[3] in stored  # a generated id is random: stored as it is
+    raw = b"".join(bytes(r[0]) for r in admin_conn.execute(
+        "SELECT convert_to(t::text, 'UTF8') FROM pymem.memory_chunks t WHERE user_hash = %s", (hmac_user(tenant),)))
+    assert not any(g.encode() in raw for g in given) and not any(uuid.UUID(g).hex.encode() in raw for g in given[:2])
     hits = await repo.get_memory_chunks(aconn, tenant, ids)
-    assert [(str(h.id), h.external_id) for h in hits] == [(given, given), (ids[1], ids[1])]
+    assert [h.external_id for h in hits] == ids
+    assert await repo.delete_memory_chunks(aconn, tenant, ids) == 4
+
+
+async def test_a_row_stored_under_a_uuid_caller_id_before_0015_keeps_working(aconn, admin_conn, tenant):
+    """How such rows migrate: reads and deletes find them under the old id, and an
+    upsert moves the row to its keyed id (nothing is stored twice)."""
+    given = str(uuid.uuid4())
+    [row_id] = await repo.index_memory_chunks(aconn, tenant, [chunk(1)])  # a row without a caller id...
+    user_hash = hmac_user(tenant)
+    with admin_conn.transaction():  # ...re-stored under the caller's UUID as 0014 did (sealed for that id)
+        index = keyring().tenant_index(user_hash)
+        legacy = seal_row(user_hash, index, chunk(1), DIM, 65536, keyring().active_key_id, keep_row_id=uuid.UUID(given))
+        admin_conn.execute("DELETE FROM pymem.memory_chunks WHERE user_hash = %s AND id = %s", (user_hash, row_id))
+        admin_conn.execute("INSERT INTO pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"
+                           " emb_cipher, key_id, embedding, aad_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 2)",
+                           (legacy.id, user_hash, legacy.doc_id, legacy.source, legacy.text_cipher,
+                            legacy.meta_cipher, legacy.emb_cipher, keyring().active_key_id, legacy.embedding))
+    [hit] = await repo.get_memory_chunks(aconn, tenant, [given])
+    assert (str(hit.id), hit.external_id) == (given, given)
+    await repo.upsert_memory_chunks(aconn, tenant, [chunk(1, id=given, text="moved")])
+    hits = await repo.get_memory_chunks(aconn, tenant, [given])
+    assert [(h.external_id, h.text) for h in hits] == [(given, "moved")] and str(hits[0].id) != given
+    assert admin_conn.execute("SELECT count(*) FROM pymem.memory_chunks WHERE user_hash = %s",
+                              (user_hash,)).fetchone()[0] == 1
+    assert await repo.delete_memory_chunks(aconn, tenant, [given]) == 1
 
 
 async def test_upsert_replaces_atomically_and_is_audited_as_an_update(aconn, admin_conn, tenant):

@@ -190,6 +190,11 @@ BEGIN
     EXECUTE format('SET LOCAL app.user_hash = %L', p_user_hash);
     EXECUTE format('SET LOCAL app.tenant_ticket = %L', concat_ws('.', v_gpid, v_now_us,
                                                                pymem.context_mac(p_user_hash, v_gpid, v_now_us)));
+    -- The key of this tenant's read-intent digests (pymem.keyed_digest): derived
+    -- from the proof, which no copy of the database holds, so neither the auditor
+    -- nor a dump can recompute a digest from a guessed query.
+    EXECUTE format('SET LOCAL app.read_digest_key = %L',
+                   encode(sha256(convert_to('pymem read digest v1|', 'UTF8') || p_proof), 'hex'));
 END
 $$;
 COMMENT ON FUNCTION pymem.enter_tenant(char, bytea) IS

@@ -208,6 +208,11 @@ BEGIN
     EXECUTE format('SET LOCAL app.user_hash = %L', p_user_hash);
     EXECUTE format('SET LOCAL app.tenant_ticket = %L', concat_ws('.', v_gpid, v_now_us,
                                                                pymem.context_mac(p_user_hash, v_gpid, v_now_us)));
+    -- The key of this tenant's read-intent digests (pymem.keyed_digest): derived
+    -- from the proof, which no copy of the database holds, so neither the auditor
+    -- nor a dump can recompute a digest from a guessed query.
+    EXECUTE format('SET LOCAL app.read_digest_key = %L',
+                   encode(sha256(convert_to('pymem read digest v1|', 'UTF8') || p_proof), 'hex'));
 END
 $$;
 COMMENT ON FUNCTION pymem.enter_tenant(char, bytea) IS
@@ -912,6 +917,28 @@ CREATE OR REPLACE FUNCTION pymem.export_digest(p_key_ids integer[], p_limit inte
 COMMENT ON FUNCTION pymem.export_digest(integer[], integer) IS
     'The read-intent digest of an export: its key ids and page size (every page of one export).';
 
+-- What the audit log keeps of a read's parameters: their digest under the
+-- tenant's read-digest key (set by enter_tenant, derived from the tenant's proof),
+-- in the hash-of-hash form of context_mac. Equal parameters of one tenant give
+-- equal digests; a guess cannot be checked without the key, and two tenants'
+-- digests of the same query are unrelated.
+CREATE OR REPLACE FUNCTION pymem.keyed_digest(p_digest bytea) RETURNS bytea
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_key text := current_setting('app.read_digest_key', true);
+BEGIN
+    IF v_key IS NULL OR v_key !~ '^[0-9a-f]{64}$' OR p_digest IS NULL THEN
+        RAISE EXCEPTION 'pymem: no read-digest key in this transaction' USING ERRCODE = 'insufficient_privilege',
+            HINT = 'a tenant transaction starts with pymem.enter_tenant';
+    END IF;
+    RETURN sha256(decode(v_key, 'hex') || sha256(decode(v_key, 'hex') || p_digest));
+END
+$$;
+COMMENT ON FUNCTION pymem.keyed_digest(bytea) IS
+    'A read''s parameter digest under the tenant''s read-digest key: what the audit log keeps.';
+
 CREATE OR REPLACE FUNCTION pymem.read_intent(p_user_hash char(64), p_ticket uuid, p_operation text,
                                              p_params_digest bytea)
     RETURNS void
@@ -926,11 +953,13 @@ BEGIN
         RAISE EXCEPTION 'read_intent: needs a ticket, an operation (search, get, export) and a 32-byte digest'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pymem.audit_append(p_user_hash, p_operation, 'intent', p_ticket, p_params_digest, '{}');
+    PERFORM pymem.audit_append(p_user_hash, p_operation, 'intent', p_ticket, pymem.keyed_digest(p_params_digest),
+                               '{}');
 END
 $$;
 COMMENT ON FUNCTION pymem.read_intent(char, uuid, text, bytea) IS
-    'Appends a read intent (ticket, operation, parameter digest) to the tenant''s audit chain. '
+    'Appends a read intent (ticket, operation, parameter digest under the tenant''s read-digest key) to the '
+    'tenant''s audit chain. '
     'Commit it before the read: reads refuse an intent that is not committed.';
 
 -- pg_xact_status() of the intent's top-level transaction is 'in progress' when
@@ -973,7 +1002,7 @@ AS $$
 DECLARE
     v_intent pymem.audit_log := pymem.committed_intent(p_user_hash, p_ticket);
 BEGIN
-    IF v_intent.operation <> p_operation OR v_intent.params_digest <> p_params_digest THEN
+    IF v_intent.operation <> p_operation OR v_intent.params_digest <> pymem.keyed_digest(p_params_digest) THEN
         RAISE EXCEPTION 'pymem: the read does not match its intent'
             USING ERRCODE = 'insufficient_privilege';
     END IF;

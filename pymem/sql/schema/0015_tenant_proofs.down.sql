@@ -5,6 +5,7 @@ DROP FUNCTION IF EXISTS pymem.unregistered_tenants();
 DROP FUNCTION IF EXISTS pymem.context_mac(char, bigint, bigint);
 DROP FUNCTION IF EXISTS pymem.backend_gpid();
 DROP FUNCTION IF EXISTS pymem.on_citus_worker();
+DROP FUNCTION IF EXISTS pymem.keyed_digest(bytea);
 DROP FUNCTION IF EXISTS pymem.seals_of(bytea);
 DROP FUNCTION IF EXISTS pymem.count_keys(char, integer[], integer[], integer);
 DROP FUNCTION IF EXISTS pymem.forwarded_ticket_ttl_us();
