@@ -39,6 +39,7 @@ from .errors import (
     RerankCancelled,
     RerankError,
     StandbyBehind,
+    TamperedRow,
     UnknownKeyId,
 )
 from .repository import (
@@ -63,7 +64,7 @@ __all__ = [
     "ChecksumMismatch", "ChunkInput", "ConfigurationError", "DeviceUnavailableError", "DuplicateId",
     "EmbeddingMismatch", "ExportError", "KeyRing", "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra",
     "ModelFileError", "ModelUnavailableError", "NotReady", "PgvectorMissing", "PymemError", "RerankCancelled",
-    "RerankError", "StandbyBehind", "UnknownKeyId", "__version__", "aconnect", "configure", "connect",
+    "RerankError", "StandbyBehind", "TamperedRow", "UnknownKeyId", "__version__", "aconnect", "configure", "connect",
     "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk", "get_memory_chunks",
     "hmac_user", "index_memory_chunk", "index_memory_chunks", "list_memory_chunks", "open_embedding", "open_sealed",
     "query_memory", "reset", "seal", "set_rls_context", "upsert_memory_chunks",

@@ -43,7 +43,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -140,6 +140,22 @@ class TenantIndex:
         if len(values) > MAX_ROW_TAGS:
             raise ValueError(f"metadata has at most {MAX_ROW_TAGS} filterable values (scalars and list elements)")
         return b"".join(sorted({self._tag(key, v) for key, v in values}))
+
+    def satisfies(self, metadata: Mapping[str, Any], tags: Sequence[bytes], ends: Sequence[int]) -> bool:
+        """Whether opened ``metadata`` meets a compiled filter (:meth:`compile_filter`).
+
+        The database evaluated the filter on stored tags, which nothing binds to the
+        sealed metadata; this re-evaluates it on the plaintext, with the same tags, so
+        a row whose tags were changed to match is caught.
+        """
+        have = self.metadata_tags(metadata)
+        held = {have[i:i + TAG_BYTES] for i in range(0, len(have), TAG_BYTES)}
+        start = 0
+        for end in ends:
+            if not held.intersection(tags[start:end]):
+                return False
+            start = end
+        return True
 
     def compile_filter(self, where: Mapping[str, Any] | None) -> tuple[list[bytes], list[int]]:
         """Compile a filter to (tags, clause ends) for the SQL API (both empty: no filter).

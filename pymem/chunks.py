@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .blind_index import TenantIndex, check_external_id
+from .errors import TamperedRow
 from .security import EmbeddingMismatch, chunk_aad, open_sealed, seal
 
 # doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
@@ -214,6 +215,7 @@ def open_row(user_hash: str, row: tuple) -> OpenedRow:
     Raises:
         InvalidTag: a field does not open (moved, relabelled or modified).
         EmbeddingMismatch: the searchable embedding was changed in the table.
+        TamperedRow: a row with a keyed id lost its sealed caller id (``ref``).
         UnknownKeyId: the row's key id is not in the key ring.
     """
     row_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher = row[:10]
@@ -224,6 +226,9 @@ def open_row(user_hash: str, row: tuple) -> OpenedRow:
     sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
     if not np.array_equal(sealed_embedding, as_float32(embedding)):
         raise EmbeddingMismatch("a stored embedding differs from its sealed copy")
+    if ref_cipher is None and row_id.version == 8:
+        # A keyed id (UUIDv8) is only ever stored with its caller id sealed beside it.
+        raise TamperedRow("a row with a keyed id has no sealed caller id")
     external_id = str(row_id) if ref_cipher is None else opened(ref_cipher, "ref").decode("utf-8")
     return OpenedRow(id=row_id, external_id=external_id, doc_id=doc_id, source=source,
                      text=opened(text_cipher, "text").decode("utf-8"), metadata=json.loads(opened(meta_cipher, "meta")),

@@ -89,7 +89,7 @@ SELECT pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'p', 'm', 'v', 'f')
                 AND n.nspname NOT IN ('pymem', 'pg_catalog', 'information_schema', 'pg_toast')
-                AND n.nspname NOT LIKE 'pg\_temp\_%%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%%'
+                AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
                 AND NOT (n.nspname = 'public' AND c.relname = 'alembic_version')
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep
                                  WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass

@@ -67,6 +67,14 @@ class EmbeddingMismatch(PymemError, InvalidTag):
     """
 
 
+class TamperedRow(PymemError, InvalidTag):
+    """A row the database returned is not what was asked for: it fails the filter the
+    search was for once opened, or a row with a keyed id lost its sealed caller id.
+
+    A subclass of :class:`InvalidTag`, like :class:`EmbeddingMismatch`: fail closed.
+    """
+
+
 class ModelFileError(PymemError, RuntimeError):
     """An export directory is unusable (unreadable JSON, missing or changed files)."""
 

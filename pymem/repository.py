@@ -37,7 +37,7 @@ from .reads import durable_read, read_on_standby
 from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
 from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
-from .errors import DuplicateId
+from .errors import DuplicateId, TamperedRow
 
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "delete_document", "delete_memory_chunks", "erase_user",
@@ -448,7 +448,8 @@ async def query_memory(
     Raises:
         ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
-            a stored embedding was changed: fail closed.
+            a stored embedding was changed, or (``TamperedRow``) a returned row does
+            not meet ``where`` once opened: fail closed.
         pymem.reads.StandbyBehind: the standby had not replayed the intent in time.
     """
     _check_count("k", k)
@@ -458,7 +459,8 @@ async def query_memory(
         raise ValueError("max_distance must be a number between 0 and 2 (cosine distance)")
     fetch = max(k, candidates)
     user_hash = hmac_user(user_id)
-    tags, ends = keyring().tenant_index(user_hash).compile_filter(where)
+    index = keyring().tenant_index(user_hash)
+    tags, ends = index.compile_filter(where)
     async with borrow(conn) as conn:
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
         params = (vector, fetch, tags, ends)
@@ -471,6 +473,8 @@ async def query_memory(
     # Opening and reranking happen after COMMIT: the transaction stays short.
     opened = [(open_row(user_hash, row), row[10]) for row in rows
               if max_distance is None or row[10] <= max_distance]
+    if tags and not all(index.satisfies(hit.metadata, tags, ends) for hit, _ in opened):
+        raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")
     order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
     return [_hit(opened[r.index][0], include_embedding=include_embedding, distance=float(opened[r.index][1]),
                  score=r.score, rank=rank, reranked=r.reranked)

@@ -101,8 +101,14 @@ def make_dataset(n_rows: int, n_tenants: int, dim: int = 384, n_clusters: int = 
         owners.append(np.full(size, tenant))
     data = np.concatenate(vectors)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
-    hashes = [f"{tenant:064x}" for tenant in range(n_tenants)]
+    hashes = [tenant_hash(tenant) for tenant in range(n_tenants)]
     return Dataset(data, np.concatenate(owners), hashes, clusters_of, centers, bases)
+
+
+def tenant_hash(tenant: int) -> str:
+    """Tenant number -> its user_hash: the number in hex, except tenant 0, whose 64
+    zeros name the audit's own chain (pymem.no_tenant(), which enter_tenant refuses)."""
+    return f"{tenant:064x}" if tenant else "f" * 64
 
 
 def make_shared_dataset(n_rows: int, n_tenants: int, dim: int = 384, n_topics: int = 256,
@@ -124,7 +130,7 @@ def make_shared_dataset(n_rows: int, n_tenants: int, dim: int = 384, n_topics: i
     topics = rng.choice(n_topics, size=len(owners), p=popularity / popularity.sum())
     data = _points_near(rng, centers, bases, topics)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
-    hashes = [f"{tenant:064x}" for tenant in range(n_tenants)]
+    hashes = [tenant_hash(tenant) for tenant in range(n_tenants)]
     # A tenant's "clusters" are its rows' topics: queries_for samples them, so
     # queries land where the tenant writes, in proportion.
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
