@@ -303,10 +303,10 @@ def test_an_app_login_on_a_worker_cannot_call_internal_functions(cluster, worklo
 
 
 def _ticket_seen(app: str, cluster, user: str) -> tuple[bool, bool]:
-    """A tenant transaction leaves its context's SET LOCAL as the last statement of its
-    worker connection; a keyless session of the same login looks for its hash and
-    ticket in citus_stat_activity and, connected straight to each worker, in
-    pg_stat_activity. Returns (seen through the coordinator, seen on a worker)."""
+    """A tenant transaction leaves its context's SET LOCALs as the last statement of its
+    worker connection; a keyless session of the same login looks for its hash, ticket
+    and read-digest key in citus_stat_activity and, connected straight to each worker,
+    in pg_stat_activity. Returns (seen through the coordinator, seen on a worker)."""
     login = conninfo_to_dict(app)["user"]
     user_hash = hmac_user(user)
     with connect(app) as victim, connect(app) as attacker:
@@ -314,14 +314,15 @@ def _ticket_seen(app: str, cluster, user: str) -> tuple[bool, bool]:
             victim.execute(*enter_tenant_call(user_hash))
             victim.execute("SELECT pymem.delete_document(%s::bpchar, 'none')", (user_hash,))
             victim.execute(*enter_tenant_call(user_hash))  # forwarded at once to the open worker connection
-            ticket = victim.execute("SELECT current_setting('app.tenant_ticket')").fetchone()[0]
+            secrets = [user_hash, *victim.execute("SELECT current_setting('app.tenant_ticket'),"
+                                                  " current_setting('app.read_digest_key')").fetchone()]
             texts = [row[0] or "" for row in attacker.execute("SELECT query FROM citus_stat_activity")]
-            through_coordinator = any(user_hash in t or ticket in t for t in texts)
+            through_coordinator = any(secret in t for t in texts for secret in secrets)
             on_worker = False
             for url in cluster.worker_urls:
                 with psycopg.connect(make_conninfo(url, dbname=WORKLOAD_DB, user=login)) as direct:
                     texts = [row[0] or "" for row in direct.execute("SELECT query FROM pg_stat_activity")]
-                on_worker = on_worker or any(user_hash in t or ticket in t for t in texts)
+                on_worker = on_worker or any(secret in t for t in texts for secret in secrets)
     return through_coordinator, on_worker
 
 

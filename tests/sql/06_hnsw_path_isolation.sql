@@ -1,14 +1,14 @@
 -- Property: on the HNSW path, search still returns only the current tenant's rows.
--- tests.force_hnsw_path() (a test-only owner function; rolled back with the file)
--- sets pymem.tuning.exact_search_max_rows = 0, sending every tenant down
+-- tests.force_hnsw_path(true) (a test-only owner function; undone at the end of
+-- the file) sets pymem.tuning.exact_search_max_rows = 0, sending every tenant down
 -- search_chunks' HNSW branch (03 covers the default, exact branch for small
 -- tenants); seqscan and sort are off so the plain query below uses the index too.
 SET ROLE pymem_app;
 SELECT tests.intend('alice', 'search', pymem.search_digest('[1,0,0.1]', 10));
 SELECT tests.intend('alice', 'search', pymem.search_digest('[0,0,1]', 2));
 SELECT tests.intend('bob', 'search', pymem.search_digest('[1,0,0]', 10));
+SELECT tests.force_hnsw_path(true);
 BEGIN;
-SELECT tests.force_hnsw_path();
 SET LOCAL enable_seqscan = off;
 SET LOCAL enable_sort = off;
 SELECT plan(6);
@@ -34,3 +34,4 @@ SELECT is((SELECT count(*) FROM tests.search('[1,0,0]', 10)), 2::bigint,
 
 SELECT * FROM finish();
 ROLLBACK;
+SELECT tests.force_hnsw_path(false);
