@@ -1,9 +1,11 @@
 """Reading, verifying and checkpointing the audit log (as ``pymem_auditor``).
 
 Each tenant's audit rows form a hash chain: a row's ``row_hash`` covers its
-predecessor's hash and its own canonical fields. ``pymem.audit_verify()`` walks
-every chain and reports every broken segment: rows modified, missing, reordered,
-or cut from the end (the per-chain head row disagrees).
+predecessor's hash and its own canonical fields. :func:`verify_audit_log` reads the
+raw rows and recomputes every chain in the client (:mod:`pymem.audit_chain`), so a
+superuser who replaces ``pymem.audit_verify()`` or ``pymem.audit_row_hash()`` does
+not change the answer; it reports every broken segment: rows modified, missing,
+reordered, or cut from the end (the per-chain head row disagrees).
 
 What the database alone cannot show is a chain deleted *with* its head, or a tail
 cut and the head rewritten by a superuser. For that, :func:`write_checkpoint`
@@ -28,6 +30,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -35,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from .audit_chain import row_hashes, verify_chains
 from .config import key_material
 
 CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
@@ -53,24 +58,28 @@ class AuditProblem:
         return "(no tenant)" if self.user_hash == "0" * 64 else f"{self.user_hash[:12]}…"
 
 
-def _as_auditor(conn: psycopg.Connection, query: str, params: tuple = ()) -> list[tuple]:
+@contextmanager
+def _as_auditor(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction as pymem_auditor."""
     with conn.transaction():
         # Only a login that does not inherit pymem_auditor switches to it. (On Citus
         # a SET LOCAL ROLE is forwarded to the workers, where the definer's own
         # connections could not take it.)
         if not conn.execute("SELECT pg_catalog.pg_has_role('pymem_auditor', 'USAGE')").fetchone()[0]:
             conn.execute("SET LOCAL ROLE pymem_auditor")
-        return conn.execute(query, params).fetchall()
+        yield
 
 
 def verify_audit_log(conn: psycopg.Connection) -> list[AuditProblem]:
-    """Run ``pymem.audit_verify()`` as pymem_auditor; an empty list means intact.
+    """Recompute every audit chain from its raw rows, here; an empty list means intact.
+
+    Calls no function of pymem's (see :mod:`pymem.audit_chain`).
 
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
     """
-    rows = _as_auditor(conn, "SELECT user_hash, chain_pos, problem FROM pymem.audit_verify()")
-    return [AuditProblem(*row) for row in rows]
+    with _as_auditor(conn):
+        return [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in verify_chains(conn)]
 
 
 def _decode_key(variable: str, raw: str | None) -> bytes:
@@ -124,7 +133,8 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
         ValueError: ``PYMEM_AUDIT_SIGNING_KEY`` is missing or malformed.
     """
     key = _signing_key()
-    heads = _as_auditor(conn, "SELECT user_hash, chain_pos, row_hash FROM pymem.audit_heads()")
+    with _as_auditor(conn):
+        heads = conn.execute("SELECT user_hash, chain_pos, row_hash FROM pymem.audit_heads()").fetchall()
     database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
     body = {"format": CHECKPOINT_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
             "database": database, "heads": [[u, int(p), bytes(h).hex()] for u, p, h in heads]}
@@ -141,7 +151,9 @@ def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditP
     """Check that every row a signed checkpoint names is still in the log, unchanged.
 
     A chain cut at its end, or deleted whole (head included), no longer has the
-    checkpointed row: that is reported here even when ``audit_verify`` is clean.
+    checkpointed row: that is reported here even when the chains verify. Each row's
+    hash is recomputed here from its fields, so a rewritten row does not pass
+    because its stored ``row_hash`` was rewritten too.
 
     Raises:
         ValueError: the file is not a checkpoint, or its signature does not verify
@@ -159,15 +171,14 @@ def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditP
     except InvalidSignature:
         raise ValueError(f"{path}: the checkpoint's signature does not verify (forged or edited)") from None
     heads = body["heads"]
-    # One round trip for all chains, however many tenants there are.
-    found = _as_auditor(conn, "SELECT pymem.audit_row_hash(h.user_hash, h.chain_pos)"
-                              " FROM unnest(%s::pg_catalog.bpchar[], %s::pg_catalog.int8[])"
-                              " WITH ORDINALITY AS h(user_hash, chain_pos, n) ORDER BY h.n",
-                        ([h[0] for h in heads], [h[1] for h in heads]))
+    # The rows' hashes are recomputed here from their fields: no server function answers.
+    with _as_auditor(conn):
+        found = row_hashes(conn, {(h[0], h[1]) for h in heads})
     problems = []
-    for (user_hash, chain_pos, row_hash), (now,) in zip(heads, found):
+    for user_hash, chain_pos, row_hash in heads:
+        now = found.get((user_hash, chain_pos))
         if now is None:
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
-        elif bytes(now).hex() != row_hash:
+        elif now.hex() != row_hash:
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row has changed"))
     return problems

@@ -1,5 +1,5 @@
 """Tamper-evident audit: a superuser who disables the append-only trigger and
-rewrites history is caught by pymem.audit_verify() and `pymem audit-verify`."""
+rewrites history is caught by `pymem audit-verify`, which recomputes every chain in the client."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from pymem import repository as repo
 from pymem.audit import verify_audit_log, verify_checkpoint, write_checkpoint
 from pymem.db import aconnect, connect
+from pymem.doctor import check_schema
 from pymem.security import hmac_user
 from tests.utils import ROOT
 
@@ -199,3 +200,49 @@ def test_cli_exits_1_and_names_the_row(audited_db):
     bad = subprocess.run([sys.executable, "-m", "pymem", "audit-verify"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and f"position {pos}:" in bad.stdout and "modified" in bad.stdout
+
+
+# Shown against 0014 (A2): with these two in place, audit-verify --checkpoint said clean.
+_REPLACED_VERIFIERS = """
+CREATE OR REPLACE FUNCTION pymem.audit_verify()
+    RETURNS TABLE (user_hash char(64), chain_pos bigint, problem text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT NULL::char(64), NULL::bigint, NULL::text WHERE false $$;
+CREATE OR REPLACE FUNCTION pymem.audit_row_hash(p_user_hash char(64), p_chain_pos bigint) RETURNS bytea
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT decode('{forged}', 'hex') $$;
+"""
+
+
+def test_a_superuser_who_replaces_the_verifying_functions_does_not_change_the_answer(audited_db, audit_keys,
+                                                                                     tmp_path, report):
+    """A2: a whole chain deleted with its head, another tenant's row rewritten with a
+    valid recomputed hash, and audit_verify()/audit_row_hash() replaced to say clean:
+    the client recomputes every chain and the checkpointed rows itself."""
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+        checkpointed = {h[0]: h for h in json.loads(checkpoint.read_text())["heads"]}
+    erased, rewritten = hmac_user("audit-b"), hmac_user("audit-a")
+    last = chain_rows(audited_db, "audit-a")[-1]
+    tamper(audited_db,
+           f"DELETE FROM pymem.audit_log WHERE user_hash = '{erased}';"
+           f" DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{erased}';"
+           f" UPDATE pymem.audit_log a SET chunk_ids = '{{}}', row_count = 0,"
+           f" row_hash = pymem.audit_row_digest(a.prev_hash, a.user_hash, a.chain_pos, a.at, a.db_role, a.operation,"
+           f" a.phase, a.ticket, a.params_digest, '{{}}', 0, a.txid) WHERE {where('audit-a', last)};"
+           f" UPDATE pymem.audit_chain_heads h SET row_hash = a.row_hash FROM pymem.audit_log a"
+           f" WHERE h.user_hash = '{rewritten}' AND a.user_hash = h.user_hash AND a.chain_pos = h.chain_pos")
+    with psycopg.connect(audited_db, autocommit=True) as conn:
+        conn.execute(_REPLACED_VERIFIERS.format(forged=checkpointed[rewritten][2]))
+        assert conn.execute("SELECT count(*) FROM pymem.audit_verify()").fetchone()[0] == 0  # the server says clean
+    with connect(audited_db) as conn:
+        assert verify_audit_log(conn) == []  # a rewrite with valid hashes: only the checkpoint can tell
+        found = {(p.user_hash, p.problem) for p in verify_checkpoint(conn, checkpoint)}
+    assert found == {(erased, "checkpointed row is gone (chain cut or deleted)"),
+                     (rewritten, "checkpointed row has changed")}
+    with connect(audited_db) as conn:  # and audit-verify names the replaced functions (doctor's check)
+        [functions] = [f for f in check_schema(conn) if f.check == "function definitions"]
+    assert not functions.ok and "pymem.audit_verify()" in functions.detail and "pymem.audit_row_hash" in functions.detail
+    report["attacks tried"] = report.get("attacks tried", 0) + 1
+    report.setdefault("attacks that worked", 0)

@@ -1,0 +1,193 @@
+"""Audit verification that does not ask the server: every chain recomputed in the client.
+
+``pymem.audit_verify()`` and ``pymem.audit_row_hash()`` are answered by the
+database, so a superuser who replaces them (``CREATE OR REPLACE FUNCTION``) chooses
+the answer. Here the auditor reads the raw rows of ``pymem.audit_log``,
+``pymem.audit_log_v1`` and ``pymem.audit_chain_heads`` (it has SELECT on all
+three) and recomputes each row hash with the documented layout, in Python:
+
+    v2 row:  sha256(prev_hash || UTF-8 of 'v2|user_hash|chain_pos|epoch_us|db_role|operation|phase|'
+                                          'ticket|params_digest_hex|chunk_ids|row_count|txid')
+    v1 row:  sha256(prev_hash || UTF-8 of 'seq|epoch_us|db_role|user_hash|operation|chunk_ids|'
+                                          'row_count|txid|chain_pos')
+
+(``ticket`` and ``params_digest_hex`` are ``-`` when absent, as is a v1 row's
+``user_hash``; ``chunk_ids`` is PostgreSQL's array text, ``{id,id}``; ``epoch_us``
+the row time in microseconds since 1970.) What this still trusts of the server:
+that ``pymem.audit_log`` is the table (``pymem doctor`` fingerprints it) and
+PostgreSQL's own output of the column values; a superuser who rewrites a whole
+chain's tail with valid hashes is caught only against a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+NO_TENANT = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_V2_ROWS = ("SELECT user_hash::pg_catalog.text, chain_pos, at, db_role, operation, phase, ticket, params_digest,"
+            " chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log"
+            " ORDER BY user_hash, chain_pos")
+_V1_ROWS = ("SELECT user_hash::pg_catalog.text, seq, at, db_role, operation, chunk_ids, row_count,"
+            " txid::pg_catalog.text, chain_pos, prev_hash, row_hash FROM pymem.audit_log_v1"
+            " ORDER BY user_hash NULLS FIRST, chain_pos")
+_HEADS = ("SELECT user_hash::pg_catalog.text, chain_pos, row_hash FROM pymem.audit_chain_heads"
+          " ORDER BY user_hash")
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """One place where a chain does not verify."""
+
+    user_hash: str
+    chain_pos: int
+    problem: str
+
+
+def _epoch_us(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _array_text(ids) -> str | None:
+    return None if ids is None else "{" + ",".join(str(i) for i in ids) + "}"
+
+
+def _digest(prev_hash: bytes, parts: Iterable) -> bytes:
+    # concat_ws('|', ...) leaves NULL arguments out, and so does this.
+    text = "|".join(str(p) for p in parts if p is not None)
+    return hashlib.sha256(bytes(prev_hash) + text.encode("utf-8")).digest()
+
+
+def row_hash_v2(prev_hash: bytes, user_hash: str, chain_pos: int, at: datetime, db_role: str, operation: str,
+                phase: str, ticket, params_digest: bytes | None, chunk_ids, row_count, txid: str) -> bytes:
+    """The hash of a ``pymem.audit_log`` row (``pymem.audit_row_digest``), computed here."""
+    return _digest(prev_hash, ("v2", user_hash, chain_pos, _epoch_us(at), db_role, operation, phase,
+                               "-" if ticket is None else str(ticket),
+                               "-" if params_digest is None else bytes(params_digest).hex(),
+                               _array_text(chunk_ids), row_count, txid))
+
+
+def row_hash_v1(prev_hash: bytes, seq: int, at: datetime, db_role: str, user_hash: str | None, operation: str,
+                chunk_ids, row_count, txid: str, chain_pos: int) -> bytes:
+    """The hash of a ``pymem.audit_log_v1`` row (``pymem.audit_row_digest_v1``), computed here."""
+    return _digest(prev_hash, (seq, _epoch_us(at), db_role, "-" if user_hash is None else user_hash, operation,
+                               _array_text(chunk_ids), row_count, txid, chain_pos))
+
+
+@dataclass
+class ChainEnd:
+    """Where a chain's last verified row is: its position and hash."""
+
+    chain_pos: int
+    row_hash: bytes
+
+
+def _rows(conn: psycopg.Connection, query: str) -> Iterator[tuple]:
+    # A server-side cursor: the log may not fit in memory.
+    with conn.cursor(name="pymem_audit_rows") as cursor:
+        cursor.itersize = 5000
+        cursor.execute(query)
+        yield from cursor
+
+
+def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem]) -> dict[str, ChainEnd]:
+    """Verify the read-only first-generation log; return each chain's last row."""
+    ends: dict[str, ChainEnd] = {}
+    broken: set[str] = set()
+    seqs: dict[str, int] = {}
+    for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, row in _rows(
+            conn, _V1_ROWS):
+        chain = user_hash or NO_TENANT
+        if chain in broken:
+            continue
+        end = ends.get(chain, ChainEnd(0, b""))
+        problem = None
+        if chain_pos != end.chain_pos + 1:
+            problem = "missing row(s) before this one (deleted)"
+        elif seq <= seqs.get(chain, -1):
+            problem = "out of order (reordered)"
+        elif bytes(prev) != end.row_hash:
+            problem = "previous hash does not match (predecessor altered)"
+        elif bytes(row) != row_hash_v1(prev, seq, at, db_role, user_hash, operation, chunk_ids, row_count, txid,
+                                       chain_pos):
+            problem = "row hash does not match (modified)"
+        if problem:
+            problems.append(ChainProblem(chain, chain_pos, "v1: " + problem))
+            broken.add(chain)  # like audit_verify_v1: the first problem of each chain
+            continue
+        seqs[chain] = seq
+        ends[chain] = ChainEnd(chain_pos, bytes(row))
+    return ends
+
+
+def verify_chains(conn: psycopg.Connection) -> list[ChainProblem]:
+    """Every break in every audit chain, found by recomputing it here; [] when intact.
+
+    Reports what ``pymem.audit_verify()`` reports (deleted, altered or reordered
+    rows; a head that disagrees with its chain's last row; v1 problems prefixed
+    ``v1: ``), without calling any function of pymem's.
+
+    Args:
+        conn: a connection whose role can read the audit tables (``pymem_auditor``),
+            inside a transaction (the rows are read through a named cursor).
+    """
+    problems: list[ChainProblem] = []
+    v1_ends = _v1_chains(conn, problems)
+    ends: dict[str, ChainEnd] = {}
+    times: dict[str, datetime] = {}
+    for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
+         prev, row) in _rows(conn, _V2_ROWS):
+        if user_hash not in ends:
+            ends[user_hash] = v1_ends.get(user_hash, ChainEnd(0, b""))
+        end = ends[user_hash]
+        if chain_pos != end.chain_pos + 1:
+            problems.append(ChainProblem(user_hash, chain_pos, "missing row(s) before this one (deleted)"))
+        elif bytes(prev) != end.row_hash:
+            problems.append(ChainProblem(user_hash, chain_pos, "previous hash does not match (a predecessor was"
+                                                               " altered, or rows were reordered)"))
+        if bytes(row) != row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase, ticket,
+                                     params_digest, chunk_ids, row_count, txid):
+            problems.append(ChainProblem(user_hash, chain_pos, "row hash does not match (modified)"))
+        elif user_hash in times and at < times[user_hash]:
+            problems.append(ChainProblem(user_hash, chain_pos, "earlier than its predecessor (reordered)"))
+        ends[user_hash] = ChainEnd(chain_pos, bytes(row))  # re-anchor: a later break is reported too
+        times[user_hash] = at
+    for user_hash, chain_pos, row_hash in _rows(conn, _HEADS):
+        end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
+        if chain_pos == 0 and end.chain_pos == 0:
+            continue  # a head created for a chain that has no row yet
+        if end.chain_pos == 0:
+            problem = f"all rows of the chain are missing (head says {chain_pos})"
+        elif end.chain_pos < chain_pos:
+            problem = f"rows missing at the end (head says {chain_pos})"
+        elif end.chain_pos > chain_pos:
+            problem = f"rows beyond the head (head says {chain_pos})"
+        elif end.row_hash != bytes(row_hash):
+            problem = "the last row's hash differs from the head"
+        else:
+            continue
+        problems.append(ChainProblem(user_hash, chain_pos, problem))
+    return problems
+
+
+def row_hashes(conn: psycopg.Connection, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+    """The hashes, recomputed here from the rows' fields, of the rows ``wanted`` names
+    ((user_hash, chain_pos), in either log) that are still in the log: what a signed
+    checkpoint is checked against."""
+    found: dict[tuple[str, int], bytes] = {}
+    for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, _ in _rows(
+            conn, _V1_ROWS):
+        if (user_hash or NO_TENANT, chain_pos) in wanted:
+            found[(user_hash or NO_TENANT, chain_pos)] = row_hash_v1(prev, seq, at, db_role, user_hash, operation,
+                                                                    chunk_ids, row_count, txid, chain_pos)
+    for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
+         prev, _) in _rows(conn, _V2_ROWS):
+        if (user_hash, chain_pos) in wanted:
+            found[(user_hash, chain_pos)] = row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase,
+                                                        ticket, params_digest, chunk_ids, row_count, txid)
+    return found
