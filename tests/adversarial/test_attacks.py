@@ -346,12 +346,14 @@ _RAW_PUT = ("SELECT pymem.put_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[
             " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::public.vector[], 2::int2)")
 
 
-async def _raw_put(conn, user: str, key_id: int, blob: bytes) -> None:
-    """What an attacker with the app's credentials (no keys) can write: anything."""
-    user_hash = hmac_user(user)
+async def _raw_put(conn, user: str, key_id: int, blob: bytes) -> uuid.UUID:
+    """What a caller that enters the tenant can write through the API: any bytes (the
+    server cannot check a seal). Returns the row's id."""
+    user_hash, row_id = hmac_user(user), uuid.uuid4()
     async with conn.transaction():
         await conn.execute(*enter_tenant_call(user_hash))
-        await conn.execute(_RAW_PUT, (user_hash, [uuid.uuid4()], [blob], [blob], [blob], [key_id], [vec(8)]))
+        await conn.execute(_RAW_PUT, (user_hash, [row_id], [blob], [blob], [blob], [key_id], [vec(8)]))
+    return row_id
 
 
 async def test_a_row_under_an_unregistered_key_id_is_refused(attack_failed, aconn, user, keys):
@@ -472,6 +474,59 @@ async def test_maintainer_reads_are_audited_under_the_operator_login(attack_fail
                          " ORDER BY chain_pos", (user_hash,)).fetchall()
     assert rows == [("intent", "pymem_test_ops"), ("result", "pymem_test_ops")]
     attack_failed("unaudited maintainer export")
+
+
+async def test_everything_a_maintainer_changes_in_a_tenant_is_in_the_tenants_chain(attack_failed, rotation_db, keys,
+                                                                                    user):
+    """A10: a quarantine and a re-key each append a row naming the ids to the tenant's
+    chain, under the operator's login."""
+    admin, ops = rotation_db
+    k1, k2 = generate_key(), generate_key()
+    keys.ring(1, {1: k1})
+    conn = await aconnect(ops)
+    try:
+        await repo.index_memory_chunks(conn, user, [ChunkInput("d", "s", f"t{i}", vec(i)) for i in range(3)])
+        junk = await _raw_put(conn, user, 1, bytes(40))
+        keys.ring(2, {1: k1, 2: k2})
+        report = await rotate_encryption_key(conn)
+        assert (report.rows_resealed, report.quarantined) == (3, 1)
+    finally:
+        await conn.close()
+    with connect(admin) as c:
+        rows = c.execute("SELECT operation, row_count, chunk_ids, db_role FROM pymem.audit_log WHERE user_hash = %s"
+                         " AND phase = 'write' AND operation IN ('update', 'quarantine') ORDER BY chain_pos",
+                         (hmac_user(user),)).fetchall()
+    assert ("quarantine", 1, [junk], "pymem_test_ops") in rows
+    assert sum(n for op, n, _, role in rows if op == "update" and role == "pymem_test_ops") == 3
+    attack_failed("unaudited quarantine or re-key")
+
+
+async def test_a_maintainer_without_the_keys_can_neither_quarantine_nor_rekey_a_tenant(attack_failed, rotation_db,
+                                                                                       keys, user):
+    """A10: before 0015 a keyless maintainer re-keyed another tenant's rows to junk and
+    probed which ids it had; each call now needs the tenant's proof."""
+    admin, ops = rotation_db
+    keys.ring(1, {1: generate_key()})
+    conn = await aconnect(ops)
+    try:
+        [chunk_id] = await repo.index_memory_chunks(conn, user, [ChunkInput("d", "s", "t", vec(1))])
+    finally:
+        await conn.close()
+    user_hash = hmac_user(user)
+    with connect(ops) as attacker:  # the operator's login, without the keys in its process
+        for statement, params in (
+                ("SELECT pymem.quarantine_chunks(%s, %s, 'probe')", (user_hash, [uuid.UUID(str(chunk_id))])),
+                ("SELECT pymem.rekey_chunks_v2(%s, %s, ARRAY[1], ARRAY['\\x00'::bytea], ARRAY['\\x00'::bytea],"
+                 " ARRAY['\\x00'::bytea], ARRAY[NULL::bytea], 1, 2::smallint)", (user_hash, [uuid.UUID(str(chunk_id))]))):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), attacker.transaction():
+                attacker.execute(sql.SQL("SET LOCAL app.user_hash = {}").format(sql.Literal(user_hash)))
+                attacker.execute(statement, params)
+    conn = await aconnect(ops)
+    try:
+        assert (await repo.get_chunk(conn, user, chunk_id)).text == "t"
+    finally:
+        await conn.close()
+    attack_failed("keyless maintainer re-keys or quarantines a tenant")
 
 
 # --------------------------------------------------------------------------- 10. labels and embedding

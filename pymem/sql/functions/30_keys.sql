@@ -194,6 +194,7 @@ AS $$
 DECLARE
     v_row   record;
     v_count integer := 0;
+    v_ids   uuid[] := '{}';
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     FOR v_row IN
@@ -203,14 +204,18 @@ BEGIN
         VALUES (p_user_hash, v_row.id, v_row.key_id, p_reason) ON CONFLICT DO NOTHING;
         IF FOUND THEN
             v_count := v_count + 1;
+            v_ids := v_ids || v_row.id;
         END IF;
     END LOOP;
+    -- In the tenant's chain, like every other change a maintainer makes to it.
+    PERFORM pymem.audit_append(p_user_hash, 'quarantine', 'write', NULL, NULL,
+                               ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN v_count;
 END
 $$;
 COMMENT ON FUNCTION pymem.quarantine_chunks(char, uuid[], text) IS
-    'Records the tenant''s rows among the ids (others are ignored) as not re-sealable; returns how many '
-    'were new.';
+    'Records the tenant''s rows among the ids (others are ignored) as not re-sealable, and the ones that were '
+    'new in the tenant''s audit chain (''quarantine''); returns how many were new.';
 
 CREATE OR REPLACE FUNCTION pymem.quarantined()
     RETURNS TABLE (user_hash char(64), chunk_id uuid, key_id integer, reason text, at timestamptz)
