@@ -243,3 +243,45 @@ def test_an_app_login_that_reaches_more_than_pymem_app_fails_the_deployment_chec
         conn.execute(grant)
         checks = {f.check: f.ok for f in check_deployment(conn, "pymem_tamper_login")}
     assert checks["app role"] and {check for check, ok in checks.items() if not ok} >= failing
+
+
+def test_a_replaced_pgvector_distance_function_is_named(victim):
+    """Inverting the cosine distance would turn every search upside down without touching a row."""
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.cd_orig(public.vector, public.vector) RETURNS float8 LANGUAGE c"
+                     " IMMUTABLE STRICT PARALLEL SAFE AS '$libdir/vector', 'cosine_distance'")
+        conn.execute("CREATE OR REPLACE FUNCTION public.cosine_distance(public.vector, public.vector) RETURNS float8"
+                     " LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE RETURN 2 - public.cd_orig($1, $2)")
+    ok, detail = findings(victim)["pgvector's functions"]
+    assert not ok and "cosine_distance(public.vector,public.vector)" in detail
+
+
+@pytest.mark.parametrize("tamper, what", [
+    # pgvector's own library, another of its functions: the nearest neighbour becomes the farthest.
+    ("CREATE OR REPLACE FUNCTION public.cosine_distance(public.vector, public.vector) RETURNS float8 LANGUAGE c"
+     " IMMUTABLE STRICT PARALLEL SAFE AS '$libdir/vector', 'inner_product'", "pgvector operator <=> differs"),
+    # Out of the extension, a function is no longer checked as pgvector's: its fingerprint still is.
+    ("ALTER EXTENSION vector DROP FUNCTION public.vector_send(public.vector)", "pgvector type vector send differs"),
+])
+def test_pgvector_functions_pymem_uses_are_fingerprinted(victim, tamper, what):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute(tamper)
+    ok, detail = findings(victim)["pgvector's functions"]
+    assert not ok and what in detail
+
+
+def test_a_second_revision_row_is_refused(victim):
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute("INSERT INTO public.alembic_version VALUES ('0013')")
+        with pytest.raises(MigrationRefused, match="holds 2 revisions"):
+            check_schema(conn)
+
+
+def test_doctor_reads_utf8_whatever_the_databases_client_encoding(victim):
+    from pymem.db import connect
+
+    with psycopg.connect(victim, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET client_encoding = 'SQL_ASCII'").format(
+            psycopg.sql.Identifier(conn.info.dbname)))
+    with connect(victim) as conn:
+        assert all(f.ok for f in check_schema(conn)), check_schema(conn)

@@ -99,3 +99,25 @@ def test_the_getting_started_page_runs_as_printed(newcomer):
     assert "pymem 0.1.0" in out and "ok   no temporary objects" in out
     assert "1. flight: The flight to Lisbon leaves at 9:40" in out and "milk Buy oat milk" in out
     assert "stopped the embedded server" in out
+
+
+_CITATION = re.compile(r"`(tests/[\w/]+\.(?:py|sql))?(?:::([\w:]+))?`")
+
+
+def test_every_test_the_security_pages_cite_exists():
+    """A promise names the test that tries the attack; a renamed or removed test would
+    leave the promise unbacked. ``::name`` alone refers to the file cited before it."""
+    missing = []
+    for page in ("docs/threat-model.md", "docs/security.md"):
+        last_file = None
+        for path, name in _CITATION.findall((ROOT / page).read_text()):
+            if path:
+                last_file = path
+                if not (ROOT / path).is_file():
+                    missing.append(f"{page}: {path}")
+            if name and last_file and last_file.endswith(".py"):
+                source = (ROOT / last_file).read_text()
+                function = name.split("::")[-1]
+                if not re.search(rf"^\s*(async )?def {function}\(|^class {function}\b", source, re.MULTILINE):
+                    missing.append(f"{page}: {last_file}::{name}")
+    assert missing == []
