@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .audit_chain import row_hashes, verify_chains
+from .audit_chain import verify_chains
 from .config import key_material
 
 CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
@@ -60,8 +60,14 @@ class AuditProblem:
 
 @contextmanager
 def _as_auditor(conn: psycopg.Connection) -> Iterator[None]:
-    """A transaction as pymem_auditor."""
+    """One READ ONLY, REPEATABLE READ transaction as pymem_auditor, with the output
+    settings the verifier reads values in pinned (a DateStyle stored for the login
+    would otherwise stop it)."""
     with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for setting in ("SET LOCAL DateStyle = 'ISO, YMD'", "SET LOCAL TimeZone = 'UTC'",
+                        "SET LOCAL extra_float_digits = 1", "SET LOCAL bytea_output = 'hex'"):
+            conn.execute(setting)
         # Only a login that does not inherit pymem_auditor switches to it. (On Citus
         # a SET LOCAL ROLE is forwarded to the workers, where the definer's own
         # connections could not take it.)
@@ -70,16 +76,34 @@ def _as_auditor(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
-def verify_audit_log(conn: psycopg.Connection) -> list[AuditProblem]:
+def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None) -> list[AuditProblem]:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
-    Calls no function of pymem's (see :mod:`pymem.audit_chain`).
+    One pass over the log, in one transaction, calling no function of pymem's (see
+    :mod:`pymem.audit_chain`). With ``checkpoint``, the rows a signed checkpoint names
+    are checked in the same pass: each must be where the walk reached it, its chain
+    intact up to it, with the hash the checkpoint signed.
 
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
+        checkpoint: a file written by :func:`write_checkpoint`.
+
+    Raises:
+        ValueError: the checkpoint is not one, or its signature does not verify under
+            ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
     """
+    heads = _read_checkpoint(checkpoint)["heads"] if checkpoint is not None else []
     with _as_auditor(conn):
-        return [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in verify_chains(conn)]
+        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads))
+    problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
+    for user_hash, chain_pos, row_hash in heads:
+        now = walk.hashes.get((user_hash, chain_pos))
+        if now is None:
+            # Absent, or its chain broken before it (the walk names the break).
+            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
+        elif now.hex() != row_hash:
+            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row has changed"))
+    return problems
 
 
 def _decode_key(variable: str, raw: str | None) -> bytes:
@@ -120,7 +144,10 @@ def _signed_bytes(body: dict) -> bytes:
 
 
 def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
-    """Sign every chain head and write the checkpoint to ``path`` (atomically).
+    """Walk every chain here and sign each chain's last row into ``path`` (atomically).
+
+    The heads signed are those the walk computed, not what the server says they are;
+    a log that does not verify is not signed.
 
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
@@ -130,34 +157,33 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
         The number of chains checkpointed.
 
     Raises:
-        ValueError: ``PYMEM_AUDIT_SIGNING_KEY`` is missing or malformed.
+        ValueError: ``PYMEM_AUDIT_SIGNING_KEY`` is missing or malformed, or the log does
+            not verify (run ``pymem audit-verify``).
     """
     key = _signing_key()
     with _as_auditor(conn):
-        heads = conn.execute("SELECT user_hash, chain_pos, row_hash FROM pymem.audit_heads()").fetchall()
-    database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        walk = verify_chains(conn)
+        database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+    if walk.problems:
+        raise ValueError(f"the audit log does not verify ({len(walk.problems)} problems): pymem audit-verify"
+                         " names them; nothing was signed")
     body = {"format": CHECKPOINT_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
-            "database": database, "heads": [[u, int(p), bytes(h).hex()] for u, p, h in heads]}
+            "database": database,
+            "heads": [[u, int(p), h.hex()] for u, (p, h) in sorted(walk.ends.items()) if p > 0]}
     body["signature"] = base64.b64encode(key.sign(_signed_bytes(body))).decode()
     target = Path(path)
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(body, out, indent=1)
     os.replace(tmp, target)
-    return len(heads)
+    return len(body["heads"])
 
 
-def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditProblem]:
-    """Check that every row a signed checkpoint names is still in the log, unchanged.
-
-    A chain cut at its end, or deleted whole (head included), no longer has the
-    checkpointed row: that is reported here even when the chains verify. Each row's
-    hash is recomputed here from its fields, so a rewritten row does not pass
-    because its stored ``row_hash`` was rewritten too.
+def _read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's body, its signature verified under ``PYMEM_AUDIT_VERIFY_KEY``.
 
     Raises:
-        ValueError: the file is not a checkpoint, or its signature does not verify
-            under ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
+        ValueError: the file is not a checkpoint, or its signature does not verify.
     """
     try:
         body = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -170,15 +196,18 @@ def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditP
         _verify_key().verify(signature, _signed_bytes(body))
     except InvalidSignature:
         raise ValueError(f"{path}: the checkpoint's signature does not verify (forged or edited)") from None
-    heads = body["heads"]
-    # The rows' hashes are recomputed here from their fields: no server function answers.
-    with _as_auditor(conn):
-        found = row_hashes(conn, {(h[0], h[1]) for h in heads})
-    problems = []
-    for user_hash, chain_pos, row_hash in heads:
-        now = found.get((user_hash, chain_pos))
-        if now is None:
-            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
-        elif now.hex() != row_hash:
-            problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row has changed"))
-    return problems
+    return body
+
+
+def verify_checkpoint(conn: psycopg.Connection, path: str | Path) -> list[AuditProblem]:
+    """The problems of the log and of a signed checkpoint, in one pass (:func:`verify_audit_log`).
+
+    A chain cut at its end, or deleted whole (head included), no longer has the
+    checkpointed row: that is reported here even when the chains verify. Each row's
+    hash is recomputed here from its fields, in the walk of its chain, so a rewritten
+    row does not pass because its stored ``row_hash`` was rewritten too.
+
+    Raises:
+        ValueError: as :func:`verify_audit_log`.
+    """
+    return verify_audit_log(conn, path)

@@ -22,18 +22,24 @@ chain's tail with valid hashes is caught only against a signed checkpoint.
 from __future__ import annotations
 
 import hashlib
+import time
+from decimal import Decimal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 import psycopg
 
 NO_TENANT = "0" * 64
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_V2_ROWS = ("SELECT user_hash::pg_catalog.text, chain_pos, at, db_role, operation, phase, ticket, params_digest,"
-            " chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log"
+#: A row dated later than this after the verification's start is reported: the chain's
+#: time order rests on the head row's time, which no hash covers.
+FUTURE_SLACK_US = 300 * 1_000_000
+# Times as PostgreSQL's exact epoch microseconds (numeric: 'infinity' or a year past 9999
+# reads as a value that does not hash, not as an error that stops the walk).
+_EPOCH_US = "(pg_catalog.extract('epoch', at) * 1000000)::pg_catalog.numeric::pg_catalog.text"
+_V2_ROWS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
+            " params_digest, chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log"
             " ORDER BY user_hash, chain_pos")
-_V1_ROWS = ("SELECT user_hash::pg_catalog.text, seq, at, db_role, operation, chunk_ids, row_count,"
+_V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, operation, chunk_ids, row_count,"
             " txid::pg_catalog.text, chain_pos, prev_hash, row_hash FROM pymem.audit_log_v1"
             " ORDER BY user_hash NULLS FIRST, chain_pos")
 _HEADS = ("SELECT user_hash::pg_catalog.text, chain_pos, row_hash FROM pymem.audit_chain_heads"
@@ -49,8 +55,11 @@ class ChainProblem:
     problem: str
 
 
-def _epoch_us(at: datetime) -> int:
-    return (at - _EPOCH) // timedelta(microseconds=1)
+def _epoch_us(at: str) -> str:
+    """The row time as the hash writes it: an integer of microseconds. (A value with a
+    fraction, or infinite, cannot have been written by pymem: kept as it is, it will not hash.)"""
+    value = Decimal(at)
+    return str(int(value)) if value.is_finite() and value == value.to_integral_value() else at
 
 
 def _array_text(ids) -> str | None:
@@ -63,7 +72,7 @@ def _digest(prev_hash: bytes, parts: Iterable) -> bytes:
     return hashlib.sha256(bytes(prev_hash) + text.encode("utf-8")).digest()
 
 
-def row_hash_v2(prev_hash: bytes, user_hash: str, chain_pos: int, at: datetime, db_role: str, operation: str,
+def row_hash_v2(prev_hash: bytes, user_hash: str, chain_pos: int, at: str, db_role: str, operation: str,
                 phase: str, ticket, params_digest: bytes | None, chunk_ids, row_count, txid: str) -> bytes:
     """The hash of a ``pymem.audit_log`` row (``pymem.audit_row_digest``), computed here."""
     return _digest(prev_hash, ("v2", user_hash, chain_pos, _epoch_us(at), db_role, operation, phase,
@@ -72,7 +81,7 @@ def row_hash_v2(prev_hash: bytes, user_hash: str, chain_pos: int, at: datetime, 
                                _array_text(chunk_ids), row_count, txid))
 
 
-def row_hash_v1(prev_hash: bytes, seq: int, at: datetime, db_role: str, user_hash: str | None, operation: str,
+def row_hash_v1(prev_hash: bytes, seq: int, at: str, db_role: str, user_hash: str | None, operation: str,
                 chunk_ids, row_count, txid: str, chain_pos: int) -> bytes:
     """The hash of a ``pymem.audit_log_v1`` row (``pymem.audit_row_digest_v1``), computed here."""
     return _digest(prev_hash, (seq, _epoch_us(at), db_role, "-" if user_hash is None else user_hash, operation,
@@ -95,7 +104,8 @@ def _rows(conn: psycopg.Connection, query: str) -> Iterator[tuple]:
         yield from cursor
 
 
-def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem]) -> dict[str, ChainEnd]:
+def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem], wanted: frozenset[tuple[str, int]],
+               hashes: dict[tuple[str, int], bytes]) -> dict[str, ChainEnd]:
     """Verify the read-only first-generation log; return each chain's last row."""
     ends: dict[str, ChainEnd] = {}
     broken: set[str] = set()
@@ -122,41 +132,76 @@ def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem]) -> dict[s
             continue
         seqs[chain] = seq
         ends[chain] = ChainEnd(chain_pos, bytes(row))
+        if (chain, chain_pos) in wanted:
+            hashes[(chain, chain_pos)] = bytes(row)
     return ends
 
 
-def verify_chains(conn: psycopg.Connection) -> list[ChainProblem]:
-    """Every break in every audit chain, found by recomputing it here; [] when intact.
+@dataclass
+class ChainWalk:
+    """What :func:`verify_chains` found.
 
-    Reports what ``pymem.audit_verify()`` reports (deleted, altered or reordered
+    ``problems``: what ``pymem.audit_verify()`` reports (deleted, altered or reordered
     rows; a head that disagrees with its chain's last row; v1 problems prefixed
-    ``v1: ``), without calling any function of pymem's.
+    ``v1: ``), plus rows dated in the future; [] when intact. ``hashes``: for each
+    position of ``wanted`` the walk reached with its chain intact up to it, the hash
+    it computed there. ``ends``: each chain's last row (position, hash), as walked.
+    """
+
+    problems: list[ChainProblem]
+    hashes: dict[tuple[str, int], bytes]
+    ends: dict[str, tuple[int, bytes]]
+
+
+def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset()) -> ChainWalk:
+    """Walk every audit chain once, recomputing it here.
+
+    A signed checkpoint is compared with ``hashes`` from this same pass, so that a
+    server cannot show one log to the walk and another to the checkpoint check; a
+    checkpoint is written from ``ends``. Calls no function of pymem's.
 
     Args:
         conn: a connection whose role can read the audit tables (``pymem_auditor``),
-            inside a transaction (the rows are read through a named cursor).
+            inside one transaction (the rows are read through named cursors).
+        wanted: (user_hash, chain_pos) of the rows a checkpoint names.
     """
     problems: list[ChainProblem] = []
-    v1_ends = _v1_chains(conn, problems)
+    hashes: dict[tuple[str, int], bytes] = {}
+    broken: set[str] = set()
+    v1_ends = _v1_chains(conn, problems, wanted, hashes)
     ends: dict[str, ChainEnd] = {}
-    times: dict[str, datetime] = {}
+    times: dict[str, Decimal] = {}
+    future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
     for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
          prev, row) in _rows(conn, _V2_ROWS):
         if user_hash not in ends:
             ends[user_hash] = v1_ends.get(user_hash, ChainEnd(0, b""))
+            if any(p.user_hash == user_hash for p in problems):
+                broken.add(user_hash)
         end = ends[user_hash]
+        problem = None
         if chain_pos != end.chain_pos + 1:
-            problems.append(ChainProblem(user_hash, chain_pos, "missing row(s) before this one (deleted)"))
+            problem = "missing row(s) before this one (deleted)"
         elif bytes(prev) != end.row_hash:
-            problems.append(ChainProblem(user_hash, chain_pos, "previous hash does not match (a predecessor was"
-                                                               " altered, or rows were reordered)"))
-        if bytes(row) != row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase, ticket,
-                                     params_digest, chunk_ids, row_count, txid):
+            problem = "previous hash does not match (a predecessor was altered, or rows were reordered)"
+        if problem:
+            problems.append(ChainProblem(user_hash, chain_pos, problem))
+        computed = row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest,
+                               chunk_ids, row_count, txid)
+        when = Decimal(at)
+        if bytes(row) != computed:
             problems.append(ChainProblem(user_hash, chain_pos, "row hash does not match (modified)"))
-        elif user_hash in times and at < times[user_hash]:
+            problem = problem or "modified"
+        elif user_hash in times and when < times[user_hash]:
             problems.append(ChainProblem(user_hash, chain_pos, "earlier than its predecessor (reordered)"))
+        elif when > future:
+            problems.append(ChainProblem(user_hash, chain_pos, "dated in the future"))
+        if problem:
+            broken.add(user_hash)
+        if (user_hash, chain_pos) in wanted and user_hash not in broken:
+            hashes[(user_hash, chain_pos)] = computed
         ends[user_hash] = ChainEnd(chain_pos, bytes(row))  # re-anchor: a later break is reported too
-        times[user_hash] = at
+        times[user_hash] = when
     for user_hash, chain_pos, row_hash in _rows(conn, _HEADS):
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
         if chain_pos == 0 and end.chain_pos == 0:
@@ -172,22 +217,5 @@ def verify_chains(conn: psycopg.Connection) -> list[ChainProblem]:
         else:
             continue
         problems.append(ChainProblem(user_hash, chain_pos, problem))
-    return problems
-
-
-def row_hashes(conn: psycopg.Connection, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
-    """The hashes, recomputed here from the rows' fields, of the rows ``wanted`` names
-    ((user_hash, chain_pos), in either log) that are still in the log: what a signed
-    checkpoint is checked against."""
-    found: dict[tuple[str, int], bytes] = {}
-    for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, _ in _rows(
-            conn, _V1_ROWS):
-        if (user_hash or NO_TENANT, chain_pos) in wanted:
-            found[(user_hash or NO_TENANT, chain_pos)] = row_hash_v1(prev, seq, at, db_role, user_hash, operation,
-                                                                    chunk_ids, row_count, txid, chain_pos)
-    for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
-         prev, _) in _rows(conn, _V2_ROWS):
-        if (user_hash, chain_pos) in wanted:
-            found[(user_hash, chain_pos)] = row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase,
-                                                        ticket, params_digest, chunk_ids, row_count, txid)
-    return found
+    walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}
+    return ChainWalk(problems, hashes, walked)

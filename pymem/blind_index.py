@@ -14,8 +14,10 @@ Ids
     the same id are unrelated; nothing the caller chose (a uuid1's MAC address and
     time, a uuid5 of the content) reaches the database. An id pymem generates is a
     random UUID stored as it is. Rows written before revision 0015 with a caller id
-    that was a canonical UUID keep that UUID as their row id; lookups by such an id
-    try both (:meth:`TenantIndex.row_ids`), and an upsert moves the row to its keyed id.
+    that was a random (version 4) UUID keep it as their row id; lookups by such an id
+    try both (:meth:`TenantIndex.row_ids`), and an upsert moves the row to its keyed
+    id. Rows stored then under another version of UUID are found by searches and
+    listings, not by their id (see docs/threat-model.md, A6).
 
 Metadata tags
     Each top-level metadata key whose value is a scalar (str, int, float, bool,
@@ -119,11 +121,14 @@ class TenantIndex:
         return uuid.UUID(bytes=bytes(raw))
 
     def row_ids(self, external_id: str) -> list[uuid.UUID]:
-        """Every row id a (checked) caller id may be stored under: the keyed one, and
-        for a canonical UUID string also the UUID itself (ids pymem generates, and
-        caller ids stored before revision 0015)."""
+        """Every row id a (checked) caller id may be stored under: the keyed one, and for
+        a random (version 4) UUID string also the UUID itself: the ids pymem generates,
+        and random caller ids stored before revision 0015. The UUID itself is sent to
+        the database only then: a version 1, 3, 5 or 8 UUID would tell whoever reads
+        the statements (a log, the server) what a keyed id hides."""
         as_uuid = uuid_id(external_id)
-        return [self.row_id(external_id)] + ([as_uuid] if as_uuid is not None else [])
+        legacy = [as_uuid] if as_uuid is not None and as_uuid.version == 4 else []
+        return [self.row_id(external_id)] + legacy
 
     def _tag(self, key: str, value: Any) -> bytes:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -35,6 +35,9 @@ privileges. These matter to pymem's isolation:
   itself and which every new session, pooled ones included, starts with. pymem's
   transactions pin the timeouts such a setting could use to fail every call
   (:mod:`pymem.pins`); doctor reports any stored setting by name.
+* The server's log: a tenant's proof is a bind parameter of each tenant transaction,
+  so a server that logs statements with their parameters writes it where whoever
+  reads the log finds it.
 * On Citus, the workers report no query text (``track_activities = off``, set by
   ``pymem distribute``): the tenant context tickets reach them as query text.
 * The database: pymem's own, with ``CONNECT`` not granted to PUBLIC. The statistics
@@ -82,6 +85,10 @@ SELECT pg_catalog.pg_has_role(r.oid, 'pymem_app', 'MEMBER'),
                 AND s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d
                                            WHERE d.datname = pg_catalog.current_database()))
               ORDER BY 1),
+       (pg_catalog.current_setting('log_statement') = 'all'
+        OR pg_catalog.current_setting('log_min_duration_statement')::pg_catalog.int4 >= 0
+        OR pg_catalog.current_setting('log_min_duration_sample')::pg_catalog.int4 >= 0)
+       AND pg_catalog.current_setting('log_parameter_max_length')::pg_catalog.int4 <> 0,
        EXISTS (SELECT 1 FROM pg_catalog.pg_database d,
                       pg_catalog.aclexplode(coalesce(d.datacl, pg_catalog.acldefault('d', d.datdba))) a
                 WHERE d.datname = pg_catalog.current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),
@@ -177,7 +184,8 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
     row = conn.execute(_CHECKS_SQL, (role,)).fetchone()
     if row is None:
         raise ValueError("no such role")
-    app, powerful, other_roles, temp, create_public, database, stored, public_connect, other_tables = row
+    (app, powerful, other_roles, temp, create_public, database, stored, logged_parameters, public_connect,
+     other_tables) = row
     return _on_citus(conn) + [
         Finding("app role", app, "has pymem_app" if app else "GRANT pymem_app TO the app's login role"),
         Finding("no superuser, BYPASSRLS or REPLICATION", not powerful,
@@ -199,6 +207,11 @@ def check_deployment(conn: psycopg.Connection, role: str) -> list[Finding]:
                 f"{', '.join(stored)} stored for it (ALTER ROLE ... SET, which the login may do to itself and which"
                 " outlives DISCARD ALL): find out who set them, then ALTER ROLE <login> RESET ALL and ALTER ROLE"
                 f" <login> IN DATABASE {database} RESET ALL"),
+        Finding("no statement logged with its parameters", not logged_parameters,
+                "ok" if not logged_parameters else
+                "the server logs statements with their bind parameters (log_statement = all or a"
+                " log_min_duration_* >= 0): each tenant transaction's proof would be in the log, and whoever reads"
+                " it could act as that tenant; set log_parameter_max_length = 0, or log less"),
         Finding("a database of pymem's own, not open to PUBLIC", not (public_connect or other_tables),
                 "ok" if not (public_connect or other_tables) else
                 "; ".join(([f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC (grant it to pymem's logins)"]

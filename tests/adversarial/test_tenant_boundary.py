@@ -270,3 +270,27 @@ def test_a_login_with_no_pymem_role_reads_no_bucket_statistics_once_doctor_passe
         finally:
             admin.execute("GRANT CONNECT ON DATABASE pymem_boundary TO PUBLIC")
     attack_failed("bucket statistics read by a login with no pymem role")
+
+
+def test_doctor_fails_while_the_server_logs_statements_with_their_parameters(server, admin_url):
+    """A tenant's proof is a bind parameter of every tenant transaction: a statement log
+    with parameters would hand it to whoever reads the log (a red-team finding)."""
+    from pymem.doctor import check_deployment
+
+    check = "no statement logged with its parameters"
+    server.login_role("pymem_boundary_app", ["pymem_app"])
+    database = psycopg.sql.Identifier("pymem_boundary")
+    try:
+        for settings, ok in (({"log_min_duration_statement": "0"}, False),
+                             ({"log_min_duration_statement": "0", "log_parameter_max_length": "0"}, True)):
+            with connect(admin_url) as admin:
+                for name, value in settings.items():
+                    admin.execute(psycopg.sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        database, psycopg.sql.Identifier(name), psycopg.sql.Literal(value)))
+            with connect(admin_url) as admin:  # a new session reads the database's settings
+                assert {f.check: f.ok for f in check_deployment(admin, "pymem_boundary_app")}[check] is ok
+    finally:
+        with connect(admin_url) as admin:
+            for name in ("log_min_duration_statement", "log_parameter_max_length"):
+                admin.execute(psycopg.sql.SQL("ALTER DATABASE {} RESET {}").format(
+                    database, psycopg.sql.Identifier(name)))

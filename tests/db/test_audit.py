@@ -3,6 +3,7 @@ rewrites history is caught by `pymem audit-verify`, which recomputes every chain
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -246,3 +247,60 @@ def test_a_superuser_who_replaces_the_verifying_functions_does_not_change_the_an
     assert not functions.ok and "pymem.audit_verify()" in functions.detail and "pymem.audit_row_hash" in functions.detail
     report["attacks tried"] = report.get("attacks tried", 0) + 1
     report.setdefault("attacks that worked", 0)
+
+
+def test_a_checkpoint_signs_the_chains_the_walk_found_not_what_the_server_lists(audited_db, audit_keys, tmp_path):
+    """Replacing audit_heads() to leave a chain out of the checkpoint, then deleting it."""
+    with psycopg.connect(audited_db, autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION pymem.audit_heads()"
+                     " RETURNS TABLE (user_hash char(64), chain_pos bigint, row_hash bytea)"
+                     " LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+                     " AS $$ SELECT NULL::char(64), NULL::bigint, NULL::bytea WHERE false $$")
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        assert write_checkpoint(conn, checkpoint) == 2
+    victim = hmac_user("audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{victim}';"
+                       f" DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{victim}'")
+    with connect(audited_db) as conn:
+        assert [(p.user_hash, p.problem) for p in verify_checkpoint(conn, checkpoint)] == [
+            (victim, "checkpointed row is gone (chain cut or deleted)")]
+
+
+def test_a_log_that_does_not_verify_is_not_signed(audited_db, audit_keys, tmp_path):
+    tamper(audited_db, f"UPDATE pymem.audit_log SET row_count = 99 WHERE {where('audit-a', 1)}")
+    with connect(audited_db) as conn, pytest.raises(ValueError, match="does not verify"):
+        write_checkpoint(conn, tmp_path / "audit.checkpoint")
+    assert not (tmp_path / "audit.checkpoint").exists()
+
+
+def test_impossible_and_future_times_are_reported_not_fatal(audited_db):
+    """A row dated 'infinity' (which no pymem write makes) reads as modified; a chain head
+    moved to the year 2999 dates every later row then, and those rows are reported."""
+    tamper(audited_db, f"UPDATE pymem.audit_log SET at = 'infinity' WHERE {where('audit-a', 1)};"
+                       f" UPDATE pymem.audit_chain_heads SET at = '2999-01-01' WHERE user_hash = '{hmac_user('audit-b')}'")
+
+    async def write_one() -> None:
+        conn = await aconnect(audited_db)
+        try:
+            await repo.index_memory_chunk(conn, "audit-b", "late", "s", "t", np.ones(8))
+        finally:
+            await conn.close()
+
+    asyncio.run(write_one())
+    found = {(p.user_hash, p.problem) for p in problems(audited_db)}
+    assert (hmac_user("audit-a"), "row hash does not match (modified)") in found
+    assert (hmac_user("audit-b"), "dated in the future") in found
+
+
+def test_audit_verify_fails_when_a_policy_hides_rows_from_the_auditor(audited_db, monkeypatch, capsys):
+    """A restrictive policy for the auditor hides a chain's later rows; the walk cannot
+    see them, and audit-verify reports the changed policy (doctor's check)."""
+    from pymem.cli import main
+
+    with psycopg.connect(audited_db, autocommit=True) as conn:
+        conn.execute("CREATE POLICY hide ON pymem.audit_log AS RESTRICTIVE FOR SELECT TO pymem_auditor"
+                     f" USING (user_hash <> '{hmac_user('audit-a')}')")
+    monkeypatch.setenv("PYMEM_DATABASE_URL", audited_db)
+    assert main(["audit-verify"]) == 1
+    assert "FAIL tables, policies, triggers and roles" in capsys.readouterr().out

@@ -113,6 +113,23 @@ def test_audit_verify_as_a_login_without_the_auditor_role_names_the_grant(cluste
     assert err.count("\n") == 1
 
 
+def test_audit_verify_runs_as_an_auditor_login_whatever_its_stored_datestyle(cluster, cli_db, monkeypatch, capsys):
+    """A plain pymem_auditor login: the walk and doctor's schema check both run; a
+    DateStyle stored for it (which once stopped the verifier) changes nothing."""
+    cluster.login_role("pymem_cli_auditor", ["pymem_auditor"])
+    dbname = psycopg.conninfo.conninfo_to_dict(cli_db)["dbname"]
+    with psycopg.connect(cli_db, autocommit=True) as conn:
+        conn.execute("ALTER ROLE pymem_cli_auditor SET DateStyle = 'SQL, DMY'")
+    try:
+        monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.url(dbname, user="pymem_cli_auditor"))
+        assert main(["audit-verify"]) == 0
+        out = capsys.readouterr().out
+        assert "every hash chain verifies, recomputed here" in out and "are the ones shipped" in out
+    finally:
+        with psycopg.connect(cli_db, autocommit=True) as conn:
+            conn.execute("ALTER ROLE pymem_cli_auditor RESET ALL")
+
+
 async def _index_one(dsn: str) -> None:
     conn = await aconnect(dsn)
     await conn.execute("SET ROLE pymem_app")
@@ -207,7 +224,7 @@ def test_local_db_gives_an_app_login_that_passes_doctor(tmp_path, monkeypatch, c
         lines = capsys.readouterr().out.splitlines()
         exports = dict(line.split(" ", 1)[1].split("  #")[0].split("=", 1) for line in lines[:2])
         assert sorted(exports) == ["APP_DATABASE_URL", "PYMEM_DATABASE_URL"]
-        assert all(line.startswith("# ok") for line in lines[2:-1]) and len(lines) == 17
+        assert all(line.startswith("# ok") for line in lines[2:-1]) and len(lines) == 18
         assert lines[-1].startswith("# development only: local connections are trusted")
         with psycopg.connect(exports["APP_DATABASE_URL"].strip("'")) as conn:
             assert conn.execute("SELECT current_user, pymem.embedding_dim()").fetchone() == ("pymem_local_app", 8)

@@ -360,3 +360,19 @@ def test_the_app_cannot_call_the_internal_search_and_skip_its_audit(conn, tenant
     with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
         conn.execute(*enter_tenant_call(user_hash))
         conn.execute(f"SELECT * FROM {internal}", params)
+
+
+async def test_a_lookup_sends_no_uuid_caller_id_but_a_random_one_as_it_is(aconn, tenant):
+    """A log of the statements would show what is sent: a uuid5 or uuid1 caller id is
+    sent only keyed; the UUID itself only for a random (v4) one, which pymem's own
+    generated ids are. And a keyed row id given back as a caller id names no row."""
+    index = keyring().tenant_index(hmac_user(tenant))
+    for given in (str(uuid.uuid5(uuid.NAMESPACE_URL, "doc")), str(uuid.uuid1())):
+        assert index.row_ids(given) == [index.row_id(given)]
+    random_id = str(uuid.uuid4())
+    assert index.row_ids(random_id) == [index.row_id(random_id), uuid.UUID(random_id)]
+    [kept] = await repo.upsert_memory_chunks(aconn, tenant, [chunk(1, id="kept")])
+    [hit] = await repo.get_memory_chunks(aconn, tenant, [kept])
+    await repo.upsert_memory_chunks(aconn, tenant, [chunk(2, id=str(hit.id))])  # the row id, misused as an id
+    assert await repo.delete_memory_chunks(aconn, tenant, [str(hit.id)]) == 1  # only the row of that id
+    assert [h.text for h in await repo.get_memory_chunks(aconn, tenant, ["kept"])] == ["note 1"]

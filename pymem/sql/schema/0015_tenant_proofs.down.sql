@@ -16,3 +16,4 @@ DROP FUNCTION IF EXISTS pymem.count_keys(char, integer[], integer[], integer);
 DROP FUNCTION IF EXISTS pymem.forwarded_ticket_ttl_us();
 DROP TABLE pymem.context_key;
 DROP TABLE pymem.tenant_proofs;
+REVOKE SELECT ON public.alembic_version FROM pymem_auditor;

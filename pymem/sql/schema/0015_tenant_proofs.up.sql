@@ -9,6 +9,10 @@
 -- context together with a context ticket, a MAC under a key only the owner reads
 -- (context_key), bound to the backend and the transaction; check_tenant, which
 -- every API call runs, accepts the context only with a valid ticket.
+-- The auditor runs pymem audit-verify, which checks the schema as doctor does,
+-- starting with the revision.
+GRANT SELECT ON public.alembic_version TO pymem_auditor;
+
 SET LOCAL ROLE pymem_owner;
 -- On a distributed database the copy of the chain heads below is a multi-shard read,
 -- and Citus runs the function commands that follow in this transaction only if
