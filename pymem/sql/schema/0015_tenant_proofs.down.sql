@@ -1,9 +1,14 @@
 -- Undo 0015: the functions of 0014 go back, and with them the context without a proof.
 -- The log is append-only: with a quarantine recorded, the old check cannot come back
 -- and the downgrade fails whole.
-ALTER TABLE pymem.audit_log DROP CONSTRAINT audit_log_operation_check1;
-ALTER TABLE pymem.audit_log ADD CONSTRAINT audit_log_operation_check1 CHECK (operation = ANY (ARRAY['insert'::text,
-    'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text]));
+DO $do$
+BEGIN
+    EXECUTE 'ALTER TABLE pymem.audit_log DROP CONSTRAINT audit_log_operation_check1';
+    EXECUTE $sql$ALTER TABLE pymem.audit_log ADD CONSTRAINT audit_log_operation_check1 CHECK (operation = ANY (ARRAY[
+        'insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text,
+        'export'::text]))$sql$;
+END
+$do$;
 DROP FUNCTION IF EXISTS pymem.enter_tenant(char, bytea);
 DROP FUNCTION IF EXISTS pymem.register_tenant_proofs(char[], bytea[]);
 DROP FUNCTION IF EXISTS pymem.unregistered_tenants();

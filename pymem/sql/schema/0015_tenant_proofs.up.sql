@@ -51,10 +51,16 @@ SELECT pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
                          || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
 
 -- A quarantine is recorded in the tenant's chain ('quarantine', phase 'write').
-ALTER TABLE pymem.audit_log DROP CONSTRAINT audit_log_operation_check1;
-ALTER TABLE pymem.audit_log ADD CONSTRAINT audit_log_operation_check1 CHECK (operation = ANY (ARRAY['insert'::text,
-    'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text,
-    'quarantine'::text]));
+-- Each ALTER through EXECUTE: Citus sends the text of a statement on a distributed
+-- table to the shards, and this file is one multi-statement query.
+DO $do$
+BEGIN
+    EXECUTE 'ALTER TABLE pymem.audit_log DROP CONSTRAINT audit_log_operation_check1';
+    EXECUTE $sql$ALTER TABLE pymem.audit_log ADD CONSTRAINT audit_log_operation_check1 CHECK (operation = ANY (ARRAY[
+        'insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text,
+        'export'::text, 'quarantine'::text]))$sql$;
+END
+$do$;
 
 -- count_keys takes the seals of each row (a caller id is a fourth sealed field).
 DROP FUNCTION pymem.count_keys(char, integer[], integer);
