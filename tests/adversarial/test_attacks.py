@@ -118,7 +118,7 @@ async def test_temp_domains_left_on_a_connection_never_run_in_a_later_tenant_tra
     attack_failed("pg_temp domains")
 
 
-async def test_temp_domains_made_before_pymem_first_uses_the_connection_never_run(attack_failed, app_url, user):
+async def test_temp_domains_made_before_pymem_first_uses_the_connection_never_run(second_round, app_url, user):
     """A9: the trap is laid before pymem sets the connection up (pgvector's type
     lookup included), on a plain psycopg connection handed to pymem afterwards."""
     conn = await psycopg.AsyncConnection.connect(app_url, autocommit=True)
@@ -132,7 +132,7 @@ async def test_temp_domains_made_before_pymem_first_uses_the_connection_never_ru
         assert (await cur.fetchone())[0] == 0  # the attacker's function never ran
     finally:
         await conn.close()
-    attack_failed("pg_temp domains laid before pymem's first use")
+    second_round("A9: pg_temp domains laid before pymem's first use")
 
 
 async def test_session_settings_left_on_a_connection_do_not_change_a_later_tenant_transaction(attack_failed, app_url, user):
@@ -476,7 +476,7 @@ async def test_maintainer_reads_are_audited_under_the_operator_login(attack_fail
     attack_failed("unaudited maintainer export")
 
 
-async def test_everything_a_maintainer_changes_in_a_tenant_is_in_the_tenants_chain(attack_failed, rotation_db, keys,
+async def test_everything_a_maintainer_changes_in_a_tenant_is_in_the_tenants_chain(second_round, rotation_db, keys,
                                                                                     user):
     """A10: a quarantine and a re-key each append a row naming the ids to the tenant's
     chain, under the operator's login."""
@@ -498,10 +498,10 @@ async def test_everything_a_maintainer_changes_in_a_tenant_is_in_the_tenants_cha
                          (hmac_user(user),)).fetchall()
     assert ("quarantine", 1, [junk], "pymem_test_ops") in rows
     assert sum(n for op, n, _, role in rows if op == "update" and role == "pymem_test_ops") == 3
-    attack_failed("unaudited quarantine or re-key")
+    second_round("A10: a quarantine or re-key left out of the tenant's chain")
 
 
-async def test_a_maintainer_without_the_keys_can_neither_quarantine_nor_rekey_a_tenant(attack_failed, rotation_db,
+async def test_a_maintainer_without_the_keys_can_neither_quarantine_nor_rekey_a_tenant(second_round, rotation_db,
                                                                                        keys, user):
     """A10: before 0015 a keyless maintainer re-keyed another tenant's rows to junk and
     probed which ids it had; each call now needs the tenant's proof."""
@@ -526,7 +526,7 @@ async def test_a_maintainer_without_the_keys_can_neither_quarantine_nor_rekey_a_
         assert (await repo.get_chunk(conn, user, chunk_id)).text == "t"
     finally:
         await conn.close()
-    attack_failed("keyless maintainer re-keys or quarantines a tenant")
+    second_round("A10: a keyless maintainer re-keys or quarantines a tenant")
 
 
 # --------------------------------------------------------------------------- 10. labels and embedding

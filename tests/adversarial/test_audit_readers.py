@@ -17,7 +17,7 @@ from tests.utils import vec
 pytestmark = pytest.mark.citus
 
 
-async def test_the_audit_digest_of_a_search_does_not_confirm_a_guessed_query(report, app_url, cluster):
+async def test_the_audit_digest_of_a_search_does_not_confirm_a_guessed_query(second_round, app_url, cluster):
     """A5: embedding guessed questions with the public model recovered 3 of 3 search
     questions from the unkeyed digests, and linked two tenants who asked the same."""
     cluster.login_role("pymem_test_auditor", ["pymem_auditor"])
@@ -45,6 +45,4 @@ async def test_the_audit_digest_of_a_search_does_not_confirm_a_guessed_query(rep
     assert not guesses & {d for ds in digests.values() for d in ds}  # no guess confirmed
     assert not set(digests[tenants[0]]) & set(digests[tenants[1]])  # the same question, unrelated digests
     assert digests[tenants[0]][0] == digests[tenants[0]][1]  # what it does show: one tenant asked it twice
-    report["attacks tried"] = report.get("attacks tried", 0) + 1
-    report.setdefault("attacks that worked", 0)
-    report["second round: audit digest confirms a guessed query"] = 1
+    second_round("A5: the audit digest confirms a guessed query")

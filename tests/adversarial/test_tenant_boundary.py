@@ -59,16 +59,6 @@ def app_url(server, admin_url) -> str:
     return server.url("pymem_boundary", user="pymem_boundary_app")
 
 
-@pytest.fixture
-def attack_failed(report):
-    def failed(name: str) -> None:
-        report["attacks tried"] = report.get("attacks tried", 0) + 1
-        report.setdefault("attacks that worked", 0)
-        report[f"second round: {name}"] = report.get(f"second round: {name}", 0) + 1
-
-    return failed
-
-
 async def _victim(app_url: str) -> tuple[str, str]:
     """A tenant with one row, written by the app (which holds the keys)."""
     user = f"victim-{uuid.uuid4()}"
@@ -88,7 +78,7 @@ async def _rows_of(app_url: str, user: str) -> int:
         await conn.close()
 
 
-async def test_pg_stat_activity_shows_another_session_of_the_login_no_hash_or_proof(app_url, attack_failed):
+async def test_pg_stat_activity_shows_another_session_of_the_login_no_hash_or_proof(app_url, second_round):
     user, user_hash = await _victim(app_url)
     proof = keyring().tenant_proof(user_hash).hex()
     victim = await aconnect(app_url)
@@ -112,11 +102,11 @@ async def test_pg_stat_activity_shows_another_session_of_the_login_no_hash_or_pr
     assert any("enter_tenant" in query for query in seen), seen  # the poll did see the victim's statements
     leaked = [q for q in seen if user_hash in q or proof in q or _HEX64.search(q)]
     assert leaked == []
-    attack_failed("pg_stat_activity shows no tenant hash or proof")
+    second_round("A1: pg_stat_activity shows no tenant hash or proof")
 
 
 @pytest.mark.parametrize("call", ["search", "get", "erase", "write", "read_intent"])
-async def test_a_keyless_login_that_knows_a_hash_cannot_act_as_the_tenant(app_url, call, attack_failed):
+async def test_a_keyless_login_that_knows_a_hash_cannot_act_as_the_tenant(app_url, call, second_round):
     user, user_hash = await _victim(app_url)
     statements = {
         "search": (_SEARCH, (user_hash, uuid.uuid4(), vec(7), 10)),
@@ -137,10 +127,10 @@ async def test_a_keyless_login_that_knows_a_hash_cannot_act_as_the_tenant(app_ur
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="wrong tenant proof"), attacker.transaction():
             attacker.execute("SELECT pymem.enter_tenant(%s::bpchar, %s::bytea)", (user_hash, os.urandom(32)))
     assert await _rows_of(app_url, user) == 1
-    attack_failed(f"keyless login acts as a known tenant ({call})")
+    second_round(f"A1: keyless login acts as a known tenant ({call})")
 
 
-async def test_a_ticket_copied_from_the_tenants_transaction_is_refused_elsewhere(app_url, attack_failed):
+async def test_a_ticket_copied_from_the_tenants_transaction_is_refused_elsewhere(app_url, second_round):
     """The ticket is never shown to other sessions; even a copied one (a log, a
     worker's activity on Citus) is bound to its backend and transaction."""
     user, user_hash = await _victim(app_url)
@@ -173,10 +163,10 @@ async def test_a_ticket_copied_from_the_tenants_transaction_is_refused_elsewhere
     finally:
         await victim.close()
     assert await _rows_of(app_url, user) == 1
-    attack_failed("a copied context ticket replayed in another transaction")
+    second_round("A1: a copied context ticket replayed in another transaction")
 
 
-async def test_a_tenant_from_before_proofs_is_refused_until_the_dba_registers_it(app_url, admin_url, attack_failed):
+async def test_a_tenant_from_before_proofs_is_refused_until_the_dba_registers_it(app_url, admin_url, second_round):
     user, user_hash = await _victim(app_url)
     with connect(admin_url) as admin:  # as revision 0015 leaves a tenant that had an audit chain before it
         admin.execute("UPDATE pymem.tenant_proofs SET proof_digest = NULL WHERE user_hash = %s", (user_hash,))
@@ -194,11 +184,11 @@ async def test_a_tenant_from_before_proofs_is_refused_until_the_dba_registers_it
     assert await _rows_of(app_url, user) == 1
     with connect(app_url) as attacker, pytest.raises(psycopg.errors.InsufficientPrivilege), attacker.transaction():
         attacker.execute("SELECT pymem.enter_tenant(%s::bpchar, %s::bytea)", (user_hash, os.urandom(32)))
-    attack_failed("claiming a tenant that predates proofs")
+    second_round("A1: claiming a tenant that predates proofs")
 
 
 @pytest.mark.single_node
-async def test_timeouts_a_login_stores_for_itself_do_not_fail_pymem_calls(server, app_url, attack_failed):
+async def test_timeouts_a_login_stores_for_itself_do_not_fail_pymem_calls(server, app_url, second_round):
     """A11: ``ALTER ROLE CURRENT_USER SET statement_timeout = '1ms'`` (and the other
     timeouts) outlives DISCARD ALL and reaches every new session of the login.
 
@@ -235,10 +225,10 @@ async def test_timeouts_a_login_stores_for_itself_do_not_fail_pymem_calls(server
     finally:
         with connect(server.url("pymem_boundary")) as admin:
             admin.execute(psycopg.sql.SQL("ALTER ROLE {} RESET ALL").format(psycopg.sql.Identifier(login)))
-    attack_failed("timeouts stored for the app login")
+    second_round("A11: timeouts stored for the app login")
 
 
-def test_a_login_with_no_pymem_role_reads_no_bucket_statistics_once_doctor_passes(server, admin_url, attack_failed):
+def test_a_login_with_no_pymem_role_reads_no_bucket_statistics_once_doctor_passes(server, admin_url, second_round):
     """A8: another application's login on the same server reads each bucket graph's
     size and use from the statistics views while it may connect to pymem's
     database; doctor fails until CONNECT is PUBLIC's no more and the database holds
@@ -269,7 +259,7 @@ def test_a_login_with_no_pymem_role_reads_no_bucket_statistics_once_doctor_passe
                 psycopg.connect(outsider).close()
         finally:
             admin.execute("GRANT CONNECT ON DATABASE pymem_boundary TO PUBLIC")
-    attack_failed("bucket statistics read by a login with no pymem role")
+    second_round("A8: bucket statistics read by a login with no pymem role")
 
 
 def test_doctor_fails_while_the_server_logs_statements_with_their_parameters(server, admin_url):

@@ -216,7 +216,7 @@ CREATE OR REPLACE FUNCTION pymem.audit_row_hash(p_user_hash char(64), p_chain_po
 
 
 def test_a_superuser_who_replaces_the_verifying_functions_does_not_change_the_answer(audited_db, audit_keys,
-                                                                                     tmp_path, report):
+                                                                                     tmp_path, second_round):
     """A2: a whole chain deleted with its head, another tenant's row rewritten with a
     valid recomputed hash, and audit_verify()/audit_row_hash() replaced to say clean:
     the client recomputes every chain and the checkpointed rows itself."""
@@ -245,8 +245,7 @@ def test_a_superuser_who_replaces_the_verifying_functions_does_not_change_the_an
     with connect(audited_db) as conn:  # and audit-verify names the replaced functions (doctor's check)
         [functions] = [f for f in check_schema(conn) if f.check == "function definitions"]
     assert not functions.ok and "pymem.audit_verify()" in functions.detail and "pymem.audit_row_hash" in functions.detail
-    report["attacks tried"] = report.get("attacks tried", 0) + 1
-    report.setdefault("attacks that worked", 0)
+    second_round("A2: replaced verifying functions hide a deleted chain and a rewritten row")
 
 
 def test_a_checkpoint_signs_the_chains_the_walk_found_not_what_the_server_lists(audited_db, audit_keys, tmp_path):

@@ -134,7 +134,7 @@ async def test_caller_ids_are_never_stored_in_plaintext(aconn, admin_conn, tenan
     assert hit.external_id == secret_id and hit.text == "note 1"
 
 
-async def test_no_caller_id_reaches_the_database_as_given_uuids_included(aconn, admin_conn, tenant):
+async def test_no_caller_id_reaches_the_database_as_given_uuids_included(aconn, admin_conn, tenant, second_round):
     """A6: a uuid5 of the content would confirm a guessed plaintext, a uuid1 shows a MAC
     address and a time; every caller id is keyed, and round-trips through ref."""
     given = [str(uuid.uuid5(uuid.NAMESPACE_URL, "guessable content")), str(uuid.uuid1()), "plain-id"]
@@ -150,6 +150,7 @@ async def test_no_caller_id_reaches_the_database_as_given_uuids_included(aconn, 
     hits = await repo.get_memory_chunks(aconn, tenant, ids)
     assert [h.external_id for h in hits] == ids
     assert await repo.delete_memory_chunks(aconn, tenant, ids) == 4
+    second_round("A6: a uuid5 or uuid1 caller id stored as given")
 
 
 async def test_a_row_stored_under_a_uuid_caller_id_before_0015_keeps_working(aconn, admin_conn, tenant):

@@ -43,19 +43,21 @@ def _nested(depth: int) -> dict:
     return where
 
 
-def test_a_filter_nested_3000_deep_is_refused_with_value_error(index, hashes):
+def test_a_filter_nested_3000_deep_is_refused_with_value_error(index, hashes, second_round):
     with pytest.raises(ValueError, match="nests \\$and at most"):
         index.compile_filter(_nested(3000))
     assert hashes[0] == 0
     assert index.compile_filter(_nested(MAX_FILTER_DEPTH))[1] == [1]  # the limit itself is allowed
+    second_round("A12: a filter nested 3,000 deep")
 
 
-def test_an_in_list_over_the_limit_is_refused_before_any_value_is_hashed(index, hashes):
+def test_an_in_list_over_the_limit_is_refused_before_any_value_is_hashed(index, hashes, second_round):
     with pytest.raises(ValueError, match="at most"):
         index.compile_filter({"k": {"$in": list(range(300_000))}})
     with pytest.raises(ValueError, match="at most"):
         index.compile_filter({"$and": [{f"k{i}": {"$in": list(range(MAX_FILTER_TAGS // 2 + 1))}} for i in range(2)]})
     assert hashes[0] == 0
+    second_round("A12: 300,000 values hashed before the limit")
 
 
 @pytest.mark.parametrize("operand", [b"\x01", "ab", bytearray(b"\x01"), range(3), {1: 2}.keys()])
@@ -76,7 +78,7 @@ def test_metadata_with_more_filterable_values_than_a_row_holds_is_refused_before
     assert len(index.metadata_tags({"tags": list(range(MAX_ROW_TAGS))})) == 16 * MAX_ROW_TAGS
 
 
-def test_a_malformed_old_key_leaves_no_key_bytes_in_the_errors_frames():
+def test_a_malformed_old_key_leaves_no_key_bytes_in_the_errors_frames(second_round):
     """A13: error reporters capture frames' local variables; the active key must not be among them."""
     key = os.urandom(32)
     material = KeyMaterial(encryption_key=base64.b64encode(key).decode(), encryption_key_id="1",
@@ -94,3 +96,4 @@ def test_a_malformed_old_key_leaves_no_key_bytes_in_the_errors_frames():
             if isinstance(value, (bytes, bytearray)) and key in bytes(value)
             or isinstance(value, dict) and key in value.values()]
     assert held == []
+    second_round("A13: key bytes in a traceback's frames")
