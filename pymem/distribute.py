@@ -2,9 +2,10 @@
 
 Every pymem table is distributed by ``user_hash`` and co-located, so a tenant's
 chunks, audit chain, chain head, key counts and quarantine records share one shard
-group; the small tables (``tuning``, ``encryption_keys``, ``context_key``) become
-reference tables, copied to every node; ``tenant_proofs`` stays on the coordinator,
-where ``enter_tenant`` runs. Each API function that takes the tenant as its first
+group; the small settings tables (``tuning``, ``encryption_keys``) become reference
+tables, copied to every node. ``tenant_proofs`` stays on the coordinator, where
+``enter_tenant`` runs; ``context_key`` is copied to a plain table of each worker
+(:func:`_copy_context_key_to_workers`). Each API function that takes the tenant as its first
 argument is distributed with ``distribution_arg_name => 'p_user_hash'`` and
 ``force_delegation``, so Citus runs the whole call on the worker holding that
 tenant's shards, inside the caller's transaction.
@@ -38,9 +39,7 @@ log = logging.getLogger(__name__)
 
 # Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
-# 0015: context_key, which check_tenant reads on the worker that runs a call. (tenant_proofs
-# stays a plain table of the coordinator, where enter_tenant runs: no node but it reads it.)
-REFERENCE_TABLES = ("tuning", "encryption_keys", "context_key")
+REFERENCE_TABLES = ("tuning", "encryption_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
                     "search_chunks_on_standby", "export_chunks", "rekey_chunks", "delete_document", "erase_tenant",
@@ -152,6 +151,7 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
         delegated = _distribute_functions(conn)
         _revoke_public_on_workers(conn)
         _hide_query_text_on_workers(conn)
+        _copy_context_key_to_workers(conn)
         conn.execute(sql.SQL("ALTER DATABASE {} SET citus.propagate_set_commands = 'local'").format(
             sql.Identifier(conn.info.dbname)))
         shards = conn.execute("SELECT shard_count FROM public.citus_tables"
@@ -232,6 +232,42 @@ def _hide_query_text_on_workers(conn: psycopg.Connection) -> None:
         sql.Identifier(conn.info.dbname)).as_string(conn)
     _on_every_worker(conn, "SET citus.enable_ddl_propagation TO off; " + statement,
                      "turn track_activities off (the tenant tickets' SET LOCAL text)")
+
+
+# A plain table on each worker, not a reference table: every node reads its own copy
+# without Citus' executor. (A transaction that read a reference table on the
+# coordinator, then made a delegated call that read it on a worker, could not read it
+# on the coordinator again: Citus refuses to switch from local to remote execution.)
+_WORKER_CONTEXT_KEY = """SET citus.enable_ddl_propagation TO off;
+CREATE TABLE IF NOT EXISTS pymem.context_key (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key      bytea   NOT NULL CHECK (octet_length(key) = 32));
+ALTER TABLE pymem.context_key OWNER TO pymem_owner;
+ALTER TABLE pymem.context_key ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pymem.context_key FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON pymem.context_key FROM PUBLIC;
+DO $do$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policies
+                    WHERE schemaname = 'pymem' AND tablename = 'context_key' AND policyname = 'context_key_owner') THEN
+        CREATE POLICY context_key_owner ON pymem.context_key FOR ALL TO pymem_owner USING (true) WITH CHECK (true);
+    END IF;
+END $do$;
+INSERT INTO pymem.context_key (key) VALUES (pg_catalog.decode('{key}', 'hex'))
+    ON CONFLICT (only_row) DO UPDATE SET key = excluded.key"""
+
+
+def _copy_context_key_to_workers(conn: psycopg.Connection) -> None:
+    """The coordinator's context key, into a table of the same name on every worker.
+
+    The key travels as the text of the command the superuser's session sends each
+    worker (a bind parameter on the coordinator; on the workers, whose query text
+    :func:`_hide_query_text_on_workers` hides, the text of that session's statement).
+    """
+    if conn.execute("SELECT pg_catalog.to_regclass('pymem.context_key') IS NULL").fetchone()[0]:
+        return  # a schema before 0015
+    key = conn.execute("SELECT k.key FROM pymem.context_key k").fetchone()[0]
+    _on_every_worker(conn, _WORKER_CONTEXT_KEY.replace("{key}", bytes(key).hex()),
+                     "copy the tenant context key")
 
 
 def workers_showing_query_text(conn: psycopg.Connection) -> list[str]:
