@@ -28,15 +28,39 @@ def timeouts_off(conn) -> tuple[str, ...]:
     return _TIMEOUTS_OFF + ((_TRANSACTION_TIMEOUT_OFF,) if conn.info.server_version >= 170000 else ())
 
 
+def begin_statements(conn, modes: str = "") -> list[tuple[str, None]]:
+    """``BEGIN`` (with ``modes``, e.g. ``ISOLATION LEVEL READ COMMITTED, READ ONLY``) and
+    the pins, as ``(query, params)`` pairs for one pipeline on an autocommit connection."""
+    return [(f"BEGIN {modes}".rstrip(), None), *((pin, None) for pin in timeouts_off(conn))]
+
+
 @asynccontextmanager
-async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = ()) -> AsyncIterator[list]:
+async def autocommit(conn) -> AsyncIterator[None]:
+    """Autocommit for the block, the connection's own setting restored once it is out of
+    any transaction. pymem sends its own BEGIN and COMMIT in a pipeline: psycopg's
+    transaction() sends a Sync right after BEGIN, and a connection that is not
+    autocommit gets a BEGIN and a Sync of psycopg's before the first statement; either
+    makes the server wait, idle in the transaction, for the pins."""
+    was = conn.autocommit
+    if not was:
+        await conn.set_autocommit(True)
+    try:
+        yield
+    finally:
+        if not was and conn.info.transaction_status == TransactionStatus.IDLE:
+            await conn.set_autocommit(False)
+
+
+@asynccontextmanager
+async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *,
+                             modes: str = "") -> AsyncIterator[list]:
     """Open a transaction on ``conn`` with the timeouts off; yield the cursors of ``statements``.
 
-    ``BEGIN``, the pins and ``statements`` (``(query, params)`` pairs, run in order
-    before the block's body) go in one pipeline with one Sync at its end: one round
-    trip, and the server never waits idle inside the transaction before the pins
-    are in force. The block commits if it ends normally and rolls back otherwise;
-    an error in the pipeline is raised on entering, rolled back.
+    ``BEGIN`` (with ``modes``), the pins and ``statements`` (``(query, params)``
+    pairs, run in order before the block's body) go in one pipeline with one Sync at
+    its end: one round trip, and the server never waits idle inside the transaction
+    before the pins are in force. The block commits if it ends normally and rolls
+    back otherwise; an error in the pipeline is raised on entering, rolled back.
 
     Args:
         conn: an async connection (or pymem's sync wrapper) not inside a
@@ -47,19 +71,11 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = ()) -
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("pymem opens its own transactions: conn is already in one")
-    # Autocommit for the transaction's length, and BEGIN/COMMIT sent here: psycopg's
-    # own transaction() sends a Sync right after BEGIN, and a connection that is not
-    # autocommit gets a BEGIN and a Sync of psycopg's before the first statement.
-    # Either makes the server wait, idle in the transaction, for the pins.
-    autocommit = conn.autocommit
-    if not autocommit:
-        await conn.set_autocommit(True)
-    try:
+    async with autocommit(conn):
         try:
             async with conn.pipeline():
-                await conn.execute("BEGIN")
-                for pin in timeouts_off(conn):
-                    await conn.execute(pin)
+                for query, params in begin_statements(conn, modes):
+                    await conn.execute(query, params)
                 cursors = [await conn.execute(query, params) for query, params in statements]
             yield cursors
         except BaseException:
@@ -67,6 +83,3 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = ()) -
                 await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
-    finally:
-        if not autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            await conn.set_autocommit(False)

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from .pins import pinned_transaction
+from .pins import autocommit, pinned_transaction
 from .tenant import tenant_begin_statements, tenant_transaction
 from .errors import StandbyBehind
 
@@ -114,30 +114,24 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(conn, user_hash)
     intent_sql, operation, ticket = _INTENT_SQL[read], _OPERATION[read], uuid.uuid4()
-    # Autocommit for the pipeline's length: the BEGINs are explicit, and psycopg
-    # would otherwise put one of its own in front of the first. Only the client's
-    # flag changes; nothing is sent.
-    autocommit = conn.autocommit
-    if not autocommit:
-        await conn.set_autocommit(True)
-    try:
-        async with conn.pipeline():
-            for statement, params in begin:
-                await conn.execute(statement, params)
-            await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params))
-            await conn.execute("COMMIT")
-            for statement, params in begin:
-                await conn.execute(statement, params)
-            cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
-            await conn.execute("COMMIT")
-        return await cursor.fetchall()
-    except BaseException:
-        if conn.info.transaction_status == TransactionStatus.INERROR:
-            await conn.execute("ROLLBACK")
-        raise
-    finally:
-        if not autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            await conn.set_autocommit(False)
+    # Autocommit for the pipeline's length (pymem.pins.autocommit): the BEGINs are
+    # explicit. Only the client's flag changes; nothing is sent.
+    async with autocommit(conn):
+        try:
+            async with conn.pipeline():
+                for statement, params in begin:
+                    await conn.execute(statement, params)
+                await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params))
+                await conn.execute("COMMIT")
+                for statement, params in begin:
+                    await conn.execute(statement, params)
+                cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
+                await conn.execute("COMMIT")
+            return await cursor.fetchall()
+        except BaseException:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                await conn.execute("ROLLBACK")
+            raise
 
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,

@@ -35,14 +35,12 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from .pins import pinned_transaction, timeouts_off
+from .pins import begin_statements, pinned_transaction
 from .security import hmac_user, keyring
 
-_READ_WRITE = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ WRITE"
-_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED, READ ONLY"
+_READ_WRITE = "ISOLATION LEVEL READ COMMITTED, READ WRITE"
+_READ_ONLY = "ISOLATION LEVEL READ COMMITTED, READ ONLY"
 _ENTER_SQL = "SELECT FROM pymem.enter_tenant(%s::pg_catalog.bpchar, %s::pg_catalog.bytea)"
-# For pipeline mode on an autocommit connection: BEGIN carries the transaction modes.
-_BEGIN_STATEMENT = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -71,13 +69,14 @@ def tenant_begin_statements(conn, user_hash: str) -> list[tuple[str, tuple | Non
     """The statements that open a READ WRITE tenant transaction, one per message.
 
     For pipeline mode on an autocommit connection (:func:`pymem.reads.durable_read`):
-    ``BEGIN`` with the modes :func:`tenant_transaction` pins, the timeouts, then
-    ``enter_tenant``. Each item is ``(query, params)``.
+    ``BEGIN`` with the modes :func:`tenant_transaction` pins, the timeouts
+    (:func:`pymem.pins.begin_statements`), then ``enter_tenant``. Each item is
+    ``(query, params)``.
 
     Raises:
         ValueError: as :func:`enter_tenant_call`.
     """
-    return [(_BEGIN_STATEMENT, None), *((pin, None) for pin in timeouts_off(conn)), enter_tenant_call(user_hash)]
+    return [*begin_statements(conn, _READ_WRITE), enter_tenant_call(user_hash)]
 
 
 @asynccontextmanager
@@ -103,8 +102,8 @@ async def tenant_transaction(conn: psycopg.AsyncConnection, user_hash: str, *,
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("set_rls_context must open its own transaction: conn is already in one")
-    statements = [(_READ_ONLY if read_only else _READ_WRITE, None), enter_tenant_call(user_hash, proof)]
-    async with pinned_transaction(conn, statements):
+    async with pinned_transaction(conn, [enter_tenant_call(user_hash, proof)],
+                                  modes=_READ_ONLY if read_only else _READ_WRITE):
         yield user_hash
 
 

@@ -35,6 +35,7 @@ from pymem.security import (
     seal,
 )
 from pymem.tenant import enter_tenant_call
+from tests.fixtures.fix_report import count_failed_attack
 from tests.utils import DIM, SEARCH_COUNT_SQL, SERVER_VERSIONS, vec
 
 
@@ -63,11 +64,7 @@ def app_url(cluster, admin_url) -> str:
 def attack_failed(report):
     """``attack_failed(name)`` counts one attack that was tried and failed (call it after
     the attack's assertions)."""
-    def failed(name: str) -> None:
-        report["attacks tried"] = report.get("attacks tried", 0) + 1
-        report.setdefault("attacks that worked", 0)
-
-    return failed
+    return lambda name: count_failed_attack(report)
 
 
 def problems(admin_url: str) -> list:
