@@ -49,7 +49,12 @@ CREATE TABLE pymem.audit_log (
     row_hash bytea CONSTRAINT audit_log_row_hash_not_null1 NOT NULL,
     CONSTRAINT audit_log_chain_pos_check CHECK ((chain_pos > 0)),
     CONSTRAINT audit_log_check CHECK (((phase = 'write'::text) = (ticket IS NULL))),
-    CONSTRAINT audit_log_check1 CHECK (((phase = 'intent'::text) = (params_digest IS NOT NULL))),
+    CONSTRAINT audit_log_check1 CHECK (
+CASE phase
+    WHEN 'intent'::text THEN (params_digest IS NOT NULL)
+    WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
+    ELSE (params_digest IS NULL)
+END),
     CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))

@@ -59,7 +59,7 @@ class AuditProblem:
 
 
 @contextmanager
-def _as_auditor(conn: psycopg.Connection) -> Iterator[None]:
+def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
     """One READ ONLY, REPEATABLE READ transaction as pymem_auditor, with the output
     settings the verifier reads values in pinned (a DateStyle stored for the login
     would otherwise stop it)."""
@@ -93,7 +93,7 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
             ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
     """
     heads = _read_checkpoint(checkpoint)["heads"] if checkpoint is not None else []
-    with _as_auditor(conn):
+    with as_auditor(conn):
         walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads))
     problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
     for user_hash, chain_pos, row_hash in heads:
@@ -161,7 +161,7 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
             not verify (run ``pymem audit-verify``).
     """
     key = _signing_key()
-    with _as_auditor(conn):
+    with as_auditor(conn):
         walk = verify_chains(conn)
         database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
     if walk.problems:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 from decimal import Decimal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -44,6 +44,9 @@ _V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, oper
             " ORDER BY user_hash NULLS FIRST, chain_pos")
 _HEADS = ("SELECT user_hash::pg_catalog.text, chain_pos, row_hash FROM pymem.audit_chain_heads"
           " ORDER BY user_hash")
+
+
+OnRow = Callable[[str, str, "str | None", "list | None", "bytes | None", int], None]
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def _rows(conn: psycopg.Connection, query: str) -> Iterator[tuple]:
 
 
 def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem], wanted: frozenset[tuple[str, int]],
-               hashes: dict[tuple[str, int], bytes]) -> dict[str, ChainEnd]:
+               hashes: dict[tuple[str, int], bytes], on_row: OnRow | None) -> dict[str, ChainEnd]:
     """Verify the read-only first-generation log; return each chain's last row."""
     ends: dict[str, ChainEnd] = {}
     broken: set[str] = set()
@@ -132,6 +135,8 @@ def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem], wanted: f
             continue
         seqs[chain] = seq
         ends[chain] = ChainEnd(chain_pos, bytes(row))
+        if on_row is not None:
+            on_row(chain, operation, None, chunk_ids, None, row_count)
         if (chain, chain_pos) in wanted:
             hashes[(chain, chain_pos)] = bytes(row)
     return ends
@@ -153,7 +158,8 @@ class ChainWalk:
     ends: dict[str, tuple[int, bytes]]
 
 
-def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset()) -> ChainWalk:
+def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset(), *,
+                  on_row: OnRow | None = None) -> ChainWalk:
     """Walk every audit chain once, recomputing it here.
 
     A signed checkpoint is compared with ``hashes`` from this same pass, so that a
@@ -164,11 +170,14 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         conn: a connection whose role can read the audit tables (``pymem_auditor``),
             inside one transaction (the rows are read through named cursors).
         wanted: (user_hash, chain_pos) of the rows a checkpoint names.
+        on_row: called with (user_hash, operation, phase, chunk_ids, params_digest,
+            row_count) of every row, in chain order (v1 rows first, phase None),
+            e.g. to follow each chunk's audited writes (:mod:`pymem.freshness`).
     """
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
     broken: set[str] = set()
-    v1_ends = _v1_chains(conn, problems, wanted, hashes)
+    v1_ends = _v1_chains(conn, problems, wanted, hashes, on_row)
     ends: dict[str, ChainEnd] = {}
     times: dict[str, Decimal] = {}
     future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
@@ -202,6 +211,8 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
             hashes[(user_hash, chain_pos)] = computed
         ends[user_hash] = ChainEnd(chain_pos, bytes(row))  # re-anchor: a later break is reported too
         times[user_hash] = when
+        if on_row is not None:
+            on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count)
     for user_hash, chain_pos, row_hash in _rows(conn, _HEADS):
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
         if chain_pos == 0 and end.chain_pos == 0:

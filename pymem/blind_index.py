@@ -33,6 +33,11 @@ Filters
     ``{"$and": [f, ...]}`` and several keys in one mapping: all of them. A filter
     compiles to clauses, each a set of tags of which a row must carry one.
 
+Write records
+    Each row written gets a 32-byte record, HMAC(tenant index key, ``b"write\x00"`` +
+    the row as written, :func:`pymem.write_records.row_bytes`), kept in the write's audit
+    row; see :mod:`pymem.freshness`.
+
 What the database can learn: which of one tenant's rows share a key-value pair
 (equality patterns within a tenant), how many filterable values each row has,
 and which rows a filter matched. Not the keys, the values, or anything across
@@ -129,6 +134,10 @@ class TenantIndex:
         as_uuid = uuid_id(external_id)
         legacy = [as_uuid] if as_uuid is not None and as_uuid.version == 4 else []
         return [self.row_id(external_id)] + legacy
+
+    def write_record(self, row: bytes) -> bytes:
+        """The tenant's 32-byte MAC of a written row, encoded by :func:`pymem.write_records.row_bytes`."""
+        return self._digest(b"write\x00" + row)
 
     def _tag(self, key: str, value: Any) -> bytes:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -94,6 +94,22 @@ def _cmd_audit_verify(args) -> int:
     return 1 if _print_findings(schema) or problems else 0
 
 
+def _cmd_verify_rows(args) -> int:
+    from .db import connect
+    from .freshness import verify_rows
+
+    with connect() as conn:
+        report = verify_rows(conn, progress=not args.no_progress and progress_available())
+    for problem in report.problems:
+        where = f" row {problem.row_id}" if problem.row_id else ""
+        print(f"tenant {problem.user_hash[:12]}...{where}: {problem.problem}")
+    print(f"checked {report.rows_checked} live rows of {report.tenants} tenants: {len(report.problems)} problems")
+    if report.unbound:
+        print(f"{report.unbound} rows were last written before revision 0016 and have no write record:"
+              " `pymem rotate-key --all` re-seals them with one")
+    return 1 if report.problems else 0
+
+
 def _cmd_audit_checkpoint(args) -> int:
     from .audit import write_checkpoint
     from .db import connect
@@ -149,7 +165,7 @@ def _cmd_rotate_key(args) -> int:
     async def run():
         conn = await aconnect()
         try:
-            report = await rotate_encryption_key(conn, batch_size=args.batch_size,
+            report = await rotate_encryption_key(conn, batch_size=args.batch_size, every_row=args.every_row,
                                                  max_rows_per_second=args.max_rows_per_second,
                                                  progress=not args.no_progress and progress_available())
             usage = await key_usage(conn)
@@ -258,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", help="also check a signed checkpoint (PYMEM_AUDIT_VERIFY_KEY)")
     verify.set_defaults(func=_cmd_audit_verify)
 
+    rows = sub.add_parser("verify-rows", help="check every live row against its latest audited write (with the keys;"
+                          " needs pymem_auditor and pymem_maintainer)")
+    rows.add_argument("--no-progress", action="store_true")
+    rows.set_defaults(func=_cmd_verify_rows)
+
     checkpoint = sub.add_parser("audit-checkpoint",
                                 help="sign every chain head into a file (PYMEM_AUDIT_SIGNING_KEY)")
     checkpoint.add_argument("--out", required=True, help="checkpoint file, kept outside the database")
@@ -294,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = sub.add_parser("rotate-key", help="re-seal rows under old AES key ids with the active key (resumable)")
     rotate.add_argument("--batch-size", type=int, default=500, help="rows per transaction")
     rotate.add_argument("--max-rows-per-second", type=float, default=None, help="rate limit")
+    rotate.add_argument("--all", action="store_true", dest="every_row",
+                        help="re-seal every row, also those under the active key (gives rows written before"
+                             " revision 0016 their write record; a re-run starts over)")
     rotate.add_argument("--no-progress", action="store_true")
     rotate.set_defaults(func=_cmd_rotate_key)
 

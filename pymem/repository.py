@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from .blind_index import check_external_id
+from .blind_index import TenantIndex, check_external_id
 from .chunks import ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, open_row, seal_row
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
@@ -38,6 +38,7 @@ from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
 from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
 from .errors import DuplicateId, TamperedRow
+from .write_records import sealed_record
 
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "delete_document", "delete_memory_chunks", "erase_user",
@@ -56,7 +57,7 @@ _WRITE_SQL = (
     "SELECT pymem.write_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
     " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
-    " %b::public.vector[], %s::pg_catalog.int2)"
+    " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[])"
 )
 _ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
 _SEARCH_TEMPLATE = (
@@ -180,7 +181,7 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
             async with tenant_transaction(conn, user_hash):
                 if legacy:
                     await conn.execute(_DELETE_IDS_SQL, (user_hash, legacy))
-                await write_sealed_rows(conn, user_hash, rows, key_id, upsert=upsert, progress=progress)
+                await write_sealed_rows(conn, user_hash, index, rows, key_id, upsert=upsert, progress=progress)
         except psycopg.errors.ForeignKeyViolation:
             raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
                                f" `pymem register-key {key_id}` before the app writes with it") from None
@@ -190,9 +191,11 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
     return rows
 
 
-async def write_sealed_rows(conn, user_hash: str, rows: Sequence[SealedRow], key_id: int, *, upsert: bool = False,
-                            progress: bool = False) -> None:
-    """Send sealed rows through ``pymem.write_chunks``, inside the caller's tenant transaction."""
+async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,
+                            upsert: bool = False, progress: bool = False) -> None:
+    """Send sealed rows through ``pymem.write_chunks``, with their write records under
+    the tenant's ``index`` (:mod:`pymem.write_records`), inside the caller's tenant
+    transaction."""
     bar = progress_bar(len(rows), enabled=progress, unit="chunk", desc="indexing")
     for start in range(0, len(rows), WRITE_BATCH_ROWS):
         part = rows[start:start + WRITE_BATCH_ROWS]
@@ -210,6 +213,7 @@ async def write_sealed_rows(conn, user_hash: str, rows: Sequence[SealedRow], key
             [key_id] * len(part),
             [r.embedding for r in part],
             AAD_VERSION,
+            [sealed_record(index, r, key_id, AAD_VERSION) for r in part],
         ))
         bar.update(len(part))
     bar.close()

@@ -41,10 +41,11 @@ from .extras import progress_bar, progress_iter
 from .repository import EXPORT_SQL, write_sealed_rows
 from .security import AAD_VERSION, UnknownKeyId, keyring, tenant_proof, tenant_proof_key
 from .tenant import enter_tenant_call, tenant_transaction
+from .write_records import sealed_record
 
 _REKEY_SQL = ("SELECT pymem.rekey_chunks_v2(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
               " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
-              " %s::pg_catalog.int4, %s::pg_catalog.int2)")
+              " %s::pg_catalog.int4, %s::pg_catalog.int2, %b::pg_catalog.bytea[])")
 _QUARANTINE_SQL = ("SELECT pymem.quarantine_chunks(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[],"
                    " %s::pg_catalog.text)")
 _ERASE_SQL = "SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)"
@@ -119,7 +120,8 @@ class _Throttle:
 
 @borrowing
 async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: int = 500,
-                                max_rows_per_second: float | None = None, progress: bool = False) -> RotationReport:
+                                max_rows_per_second: float | None = None, progress: bool = False,
+                                every_row: bool = False) -> RotationReport:
     """Re-seal every row under an old key id with the active key (and AAD v2).
 
     Rows that do not open (a tampered ciphertext, or a key id the ring does not
@@ -131,13 +133,17 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
         batch_size: rows per transaction (1..10000).
         max_rows_per_second: rate limit, to spare a busy primary (None: unlimited).
         progress: show a progress bar.
+        every_row: re-seal the rows under the active key too, which gives rows last
+            written before revision 0016 their write record (:mod:`pymem.freshness`).
+            Such a run is not resumable: run again, it starts over.
     """
     if not 1 <= batch_size <= 10_000:
         raise ValueError("batch_size must be between 1 and 10000")
     ring = keyring()
     async with conn.transaction():
         await conn.execute("SELECT pymem.register_encryption_key(%s::pg_catalog.int4)", (ring.active_key_id,))
-    old_ids = [u.key_id for u in await key_usage(conn) if u.live_rows > 0 and u.key_id != ring.active_key_id]
+    old_ids = [u.key_id for u in await key_usage(conn)
+               if u.live_rows > 0 and (every_row or u.key_id != ring.active_key_id)]
     if not old_ids:
         return RotationReport(0, 0, 0)
     cursor = await conn.execute("SELECT user_hash, live_rows FROM pymem.tenants_with_keys(%b::pg_catalog.int4[])",
@@ -164,7 +170,7 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
             bar.update(changed + bad)
             await throttle.add(changed)
     bar.close()
-    left = sum(u.live_rows for u in await key_usage(conn) if u.key_id in old_ids)
+    left = sum(u.live_rows for u in await key_usage(conn) if u.key_id in old_ids and u.key_id != ring.active_key_id)
     return RotationReport(resealed, len(tenants), batches, quarantined, left)
 
 
@@ -185,7 +191,7 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
         cursor = await conn.execute(_REKEY_SQL, (
             user_hash, [f.id for _, f in fresh], [r[6] for r, _ in fresh], [f.text_cipher for _, f in fresh],
             [f.meta_cipher for _, f in fresh], [f.emb_cipher for _, f in fresh], [f.ref_cipher for _, f in fresh],
-            active_key_id, AAD_VERSION))
+            active_key_id, AAD_VERSION, [sealed_record(index, f, active_key_id, AAD_VERSION) for _, f in fresh]))
         changed = (await cursor.fetchone())[0]
     for reason, ids in bad.items():
         if ids:
@@ -254,7 +260,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
             await conn.execute(*enter_tenant_call(new_hash, tenant_proof(new_proof_key, new_hash)))
             index = TenantIndex(new_index_master, new_hash)
-            await write_sealed_rows(conn, new_hash, [_resealed(row, old_hash, new_hash, index, active) for row in rows],
-                                    active)
+            await write_sealed_rows(conn, new_hash, index,
+                                    [_resealed(row, old_hash, new_hash, index, active) for row in rows], active)
         moved += len(rows)
     return moved

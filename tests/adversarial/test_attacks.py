@@ -514,7 +514,8 @@ async def test_a_maintainer_without_the_keys_can_neither_quarantine_nor_rekey_a_
         for statement, params in (
                 ("SELECT pymem.quarantine_chunks(%s, %s, 'probe')", (user_hash, [uuid.UUID(str(chunk_id))])),
                 ("SELECT pymem.rekey_chunks_v2(%s, %s, ARRAY[1], ARRAY['\\x00'::bytea], ARRAY['\\x00'::bytea],"
-                 " ARRAY['\\x00'::bytea], ARRAY[NULL::bytea], 1, 2::smallint)", (user_hash, [uuid.UUID(str(chunk_id))]))):
+                 " ARRAY['\\x00'::bytea], ARRAY[NULL::bytea], 1, 2::smallint, ARRAY['\\x00'::bytea])",
+                 (user_hash, [uuid.UUID(str(chunk_id))]))):
             with pytest.raises(psycopg.errors.InsufficientPrivilege), attacker.transaction():
                 attacker.execute(sql.SQL("SET LOCAL app.user_hash = {}").format(sql.Literal(user_hash)))
                 attacker.execute(statement, params)

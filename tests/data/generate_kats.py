@@ -22,6 +22,11 @@ Layouts (``docs/security.md`` has them for readers):
   a tag = the first 16 bytes of HMAC-SHA256(tenant key, ``meta\\x00`` + UTF-8 of
   the compact JSON ``[key, value]``, integral floats written as ints, non-ASCII
   kept); a row's tags are sorted and concatenated.
+* Write record (revision 0016): HMAC-SHA256(tenant key, ``write\x00`` + the row's
+  fields, each as a 4-byte big-endian length and its bytes: the row id's 16 bytes,
+  doc_id and source in UTF-8, text, meta and emb ciphertexts, ``\x00`` for no
+  ref ciphertext or ``\x01`` + it, then key id (int32) and AAD version (uint16),
+  big-endian).
 * Sealed fields' plaintexts: text as UTF-8; metadata as JSON with sorted keys and
   compact separators; the embedding as little-endian float32; a caller id as UTF-8.
 """
@@ -89,6 +94,25 @@ def tag(user_hash: str, key: str, value) -> bytes:
     return hmac.new(tenant_key(user_hash), b"meta\x00" + pair.encode("utf-8"), hashlib.sha256).digest()[:16]
 
 
+def write_record(user_hash: str, row: dict) -> str:
+    ref = b"\x00" if row["ref_hex"] is None else b"\x01" + bytes.fromhex(row["ref_hex"])
+    parts = [uuid.UUID(row["id"]).bytes, row["doc_id"].encode("utf-8"), row["source"].encode("utf-8"),
+             bytes.fromhex(row["text_hex"]), bytes.fromhex(row["meta_hex"]), bytes.fromhex(row["emb_hex"]), ref,
+             struct.pack(">iH", row["key_id"], row["aad_version"])]
+    encoded = b"".join(struct.pack(">I", len(p)) + p for p in parts)
+    return hmac.new(tenant_key(user_hash), b"write\x00" + encoded, hashlib.sha256).hexdigest()
+
+
+WRITTEN_ROWS = [
+    {"id": "00000000-0000-0000-0000-000000000001", "doc_id": "doc-7", "source": "chat", "text_hex": "0102",
+     "meta_hex": "03", "emb_hex": "0405", "ref_hex": None, "key_id": 1, "aad_version": 2},
+    {"id": "00000000-0000-0000-0000-000000000001", "doc_id": "doc-7", "source": "chat", "text_hex": "0102",
+     "meta_hex": "03", "emb_hex": "0405", "ref_hex": "", "key_id": 1, "aad_version": 2},
+    {"id": "8f0e2d4c-6b1a-8c3e-9d5f-7a2b4c6d8e0f", "doc_id": "ünï", "source": "", "text_hex": "ff" * 40,
+     "meta_hex": "", "emb_hex": "00", "ref_hex": "0a0b", "key_id": 70000, "aad_version": 1},
+]
+
+
 def vectors() -> dict:
     users = ["user-42", "ünïcode-ユーザー", "x" * 200]
     hashes_ = {u: hmac_user(u) for u in users}
@@ -121,6 +145,8 @@ def vectors() -> dict:
             "metadata": metadata,
             "metadata_tags_hex": b"".join(sorted({tag(tenant, k, v) for k, v in scalar_pairs})).hex(),
         },
+        "write_records": [{"user_hash": tenant, "row": row, "record_hex": write_record(tenant, row)}
+                          for row in WRITTEN_ROWS],
         "sealed_plaintexts": {
             "metadata": metadata,
             "metadata_json": json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=False),

@@ -249,3 +249,17 @@ def test_local_db_refuses_a_home_too_long_for_its_socket(tmp_path, monkeypatch, 
     assert main(["local-db"]) == 2
     err = capsys.readouterr().err
     assert "set PYMEM_HOME to a shorter directory" in err and not (home / "pg18").exists()
+
+
+def test_verify_rows_and_rotate_key_all(cli_db, capsys):
+    asyncio.run(_index_one(cli_db))
+    assert main(["verify-rows", "--no-progress"]) == 0
+    assert "checked 1 live rows of 1 tenants: 0 problems" in capsys.readouterr().out
+    assert main(["rotate-key", "--all", "--no-progress"]) == 0
+    assert "re-sealed 1 rows of 1 tenants" in capsys.readouterr().out
+    with psycopg.connect(cli_db, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("UPDATE pymem.memory_chunks SET source = 'moved'")  # a change no audited write made
+    assert main(["verify-rows", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "not what its latest audited write wrote" in out and "1 problems" in out

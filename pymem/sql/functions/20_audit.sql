@@ -116,7 +116,8 @@ COMMENT ON FUNCTION pymem.audit_append(char, text, text, uuid, bytea, uuid[]) IS
     'Appends one row to a tenant''s audit chain and moves its head; returns the row''s chain position.';
 
 -- Direct DML by anyone but the owner (the API functions run as the owner and
--- audit each call themselves): one audit row per chunk row. Row-level, with no
+-- audit each call themselves): one audit row per chunk row; a row moved to
+-- another tenant is a delete in its old chain. Row-level, with no
 -- transition tables, so it also works where the table is distributed.
 CREATE OR REPLACE FUNCTION pymem.audit_direct_write() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -124,11 +125,14 @@ CREATE OR REPLACE FUNCTION pymem.audit_direct_write() RETURNS trigger
     SET row_security = on
 AS $$
 BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        PERFORM pymem.audit_append(OLD.user_hash, lower(TG_OP), 'write', NULL, NULL, ARRAY[OLD.id]);
+    -- No key holder wrote or deleted the row: its write record is 32 zero bytes, and
+    -- a verifier holding the keys reports it (revision 0016).
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND NEW.user_hash <> OLD.user_hash) THEN
+        PERFORM pymem.audit_append(OLD.user_hash, 'delete', 'write', NULL, pymem.no_write_records(1), ARRAY[OLD.id]);
     END IF;
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.user_hash <> OLD.user_hash) THEN
-        PERFORM pymem.audit_append(NEW.user_hash, lower(TG_OP), 'write', NULL, NULL, ARRAY[NEW.id]);
+    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+        PERFORM pymem.audit_append(NEW.user_hash, lower(TG_OP), 'write', NULL, pymem.no_write_records(1),
+                                   ARRAY[NEW.id]);
     END IF;
     RETURN NULL;
 END

@@ -131,6 +131,10 @@ BEGIN
                   HINT = 'erase tenants with pymem.erase_tenant, each in its own tenant context';
     END IF;
     PERFORM pymem.audit_append(pymem.no_tenant(), 'truncate', 'write', NULL, NULL, '{}');
+    -- And in every tenant's chain, in its order: a verifier of rows (pymem.freshness)
+    -- then knows which of the tenant's writes the TRUNCATE removed (0016).
+    PERFORM pymem.audit_append(h.user_hash, 'truncate', 'write', NULL, NULL, '{}')
+       FROM pymem.audit_chain_heads h WHERE h.user_hash <> pymem.no_tenant();
     UPDATE pymem.key_stats SET live_rows = 0 WHERE live_rows <> 0;
     RETURN NULL;
 END

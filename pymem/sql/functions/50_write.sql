@@ -5,8 +5,51 @@
 -- matched. Every statement names user_hash, so on Citus a call reads and writes
 -- exactly one shard group.
 
+-- Write records (revision 0016): 32 bytes each, one per row written. A NULL
+-- array or element, or another length, is refused.
+CREATE OR REPLACE FUNCTION pymem.check_write_records(p_records bytea[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_records IS NULL OR array_ndims(p_records) > 1
+       OR EXISTS (SELECT 1 FROM unnest(p_records) AS r(rec) WHERE r.rec IS NULL OR octet_length(r.rec) <> 32) THEN
+        RAISE EXCEPTION 'pymem: each row written needs its 32-byte write record'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pymem.check_write_records(bytea[]) IS
+    'Raises invalid_parameter_value unless every write record is 32 bytes.';
+
+-- The records of n rows written outside the write-record API (direct DML, the v1
+-- functions): 32 zero bytes each, which no row matches, so a verifier reports them.
+CREATE OR REPLACE FUNCTION pymem.no_write_records(p_rows integer) RETURNS bytea
+    LANGUAGE sql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN decode(repeat('00', 32 * p_rows), 'hex');
+COMMENT ON FUNCTION pymem.no_write_records(integer) IS
+    'The write records of rows written outside the write-record API: 32 zero bytes each.';
+
+-- The params_digest of a write's audit row: the records of the rows in p_which,
+-- concatenated in id order (the order of the row's chunk_ids). p_ids and
+-- p_records are parallel; an id is there once.
+CREATE OR REPLACE FUNCTION pymem.write_records_of(p_ids uuid[], p_records bytea[], p_which uuid[]) RETURNS bytea
+    LANGUAGE sql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT string_agg(u.rec, '\x'::bytea ORDER BY u.id)
+              FROM unnest(p_ids, p_records) AS u(id, rec)
+             WHERE u.id = ANY (p_which));
+COMMENT ON FUNCTION pymem.write_records_of(uuid[], bytea[], uuid[]) IS
+    'The write records of the rows among p_which, concatenated in id order: a write''s audited params_digest.';
+
 -- p_tags: each row's blind-index tags concatenated (16 bytes each). p_upsert:
 -- replace a row of the same id (audited as an update) instead of failing on it.
+-- p_records: each row's write record (32 bytes), a MAC the client computes under
+-- the tenant's key over what it writes (pymem.freshness). The audit rows carry
+-- them as params_digest, in the order of their chunk_ids, so a verifier holding the
+-- keys can tell a live row from an older copy of it, or from a row an audited
+-- delete removed (revision 0016). The database cannot check a record.
 -- One INSERT ... SELECT for the whole call: an INSERT per row opened the table's
 -- indexes and prepared the 64 bucket graphs' predicates once per row.
 CREATE OR REPLACE FUNCTION pymem.write_chunks(
@@ -22,7 +65,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks(
     p_tags         bytea[],
     p_key_ids      integer[],
     p_embeddings   public.vector[],
-    p_aad_version  smallint)
+    p_aad_version  smallint,
+    p_records      bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -42,12 +86,14 @@ BEGIN
     IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
        OR cardinality(p_ref_ciphers) <> v_n OR cardinality(p_tags) <> v_n
-       OR cardinality(p_key_ids) <> v_n OR cardinality(p_embeddings) <> v_n THEN
+       OR cardinality(p_key_ids) <> v_n OR cardinality(p_embeddings) <> v_n
+       OR cardinality(p_records) IS DISTINCT FROM v_n THEN
         RAISE EXCEPTION 'write_chunks: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(p_tags) AS t(tags) WHERE t.tags IS NULL OR octet_length(t.tags) % 16 <> 0) THEN
         RAISE EXCEPTION 'write_chunks: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM pymem.check_write_records(p_records);
     IF (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> v_n THEN
         RAISE EXCEPTION 'write_chunks: an id appears twice in one call' USING ERRCODE = 'unique_violation';
     END IF;
@@ -80,20 +126,22 @@ BEGIN
                              1);
     PERFORM pymem.warn_key_budget(p_key_ids);
     IF cardinality(v_new) > 0 THEN
-        PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
+        PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL,
+                                   pymem.write_records_of(p_ids, p_records, v_new),
                                    ARRAY(SELECT i FROM unnest(v_new) AS i ORDER BY i));
     END IF;
     IF cardinality(v_replaced) > 0 THEN
-        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
+        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
+                                   pymem.write_records_of(p_ids, p_records, v_replaced),
                                    ARRAY(SELECT i FROM unnest(v_replaced) AS i ORDER BY i));
     END IF;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
-                                       bytea[], bytea[], integer[], public.vector[], smallint) IS
+                                       bytea[], bytea[], integer[], public.vector[], smallint, bytea[]) IS
     'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant; audits an insert row and an '
-    'update row with the ids, sorted. Returns the number of chunks written.';
+    'update row with the ids, sorted, and their write records. Returns the number of chunks written.';
 
 CREATE OR REPLACE FUNCTION pymem.delete_chunk_ids(p_user_hash char(64), p_ids uuid[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -190,7 +238,8 @@ COMMENT ON FUNCTION pymem.erase_tenant(char) IS
 CREATE OR REPLACE FUNCTION pymem.rekey_chunks_v2(p_user_hash char(64), p_ids uuid[], p_read_key_ids integer[],
                                                  p_text_ciphers bytea[], p_meta_ciphers bytea[],
                                                  p_emb_ciphers bytea[], p_ref_ciphers bytea[],
-                                                 p_new_key_id integer, p_aad_version smallint)
+                                                 p_new_key_id integer, p_aad_version smallint,
+                                                 p_records bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -205,8 +254,13 @@ DECLARE
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     PERFORM pymem.check_aad_version(p_aad_version);
-    IF cardinality(p_ref_ciphers) IS DISTINCT FROM cardinality(p_ids) THEN
+    IF cardinality(p_ref_ciphers) IS DISTINCT FROM cardinality(p_ids)
+       OR cardinality(p_records) IS DISTINCT FROM cardinality(p_ids) THEN
         RAISE EXCEPTION 'rekey_chunks_v2: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.check_write_records(p_records);
+    IF (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
+        RAISE EXCEPTION 'rekey_chunks_v2: an id appears twice in one call' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.audit_lock_chain(p_user_hash);
     FOR v_row IN
@@ -227,12 +281,13 @@ BEGIN
     PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
     PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]), v_seals, 1);
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
-    PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
+    PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
+                               pymem.write_records_of(p_ids, p_records, v_ids),
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
 END
 $$;
 COMMENT ON FUNCTION pymem.rekey_chunks_v2(char, uuid[], integer[], bytea[], bytea[], bytea[], bytea[], integer,
-                                          smallint) IS
+                                          smallint, bytea[]) IS
     'Replaces the tenant''s ciphertexts (text, metadata, embedding, caller id) with ones re-sealed under '
     'p_new_key_id, for rows still under the key they were read with (pymem rotate-key). Returns how many.';

@@ -50,7 +50,8 @@ BEGIN
     END LOOP;
     PERFORM pymem.count_keys(p_user_hash, p_key_ids, array_fill(3, ARRAY[v_n]), 1);  -- no caller ids in v1
     PERFORM pymem.warn_key_budget(p_key_ids);
-    PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, NULL,
+    -- No write records in v1: each row is recorded as written outside that API.
+    PERFORM pymem.audit_append(p_user_hash, 'insert', 'write', NULL, pymem.no_write_records(cardinality(v_ids)),
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN v_n;
 END
@@ -228,7 +229,7 @@ BEGIN
     PERFORM pymem.count_keys(p_user_hash, array_fill(p_new_key_id, ARRAY[cardinality(v_ids)]),
                              array_fill(3, ARRAY[cardinality(v_ids)]), 1);  -- v1 re-seals text, meta, emb
     PERFORM pymem.warn_key_budget(ARRAY[p_new_key_id]);
-    PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, NULL,
+    PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL, pymem.no_write_records(cardinality(v_ids)),
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
     RETURN cardinality(v_ids);
 END

@@ -1,0 +1,251 @@
+"""Freshness: every live row is the one its latest audited write left (revision 0016).
+
+A sealed field's AAD binds it to its tenant, row, field and labels, not to a time,
+so an older copy of a row opens as well as the current one: a row restored from a
+dump over its newer version, rows an ``erase_user`` removed put back, metadata
+re-keyed back to an old ciphertext. Since revision 0016 every write records, per
+row, a **write record**: HMAC under the tenant's blind-index key (the database never
+holds it) of the row as written (:mod:`pymem.write_records`). ``write_chunks`` and
+``rekey_chunks_v2`` put the records in the write's audit row (``params_digest``, in
+the order of its ``chunk_ids``), so they are in the tenant's hash chain. A row
+written or deleted by direct DML is audited with 32 zero bytes, which no row
+matches, and a TRUNCATE appends a row to every tenant's chain.
+
+:func:`verify_rows` (``pymem verify-rows``), run with the keys, walks every chain
+as ``audit-verify`` does (recomputed here, trusting no function of the server's),
+keeps each row id's latest audited event, then reads every tenant's live rows
+(an audited export) and reports:
+
+* a live row that differs from what its latest audited write wrote: rolled back to
+  an older copy, or changed without an audited write;
+* a live row whose latest audited event removed it (a delete, an erase, a
+  TRUNCATE): a removed row put back;
+* a live row with no audited event at all: inserted with the audit triggers off;
+* a row last written or deleted by direct DML (the zero record);
+* a record that appears twice in one chain: an old write replayed into the log
+  (every seal has a fresh random nonce, so no honest write repeats a record);
+* a write without records after the chain's first record: since 0016 every write
+  has them, so such an audit row was forged to make a row look as if it predated them;
+* a write's audit row that no pymem function writes (an id twice, a row count or
+  records that do not match its ids);
+* a row its latest audited write left live that is missing: removed without an
+  audited delete, or a restore from before that write.
+
+What it does not see: a key holder can seal any content afresh (and so combine a
+row's current fields with an older field's ciphertext through a re-key): that is
+an audited write under its login, like any other, not a replay.
+
+Rows last written before revision 0016 have no record and are counted as
+``unbound``: their freshness cannot be checked until they are written again
+(``pymem rotate-key --all`` re-seals every row, binding it). A superuser who cuts a
+chain's tail is caught only against a signed checkpoint (``audit-verify``): verify
+both. The rows are read through ``export_chunks_v2``; the server's function
+definitions are compared with the shipped ones first (as ``pymem doctor`` does), and
+any difference is a problem.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from . import sync
+from .audit import as_auditor
+from .audit_chain import NO_TENANT, verify_chains
+from .blind_index import TenantIndex
+from .connections import SyncConnectionAsAsync
+from .doctor import check_schema
+from .extras import progress_iter
+from .reads import commit_read_intent
+from .repository import EXPORT_SQL
+from .security import keyring
+from .tenant import tenant_transaction
+from .write_records import DIRECT_DML_RECORD, RECORD_BYTES, stored_record
+
+_WRITES = ("insert", "update")
+_REMOVALS = ("delete",)
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class FreshnessProblem:
+    """A live row (or a chain) that is not as the audited writes left it."""
+
+    user_hash: str
+    row_id: uuid.UUID | None
+    problem: str
+
+
+@dataclass
+class FreshnessReport:
+    """What :func:`verify_rows` found. ``problems`` include the audit chains' own."""
+
+    problems: list[FreshnessProblem] = field(default_factory=list)
+    tenants: int = 0
+    rows_checked: int = 0
+    unbound: int = 0
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A row id's latest audited event in its chain."""
+
+    removed: bool
+    record: bytes  # a write's record: b"" none (before 0016); DIRECT_DML_RECORD by direct DML
+
+
+_TRUNCATED = _Event(True, b"")
+
+
+class _Ledger:
+    """Each row id's latest audited event per chain, fed by the chain walk, and what
+    the walk showed that no honest writer leaves in a chain."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[uuid.UUID, _Event]] = {}
+        self.problems: list[FreshnessProblem] = []
+        self._seen: dict[str, set[bytes]] = {}
+        self._recorded: set[str] = set()  # chains with a write that had records
+
+    def _report(self, user_hash: str, ids, problem: str) -> None:
+        self.problems += [FreshnessProblem(user_hash, i if isinstance(i, uuid.UUID) else None, problem) for i in ids]
+
+    def add(self, user_hash: str, operation: str, phase: str | None, chunk_ids, params_digest,
+            row_count: int) -> None:
+        if phase not in ("write", None) or operation not in _WRITES + _REMOVALS + ("truncate",):
+            return  # reads; quarantine, which leaves the row as it is
+        rows = self.latest.setdefault(user_hash, {})
+        seen = self._seen.setdefault(user_hash, set())
+        if operation == "truncate":
+            # 0016 appends one to every tenant's chain; before, only the no-tenant
+            # chain had it, and rows it removed were written without records.
+            rows.update((row_id, _TRUNCATED) for row_id in rows)
+            return
+        ids = list(chunk_ids or [])
+        records = None if params_digest is None else bytes(params_digest)
+        malformed = (len(set(ids)) != len(ids) or not all(isinstance(i, uuid.UUID) for i in ids)
+                     or row_count != len(ids) or (records is not None and len(records) != RECORD_BYTES * len(ids)))
+        if malformed and phase is not None:
+            # write_chunks and the others never write such a row: it was forged. (The
+            # first log's rows, phase None, are taken as they are.)
+            self._report(user_hash, ids or [None], "an audit row of a write that no pymem function writes"
+                         " (ids repeated, a count or records that do not match its ids)")
+            return
+        if records is not None:
+            self._recorded.add(user_hash)
+        elif user_hash in self._recorded and operation in _WRITES:
+            # Since 0016 every write carries records (direct DML and the v1 functions
+            # zero ones): a write without any, after the chain's first, is forged.
+            self._report(user_hash, ids, "a write without a write record after the chain had records (an audit"
+                         " row forged to make the row look older)")
+        for n, row_id in enumerate(ids):
+            record = b"" if records is None else records[n * RECORD_BYTES:(n + 1) * RECORD_BYTES]
+            if operation in _REMOVALS:
+                if record == DIRECT_DML_RECORD:
+                    self._report(user_hash, [row_id], "deleted by direct DML, outside pymem's API")
+                rows[row_id] = _Event(True, record)
+                continue
+            if record and record != DIRECT_DML_RECORD:
+                if record in seen:
+                    self._report(user_hash, [row_id], "a write record appears twice in the chain (an old write"
+                                 " replayed into the log)")
+                seen.add(record)
+            rows[row_id] = _Event(False, record)
+
+
+def _check_row(record: bytes, event: _Event | None) -> str | None:
+    """What is wrong with a live row (its write record as it is now) given its latest
+    audited event (None: nothing)."""
+    if event is None:
+        return "no audited write (inserted with the audit triggers off)"
+    if event is _TRUNCATED:
+        return "live, although a TRUNCATE was audited after its latest write"
+    if event.removed:
+        return "removed by an audited delete or erase, yet live (put back from a copy)"
+    if event.record == DIRECT_DML_RECORD:
+        return "last written by direct DML, outside pymem's API"
+    if event.record and record != event.record:
+        return "not what its latest audited write wrote (an older copy, or changed without an audited write)"
+    return None
+
+
+def _bound(event: _Event) -> bool:
+    """Whether the row's latest write has a record a live row must match."""
+    return not event.removed and event.record not in (b"", DIRECT_DML_RECORD)
+
+
+async def _live_records(conn, user_hash: str, index: TenantIndex) -> dict[uuid.UUID, bytes]:
+    """Each live row's write record as the row is now, page by page (an audited export)."""
+    ticket = await commit_read_intent(conn, user_hash, "export", (None, _PAGE))
+    records: dict[uuid.UUID, bytes] = {}
+    async with tenant_transaction(conn, user_hash):
+        after = None
+        while True:
+            cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, None, after, _PAGE))
+            page = await cursor.fetchall()
+            records.update((row[0], stored_record(index, row)) for row in page)
+            if len(page) < _PAGE:
+                return records
+            after = page[-1][0]
+
+
+def _verify_tenant(conn: psycopg.Connection, user_hash: str, events: dict[uuid.UUID, _Event],
+                   report: FreshnessReport) -> None:
+    try:
+        live = sync.run(_live_records(SyncConnectionAsAsync(conn), user_hash, keyring().tenant_index(user_hash)))
+    except psycopg.errors.InsufficientPrivilege:
+        report.problems.append(FreshnessProblem(user_hash, None, "cannot enter the tenant with these keys (another"
+                                                " HMAC key, or a tenant from before 0015 not registered yet)"))
+        return
+    for row_id, record in live.items():
+        event = events.get(row_id)
+        problem = _check_row(record, event)
+        if problem:
+            report.problems.append(FreshnessProblem(user_hash, row_id, problem))
+        elif event is not None and event.record == b"":
+            report.unbound += 1
+    report.rows_checked += len(live)
+    report.problems += [FreshnessProblem(user_hash, row_id, "written and never deleted, yet missing (removed"
+                                         " without an audited delete, or a restore from before it)")
+                        for row_id, event in events.items() if _bound(event) and row_id not in live]
+
+
+def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = None, *,
+                progress: bool = False) -> FreshnessReport:
+    """Check every live row against its latest audited write; see the module docstring.
+
+    Args:
+        conn: a sync connection of a login that has (or may SET ROLE to)
+            ``pymem_auditor``, for the chains, and may export rows (``pymem_maintainer``
+            or ``pymem_app``), with the app's keys loaded (``MEMORY_TENANT_HMAC_KEY``).
+        user_hashes: the tenants to check (default: every tenant with a chain, and
+            every chain's problems).
+        progress: show a progress bar over the tenants.
+
+    Returns:
+        The report; no ``problems`` means every live row is what its latest audited
+        write left and every chain verifies. ``unbound`` rows predate write records.
+
+    Raises:
+        ValueError: the keys are missing or malformed.
+    """
+    ledger = _Ledger()
+    with as_auditor(conn):
+        walk = verify_chains(conn, on_row=ledger.add)
+    wanted = sorted(set(ledger.latest) - {NO_TENANT} if user_hashes is None else set(user_hashes))
+    chains = [FreshnessProblem(p.user_hash, None, f"audit chain, position {p.chain_pos}: {p.problem}")
+              for p in walk.problems]
+    # The rows are read through export_chunks_v2, a function of the server's: one a
+    # superuser replaced could leave rows out. Its definition is checked as doctor
+    # checks it, and any difference fails the verification.
+    schema = [FreshnessProblem(NO_TENANT, None, f"schema: {f.check}: {f.detail}")
+              for f in check_schema(conn) if not f.ok]
+    report = FreshnessReport(schema + [p for p in chains + ledger.problems
+                                       if user_hashes is None or p.user_hash in wanted])
+    for user_hash in progress_iter(wanted, enabled=progress, unit="tenant", desc="verifying rows"):
+        _verify_tenant(conn, user_hash, ledger.latest.get(user_hash, {}), report)
+        report.tenants += 1
+    return report
