@@ -13,7 +13,6 @@ Recall is against the exact top 10 of the tenant's matching rows, in numpy.
 
 from __future__ import annotations
 
-import collections
 import time
 import uuid
 
@@ -35,7 +34,7 @@ from pymem_devtools.bench.common import (
     percentiles_ms,
     ratio,
 )
-from pymem_devtools.bench.dataset import SIZE_CLASSES, load, make_dataset, queries_for
+from pymem_devtools.bench.dataset import SIZE_CLASSES, load, make_dataset, queries_for, tag_rows
 from pymem_devtools.keys import ephemeral_keys
 
 K = 10
@@ -54,38 +53,12 @@ def _metadata(position: int) -> dict[str, int]:
     return {name: position % int(name.removeprefix("part")) for name in SELECTIVITY.values()}
 
 
-def _tag_rows(admin: str, dataset, ids: list[uuid.UUID]) -> dict[int, np.ndarray]:
-    """Write each row's tags (owner DML with triggers off: benchmark data); return
-    the tenant -> positions mapping the attributes were assigned by."""
-    positions = collections.defaultdict(list)
-    for i, tenant in enumerate(dataset.tenant_of_row):
-        positions[int(tenant)].append(i)
-    ring = keyring()
-    tags = {}
-    for tenant, rows in positions.items():
-        index = ring.tenant_index(dataset.tenant_hashes[tenant])
-        for position, row in enumerate(rows):
-            blob = index.metadata_tags(_metadata(position))
-            tags[row] = [blob[o:o + 16] for o in range(0, len(blob), 16)]
-    with psycopg.connect(admin, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute("SET LOCAL session_replication_role = replica")
-        cur.execute("CREATE TEMP TABLE bench_tags (id uuid PRIMARY KEY, tags bytea[]) ON COMMIT DROP")
-        with cur.copy("COPY bench_tags (id, tags) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["uuid", "bytea[]"])
-            for row, row_tags in tags.items():
-                copy.write_row((ids[row], row_tags))
-        cur.execute("UPDATE pymem.memory_chunks c SET meta_tags = t.tags FROM bench_tags t WHERE c.id = t.id")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE pymem.memory_chunks")
-    return {t: np.asarray(rows) for t, rows in positions.items()}
-
-
 def _exact(dataset, rows: np.ndarray, query: np.ndarray) -> set[int]:
     sims = dataset.vectors[rows] @ query
     return set(rows[np.argsort(-sims, kind="stable")[:K]].tolist())
 
 
-def _pymem_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) -> list[uuid.UUID]:
+def pymem_search(conn, user_hash: str, query: np.ndarray, tags: list[bytes]) -> list[uuid.UUID]:
     params = (query, K, tags, [len(tags)])
     rows = sync.run(durable_read(SyncConnectionAsAsync(conn), user_hash, "filtered_search", params, _PYMEM_SQL,
                                  params))
@@ -108,7 +81,7 @@ def run(scale: str) -> dict:
     dataset = make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_filtered", embedding_dim=dataset.vectors.shape[1])
     ids, _, _ = load(admin, dataset, progress=scale != "tiny")
-    positions = _tag_rows(admin, dataset, ids)
+    positions = tag_rows(admin, dataset, ids, _metadata)
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     by_class = dataset.tenants_by_class()
 
@@ -116,7 +89,7 @@ def run(scale: str) -> dict:
     app = psycopg.connect(app_dsn(cluster, "pymem_bench_filtered"), autocommit=True)
     for conn in (owner, app):
         register_vector(conn)
-    methods = {PYMEM: (app, _pymem_search), PLAIN: (owner, _plain_search)}
+    methods = {PYMEM: (app, pymem_search), PLAIN: (owner, _plain_search)}
     cells = []
     for size_class in SIZE_CLASSES:
         tenants = by_class[size_class][:per_class]

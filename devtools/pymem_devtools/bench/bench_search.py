@@ -8,6 +8,12 @@ Recall is against the exact answer for the same tenant, computed in numpy. Each
 class (band) gets a fixed number of timed queries, spread over its sampled tenants,
 after a few unmeasured searches per tenant (:data:`SCALES`, :data:`WARM_UP_SEARCHES`).
 
+The adversarial neighbour (A7, :mod:`pymem_devtools.bench.crowding`) is measured
+in the same run, on the same database: for the largest tenant of each band that can
+take the bucket graph, another tenant in its bucket holds tens of thousands of rows
+around one of its topics, and the victim asks near that topic's centre, unfiltered
+and with a filter matching half its rows, against the exact answer.
+
 ``--scale xl`` is a shared memory store: a million rows, 2,000 Zipf tenants that
 all write about one pool of topics (:func:`make_shared_dataset`), reported per
 band of tenant size, including the bands either side of the exact-search
@@ -27,6 +33,7 @@ from tqdm import tqdm
 from pymem import sync
 from pymem.connections import SyncConnectionAsAsync
 from pymem.reads import commit_read_intent, durable_read
+from pymem.security import keyring
 from pymem.tenant import enter_tenant_call
 from pymem_devtools.bench.common import (
     PEER_INDEX_SQL,
@@ -35,12 +42,24 @@ from pymem_devtools.bench.common import (
     markdown_table,
     percentiles_ms,
 )
+from pymem_devtools.bench.bench_filtered import pymem_search as pymem_filtered_search
+from pymem_devtools.bench.crowding import (
+    BEFORE,
+    CROWD_ROWS,
+    centre_queries,
+    crowd,
+    neighbourhood,
+    released_search,
+    victims,
+)
+from pymem_devtools.keys import ephemeral_keys
 from pymem_devtools.bench.dataset import (
     exact_top_k,
     load,
     make_dataset,
     make_shared_dataset,
     queries_for,
+    tag_rows,
 )
 
 K = 10
@@ -103,6 +122,7 @@ def _passes(methods: dict) -> list[tuple[str, ...]]:
 
 
 def run(scale: str) -> dict:
+    ephemeral_keys()
     n_rows, n_tenants, per_class, per_group = SCALES[scale]
     cluster = bench_cluster(scale)
     dataset = make_shared_dataset(n_rows, n_tenants) if scale == "xl" else make_dataset(n_rows, n_tenants)
@@ -171,6 +191,7 @@ def run(scale: str) -> dict:
     finally:
         owner.close()
         app.close()
+    results["crowded"] = _crowded_run(cluster, dataset, per_group, scale)
     for group, tenants in groups.items():
         stats[group][DURABLE]["durable_audit_cost_p50"] = round(
             stats[group][DURABLE]["latency_ms"]["p50"] / stats[group][READ_ONLY]["latency_ms"]["p50"], 2)
@@ -196,4 +217,86 @@ def run(scale: str) -> dict:
               f" maintenance_work_mem {build_mwm})."
               f" Goal for pymem: {goal}."
               f"\nDurable read audit (intent committed before the search), p50 with it / without: {costs}.")
+    table += "\n\n" + _crowded_table(results["crowded"], CROWD_ROWS[scale])
     return {"name": "search", "results": results, "markdown": table}
+
+
+def _half(position: int) -> dict[str, int]:
+    return {"half": position % 2}
+
+
+def _crowded_run(cluster, dataset, count: int, scale: str) -> dict:
+    """The adversarial neighbour's victims, in their own database (see crowding)."""
+    chosen = victims(dataset, scale)
+    crowded, topics = crowd(neighbourhood(dataset, list(chosen.values())), list(chosen.values()), CROWD_ROWS[scale])
+    admin = cluster.fresh_database("pymem_bench_crowded", embedding_dim=crowded.vectors.shape[1])
+    ids, _, _ = load(admin, crowded, progress=scale != "tiny")
+    halves = tag_rows(admin, crowded, ids, _half, tenants=chosen.values())
+    row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
+    owner = psycopg.connect(admin, autocommit=True)
+    app = psycopg.connect(app_dsn(cluster, "pymem_bench_crowded"), autocommit=True)
+    try:
+        for conn in (owner, app):
+            register_vector(conn)
+        results = {band: _crowded(app, owner, crowded, victim, topics[victim], halves[victim], row_of, count, scale)
+                   for band, victim in chosen.items()}
+        # The same searches with the search of the revision before (a superuser puts its
+        # definition back in this throw-away database), on the same graphs.
+        owner.execute(released_search(BEFORE))
+        for band, victim in chosen.items():
+            before = _crowded(app, owner, crowded, victim, topics[victim], halves[victim], row_of, count, scale,
+                              suffix=f", revision {BEFORE}'s search")
+            results[band]["methods"].update(before["methods"])
+        return results
+    finally:
+        owner.close()
+        app.close()
+
+
+def _crowded(app, owner, dataset, victim: int, topic: int, rows: np.ndarray, row_of: dict, count: int,
+             scale: str, suffix: str = "") -> dict:
+    """The victim's searches near the crowded topic: recall@10 and latency, unfiltered and
+    filtered (half its rows), and (without ``suffix``) the exact search of the same
+    queries for reference. ``suffix`` names a run of pymem's searches alone."""
+    user_hash = dataset.tenant_hashes[victim]
+    half = rows[::2]  # positions 0, 2, ...: {"half": 0}
+    tags = [keyring().tenant_index(user_hash).metadata_tags({"half": 0})]
+    queries = centre_queries(dataset, topic, WARM_UP_SEARCHES + count, seed=7000 + victim)
+    passes = {
+        DURABLE + suffix: (lambda q: _measure(app, DURABLE, [], _PYMEM_SQL, user_hash, q)[0], rows),
+        "pymem search_chunks_v2, filter on half the rows" + suffix: (
+            lambda q: pymem_filtered_search(app, user_hash, q, tags), half),
+    }
+    if not suffix:
+        passes["exact (btree + sort)"] = (lambda q: _measure(owner, "exact", ["SET LOCAL ROLE pymem_owner"],
+                                                             METHODS["exact (btree + sort)"][2], user_hash, q)[0],
+                                          rows)
+    measured = {}
+    for method, (search, among) in passes.items():
+        recalls, latencies = [], []
+        for number, query in enumerate(tqdm(queries, desc=f"crowded {victim}: {method}", disable=scale == "tiny",
+                                            leave=False)):
+            start = time.perf_counter()
+            got = search(query)
+            elapsed = time.perf_counter() - start
+            if number < WARM_UP_SEARCHES:
+                continue
+            truth = set(among[np.argsort(-(dataset.vectors[among] @ query), kind="stable")[:K]].tolist())
+            recalls.append(len(truth & {row_of[g] for g in got}) / len(truth))
+            latencies.append(elapsed)
+        measured[method] = {"recall_at_10": round(float(np.mean(recalls)), 4),
+                            "recall_min": round(float(np.min(recalls)), 2), "latency_ms": percentiles_ms(latencies)}
+    return {"victim_rows": len(rows), "queries": count, "methods": measured}
+
+
+def _crowded_table(crowded: dict, neighbour_rows: int) -> str:
+    rows = [[band, info["victim_rows"], method, f"{s['recall_at_10']:.3f}", f"{s['recall_min']:.2f}",
+             s["latency_ms"]["p50"], s["latency_ms"]["p95"]]
+            for band, info in crowded.items() for method, s in info["methods"].items()]
+    return ("### adversarial neighbour\n\n"
+            + markdown_table(["victim", "victim rows", "method", "recall@10", "worst query", "p50 ms", "p95 ms"],
+                             rows)
+            + f"\n\nEach victim shares its bucket graph with a neighbour of {neighbour_rows:,} rows packed around"
+              " one of the victim's topics, and asks near that topic's centre (A7); measured in a database holding"
+              " the victims' buckets (every tenant in them, and the neighbours). Goal: recall@10 >= 0.98, worst"
+              " query >= 0.8, p95 <= 10 ms.")

@@ -16,8 +16,10 @@ mid-size tenant is a thin share of every region of a shared index.
 
 from __future__ import annotations
 
+import collections
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,6 +29,7 @@ from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
 from pymem.bulk_load import build_search_indexes, drop_search_indexes
+from pymem.security import keyring
 
 SIZE_CLASSES = ("tiny", "small", "mid", "large")
 # The search path never opens blobs, but row width matters (TOAST, rows per page):
@@ -194,3 +197,32 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
         build_s = time.perf_counter() - start
         conn.execute("VACUUM ANALYZE pymem.memory_chunks")
     return ids, build_s, build_mwm
+
+
+def tag_rows(admin: str, dataset: Dataset, ids: list[uuid.UUID], metadata_of: Callable[[int], dict],
+             tenants: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+    """Give rows the blind-index tags of ``metadata_of(position within its tenant)``
+    (owner DML with triggers off: benchmark data), for ``tenants`` (default every
+    one); return the tenant -> row positions mapping the metadata was assigned by."""
+    positions = collections.defaultdict(list)
+    for i, tenant in enumerate(dataset.tenant_of_row):
+        positions[int(tenant)].append(i)
+    chosen = positions if tenants is None else {t: positions[t] for t in tenants}
+    ring = keyring()
+    tags = {}
+    for tenant, rows in chosen.items():
+        index = ring.tenant_index(dataset.tenant_hashes[tenant])
+        for position, row in enumerate(rows):
+            blob = index.metadata_tags(metadata_of(position))
+            tags[row] = [blob[o:o + 16] for o in range(0, len(blob), 16)]
+    with psycopg.connect(admin, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")
+        cur.execute("CREATE TEMP TABLE bench_tags (id uuid PRIMARY KEY, tags bytea[]) ON COMMIT DROP")
+        with cur.copy("COPY bench_tags (id, tags) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "bytea[]"])
+            for row, row_tags in tags.items():
+                copy.write_row((ids[row], row_tags))
+        cur.execute("UPDATE pymem.memory_chunks c SET meta_tags = t.tags FROM bench_tags t WHERE c.id = t.id")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE pymem.memory_chunks")
+    return {t: np.asarray(rows) for t, rows in chosen.items()}
