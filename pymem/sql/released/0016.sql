@@ -1541,7 +1541,8 @@ COMMENT ON FUNCTION pymem.search_chunks_on_standby_v2(char, uuid, public.vector,
 --     a row is about 2 kB.
 --   * graph: the tenant's bucket graph, without iterative scan: the walk keeps the
 --     ef_search rows nearest the query it found, and the tenant's (or the
---     filter's) among them are its hits. Fewer than k there means other rows
+--     filter's) among them are its hits (the rows an iterative scan's first batch
+--     returns: with k of them it would not have gone on either). Fewer than k there means other rows
 --     crowd the query's region (a neighbour in the same bucket may have put tens
 --     of thousands there): the exact path then answers, in the same call. With
 --     an iterative scan the walk would go on into the crowd until
@@ -1624,10 +1625,6 @@ BEGIN
     -- would read more than 20 rows per unit of ef_search (see above). No graph
     -- (its index dropped for a bulk load): the exact scan.
     IF v_rows > v_exact_max OR (NOT v_filtered AND v_graph IS NOT NULL AND v_rows > 20 * v_ef) THEN
-        -- Twice the rule above: the walk no longer extends itself (measured at 100k
-        -- rows: a 33k-row tenant's worst queries near a topic's centre went from
-        -- recall 0.8 to 0.9, its mean from 0.967 to 0.993).
-        v_ef := least(1000, 2 * v_ef);
         PERFORM set_config('hnsw.ef_search', v_ef::text, true);  -- local to this call
         -- One statement per bucket graph, its bucket a literal, so the planner
         -- proves that graph's partial index applies. Plain PostgreSQL keeps one
