@@ -1586,7 +1586,6 @@ DECLARE
     v_rows      bigint;
     v_graph     double precision;
     v_ef        integer;
-    v_ids       uuid[];
 BEGIN
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
@@ -1634,661 +1633,1039 @@ BEGIN
             PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
         END IF;
         CASE pymem.search_bucket(p_user_hash)
-            -- The ids of the tenant's hits among the walk's ef_search rows; the
-            -- rows are read whole below, only when there are k.
+            -- The tenant's hits among the walk's ef_search rows, returned only when
+            -- there are k of them (FOUND below), in one statement (one snapshot). The
+            -- k are sorted by distance on the way out; "+ 0" (pgvector's documented
+            -- form) keeps that sort: from PostgreSQL 17 the planner takes a
+            -- materialized CTE's rows as already sorted by its ORDER BY key.
             WHEN 0 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 0
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             -- generated arms: begin
             WHEN 1 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 1
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 2 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 2
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 3 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 3
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 4 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 4
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 5 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 5
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 6 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 6
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 7 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 7
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 8 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 8
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 9 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 9
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 10 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 10
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 11 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 11
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 12 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 12
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 13 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 13
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 14 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 14
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 15 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 15
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 16 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 16
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 17 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 17
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 18 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 18
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 19 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 19
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 20 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 20
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 21 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 21
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 22 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 22
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 23 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 23
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 24 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 24
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 25 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 25
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 26 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 26
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 27 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 27
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 28 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 28
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 29 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 29
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 30 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 30
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 31 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 31
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 32 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 32
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 33 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 33
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 34 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 34
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 35 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 35
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 36 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 36
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 37 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 37
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 38 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 38
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 39 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 39
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 40 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 40
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 41 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 41
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 42 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 42
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 43 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 43
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 44 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 44
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 45 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 45
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 46 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 46
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 47 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 47
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 48 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 48
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 49 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 49
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 50 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 50
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 51 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 51
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 52 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 52
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 53 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 53
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 54 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 54
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 55 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 55
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 56 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 56
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 57 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 57
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 58 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 58
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 59 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 59
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 60 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 60
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 61 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 61
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 62 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 62
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             WHEN 63 THEN
-                SELECT pg_catalog.array_agg(h.id) INTO v_ids
-                  FROM (SELECT c.id
+                RETURN QUERY
+                    WITH hits AS MATERIALIZED (
+                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                               c.ref_cipher
                           FROM pymem.memory_chunks c
                          WHERE c.user_hash = p_user_hash
                            AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 63
                            AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
                            AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
                          ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k) h;
+                         LIMIT p_k)
+                    SELECT * FROM hits h
+                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                     ORDER BY h.distance + 0;
             -- generated arms: end
         END CASE;
-        -- The rows are read by id in a second statement (READ COMMITTED: a row
-        -- changed in between is read as it is now, a row deleted is left out).
-        IF coalesce(pg_catalog.cardinality(v_ids), 0) >= p_k THEN
-            RETURN QUERY
-                SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                       c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance, c.ref_cipher
-                  FROM pg_catalog.unnest(v_ids) AS u(id)
-                  JOIN pymem.memory_chunks c ON c.id = u.id
-                 WHERE c.user_hash = p_user_hash
-                 ORDER BY 10;
+        IF FOUND THEN
             RETURN;
         END IF;
         -- Fewer than k: the ef_search nearest rows of the walk held fewer than k of the
