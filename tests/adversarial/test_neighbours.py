@@ -35,17 +35,17 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-async def crowded(cluster, request):
+async def crowded(server, request):
     """(app connection, victim, query, the victim's rows by id) in a fresh database whose
     searches all take the bucket graph, the victim's bucket crowded by a neighbour."""
     from pymem.db import aconnect, connect
 
     name = f"pymem_crowd_{request.node.name[5:25].lower()}"
-    admin = cluster.fresh_database(name, embedding_dim=DIM)
+    admin = server.fresh_database(name, embedding_dim=DIM)
     with connect(admin) as conn:
         conn.execute("UPDATE pymem.tuning SET exact_search_max_rows = 0, filtered_exact_max_rows = 0")
-    cluster.login_role("pymem_test_app", ["pymem_app"])
-    app = await aconnect(cluster.url(name, user="pymem_test_app"))
+    server.login_role("pymem_test_app", ["pymem_app"])
+    app = await aconnect(server.url(name, user="pymem_test_app"))
     victim = "crowded-victim"
     neighbour = next(f"crowding-neighbour-{i}" for i in range(10_000) if _bucket(f"crowding-neighbour-{i}")
                      == _bucket(victim))

@@ -31,21 +31,32 @@ _COLUMNS = ("id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher
 _EXPORTED = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher"
 
 
+@pytest.fixture(scope="module")
+def admin_url(server) -> str:
+    return server.fresh_database("pymem_freshness", embedding_dim=384)
+
+
+@pytest.fixture(scope="module")
+def app_url(server, admin_url) -> str:
+    server.login_role("pymem_freshness_app", ["pymem_app"])
+    return server.url("pymem_freshness", user="pymem_freshness_app")
+
+
 @pytest.fixture
 def tenant() -> str:
     return f"freshness-{uuid.uuid4()}"
 
 
 @pytest.fixture
-async def own_db(cluster, request):
+async def own_db(server, request):
     """(async app connection, superuser connection) to a fresh database: for tests
     that re-seal every row of the database."""
     from pymem.db import aconnect, connect
 
     name = f"pymem_fresh_{request.node.name[5:25].lower()}"
-    admin = cluster.fresh_database(name, embedding_dim=384)
-    cluster.login_role("pymem_test_app", ["pymem_app"])
-    app = await aconnect(cluster.url(name, user="pymem_test_app"))
+    admin = server.fresh_database(name, embedding_dim=384)
+    server.login_role("pymem_test_app", ["pymem_app"])
+    app = await aconnect(server.url(name, user="pymem_test_app"))
     try:
         with connect(admin) as admin_conn:
             yield app, admin_conn

@@ -24,28 +24,13 @@ from pymem.db import aconnect, connect
 from pymem.reads import commit_read_intent
 from pymem.security import hmac_user, keyring
 from pymem.tenant import register_tenants
-from tests.utils import DIM, SERVER_VERSIONS, vec
+from tests.utils import DIM, vec
 
 pytestmark = pytest.mark.citus
 
 _SEARCH = ("SELECT count(*) FROM pymem.search_chunks_v2(%s::bpchar, %s::uuid, %b::public.vector, %s::int,"
            " NULL::bytea[], NULL::int[])")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def pytest_generate_tests(metafunc):
-    if "server" in metafunc.fixturenames:
-        citus = metafunc.config.getoption("target") == "citus"
-        servers = ["citus"] if citus else SERVER_VERSIONS
-        metafunc.parametrize("server", servers, indirect=True, scope="module",
-                             ids=lambda v: v if isinstance(v, str) else ("external" if v is None else f"pg{v}"))
-
-
-@pytest.fixture(scope="module")
-def server(request, cluster_for):
-    if request.param == "citus":
-        return request.getfixturevalue("citus_cluster")
-    return cluster_for(request.param)
 
 
 @pytest.fixture(scope="module")

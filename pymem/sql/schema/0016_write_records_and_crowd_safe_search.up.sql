@@ -10,6 +10,10 @@
 -- a record of 32 zero bytes, which no row matches, and a TRUNCATE appends a row to
 -- every tenant's chain.
 SET LOCAL ROLE pymem_owner;
+-- On a distributed database the constraint is checked on every shard, and Citus
+-- runs the function commands that follow in this transaction only if that used
+-- one connection per node. (A placeholder setting without Citus.)
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
 
 -- Each ALTER through EXECUTE: Citus sends the text of a statement on a distributed
 -- table to the shards, and this file is one multi-statement query.
