@@ -60,7 +60,7 @@ from .connections import SyncConnectionAsAsync
 from .doctor import check_schema
 from .extras import progress_iter
 from .reads import commit_read_intent
-from .repository import EXPORT_SQL
+from .repository import export_pages
 from .security import keyring
 from .tenant import tenant_transaction
 from .write_records import DIRECT_DML_RECORD, RECORD_BYTES, stored_record
@@ -180,16 +180,9 @@ def _bound(event: _Event) -> bool:
 async def _live_records(conn, user_hash: str, index: TenantIndex) -> dict[uuid.UUID, bytes]:
     """Each live row's write record as the row is now, page by page (an audited export)."""
     ticket = await commit_read_intent(conn, user_hash, "export", (None, _PAGE))
-    records: dict[uuid.UUID, bytes] = {}
     async with tenant_transaction(conn, user_hash):
-        after = None
-        while True:
-            cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, None, after, _PAGE))
-            page = await cursor.fetchall()
-            records.update((row[0], stored_record(index, row)) for row in page)
-            if len(page) < _PAGE:
-                return records
-            after = page[-1][0]
+        return {row[0]: stored_record(index, row) async for page in export_pages(conn, user_hash, ticket, _PAGE)
+                for row in page}
 
 
 def _verify_tenant(conn: psycopg.Connection, user_hash: str, events: dict[uuid.UUID, _Event],

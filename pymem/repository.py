@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,21 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
             raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
                               " nothing was written") from None
     return rows
+
+
+async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIterator[list[tuple]]:
+    """Every row of the tenant, sealed, in id order, a page of ``page_size`` at a time
+    (``export_chunks_v2``), inside the caller's tenant transaction and under the
+    export intent ``ticket`` (``commit_read_intent(..., "export", (None, page_size))``)."""
+    after = None
+    while True:
+        cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, None, after, page_size))
+        page = await cursor.fetchall()
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        after = page[-1][0]
 
 
 async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,

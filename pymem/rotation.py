@@ -38,7 +38,7 @@ from .blind_index import TenantIndex, index_master_key
 from .chunks import ChunkInput, SealedRow, open_row, seal_row
 from .connections import borrowing
 from .extras import progress_bar, progress_iter
-from .repository import EXPORT_SQL, write_sealed_rows
+from .repository import EXPORT_SQL, export_pages, write_sealed_rows
 from .security import AAD_VERSION, UnknownKeyId, keyring, tenant_proof, tenant_proof_key
 from .tenant import enter_tenant_call, tenant_transaction
 from .write_records import sealed_record
@@ -247,14 +247,7 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
         old_proof = tenant_proof(old_proof_key, old_hash)
         ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size), proof=old_proof)
         async with tenant_transaction(conn, old_hash, proof=old_proof):
-            rows, after = [], None
-            while True:
-                cursor = await conn.execute(EXPORT_SQL, (old_hash, ticket, None, after, page_size))
-                page = await cursor.fetchall()
-                rows += page
-                if len(page) < page_size:
-                    break
-                after = page[-1][0]
+            rows = [row async for page in export_pages(conn, old_hash, ticket, page_size) for row in page]
             cursor = await conn.execute(_ERASE_SQL, (old_hash,))
             if (await cursor.fetchone())[0] != len(rows):
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
