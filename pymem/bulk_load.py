@@ -74,7 +74,7 @@ def build_search_indexes(conn: psycopg.Connection, definitions: list[str], *,
     """
     if any(not d.startswith("CREATE INDEX ") or " USING hnsw " not in d for d in definitions):
         raise ValueError("not an HNSW index definition from drop_search_indexes")
-    session_kb = _current_mwm_kb(conn)
+    session_kb = current_maintenance_work_mem_kb(conn)
     if maintenance_work_mem is None:
         maintenance_work_mem = f"{max(session_kb, maintenance_work_mem_for(conn) // 1024)}kB"
     conn.execute("SELECT pg_catalog.set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,))
@@ -93,15 +93,22 @@ def maintenance_work_mem_for(conn: psycopg.Connection) -> int:
     Buckets hold 1/64 of the rows each, plus whatever one large tenant adds to
     its own; the count comes from ``pymem.key_stats``.
     """
-    largest, dim = conn.execute(
-        "SELECT coalesce(max(b.live_rows), 0),"
-        " (SELECT a.atttypmod FROM pg_catalog.pg_attribute a"
-        "   WHERE a.attrelid = 'pymem.memory_chunks'::pg_catalog.regclass AND a.attname = 'embedding')"
+    (largest,) = conn.execute(
+        "SELECT coalesce(max(b.live_rows), 0)"
         " FROM (SELECT sum(s.live_rows) AS live_rows FROM pymem.key_stats s"
         "        GROUP BY pymem.search_bucket(s.user_hash)) b").fetchone()
-    return int(largest) * (4 * int(dim) + _GRAPH_BYTES_PER_ROW)
+    return graph_build_bytes(conn, int(largest))
 
 
-def _current_mwm_kb(conn: psycopg.Connection) -> int:
+def graph_build_bytes(conn: psycopg.Connection, rows: int) -> int:
+    """Bytes an in-memory HNSW build of ``rows`` rows of this table's embeddings holds."""
+    (dim,) = conn.execute(
+        "SELECT a.atttypmod FROM pg_catalog.pg_attribute a"
+        " WHERE a.attrelid = 'pymem.memory_chunks'::pg_catalog.regclass AND a.attname = 'embedding'").fetchone()
+    return rows * (4 * int(dim) + _GRAPH_BYTES_PER_ROW)
+
+
+def current_maintenance_work_mem_kb(conn: psycopg.Connection) -> int:
+    """The session's ``maintenance_work_mem``, in kB."""
     return int(conn.execute("SELECT setting FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem'"
                             ).fetchone()[0])

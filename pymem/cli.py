@@ -1,7 +1,7 @@
 """The ``pymem`` command.
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
-rotate-tenant-key, audit-verify, audit-checkpoint, distribute, export-reranker,
+rotate-tenant-key, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
 serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
@@ -230,6 +230,23 @@ def _cmd_rotate_tenant_key(args) -> int:
     return 0
 
 
+def _cmd_solo_graphs(args) -> int:
+    from .db import connect
+    from .solo_graphs import apply_solo_graphs, plan_solo_graphs
+
+    with connect() as conn:
+        plan = plan_solo_graphs(conn)
+        print(f"tenants of {plan.min_rows}+ rows without a solo graph: {len(plan.build)}"
+              f" ({sum(rows for _, rows in plan.build)} rows); solo graphs to drop: {len(plan.drop)};"
+              f" kept: {plan.kept}")
+        if args.dry_run:
+            return 0
+        report = apply_solo_graphs(conn, plan, progress=not args.no_progress and progress_available())
+    print(f"built {report.built} and dropped {report.dropped} solo graphs"
+          f" (maintenance_work_mem {report.maintenance_work_mem})")
+    return 0
+
+
 def _cmd_export_reranker(args) -> int:
     from .onnx_export import export_reranker, format_summary
 
@@ -299,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--shards", type=int, default=32, help="shards per distributed table (default 32)")
     dist.set_defaults(func=_cmd_distribute)
 
+    solo = sub.add_parser("solo-graphs", help="give each tenant of pymem.tuning.solo_graph_min_rows rows or more an"
+                                              " HNSW graph of its own, drop those of shrunk tenants (the DBA;"
+                                              " after bulk loads and on a schedule)")
+    solo.add_argument("--dry-run", action="store_true", help="only say what it would build and drop")
+    solo.add_argument("--no-progress", action="store_true")
+    solo.set_defaults(func=_cmd_solo_graphs)
+
     export = sub.add_parser("export-reranker", help="export a Hugging Face cross-encoder to ONNX (+ manifest)")
     export.add_argument("model", help="hub id (needs the internet) or a local model directory")
     export.add_argument("--out", required=True, help="target directory, e.g. ~/.pymem/models/ms-marco-TinyBERT-L2-v2 (where PYMEM_RERANK_MODEL defaults to)")
@@ -355,6 +379,7 @@ _ROLE_HINTS = {
     "rotate-key": "GRANT pymem_maintainer, pymem_app TO <this login>",
     "key-usage": "GRANT pymem_maintainer TO <this login>",
     "rotate-tenant-key": "GRANT pymem_app TO <this login>",
+    "solo-graphs": "building indexes needs a superuser, or a login that may SET ROLE pymem_owner",
 }
 
 

@@ -76,3 +76,24 @@ async def test_a_neighbour_crowding_the_bucket_graph_does_not_lower_a_tenants_re
     filtered = await repo.query_memory(app, victim, "q", query, k=K, rerank=False, where={"half": 0})
     assert [h.id for h in filtered] == _exact(rows, query, keep=lambda i: texts[i] % 2 == 0)
     second_round("A7: a neighbour crowds the victim's bucket graph")
+
+
+async def test_a_neighbour_cannot_crowd_a_tenant_with_a_solo_graph(crowded, server, second_round):
+    """Revision 0017: the victim's own graph (built by the DBA's ``pymem solo-graphs``)
+    holds none of the neighbour's rows; test_solo_graphs shows the search walks it."""
+    from pymem.db import connect
+    from pymem.solo_graphs import apply_solo_graphs, plan_solo_graphs
+
+    app, victim, query, rows = crowded
+    (admin,) = [row[0] for row in await (await app.execute("SELECT pg_catalog.current_database()")).fetchall()]
+    with connect(server.url(admin)) as conn:
+        conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 40")
+        plan = plan_solo_graphs(conn)
+        assert hmac_user(victim) in {user_hash for user_hash, _ in plan.build}
+        apply_solo_graphs(conn, plan, progress=False)
+    hits = await repo.query_memory(app, victim, "q", query, k=K, rerank=False)
+    assert [h.id for h in hits] == _exact(rows, query)
+    texts = {i: n for n, i in enumerate(rows)}
+    filtered = await repo.query_memory(app, victim, "q", query, k=K, rerank=False, where={"half": 1})
+    assert [h.id for h in filtered] == _exact(rows, query, keep=lambda i: texts[i] % 2 == 1)
+    second_round("A7: a neighbour crowds a tenant that has a solo graph")

@@ -47,6 +47,19 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
         for stats in info["methods"].values():
             assert 0.0 <= stats["recall_at_10"] <= 1.0 and set(stats["latency_ms"]) == {"p50", "p95", "p99", "max"}
 
+    crowded = written["benches"]["search"]["results"]["crowded"]
+    for info in crowded.values():
+        assert {"pymem search_chunks", "pymem search_chunks, no solo graph",
+                "pymem search_chunks, revision 0015's search"} <= set(info["methods"])
+
+    builds = written["benches"]["builds"]["results"]
+    assert len(builds["builds"]) == 2
+    for build in builds["builds"]:
+        assert {"min_rows", "built", "build_s"} <= set(build["solo_graphs"])
+        for bands in build["methods"].values():
+            assert all(0.0 <= b["recall_min"] <= b["recall_at_10"] <= 1.0 for b in bands.values())
+    assert set(builds["worst"]) == {"pymem search_chunks (solo graphs)", "pymem search_chunks, no solo graph"}
+
     citus = written["benches"]["citus"]["results"]
     assert set(citus["targets"]) == {"PostgreSQL (one node)", "Citus (3 nodes, 32 shards)"}
     assert set(citus["recall_difference"]) == set(citus["targets"]["PostgreSQL (one node)"]["classes"])
@@ -87,8 +100,8 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     assert langchain["classes"] and all(set(info["stores"]) == stores for info in langchain["classes"].values())
 
 
-def test_the_xl_scale_runs_search_only(tmp_path):
-    with pytest.raises(ValueError, match="runs only: search"):
+def test_the_xl_scale_runs_search_and_builds_only(tmp_path):
+    with pytest.raises(ValueError, match="runs only: search, builds"):
         run_suite("xl", tmp_path, only=["ingest"])
     assert not (tmp_path / "xl.json").exists()
 

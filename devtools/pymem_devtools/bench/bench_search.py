@@ -37,6 +37,8 @@ from pymem.security import keyring
 from pymem.tenant import enter_tenant_call
 from pymem_devtools.bench.common import (
     PEER_INDEX_SQL,
+    build_solo_graphs,
+    drop_solo_graphs,
     app_dsn,
     bench_cluster,
     markdown_table,
@@ -113,6 +115,12 @@ def _measure(conn, method: str, role_sql: list[str], query_sql: str, user_hash: 
     return [r[0] for r in rows], elapsed
 
 
+def pymem_search(conn, user_hash: str, query: np.ndarray) -> tuple[list, float]:
+    """pymem's search as the app: the ids and the seconds of the search transaction
+    (its read intent committed before, untimed)."""
+    return _measure(conn, READ_ONLY, [], _PYMEM_SQL, user_hash, query)
+
+
 def _passes(methods: dict) -> list[tuple[str, ...]]:
     """The methods in measuring order; the durable and the read-only search share a
     pass, query by query, so that their ratio compares like with like (measured in
@@ -130,6 +138,7 @@ def run(scale: str) -> dict:
     start = time.perf_counter()
     ids, build_s, build_mwm = load(admin, dataset, progress=scale != "tiny")
     load_s = time.perf_counter() - start - build_s
+    solo = build_solo_graphs(admin, progress=scale != "tiny")
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     if scale == "xl":
         # A seeded sample per band: the first tenants of a band are its largest.
@@ -147,7 +156,7 @@ def run(scale: str) -> dict:
         register_vector(conn)
     results: dict = {"rows": n_rows, "tenants": n_tenants, "k": K, "shared_topics": scale == "xl",
                      "load_s": round(load_s, 1), "hnsw_build_s": round(build_s, 1),
-                     "build_maintenance_work_mem": build_mwm, "classes": {}}
+                     "build_maintenance_work_mem": build_mwm, "solo_graphs": solo, "classes": {}}
     groups = {name: tenants for name, tenants in groups.items() if tenants}
     work = {name: [(t, q) for t in tenants for q in queries_for(dataset, t, -(-per_group // len(tenants)),
                                                                  seed=1000 + t)][:per_group]
@@ -214,7 +223,8 @@ def run(scale: str) -> dict:
             else "recall@10 >= 0.98 and p95 <= 5 ms in every class")
     table += (f"\n\n{n_rows:,} chunks x 384-d, {n_tenants:,} tenants (Zipf), {data}, k={K}; load (COPY)"
               f" {load_s:.1f} s, HNSW bulk build {build_s:.1f} s (64 bucket graphs,"
-              f" maintenance_work_mem {build_mwm})."
+              f" maintenance_work_mem {build_mwm}), then `pymem solo-graphs`: {solo['built']} solo graphs"
+              f" (tenants of {solo['min_rows']:,}+ rows) in {solo['build_s']:.1f} s."
               f" Goal for pymem: {goal}."
               f"\nDurable read audit (intent committed before the search), p50 with it / without: {costs}.")
     table += "\n\n" + _crowded_table(results["crowded"], CROWD_ROWS[scale])
@@ -231,6 +241,7 @@ def _crowded_run(cluster, dataset, count: int, scale: str) -> dict:
     crowded, topics = crowd(neighbourhood(dataset, list(chosen.values())), list(chosen.values()), CROWD_ROWS[scale])
     admin = cluster.fresh_database("pymem_bench_crowded", embedding_dim=crowded.vectors.shape[1])
     ids, _, _ = load(admin, crowded, progress=scale != "tiny")
+    build_solo_graphs(admin, progress=scale != "tiny")
     halves = tag_rows(admin, crowded, ids, _half, tenants=chosen.values())
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     owner = psycopg.connect(admin, autocommit=True)
@@ -240,13 +251,18 @@ def _crowded_run(cluster, dataset, count: int, scale: str) -> dict:
             register_vector(conn)
         results = {band: _crowded(app, owner, crowded, victim, topics[victim], halves[victim], row_of, count, scale)
                    for band, victim in chosen.items()}
-        # The same searches with the search of the revision before (a superuser puts its
+        # The same searches on the bucket graphs alone (the solo graphs dropped: a
+        # tenant that grew past the threshold since the last `pymem solo-graphs`),
+        # then with the search of the revision before (a superuser puts its
         # definition back in this throw-away database), on the same graphs.
-        owner.execute(released_search(BEFORE))
-        for band, victim in chosen.items():
-            before = _crowded(app, owner, crowded, victim, topics[victim], halves[victim], row_of, count, scale,
-                              suffix=f", revision {BEFORE}'s search")
-            results[band]["methods"].update(before["methods"])
+        drop_solo_graphs(admin)
+        for suffix in (", no solo graph", f", revision {BEFORE}'s search"):
+            if suffix != ", no solo graph":
+                owner.execute(released_search(BEFORE))
+            for band, victim in chosen.items():
+                again = _crowded(app, owner, crowded, victim, topics[victim], halves[victim], row_of, count, scale,
+                                 suffix=suffix)
+                results[band]["methods"].update(again["methods"])
         return results
     finally:
         owner.close()
@@ -298,5 +314,7 @@ def _crowded_table(crowded: dict, neighbour_rows: int) -> str:
                              rows)
             + f"\n\nEach victim shares its bucket graph with a neighbour of {neighbour_rows:,} rows packed around"
               " one of the victim's topics, and asks near that topic's centre (A7); measured in a database holding"
-              " the victims' buckets (every tenant in them, and the neighbours). Goal: recall@10 >= 0.98, worst"
+              " the victims' buckets (every tenant in them, and the neighbours), with the solo graphs"
+              " `pymem solo-graphs` builds, then without them (\"no solo graph\": the bucket graph, and the exact"
+              f" scan when it is crowded), then with revision {BEFORE}'s search. Goal: recall@10 >= 0.98, worst"
               " query >= 0.8, p95 <= 10 ms.")

@@ -99,3 +99,31 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     """n random unit vectors (float32)."""
     v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def build_solo_graphs(admin_dsn: str, progress: bool = True) -> dict:
+    """What a DBA runs after a bulk load, ``pymem solo-graphs``: a graph of its own for
+    every tenant of ``pymem.tuning.solo_graph_min_rows`` rows or more. Returns the
+    threshold, the graphs built and the seconds it took."""
+    import psycopg
+
+    from pymem.solo_graphs import apply_solo_graphs, plan_solo_graphs
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        start = time.perf_counter()
+        plan = plan_solo_graphs(conn)
+        report = apply_solo_graphs(conn, plan, progress=progress)
+        return {"min_rows": plan.min_rows, "built": report.built, "build_s": round(time.perf_counter() - start, 1)}
+
+
+def drop_solo_graphs(admin_dsn: str) -> None:
+    """Drop every solo graph (searches then walk the bucket graphs, as before 0017)."""
+    import psycopg
+
+    from pymem.solo_graphs import SoloGraphPlan, apply_solo_graphs
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        names = [name for (name,) in conn.execute(
+            "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
+            " AND indexname LIKE 'memory\\_chunks\\_solo\\_%'").fetchall()]
+        apply_solo_graphs(conn, SoloGraphPlan(0, [], names, 0), progress=False)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from pymem_devtools.bench.common import server_settings
 
-BENCHES = ("crypto", "ingest", "search", "filtered", "langchain", "citus", "rerank", "e2e")
+BENCHES = ("crypto", "ingest", "search", "builds", "filtered", "langchain", "citus", "rerank", "e2e")
 SCALES = ("tiny", "quick", "full", "xl")
 # The benchmarks a scale runs when --only does not narrow it.
-SCALE_BENCHES = {"xl": ("search",)}
+SCALE_BENCHES = {"xl": ("search", "builds")}
 # Relative to the working directory: benchmarks/results/ of a checkout, where the
 # figures of docs/performance.md come from.
 DEFAULT_OUT = Path("benchmarks") / "results"

@@ -78,27 +78,58 @@ $$;
 COMMENT ON FUNCTION pymem.index_rows(char) IS
     'Rows (catalog estimate) of the table, or on Citus of the tenant''s shard.';
 
--- From the catalog estimate that VACUUM, ANALYZE and CREATE INDEX keep. NULL when
--- the graph's index is missing (dropped for a bulk load).
-CREATE OR REPLACE FUNCTION pymem.search_graph_rows(p_user_hash char(64)) RETURNS double precision
+-- Rows in a graph (an HNSW index of memory_chunks; on Citus, the copy on the
+-- tenant's shard), from the catalog estimate that VACUUM, ANALYZE and CREATE INDEX
+-- keep. NULL when the index is missing (dropped for a bulk load) or not valid (a
+-- CREATE INDEX CONCURRENTLY still running, or one that failed).
+CREATE OR REPLACE FUNCTION pymem.graph_index_rows(p_user_hash char(64), p_index text) RETURNS double precision
     LANGUAGE plpgsql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_index text := 'memory_chunks_embedding_hnsw_' || pymem.search_bucket(p_user_hash);
     v_shard bigint;
 BEGIN
     IF pymem.chunks_distributed() THEN
         EXECUTE 'SELECT pg_catalog.get_shard_id_for_distribution_column($1, $2)'
             INTO v_shard USING 'pymem.memory_chunks'::regclass, p_user_hash;
-        v_index := v_index || '_' || v_shard;
+        p_index := p_index || '_' || v_shard;
     END IF;
     RETURN (SELECT greatest(c.reltuples, 1) FROM pg_catalog.pg_class c
-             WHERE c.oid = to_regclass(format('pymem.%I', v_index)));
+              JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+             WHERE c.oid = to_regclass(format('pymem.%I', p_index)) AND i.indisvalid AND i.indisready);
 END
 $$;
+COMMENT ON FUNCTION pymem.graph_index_rows(char, text) IS
+    'Rows in a valid HNSW index of memory_chunks (on Citus, its copy on the tenant''s shard); NULL if none.';
+
+CREATE OR REPLACE FUNCTION pymem.search_graph_rows(p_user_hash char(64)) RETURNS double precision
+    LANGUAGE sql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN pymem.graph_index_rows(p_user_hash, 'memory_chunks_embedding_hnsw_' || pymem.search_bucket(p_user_hash));
 COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
     'Rows in the bucket graph a tenant''s search walks (on Citus, on the tenant''s shard).';
+
+-- Solo graphs (revision 0017). A tenant with pymem.tuning.solo_graph_min_rows rows
+-- or more gets an HNSW graph of its own rows alone: `pymem solo-graphs`, run by the
+-- DBA, builds it with CREATE INDEX CONCURRENTLY ... WHERE user_hash = '<its hash>'
+-- (pgvector's documented way to filter by one of a few values). Its searches walk
+-- that graph instead of its bucket's. No other tenant's rows are in it, so no
+-- neighbour can crowd the region a query lands in (A7 of the second attack round),
+-- and its recall is that of a graph of the tenant's rows, not of a build that mixed
+-- them with 63 other buckets' worth of topics. The name holds 128 bits of the hash;
+-- the search's own WHERE clause, not the index, decides which rows it returns.
+CREATE OR REPLACE FUNCTION pymem.solo_graph_name(p_user_hash char(64)) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(p_user_hash::pg_catalog.text, 32);
+COMMENT ON FUNCTION pymem.solo_graph_name(char) IS
+    'The name of a tenant''s solo graph (an HNSW index of its rows alone), whether or not it exists.';
+
+CREATE OR REPLACE FUNCTION pymem.solo_graph_rows(p_user_hash char(64)) RETURNS double precision
+    LANGUAGE sql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN pymem.graph_index_rows(p_user_hash, pymem.solo_graph_name(p_user_hash));
+COMMENT ON FUNCTION pymem.solo_graph_rows(char) IS
+    'Rows in the tenant''s solo graph, NULL if it has none (or it is not valid yet).';
 
 CREATE OR REPLACE FUNCTION pymem.search_chunks_v2(p_user_hash char(64), p_ticket uuid, p_query public.vector,
                                                   p_k integer, p_filter bytea[], p_ends integer[])

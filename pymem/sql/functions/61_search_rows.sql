@@ -14,7 +14,8 @@
 --     read whole, by ctid, in the same statement (one snapshot, so a ctid names
 --     the row version the scan saw): a sort copies each row it is offered, and
 --     a row is about 2 kB.
---   * graph: the tenant's bucket graph, without iterative scan: the walk keeps the
+--   * graph: the tenant's solo graph (see pymem.solo_graph_name) if it has a valid
+--     one, else its bucket graph, without iterative scan: the walk keeps the
 --     ef_search rows nearest the query it found, and the tenant's (or the
 --     filter's) among them are its hits (the rows an iterative scan's first batch
 --     returns: with k of them it would not have gone on either). Fewer than k there means other rows
@@ -29,6 +30,11 @@
 -- 20 rows per unit of ef_search (measured: the scan costs about 1 us a row, the
 -- graph 12-21 us per unit of ef_search). Either path returns correct rows under
 -- row security; counts only pick the path.
+--
+-- In a solo graph every row is the tenant's: only its own rows that fail the filter
+-- can leave the walk short of k, never a neighbour's. The solo walk is planned per
+-- call (EXECUTE, the tenant's hash a literal, so the planner proves the partial
+-- index applies): a generic plan cannot name one tenant's index.
 --
 -- The 64 arms of the CASE differ only in their bucket literal. The arm for bucket
 -- 0 is the template: `pymem-dev sql arms` writes the other 63 from it, and a test
@@ -60,6 +66,7 @@ DECLARE
     v_exact_max integer;
     v_rows      bigint;
     v_graph     double precision;
+    v_solo      boolean := false;
     v_ef        integer;
 BEGIN
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
@@ -92,7 +99,9 @@ BEGIN
         -- ended in another topic's region), and at most 1000. The filtered count
         -- stops at v_exact_max + 1, a lower bound: the estimate errs towards a
         -- wider search.
-        v_graph := pymem.search_graph_rows(p_user_hash);
+        v_graph := pymem.solo_graph_rows(p_user_hash);
+        v_solo := v_graph IS NOT NULL;
+        v_graph := coalesce(v_graph, pymem.search_graph_rows(p_user_hash));
         v_ef := least(1000, greatest(100, ceil(v_graph / 400), ceil(8 * p_k / least(1.0, v_rows / v_graph))));
     END IF;
     -- The graph when the tenant is too large for the exact scan, or when the scan
@@ -100,1046 +109,1065 @@ BEGIN
     -- (its index dropped for a bulk load): the exact scan.
     IF v_rows > v_exact_max OR (NOT v_filtered AND v_graph IS NOT NULL AND v_rows > 20 * v_ef) THEN
         PERFORM set_config('hnsw.ef_search', v_ef::text, true);  -- local to this call
-        -- One statement per bucket graph, its bucket a literal, so the planner
-        -- proves that graph's partial index applies. Plain PostgreSQL keeps one
-        -- generic plan for each (planned per call, the 63 other graphs' partial
-        -- indexes cost 0.3 ms); Citus keeps custom plans (see the exact path).
-        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
-            PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+        IF v_solo THEN
+            -- A bucket arm's statement (below), on the tenant's solo graph.
+            RETURN QUERY EXECUTE format($walk$
+                WITH hits AS MATERIALIZED (
+                    SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                           c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) $1 AS distance,
+                           c.ref_cipher
+                      FROM pymem.memory_chunks c
+                     WHERE c.user_hash OPERATOR(pg_catalog.=) %L::pg_catalog.bpchar
+                       AND (NOT $2 OR c.meta_tags OPERATOR(pg_catalog.&&) $3[1:$4[1]])
+                       AND (pg_catalog.cardinality($4) <= 1 OR pymem.tags_match(c.meta_tags, $3, $4))
+                     ORDER BY c.embedding OPERATOR(public.<=>) $1
+                     LIMIT $5)
+                SELECT * FROM hits h
+                 WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) $5
+                 ORDER BY h.distance + 0$walk$, p_user_hash)
+                USING p_query, v_filtered, p_filter, p_ends, p_k;
+        ELSE
+            -- One statement per bucket graph, its bucket a literal, so the planner
+            -- proves that graph's partial index applies. Plain PostgreSQL keeps one
+            -- generic plan for each (planned per call, the 63 other graphs' partial
+            -- indexes cost 0.3 ms); Citus keeps custom plans (see the exact path).
+            IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+                PERFORM set_config('plan_cache_mode', 'force_generic_plan', true);
+            END IF;
+            CASE pymem.search_bucket(p_user_hash)
+                -- The tenant's hits among the walk's ef_search rows, returned only when
+                -- there are k of them (FOUND below), in one statement (one snapshot). The
+                -- k are sorted by distance on the way out; "+ 0" (pgvector's documented
+                -- form) keeps that sort: from PostgreSQL 17 the planner takes a
+                -- materialized CTE's rows as already sorted by its ORDER BY key.
+                WHEN 0 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 0
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                -- generated arms: begin
+                WHEN 1 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 1
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 2 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 2
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 3 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 3
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 4 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 4
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 5 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 5
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 6 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 6
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 7 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 7
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 8 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 8
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 9 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 9
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 10 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 10
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 11 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 11
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 12 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 12
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 13 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 13
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 14 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 14
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 15 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 15
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 16 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 16
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 17 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 17
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 18 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 18
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 19 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 19
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 20 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 20
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 21 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 21
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 22 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 22
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 23 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 23
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 24 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 24
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 25 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 25
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 26 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 26
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 27 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 27
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 28 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 28
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 29 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 29
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 30 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 30
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 31 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 31
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 32 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 32
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 33 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 33
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 34 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 34
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 35 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 35
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 36 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 36
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 37 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 37
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 38 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 38
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 39 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 39
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 40 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 40
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 41 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 41
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 42 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 42
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 43 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 43
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 44 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 44
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 45 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 45
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 46 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 46
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 47 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 47
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 48 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 48
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 49 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 49
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 50 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 50
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 51 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 51
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 52 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 52
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 53 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 53
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 54 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 54
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 55 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 55
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 56 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 56
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 57 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 57
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 58 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 58
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 59 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 59
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 60 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 60
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 61 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 61
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 62 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 62
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                WHEN 63 THEN
+                    RETURN QUERY
+                        WITH hits AS MATERIALIZED (
+                            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
+                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.ref_cipher
+                              FROM pymem.memory_chunks c
+                             WHERE c.user_hash = p_user_hash
+                               AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 63
+                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
+                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                             ORDER BY c.embedding OPERATOR(public.<=>) p_query
+                             LIMIT p_k)
+                        SELECT * FROM hits h
+                         WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
+                         ORDER BY h.distance + 0;
+                -- generated arms: end
+            END CASE;
         END IF;
-        CASE pymem.search_bucket(p_user_hash)
-            -- The tenant's hits among the walk's ef_search rows, returned only when
-            -- there are k of them (FOUND below), in one statement (one snapshot). The
-            -- k are sorted by distance on the way out; "+ 0" (pgvector's documented
-            -- form) keeps that sort: from PostgreSQL 17 the planner takes a
-            -- materialized CTE's rows as already sorted by its ORDER BY key.
-            WHEN 0 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 0
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            -- generated arms: begin
-            WHEN 1 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 1
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 2 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 2
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 3 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 3
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 4 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 4
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 5 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 5
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 6 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 6
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 7 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 7
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 8 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 8
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 9 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 9
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 10 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 10
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 11 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 11
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 12 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 12
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 13 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 13
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 14 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 14
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 15 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 15
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 16 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 16
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 17 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 17
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 18 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 18
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 19 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 19
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 20 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 20
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 21 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 21
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 22 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 22
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 23 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 23
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 24 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 24
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 25 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 25
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 26 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 26
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 27 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 27
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 28 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 28
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 29 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 29
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 30 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 30
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 31 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 31
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 32 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 32
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 33 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 33
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 34 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 34
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 35 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 35
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 36 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 36
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 37 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 37
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 38 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 38
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 39 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 39
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 40 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 40
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 41 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 41
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 42 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 42
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 43 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 43
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 44 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 44
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 45 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 45
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 46 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 46
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 47 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 47
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 48 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 48
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 49 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 49
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 50 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 50
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 51 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 51
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 52 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 52
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 53 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 53
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 54 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 54
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 55 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 55
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 56 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 56
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 57 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 57
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 58 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 58
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 59 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 59
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 60 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 60
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 61 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 61
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 62 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 62
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            WHEN 63 THEN
-                RETURN QUERY
-                    WITH hits AS MATERIALIZED (
-                        SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                               c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                               c.ref_cipher
-                          FROM pymem.memory_chunks c
-                         WHERE c.user_hash = p_user_hash
-                           AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 63
-                           AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                           AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-                         ORDER BY c.embedding OPERATOR(public.<=>) p_query
-                         LIMIT p_k)
-                    SELECT * FROM hits h
-                     WHERE (SELECT pg_catalog.count(*) FROM hits) OPERATOR(pg_catalog.=) p_k
-                     ORDER BY h.distance + 0;
-            -- generated arms: end
-        END CASE;
         IF FOUND THEN
             RETURN;
         END IF;

@@ -1,0 +1,16 @@
+-- Revision 0017: solo graphs. A tenant with pymem.tuning.solo_graph_min_rows rows or
+-- more gets an HNSW graph of its own rows alone (`pymem solo-graphs` builds and
+-- drops them), which its searches walk instead of its bucket's: no neighbour's rows
+-- can crowd it (A7). This step adds the threshold; the functions are the bundle's.
+SET LOCAL ROLE pymem_owner;
+
+-- Through EXECUTE: Citus sends the text of a statement on a distributed or
+-- reference table to the shards, and this file is one multi-statement query.
+DO $do$
+BEGIN
+    EXECUTE 'ALTER TABLE pymem.tuning ADD COLUMN solo_graph_min_rows integer NOT NULL DEFAULT 2000'
+            ' CHECK (solo_graph_min_rows BETWEEN 1 AND 100000000)';
+END
+$do$;
+
+RESET ROLE;

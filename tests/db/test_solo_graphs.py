@@ -1,0 +1,154 @@
+"""Revision 0017: solo graphs. A tenant of ``pymem.tuning.solo_graph_min_rows`` rows or
+more gets an HNSW graph of its own rows (``pymem solo-graphs``), and its searches walk
+that graph instead of its bucket's."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from pymem import repository as repo
+from pymem.cli import main
+from pymem.db import aconnect, connect
+from pymem.repository import ChunkInput
+from pymem.security import hmac_user
+from pymem.solo_graphs import apply_solo_graphs, plan_solo_graphs
+from tests.utils import DIM, vec
+
+pytestmark = pytest.mark.citus
+
+_HNSW_SCANS_SQL = ("SELECT indexrelname, idx_scan FROM pg_catalog.pg_stat_user_indexes"
+                   " WHERE schemaname = 'pymem' AND relname = 'memory_chunks' AND indexrelname LIKE '%hnsw%'"
+                   " OR indexrelname LIKE 'memory\\_chunks\\_solo\\_%'")
+
+
+def _solo_graphs(conn: psycopg.Connection) -> dict[str, str]:
+    """Solo graph name -> its definition."""
+    return dict(conn.execute("SELECT indexname, indexdef FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
+                             " AND indexname LIKE 'memory\\_chunks\\_solo\\_%'").fetchall())
+
+
+async def _write(app, user: str, doc: str, count: int, offset: int = 0) -> list:
+    return await repo.index_memory_chunks(app, user, [ChunkInput(doc, "s", f"{doc} {i}", vec(offset + i))
+                                                      for i in range(count)])
+
+
+async def test_solo_graphs_are_built_for_large_tenants_and_dropped_once_they_shrink(server):
+    admin = server.fresh_database("pymem_solo_graphs", embedding_dim=DIM)
+    server.login_role("pymem_test_app", ["pymem_app"])
+    app = await aconnect(server.url("pymem_solo_graphs", user="pymem_test_app"))
+    large, small = "solo-large", "solo-small"
+    try:
+        await _write(app, large, "kept", 14)
+        await _write(app, large, "gone", 26, offset=100)
+        await _write(app, small, "kept", 10, offset=200)
+        with connect(admin) as conn:
+            conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 30")
+            plan = plan_solo_graphs(conn)
+            assert (plan.build, plan.drop, plan.kept) == ([(hmac_user(large), 40)], [], 0)
+            assert apply_solo_graphs(conn, plan, progress=False).built == 1
+            graphs = _solo_graphs(conn)
+            (name,) = conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(large),)).fetchone()
+            assert list(graphs) == [name] and hmac_user(large) in graphs[name] and "hnsw" in graphs[name]
+            plan = plan_solo_graphs(conn)
+            assert (plan.build, plan.drop, plan.kept) == ([], [], 1)
+        # 14 rows left: under half the threshold, the graph goes.
+        await repo.delete_document(app, large, "gone")
+        with connect(admin) as conn:
+            plan = plan_solo_graphs(conn)
+            assert (plan.build, plan.drop, plan.kept) == ([], [name], 0)
+            assert apply_solo_graphs(conn, plan, progress=False).dropped == 1
+            assert _solo_graphs(conn) == {}
+    finally:
+        await app.close()
+
+
+async def test_an_erased_tenants_solo_graph_is_dropped(server):
+    admin = server.fresh_database("pymem_solo_erased", embedding_dim=DIM)
+    server.login_role("pymem_test_app", ["pymem_app"])
+    app = await aconnect(server.url("pymem_solo_erased", user="pymem_test_app"))
+    try:
+        await _write(app, "solo-erased", "d", 12)
+        with connect(admin) as conn:
+            conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 10")
+            apply_solo_graphs(conn, plan_solo_graphs(conn), progress=False)
+            assert len(_solo_graphs(conn)) == 1
+        await repo.erase_user(app, "solo-erased")
+        with connect(admin) as conn:
+            plan = plan_solo_graphs(conn)
+            assert len(plan.drop) == 1 and plan.build == []
+            apply_solo_graphs(conn, plan, progress=False)
+            assert _solo_graphs(conn) == {}  # nothing in the catalog names the erased tenant
+    finally:
+        await app.close()
+
+
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_tenant_with_a_solo_graph_walks_it_and_not_its_bucket_graph(cluster):
+    admin = cluster.fresh_database("pymem_solo_walk", embedding_dim=DIM)
+    alice = "solo-walker"
+    conn = await aconnect(admin)
+    try:
+        await conn.set_autocommit(True)
+        await conn.execute("UPDATE pymem.tuning SET exact_search_max_rows = 0, solo_graph_min_rows = 30")
+        await conn.execute("SET ROLE pymem_app")
+        mine = await _write(conn, alice, "d", 40)
+        await conn.execute("RESET ROLE")
+        with connect(admin) as sync_conn:
+            apply_solo_graphs(sync_conn, plan_solo_graphs(sync_conn), progress=False)
+        await conn.execute("ANALYZE pymem.memory_chunks")
+        before = await _hnsw_scans(conn)
+        await conn.execute("SET ROLE pymem_app")
+        hits = await repo.query_memory(conn, alice, "q", vec(3), k=5, rerank=False)
+        await conn.execute("RESET ROLE")
+        after = await _hnsw_scans(conn)
+        solo = (await (await conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(alice),))).fetchone())[0]
+    finally:
+        await conn.close()
+    assert {name for name, count in after.items() if count > before.get(name, 0)} == {solo}
+    exact = sorted(range(40), key=lambda i: -float(vec(i) @ vec(3)))[:5]
+    assert [h.id for h in hits] == [mine[i] for i in exact]
+
+
+async def _hnsw_scans(conn) -> dict[str, int]:
+    await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+    return dict(await (await conn.execute(_HNSW_SCANS_SQL)).fetchall())
+
+
+@pytest.mark.single_node  # the command runs on the coordinator in the same way; this checks its output
+def test_solo_graphs_command_says_what_it_would_do_then_does_it(cluster, monkeypatch, capsys):
+    import asyncio
+
+    admin = cluster.fresh_database("pymem_solo_cli", embedding_dim=DIM)
+    monkeypatch.setenv("PYMEM_DATABASE_URL", admin)
+
+    async def write():
+        conn = await aconnect(admin)
+        try:
+            await conn.execute("SET ROLE pymem_app")
+            await _write(conn, "solo-cli", "d", 12)
+            await conn.commit()
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+    with connect(admin) as conn:
+        conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 10")
+    assert main(["solo-graphs", "--dry-run"]) == 0
+    assert "without a solo graph: 1 (12 rows); solo graphs to drop: 0; kept: 0" in capsys.readouterr().out
+    with connect(admin) as conn:
+        assert _solo_graphs(conn) == {}
+    assert main(["solo-graphs", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "built 1 and dropped 0 solo graphs" in out and hmac_user("solo-cli") not in out
+    with connect(admin) as conn:
+        assert len(_solo_graphs(conn)) == 1
+
+
+def test_the_app_cannot_build_solo_graphs(server):
+    server.fresh_database("pymem_solo_app", embedding_dim=DIM)
+    server.login_role("pymem_test_app", ["pymem_app"])
+    with connect(server.url("pymem_solo_app", user="pymem_test_app")) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE INDEX memory_chunks_solo_x ON pymem.memory_chunks"
+                         " USING hnsw (embedding public.vector_cosine_ops) WHERE user_hash = 'x'")
