@@ -151,10 +151,13 @@ def _cmd_distribute(args) -> int:
 
 def _cmd_doctor(args) -> int:
     from .db import connect
-    from .doctor import check_deployment, check_schema
+    from .doctor import check_deployment, check_schema, check_solo_graphs
 
     with connect() as conn:
-        findings = check_schema(conn) + (check_deployment(conn, args.role) if args.role else [])
+        findings = check_schema(conn)
+        if findings[0].ok:  # at this pymem's revision
+            findings.append(check_solo_graphs(conn))
+        findings += check_deployment(conn, args.role) if args.role else []
     return _print_findings(findings)
 
 

@@ -55,6 +55,7 @@ import psycopg
 from . import fingerprints, migrations
 from .distribute import chunks_distributed, citus_installed, workers_showing_query_text
 from .errors import MigrationRefused
+from .solo_graphs import plan_solo_graphs
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,20 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
         Finding("who can act as a maintainer or the auditor", True,
                 (", ".join(operators) if operators else "no login but superusers") + " (confirm each)"),
     ]
+
+
+def check_solo_graphs(conn: psycopg.Connection) -> Finding:
+    """Whether every tenant of ``solo_graph_min_rows`` rows or more has its own graph
+    (revision 0017): without one, a neighbour can slow its searches (A7)."""
+    check = "large tenants have solo graphs"
+    try:
+        plan = plan_solo_graphs(conn)
+    except psycopg.errors.InsufficientPrivilege:
+        return Finding(check, False, "not checked: reading pymem.key_stats needs a superuser or pymem_owner")
+    if plan.build or plan.drop:
+        return Finding(check, False, f"{len(plan.build)} tenants of {plan.min_rows}+ rows have none and"
+                                     f" {len(plan.drop)} solo graphs are stale or invalid: run pymem solo-graphs")
+    return Finding(check, True, f"{plan.kept} solo graphs, one per tenant of {plan.min_rows}+ rows")
 
 
 def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str,

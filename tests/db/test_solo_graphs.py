@@ -116,7 +116,7 @@ async def _hnsw_scans(conn) -> dict[str, int]:
 
 
 @pytest.mark.single_node  # the command runs on the coordinator in the same way; this checks its output
-def test_solo_graphs_command_says_what_it_would_do_then_does_it(cluster, monkeypatch, capsys):
+def test_doctor_fails_until_the_solo_graphs_command_has_built_them(cluster, monkeypatch, capsys):
     import asyncio
 
     admin = cluster.fresh_database("pymem_solo_cli", embedding_dim=DIM)
@@ -134,6 +134,9 @@ def test_solo_graphs_command_says_what_it_would_do_then_does_it(cluster, monkeyp
     asyncio.run(write())
     with connect(admin) as conn:
         conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 10")
+    assert main(["doctor"]) == 1
+    assert ("FAIL large tenants have solo graphs: 1 tenants of 10+ rows have none and 0 solo graphs are stale"
+            in capsys.readouterr().out)
     assert main(["solo-graphs", "--dry-run"]) == 0
     assert "without a solo graph: 1 (12 rows); solo graphs to drop: 0; kept: 0" in capsys.readouterr().out
     with connect(admin) as conn:
@@ -143,6 +146,8 @@ def test_solo_graphs_command_says_what_it_would_do_then_does_it(cluster, monkeyp
     assert "built 1 and dropped 0 solo graphs" in out and hmac_user("solo-cli") not in out
     with connect(admin) as conn:
         assert len(_solo_graphs(conn)) == 1
+    assert main(["doctor"]) == 0
+    assert "ok   large tenants have solo graphs: 1 solo graphs, one per tenant of 10+ rows" in capsys.readouterr().out
 
 
 def test_the_app_cannot_build_solo_graphs(server):

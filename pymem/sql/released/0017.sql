@@ -1480,11 +1480,14 @@ COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
 -- that graph instead of its bucket's. No other tenant's rows are in it, so no
 -- neighbour can crowd the region a query lands in (A7 of the second attack round),
 -- and its recall is that of a graph of the tenant's rows, not of a build that mixed
--- them with 63 other buckets' worth of topics. The name holds 128 bits of the hash;
--- the search's own WHERE clause, not the index, decides which rows it returns.
+-- them with 63 other buckets' worth of topics. The name is 128 bits of the sha256 of
+-- the hash (any two tenants' differ; a prefix of the hash itself need not, where
+-- hashes are not HMACs); the search's own WHERE clause, not the index, decides
+-- which rows it returns.
 CREATE OR REPLACE FUNCTION pymem.solo_graph_name(p_user_hash char(64)) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(p_user_hash::pg_catalog.text, 32);
+    RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(pg_catalog.encode(
+        pg_catalog.sha256(pg_catalog.convert_to(p_user_hash::pg_catalog.text, 'UTF8')), 'hex'), 32);
 COMMENT ON FUNCTION pymem.solo_graph_name(char) IS
     'The name of a tenant''s solo graph (an HNSW index of its rows alone), whether or not it exists.';
 
