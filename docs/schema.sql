@@ -245,11 +245,13 @@ CREATE TABLE pymem.tuning (
     read_intent_ttl_s integer DEFAULT 120 NOT NULL,
     filtered_exact_max_rows integer DEFAULT 5000 NOT NULL,
     solo_graph_min_rows integer DEFAULT 2000 NOT NULL,
+    solo_graph_max_count integer DEFAULT 64 NOT NULL,
     CONSTRAINT tuning_exact_search_max_rows_check CHECK (((exact_search_max_rows >= 0) AND (exact_search_max_rows <= 100000000))),
     CONSTRAINT tuning_filtered_exact_max_rows_check CHECK (((filtered_exact_max_rows >= 0) AND (filtered_exact_max_rows <= 100000000))),
     CONSTRAINT tuning_key_seal_warn_threshold_check CHECK ((key_seal_warn_threshold > 0)),
     CONSTRAINT tuning_read_intent_ttl_s_check CHECK (((read_intent_ttl_s >= 1) AND (read_intent_ttl_s <= 86400))),
     CONSTRAINT tuning_singleton_check CHECK (singleton),
+    CONSTRAINT tuning_solo_graph_max_count_check CHECK (((solo_graph_max_count >= 0) AND (solo_graph_max_count <= 10000))),
     CONSTRAINT tuning_solo_graph_min_rows_check CHECK (((solo_graph_min_rows >= 1) AND (solo_graph_min_rows <= 100000000)))
 );
 

@@ -241,12 +241,15 @@ def _cmd_solo_graphs(args) -> int:
         plan = plan_solo_graphs(conn)
         print(f"tenants of {plan.min_rows}+ rows without a solo graph: {len(plan.build)}"
               f" ({sum(rows for _, rows in plan.build)} rows); solo graphs to drop: {len(plan.drop)};"
-              f" kept: {plan.kept}")
+              f" kept: {plan.kept}; beyond solo_graph_max_count ({plan.max_count}): {plan.left_out}")
         if args.dry_run:
             return 0
         report = apply_solo_graphs(conn, plan, progress=not args.no_progress and progress_available())
-    print(f"built {report.built} and dropped {report.dropped} solo graphs"
-          f" (maintenance_work_mem {report.maintenance_work_mem})")
+    print(f"built {report.built} and dropped {report.dropped} solo graphs")
+    if report.failed:
+        print(f"{len(report.failed)} builds failed (SQLSTATE {', '.join(sorted(set(report.failed)))});"
+              " the next run retries them")
+        return 1
     return 0
 
 

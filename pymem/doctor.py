@@ -164,10 +164,13 @@ def check_solo_graphs(conn: psycopg.Connection) -> Finding:
         plan = plan_solo_graphs(conn)
     except psycopg.errors.InsufficientPrivilege:
         return Finding(check, False, "not checked: reading pymem.key_stats needs a superuser or pymem_owner")
+    beyond = (f"; {plan.left_out} more beyond solo_graph_max_count ({plan.max_count}) have none"
+              if plan.left_out else "")
     if plan.build or plan.drop:
         return Finding(check, False, f"{len(plan.build)} tenants of {plan.min_rows}+ rows have none and"
-                                     f" {len(plan.drop)} solo graphs are stale or invalid: run pymem solo-graphs")
-    return Finding(check, True, f"{plan.kept} solo graphs, one per tenant of {plan.min_rows}+ rows")
+                                     f" {len(plan.drop)} solo graphs are stale or invalid{beyond}:"
+                                     " run pymem solo-graphs")
+    return Finding(check, True, f"{plan.kept} solo graphs, one per tenant of {plan.min_rows}+ rows{beyond}")
 
 
 def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str,

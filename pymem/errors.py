@@ -44,7 +44,8 @@ class PgvectorMissing(PymemError, RuntimeError):
 
 
 class NotReady(PymemError, RuntimeError):
-    """The database cannot be distributed yet (no Citus, no workers, old schema)."""
+    """The database is not ready for the operation: it cannot be distributed yet (no
+    Citus, no workers, old schema), or another run of the command holds its lock."""
 
 
 class StandbyBehind(PymemError, RuntimeError):

@@ -375,3 +375,47 @@ def test_a_distributed_database_upgrades_and_every_node_runs_the_new_definitions
 
     [hit] = asyncio.run(use())
     assert hit.text == "after the upgrade"
+
+
+async def test_a_tenants_solo_graph_is_on_its_shard_where_its_search_walks_it(cluster):
+    """Revision 0017 on Citus: `pymem solo-graphs` on the coordinator builds the tenant's
+    graph on the shards, and the tenant's search, delegated to the worker holding its
+    shard, walks the copy there (that worker's scan counter for it goes up); the search
+    answers exactly."""
+    import time
+
+    from pymem.solo_graphs import apply_solo_graphs, plan_solo_graphs
+
+    admin = cluster.fresh_database("pymem_citus_solo", embedding_dim=DIM)
+    cluster.login_role("pymem_citus_app", ["pymem_app"])
+    app = await aconnect(cluster.url("pymem_citus_solo", user="pymem_citus_app"))
+    user = "citus-solo"
+    try:
+        mine = await repo.index_memory_chunks(app, user, [ChunkInput("d", "s", f"t{i}", vec(i, DIM))
+                                                          for i in range(40)])
+        with connect(admin) as conn:
+            conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 30, exact_search_max_rows = 0")
+            assert apply_solo_graphs(conn, plan_solo_graphs(conn), progress=False).built == 1
+            port, graph = conn.execute(
+                "SELECT p.nodeport, pymem.solo_graph_name(%s::bpchar) || '_' || p.shardid"
+                " FROM pg_dist_shard_placement p WHERE p.shardid ="
+                " get_shard_id_for_distribution_column('pymem.memory_chunks', %s::bpchar)",
+                (hmac_user(user), hmac_user(user))).fetchone()
+        (worker,) = [w for w in cluster.worker_urls if int(conninfo_to_dict(w)["port"]) == port]
+        with psycopg.connect(make_conninfo(worker, dbname="pymem_citus_solo"), autocommit=True) as conn:
+            # Shards are hidden from a worker's catalog queries except in Citus's own
+            # sessions, such as the one that runs the delegated search.
+            conn.execute("SET citus.override_table_visibility = off")
+            scans = "SELECT coalesce(sum(idx_scan), -1) FROM pg_stat_user_indexes WHERE indexrelname = %s"
+            before = conn.execute(scans, (graph,)).fetchone()[0]
+            assert before >= 0, "the solo graph is on the tenant's shard"
+            hits = await repo.query_memory(app, user, "q", vec(3, DIM), k=5, rerank=False)
+            deadline = time.monotonic() + 30  # the worker's backend reports its counters within 10 s
+            while conn.execute(scans, (graph,)).fetchone()[0] == before and time.monotonic() < deadline:
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+                time.sleep(0.5)
+            assert conn.execute(scans, (graph,)).fetchone()[0] == before + 1
+    finally:
+        await app.close()
+    exact = sorted(range(40), key=lambda i: -float(vec(i, DIM) @ vec(3, DIM)))[:5]
+    assert [h.id for h in hits] == [mine[i] for i in exact]

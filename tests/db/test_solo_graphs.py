@@ -157,3 +157,38 @@ def test_the_app_cannot_build_solo_graphs(server):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE INDEX memory_chunks_solo_x ON pymem.memory_chunks"
                          " USING hnsw (embedding public.vector_cosine_ops) WHERE user_hash = 'x'")
+
+
+async def test_only_the_largest_tenants_up_to_the_cap_get_solo_graphs(server):
+    admin = server.fresh_database("pymem_solo_cap", embedding_dim=DIM)
+    server.login_role("pymem_test_app", ["pymem_app"])
+    app = await aconnect(server.url("pymem_solo_cap", user="pymem_test_app"))
+    try:
+        await _write(app, "solo-cap-a", "d", 30)
+        await _write(app, "solo-cap-b", "d", 20, offset=100)
+        with connect(admin) as conn:
+            conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 10, solo_graph_max_count = 1")
+            plan = plan_solo_graphs(conn)
+            assert (plan.build, plan.left_out) == ([(hmac_user("solo-cap-a"), 30)], 1)
+            apply_solo_graphs(conn, plan, progress=False)
+        # b outgrows a: a's graph goes, b's is built.
+        await _write(app, "solo-cap-b", "e", 20, offset=200)
+        with connect(admin) as conn:
+            (graph_a,) = conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user("solo-cap-a"),)).fetchone()
+            plan = plan_solo_graphs(conn)
+            assert (plan.build, plan.drop, plan.left_out) == ([(hmac_user("solo-cap-b"), 40)], [graph_a], 1)
+    finally:
+        await app.close()
+
+
+def test_a_second_run_while_one_holds_the_lock_is_refused(server):
+    from pymem.errors import NotReady
+    from pymem.solo_graphs import SoloGraphPlan
+
+    admin = server.fresh_database("pymem_solo_lock", embedding_dim=DIM)
+    with connect(admin) as first, connect(admin) as second:
+        first.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (0x706D736F6C6F,))
+        with pytest.raises(NotReady, match="another pymem solo-graphs is running"):
+            apply_solo_graphs(second, SoloGraphPlan(10, 1, [], [], 0), progress=False)
+        first.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (0x706D736F6C6F,))
+        assert apply_solo_graphs(second, SoloGraphPlan(10, 1, [], [], 0), progress=False).built == 0

@@ -110,16 +110,17 @@ COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
     'Rows in the bucket graph a tenant''s search walks (on Citus, on the tenant''s shard).';
 
 -- Solo graphs (revision 0017). A tenant with pymem.tuning.solo_graph_min_rows rows
--- or more gets an HNSW graph of its own rows alone: `pymem solo-graphs`, run by the
--- DBA, builds it with CREATE INDEX CONCURRENTLY ... WHERE user_hash = '<its hash>'
--- (pgvector's documented way to filter by one of a few values). Its searches walk
--- that graph instead of its bucket's. No other tenant's rows are in it, so no
--- neighbour can crowd the region a query lands in (A7 of the second attack round),
--- and its recall is that of a graph of the tenant's rows, not of a build that mixed
--- them with 63 other buckets' worth of topics. The name is 128 bits of the sha256 of
--- the hash (any two tenants' differ; a prefix of the hash itself need not, where
--- hashes are not HMACs); the search's own WHERE clause, not the index, decides
--- which rows it returns.
+-- or more (up to solo_graph_max_count tenants, largest first) gets an HNSW graph of
+-- its own rows alone: `pymem solo-graphs`, run by the DBA, builds it with CREATE INDEX
+-- CONCURRENTLY ... WHERE user_hash = '<its hash>' (pgvector's documented way to
+-- filter by one of a few values; for many it advises partitioning, hence the cap).
+-- Its searches walk that graph instead of its bucket's. No other tenant's rows are in
+-- it, so no neighbour can crowd the region a query lands in (A7 of the second attack
+-- round), and its recall is that of a graph of the tenant's rows, not of one that
+-- mixed them with the rest of its bucket. The name is 128 bits of the sha256 of the
+-- hash (any two tenants' differ; a prefix of the hash itself need not, and another
+-- tenant could register a hash sharing the victim's); the search's own WHERE clause,
+-- not the index, decides which rows it returns.
 CREATE OR REPLACE FUNCTION pymem.solo_graph_name(p_user_hash char(64)) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(pg_catalog.encode(

@@ -1474,16 +1474,17 @@ COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
     'Rows in the bucket graph a tenant''s search walks (on Citus, on the tenant''s shard).';
 
 -- Solo graphs (revision 0017). A tenant with pymem.tuning.solo_graph_min_rows rows
--- or more gets an HNSW graph of its own rows alone: `pymem solo-graphs`, run by the
--- DBA, builds it with CREATE INDEX CONCURRENTLY ... WHERE user_hash = '<its hash>'
--- (pgvector's documented way to filter by one of a few values). Its searches walk
--- that graph instead of its bucket's. No other tenant's rows are in it, so no
--- neighbour can crowd the region a query lands in (A7 of the second attack round),
--- and its recall is that of a graph of the tenant's rows, not of a build that mixed
--- them with 63 other buckets' worth of topics. The name is 128 bits of the sha256 of
--- the hash (any two tenants' differ; a prefix of the hash itself need not, where
--- hashes are not HMACs); the search's own WHERE clause, not the index, decides
--- which rows it returns.
+-- or more (up to solo_graph_max_count tenants, largest first) gets an HNSW graph of
+-- its own rows alone: `pymem solo-graphs`, run by the DBA, builds it with CREATE INDEX
+-- CONCURRENTLY ... WHERE user_hash = '<its hash>' (pgvector's documented way to
+-- filter by one of a few values; for many it advises partitioning, hence the cap).
+-- Its searches walk that graph instead of its bucket's. No other tenant's rows are in
+-- it, so no neighbour can crowd the region a query lands in (A7 of the second attack
+-- round), and its recall is that of a graph of the tenant's rows, not of one that
+-- mixed them with the rest of its bucket. The name is 128 bits of the sha256 of the
+-- hash (any two tenants' differ; a prefix of the hash itself need not, and another
+-- tenant could register a hash sharing the victim's); the search's own WHERE clause,
+-- not the index, decides which rows it returns.
 CREATE OR REPLACE FUNCTION pymem.solo_graph_name(p_user_hash char(64)) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(pg_catalog.encode(
@@ -1574,7 +1575,7 @@ COMMENT ON FUNCTION pymem.search_chunks_on_standby_v2(char, uuid, public.vector,
 --     the row version the scan saw): a sort copies each row it is offered, and
 --     a row is about 2 kB.
 --   * graph: the tenant's solo graph (see pymem.solo_graph_name) if it has a valid
---     one, else its bucket graph, without iterative scan: the walk keeps the
+--     one (below), else its bucket graph, without iterative scan: the walk keeps the
 --     ef_search rows nearest the query it found, and the tenant's (or the
 --     filter's) among them are its hits (the rows an iterative scan's first batch
 --     returns: with k of them it would not have gone on either). Fewer than k there means other rows
@@ -1591,9 +1592,11 @@ COMMENT ON FUNCTION pymem.search_chunks_on_standby_v2(char, uuid, public.vector,
 -- row security; counts only pick the path.
 --
 -- In a solo graph every row is the tenant's: only its own rows that fail the filter
--- can leave the walk short of k, never a neighbour's. The solo walk is planned per
--- call (EXECUTE, the tenant's hash a literal, so the planner proves the partial
--- index applies): a generic plan cannot name one tenant's index.
+-- can leave the walk short of k, never a neighbour's, so a filtered walk there may
+-- extend itself (iterative scan, strict order), and a filter's matches are counted
+-- only up to 1,000. The solo walk is planned per call (EXECUTE, the tenant's hash a
+-- literal, so the planner proves the partial index applies): a generic plan cannot
+-- name one tenant's index.
 --
 -- The 64 arms of the CASE differ only in their bucket literal. The arm for bucket
 -- 0 is the template: `pymem-dev sql arms` writes the other 63 from it, and a test
@@ -1636,6 +1639,14 @@ BEGIN
     SELECT CASE WHEN v_filtered THEN t.filtered_exact_max_rows ELSE t.exact_search_max_rows END
       INTO v_exact_max FROM pymem.tuning t;
     IF v_filtered THEN
+        -- A filter's matches are read exactly up to v_exact_max; with a solo graph up to
+        -- 1,000 (the walk there meets only the tenant's own rows, and counting then
+        -- reading 5,000 matches cost 20 ms and more).
+        v_graph := pymem.solo_graph_rows(p_user_hash);
+        v_solo := v_graph IS NOT NULL;
+        IF v_solo THEN
+            v_exact_max := least(v_exact_max, 1000);
+        END IF;
         -- The first clause's tags reach the GIN index; tags_match checks them all.
         SELECT count(*) INTO v_rows FROM (
             SELECT 1 FROM pymem.memory_chunks c
@@ -1645,9 +1656,17 @@ BEGIN
              LIMIT v_exact_max + 1) m;
     ELSE
         SELECT coalesce(sum(s.live_rows), 0) INTO v_rows FROM pymem.key_stats s WHERE s.user_hash = p_user_hash;
+        -- 2,000 = 20 x the least ef_search: below it the exact scan is always cheaper.
+        IF v_rows > least(v_exact_max, 2000) THEN
+            v_graph := pymem.solo_graph_rows(p_user_hash);
+            v_solo := v_graph IS NOT NULL;
+        END IF;
     END IF;
-    -- 2,000 = 20 x the least ef_search: below it the exact scan is always cheaper.
-    IF v_rows > v_exact_max OR (NOT v_filtered AND v_rows > 2000) THEN
+    IF v_solo THEN
+        -- Every row of a solo graph is the tenant's: ef_search need not cover other
+        -- tenants' rows, and a filtered walk extends itself (below).
+        v_ef := least(1000, greatest(100, ceil(v_graph / 400)));
+    ELSIF v_rows > v_exact_max OR (NOT v_filtered AND v_rows > 2000) THEN
         -- A filtered scan sees about k / share candidates before it has k matches;
         -- ef_search covers 8x that (measured at 1M rows with shared topics: 2x gave
         -- recall@10 0.969, 4x 0.976, 8x 0.995 for tenants of 3k-10k rows), at
@@ -1658,9 +1677,7 @@ BEGIN
         -- ended in another topic's region), and at most 1000. The filtered count
         -- stops at v_exact_max + 1, a lower bound: the estimate errs towards a
         -- wider search.
-        v_graph := pymem.solo_graph_rows(p_user_hash);
-        v_solo := v_graph IS NOT NULL;
-        v_graph := coalesce(v_graph, pymem.search_graph_rows(p_user_hash));
+        v_graph := pymem.search_graph_rows(p_user_hash);
         v_ef := least(1000, greatest(100, ceil(v_graph / 400), ceil(8 * p_k / least(1.0, v_rows / v_graph))));
     END IF;
     -- The graph when the tenant is too large for the exact scan, or when the scan
@@ -1669,7 +1686,14 @@ BEGIN
     IF v_rows > v_exact_max OR (NOT v_filtered AND v_graph IS NOT NULL AND v_rows > 20 * v_ef) THEN
         PERFORM set_config('hnsw.ef_search', v_ef::text, true);  -- local to this call
         IF v_solo THEN
-            -- A bucket arm's statement (below), on the tenant's solo graph.
+            -- A bucket arm's statement (below), on the tenant's solo graph. Filtered,
+            -- the walk goes on past its first ef_search rows until it has k matches or
+            -- has read hnsw.max_scan_tuples rows (pinned above): the rows it passes
+            -- are the tenant's own, which A7's neighbour cannot add to. Short of k, the
+            -- exact path answers, as on a bucket graph.
+            IF v_filtered THEN
+                PERFORM set_config('hnsw.iterative_scan', 'strict_order', true);
+            END IF;
             RETURN QUERY EXECUTE format($walk$
                 WITH hits AS MATERIALIZED (
                     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
@@ -2775,7 +2799,7 @@ BEGIN
 END
 $body$;
 COMMENT ON FUNCTION pymem.search_rows_v2(char, public.vector, integer, bytea[], integer[]) IS
-    'Internal: the tenant''s k nearest rows, exact or on its bucket graph, with every setting that steers '
+    'Internal: the tenant''s k nearest rows, exact or on its solo or bucket graph, with every setting that steers '
     'the search pinned. Not audited itself: called by the audited search functions.';
 
 -- ==== functions/70_reads.sql ====

@@ -2,6 +2,10 @@
 -- and every write would still pay for them), then the threshold and the functions
 -- that only 0017 has. The bundle of 0016 then puts search_graph_rows back.
 SET LOCAL ROLE pymem_owner;
+-- On a distributed database the DROP INDEX reaches every shard, and Citus runs the
+-- function commands that follow in this transaction only if that used one connection
+-- per node (as in 0016). (A placeholder setting without Citus.)
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
 
 DO $do$
 DECLARE
@@ -14,6 +18,7 @@ BEGIN
         EXECUTE pg_catalog.format('DROP INDEX pymem.%I', v_index);
     END LOOP;
     EXECUTE 'ALTER TABLE pymem.tuning DROP COLUMN solo_graph_min_rows';
+    EXECUTE 'ALTER TABLE pymem.tuning DROP COLUMN solo_graph_max_count';
 END
 $do$;
 
