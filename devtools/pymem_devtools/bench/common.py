@@ -126,4 +126,4 @@ def drop_solo_graphs(admin_dsn: str) -> None:
         names = [name for (name,) in conn.execute(
             "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
             " AND indexname LIKE 'memory\\_chunks\\_solo\\_%'").fetchall()]
-        apply_solo_graphs(conn, SoloGraphPlan(0, [], names, 0), progress=False)
+        apply_solo_graphs(conn, SoloGraphPlan(0, 0, [], names, 0), progress=False)
