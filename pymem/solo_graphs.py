@@ -15,9 +15,11 @@ solo-graphs`` builds the missing ones (``CREATE INDEX CONCURRENTLY``: writes go 
 and drops those whose tenant has shrunk below half the threshold or left the largest
 ``solo_graph_max_count``; run it after a bulk load and on a schedule. Costs: each solo
 graph is one more index on ``memory_chunks``, which every write and every plan of the
-table opens and locks (a solo tenant's rows go into two graphs), and its predicate
-shows the tenant's hash, and ``pg_stat_user_indexes`` its searches, to any login
-that can read the catalog of pymem's database (docs/threat-model.md, A8).
+table opens and locks (and a solo tenant's rows go into two graphs); each build reads
+the whole table (``CONCURRENTLY``: twice); and its predicate shows the tenant's hash,
+and ``pg_stat_user_indexes`` its searches, to any login that can read the catalog of
+pymem's database (docs/threat-model.md, A8). "Every tenant whose search walks a
+graph" holds as of the last run: a tenant that grew since walks its bucket graph.
 
 For the DBA (a superuser, or a login that may ``SET ROLE pymem_owner``)::
 
@@ -88,8 +90,9 @@ class SoloGraphPlan:
             the ``max_count`` largest, with no valid solo graph; largest first.
         drop: names of solo graphs to drop: their tenant has fewer than half of
             ``min_rows`` rows (or none), or is no longer among the ``max_count``
-            largest; or the index is invalid (a build that failed) or not the
-            command's (another predicate). Rebuilt if the tenant is in ``build``.
+            largest; or the index is invalid (a build that failed: runs take a
+            lock, so no other run is building it) or not the command's (another
+            predicate). Rebuilt if the tenant is in ``build``.
         kept: solo graphs that stay as they are.
         left_out: tenants at or above ``min_rows`` beyond the ``max_count`` largest.
     """

@@ -78,10 +78,11 @@ $$;
 COMMENT ON FUNCTION pymem.index_rows(char) IS
     'Rows (catalog estimate) of the table, or on Citus of the tenant''s shard.';
 
--- Rows in a graph (an HNSW index of memory_chunks; on Citus, the copy on the
--- tenant's shard), from the catalog estimate that VACUUM, ANALYZE and CREATE INDEX
--- keep. NULL when the index is missing (dropped for a bulk load) or not valid (a
--- CREATE INDEX CONCURRENTLY still running, or one that failed).
+-- Rows in the index named p_index in schema pymem (on Citus, its copy on the
+-- tenant's shard): a bucket or solo graph, by the names pymem gives them (only the
+-- owner creates indexes on memory_chunks), from the catalog estimate that VACUUM,
+-- ANALYZE and CREATE INDEX keep. NULL when the index is missing (dropped for a bulk
+-- load) or not valid (a CREATE INDEX CONCURRENTLY still running, or one that failed).
 CREATE OR REPLACE FUNCTION pymem.graph_index_rows(p_user_hash char(64), p_index text) RETURNS double precision
     LANGUAGE plpgsql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -100,7 +101,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pymem.graph_index_rows(char, text) IS
-    'Rows in a valid HNSW index of memory_chunks (on Citus, its copy on the tenant''s shard); NULL if none.';
+    'Rows in the valid index of that name in schema pymem (on Citus, its copy on the tenant''s shard); '
+    'NULL if none.';
 
 CREATE OR REPLACE FUNCTION pymem.search_graph_rows(p_user_hash char(64)) RETURNS double precision
     LANGUAGE sql STABLE SECURITY INVOKER
@@ -118,11 +120,13 @@ COMMENT ON FUNCTION pymem.search_graph_rows(char) IS
 -- it, so no neighbour can crowd the region a query lands in (A7 of the second attack
 -- round), and its recall is that of a graph of the tenant's rows, not of one that
 -- mixed them with the rest of its bucket. The name is 128 bits of the sha256 of the
--- hash (any two tenants' differ; a prefix of the hash itself need not, and another
--- tenant could register a hash sharing the victim's); the search's own WHERE clause,
+-- hash (two tenants' would coincide only after about 2^64 tenants, and choosing a
+-- hash that matches a given one takes 2^128 tries; a prefix of the hash itself could
+-- be shared by a hash another tenant registers); the search's own WHERE clause,
 -- not the index, decides which rows it returns.
+-- STABLE, not IMMUTABLE: convert_to is.
 CREATE OR REPLACE FUNCTION pymem.solo_graph_name(p_user_hash char(64)) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     RETURN 'memory_chunks_solo_' OPERATOR(pg_catalog.||) pg_catalog."left"(pg_catalog.encode(
         pg_catalog.sha256(pg_catalog.convert_to(p_user_hash::pg_catalog.text, 'UTF8')), 'hex'), 32);
 COMMENT ON FUNCTION pymem.solo_graph_name(char) IS
