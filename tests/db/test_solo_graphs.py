@@ -110,6 +110,55 @@ async def test_a_tenant_with_a_solo_graph_walks_it_and_not_its_bucket_graph(clus
     assert [h.id for h in hits] == [mine[i] for i in exact]
 
 
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_filtered_search_on_a_solo_graph_walks_before_it_counts(cluster):
+    """Revision 0018: a filter that k of the walk's nearest rows satisfy is answered by the
+    walk alone, without reading the tenant's rows to count the matches; a filter they do
+    not satisfy is then counted and read exactly (4 matches: all 4, in order)."""
+    admin = cluster.fresh_database("pymem_solo_filtered", embedding_dim=DIM)
+    alice = "solo-filterer"
+    conn = await aconnect(admin)
+    try:
+        await conn.set_autocommit(True)
+        await conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 30")
+        await conn.execute("SET ROLE pymem_app")
+        ids = await repo.index_memory_chunks(conn, alice, [
+            ChunkInput("d", "s", f"d {i}", vec(i), metadata={"kind": "rare" if i % 10 == 0 else "common"})
+            for i in range(40)])
+        await conn.execute("RESET ROLE")
+        with connect(admin) as sync_conn:
+            apply_solo_graphs(sync_conn, plan_solo_graphs(sync_conn), progress=False)
+        await conn.execute("ANALYZE pymem.memory_chunks")
+        solo = (await (await conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(alice),))).fetchone())[0]
+        searched = {}
+        for kind in ("common", "rare"):
+            before = await _index_scans(conn)
+            await conn.execute("SET ROLE pymem_app")
+            hits = await repo.query_memory(conn, alice, "q", vec(3), k=5, rerank=False, where={"kind": kind})
+            await conn.execute("RESET ROLE")
+            after = await _index_scans(conn)
+            searched[kind] = ([h.id for h in hits],
+                              {name for name, count in after.items() if count > before.get(name, 0)})
+    finally:
+        await conn.close()
+    common = [i for i in sorted(range(40), key=lambda i: -float(vec(i) @ vec(3))) if i % 10][:5]
+    assert searched["common"] == ([ids[i] for i in common], {solo})
+    rare_ids, rare_scans = searched["rare"]
+    rare = sorted(range(0, 40, 10), key=lambda i: -float(vec(i) @ vec(3)))
+    assert rare_ids == [ids[i] for i in rare]
+    assert solo in rare_scans and len(rare_scans) > 1  # the count and the exact read: an index or the table
+
+
+async def _index_scans(conn) -> dict[str, int]:
+    """Scans of each index of memory_chunks, and of the table itself ("seq scan")."""
+    await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+    return dict(await (await conn.execute(
+        "SELECT indexrelname, idx_scan FROM pg_catalog.pg_stat_user_indexes"
+        " WHERE schemaname = 'pymem' AND relname = 'memory_chunks'"
+        " UNION ALL SELECT 'seq scan', seq_scan FROM pg_catalog.pg_stat_user_tables"
+        " WHERE schemaname = 'pymem' AND relname = 'memory_chunks'")).fetchall())
+
+
 async def _hnsw_scans(conn) -> dict[str, int]:
     await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
     return dict(await (await conn.execute(_HNSW_SCANS_SQL)).fetchall())
