@@ -1518,9 +1518,9 @@ COMMENT ON FUNCTION pymem.solo_graph_ef_search(double precision) IS
 -- (parameters: query, filtered, filter, ends, k): a bucket arm's statement (see
 -- search_rows_v2) with the tenant's hash a literal, so that the planner proves the
 -- solo graph's partial index applies. Its k hits, or no row when the walk found
--- fewer than k.
+-- fewer than k. STABLE, not IMMUTABLE: format is.
 CREATE OR REPLACE FUNCTION pymem.solo_graph_walk(p_user_hash char(64)) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE
     RETURN pg_catalog.format($walk$
         WITH hits AS MATERIALIZED (
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
