@@ -91,8 +91,10 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     filtered = written["benches"]["filtered"]["results"]["cells"]
     assert {c["selectivity"] for c in filtered} == {"1%", "10%", "50%"}
     for cell in filtered:
-        for method in ("pymem search_chunks_v2", "plain HNSW + filter"):
+        for method in ("pymem search_chunks_v2", "pymem search_chunks_v2, revision 0017's search",
+                       "plain HNSW + filter"):
             assert 0.0 <= cell[method]["recall_at_10"] <= 1.0
+    assert written["benches"]["filtered"]["results"]["solo_graphs"]["min_rows"] > 0
 
     langchain = written["benches"]["langchain"]["results"]
     stores = {"langchain-postgres PGVectorStore", "pymem PymemVectorStore"}

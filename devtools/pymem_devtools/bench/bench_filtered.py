@@ -2,10 +2,13 @@
 
 Each row carries blind-index tags (:mod:`pymem.blind_index`) of three attributes
 whose values split a tenant's rows into 100, 10 and 2 equal parts, so a filter on
-one value matches 1%, 10% or 50% of the tenant's rows. In the same run, on the
-same data:
+one value matches 1%, 10% or 50% of the tenant's rows. The solo graphs are built
+after the load, as a DBA runs ``pymem solo-graphs``. In the same run, on the same
+data:
   * pymem: ``pymem.search_chunks_v2`` with the filter, as the app role (intent
     committed first, as an app pays it);
+  * the same with the search of the revision before (:data:`BEFORE`, its
+    ``search_rows_v2`` put back by a superuser in this throw-away database);
   * plain HNSW + filter: the shared index with pgvector's defaults, the filter
     and the tenant checked on the rows it returns.
 Recall is against the exact top 10 of the tenant's matching rows, in numpy.
@@ -30,10 +33,12 @@ from pymem_devtools.bench.common import (
     PEER_INDEX_SQL,
     app_dsn,
     bench_cluster,
+    build_solo_graphs,
     markdown_table,
     percentiles_ms,
     ratio,
 )
+from pymem_devtools.bench.crowding import released_search
 from pymem_devtools.bench.dataset import SIZE_CLASSES, load, make_dataset, queries_for, tag_rows
 from pymem_devtools.keys import ephemeral_keys
 
@@ -47,6 +52,10 @@ _PYMEM_SQL = ("SELECT id FROM pymem.search_chunks_v2(%s::pg_catalog.bpchar, %s::
 _PLAIN_SQL = ("SELECT id FROM pymem.memory_chunks WHERE user_hash = %s AND meta_tags && %b::pg_catalog.bytea[]"
               " ORDER BY embedding <=> %b::public.vector LIMIT %s")
 PYMEM, PLAIN = "pymem search_chunks_v2", "plain HNSW + filter"
+#: The revision whose search is measured beside the current one: 0018 walks a solo
+#: graph before it counts a filter's matches, 0017 counted first.
+BEFORE = "0017"
+BEFORE_METHOD = f"{PYMEM}, revision {BEFORE}'s search"
 
 
 def _metadata(position: int) -> dict[str, int]:
@@ -81,6 +90,7 @@ def run(scale: str) -> dict:
     dataset = make_dataset(n_rows, n_tenants)
     admin = cluster.fresh_database("pymem_bench_filtered", embedding_dim=dataset.vectors.shape[1])
     ids, _, _ = load(admin, dataset, progress=scale != "tiny")
+    solo = build_solo_graphs(admin, progress=scale != "tiny")
     positions = tag_rows(admin, dataset, ids, _metadata)
     row_of = {chunk_id: i for i, chunk_id in enumerate(ids)}
     by_class = dataset.tenants_by_class()
@@ -89,7 +99,7 @@ def run(scale: str) -> dict:
     app = psycopg.connect(app_dsn(cluster, "pymem_bench_filtered"), autocommit=True)
     for conn in (owner, app):
         register_vector(conn)
-    methods = {PYMEM: (app, pymem_search), PLAIN: (owner, _plain_search)}
+    methods = {PYMEM: (app, pymem_search), BEFORE_METHOD: (app, pymem_search), PLAIN: (owner, _plain_search)}
     cells = []
     for size_class in SIZE_CLASSES:
         tenants = by_class[size_class][:per_class]
@@ -107,6 +117,8 @@ def run(scale: str) -> dict:
                               work))
     try:
         for method, (conn, search) in methods.items():
+            if method == BEFORE_METHOD:
+                owner.execute(released_search(BEFORE))
             if method == PLAIN:
                 # pgvector's usual setup: one graph over every tenant's rows (pymem's own
                 # graphs are per bucket since 0008), built after pymem is measured.
@@ -140,12 +152,13 @@ def run(scale: str) -> dict:
     worst = min(c[PYMEM]["recall_at_10"] for c in cells)
     worst_plain = min(c[PLAIN]["recall_at_10"] for c in cells)
     p95 = max(c[PYMEM]["latency_ms"]["p95"] for c in cells)
-    table += (f"\n\n{n_rows:,} chunks x 384-d, {n_tenants} tenants (Zipf), k={K}; filters on blind-index tags."
+    table += (f"\n\n{n_rows:,} chunks x 384-d, {n_tenants} tenants (Zipf), k={K}; filters on blind-index tags;"
+              f" {solo['built']} solo graphs (tenants of {solo['min_rows']:,}+ rows)."
               f" Goal: recall@10 >= 0.98 in every cell. pymem worst cell {worst:.3f}"
               f" (plain HNSW + filter: {worst_plain:.3f}); pymem worst p95 {p95} ms"
               f" ({ratio(p95, max(c[PLAIN]['latency_ms']['p95'] for c in cells))}x the plain path's worst).")
-    return {"name": "filtered", "results": {"rows": n_rows, "tenants": n_tenants, "k": K, "cells": cells,
-                                            "worst_recall": worst}, "markdown": table}
+    return {"name": "filtered", "results": {"rows": n_rows, "tenants": n_tenants, "k": K, "solo_graphs": solo,
+                                            "cells": cells, "worst_recall": worst}, "markdown": table}
 
 
 if __name__ == "__main__":
