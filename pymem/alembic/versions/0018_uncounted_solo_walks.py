@@ -1,4 +1,4 @@
-"""A filtered search on a solo graph walks before it counts the filter's matches"""
+"""A filtered search on a solo graph walks before it counts; a filter's matches are counted and read in one scan"""
 
 from pymem.migrations import revision_steps
 

@@ -1,3 +1,43 @@
+-- pymem.filtered_nearest: for search_rows_v2, the tenant's k rows nearest the query
+-- among the filter's matches, exact, each with the number of matches read: all of
+-- them, or, with p_limit, at most p_limit (then the k are the nearest of those, and
+-- the caller uses them only when fewer than p_limit matched). One statement, so the
+-- count and the rows come from one scan and one snapshot (a ctid then names the row
+-- version the scan saw). The scan goes through the tenant's btree: row security keeps
+-- the GIN index on meta_tags out of the plan (&& is not leakproof); tags_match checks
+-- every clause. Counting in one statement and reading in another read a rare
+-- filter's tenant twice. plpgsql, not a SQL-standard body: that would make the
+-- table's columns depend on this function (no ALTER COLUMN without dropping it).
+CREATE OR REPLACE FUNCTION pymem.filtered_nearest(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                  p_filter bytea[], p_ends integer[], p_limit integer)
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea, matches bigint)
+    LANGUAGE plpgsql STABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+    RETURN QUERY
+    WITH m AS MATERIALIZED (
+        SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
+          FROM pymem.memory_chunks n
+         WHERE n.user_hash OPERATOR(pg_catalog.=) p_user_hash
+           AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
+           AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
+                OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
+         LIMIT p_limit),
+    t AS (SELECT m.tid, m.distance FROM m ORDER BY m.distance LIMIT p_k)
+    SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
+           c.embedding, t.distance, c.ref_cipher, (SELECT pg_catalog.count(*) FROM m)
+      FROM t JOIN pymem.memory_chunks c ON c.ctid OPERATOR(pg_catalog.=) t.tid
+     WHERE c.user_hash OPERATOR(pg_catalog.=) p_user_hash
+     ORDER BY t.distance;
+END
+$body$;
+COMMENT ON FUNCTION pymem.filtered_nearest(char, public.vector, integer, bytea[], integer[], integer) IS
+    'Internal: the tenant''s k rows nearest the query among a filter''s matches (at most p_limit of them read), '
+    'each with the number read; for search_rows_v2.';
+
 -- pymem.search_rows_v2: the search itself, for search_chunks_v2 (primary),
 -- search_chunks_on_standby_v2 and the v1 search functions. Internal: callers go
 -- through those, which check the tenant and the read intent and audit the result.
@@ -102,14 +142,19 @@ BEGIN
             -- v_exact_max (counting then reading 5,000 matches cost 20 ms and more).
             v_exact_max := least(v_exact_max, 1000);
         END IF;
-        -- Through the tenant's btree: row security keeps the GIN index on meta_tags out
-        -- of the plan (&& is not leakproof). tags_match checks every clause.
-        SELECT count(*) INTO v_rows FROM (
-            SELECT 1 FROM pymem.memory_chunks c
-             WHERE c.user_hash = p_user_hash
-               AND c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-               AND (cardinality(p_ends) = 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
-             LIMIT v_exact_max + 1) m;
+        -- Up to v_exact_max matches: the exact answer, from the same scan that counts them.
+        -- More: v_rows is v_exact_max + 1, and the graph answers (below).
+        v_rows := 0;
+        FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance,
+            ref_cipher, v_rows IN
+            SELECT * FROM pymem.filtered_nearest(p_user_hash, p_query, p_k, p_filter, p_ends, v_exact_max + 1)
+        LOOP
+            EXIT WHEN v_rows > v_exact_max;
+            RETURN NEXT;
+        END LOOP;
+        IF v_rows <= v_exact_max THEN
+            RETURN;
+        END IF;
     ELSE
         SELECT coalesce(sum(s.live_rows), 0) INTO v_rows FROM pymem.key_stats s WHERE s.user_hash = p_user_hash;
         -- 2,000 = 20 x the least ef_search: below it the exact scan is always cheaper.
@@ -1200,22 +1245,12 @@ BEGIN
         -- tenant's (another tenant's rows crowd the query's region): exact, in this call.
         PERFORM set_config('plan_cache_mode', 'auto', true);
     END IF;
-    IF v_rows > 0 AND v_filtered THEN
-        -- "+ 0": the ORDER BY no longer matches the HNSW operator, so the rows
-        -- come from the tenant's btree and the top k are exact.
+    IF v_filtered THEN
+        -- The walk left short of k: every match, exactly.
         RETURN QUERY
-            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-                   c.embedding, t.distance, c.ref_cipher
-              FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
-                      FROM pymem.memory_chunks n
-                     WHERE n.user_hash = p_user_hash
-                       AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-                       AND (cardinality(p_ends) = 1 OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
-                     ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
-                     LIMIT p_k) t
-              JOIN pymem.memory_chunks c ON c.ctid = t.tid
-             WHERE c.user_hash = p_user_hash
-             ORDER BY t.distance;
+            SELECT f.id, f.doc_id, f.source, f.text_cipher, f.meta_cipher, f.emb_cipher, f.key_id, f.aad_version,
+                   f.embedding, f.distance, f.ref_cipher
+              FROM pymem.filtered_nearest(p_user_hash, p_query, p_k, p_filter, p_ends, NULL) f;
     ELSIF v_rows > 0 THEN
         -- One generic plan for every tenant, through the tenant's btree: planned
         -- per call (as plpgsql does while a custom plan looks cheaper) it cost
