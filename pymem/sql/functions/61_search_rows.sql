@@ -1,9 +1,10 @@
 -- pymem.filtered_nearest: for search_rows_v2, the tenant's k rows nearest the query
--- among the filter's matches, exact, each with the number of matches read: all of
--- them, or, with p_limit, at most p_limit (then the k are the nearest of those, and
--- the caller uses them only when fewer than p_limit matched). One statement, so the
--- count and the rows come from one scan and one snapshot (a ctid then names the row
--- version the scan saw). The scan goes through the tenant's btree: row security keeps
+-- among the filter's first p_limit matches, exact, each with the number of matches
+-- read (the caller uses the rows only when fewer than p_limit matched: then they are
+-- the k nearest of all). One statement, so the count and the rows come from one scan
+-- and one snapshot (a ctid then names the row version the scan saw). It keeps every
+-- match it reads, with its distance (about 40 bytes, and one distance of the query
+-- each): for a bounded read, not for all of a large filter's matches. The scan goes through the tenant's btree: row security keeps
 -- the GIN index on meta_tags out of the plan (&& is not leakproof); tags_match checks
 -- every clause. Counting in one statement and reading in another read a rare
 -- filter's tenant twice. plpgsql, not a SQL-standard body: that would make the
@@ -1246,11 +1247,23 @@ BEGIN
         PERFORM set_config('plan_cache_mode', 'auto', true);
     END IF;
     IF v_filtered THEN
-        -- The walk left short of k: every match, exactly.
+        -- The walk left short of k: every match, exactly, keeping only the nearest k
+        -- (pymem.filtered_nearest would keep every match to count them). "+ 0": the
+        -- ORDER BY no longer matches the HNSW operator, so the rows come from the
+        -- tenant's btree and the top k are exact.
         RETURN QUERY
-            SELECT f.id, f.doc_id, f.source, f.text_cipher, f.meta_cipher, f.emb_cipher, f.key_id, f.aad_version,
-                   f.embedding, f.distance, f.ref_cipher
-              FROM pymem.filtered_nearest(p_user_hash, p_query, p_k, p_filter, p_ends, NULL) f;
+            SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
+                   c.embedding, t.distance, c.ref_cipher
+              FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
+                      FROM pymem.memory_chunks n
+                     WHERE n.user_hash = p_user_hash
+                       AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
+                       AND (cardinality(p_ends) = 1 OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
+                     ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
+                     LIMIT p_k) t
+              JOIN pymem.memory_chunks c ON c.ctid = t.tid
+             WHERE c.user_hash = p_user_hash
+             ORDER BY t.distance;
     ELSIF v_rows > 0 THEN
         -- One generic plan for every tenant, through the tenant's btree: planned
         -- per call (as plpgsql does while a custom plan looks cheaper) it cost
