@@ -17,11 +17,6 @@ from tests.utils import DIM, vec
 
 pytestmark = pytest.mark.citus
 
-_HNSW_SCANS_SQL = ("SELECT indexrelname, idx_scan FROM pg_catalog.pg_stat_user_indexes"
-                   " WHERE schemaname = 'pymem' AND relname = 'memory_chunks' AND indexrelname LIKE '%hnsw%'"
-                   " OR indexrelname LIKE 'memory\\_chunks\\_solo\\_%'")
-
-
 def _solo_graphs(conn: psycopg.Connection) -> dict[str, str]:
     """Solo graph name -> its definition."""
     return dict(conn.execute("SELECT indexname, indexdef FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
@@ -83,73 +78,36 @@ async def test_an_erased_tenants_solo_graph_is_dropped(server):
         await app.close()
 
 
-@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
-async def test_a_tenant_with_a_solo_graph_walks_it_and_not_its_bucket_graph(cluster):
-    admin = cluster.fresh_database("pymem_solo_walk", embedding_dim=DIM)
-    alice = "solo-walker"
+async def _solo_tenant(cluster, dbname: str, user: str, chunks: list[ChunkInput], tuning: str):
+    """A database where ``user`` (its ``chunks`` written as the app) has a solo graph.
+
+    Returns the admin connection (autocommit), the chunk ids and the graph's name."""
+    admin = cluster.fresh_database(dbname, embedding_dim=DIM)
     conn = await aconnect(admin)
-    try:
-        await conn.set_autocommit(True)
-        await conn.execute("UPDATE pymem.tuning SET exact_search_max_rows = 0, solo_graph_min_rows = 30")
-        await conn.execute("SET ROLE pymem_app")
-        mine = await _write(conn, alice, "d", 40)
-        await conn.execute("RESET ROLE")
-        with connect(admin) as sync_conn:
-            apply_solo_graphs(sync_conn, plan_solo_graphs(sync_conn), progress=False)
-        await conn.execute("ANALYZE pymem.memory_chunks")
-        before = await _hnsw_scans(conn)
-        await conn.execute("SET ROLE pymem_app")
-        hits = await repo.query_memory(conn, alice, "q", vec(3), k=5, rerank=False)
-        await conn.execute("RESET ROLE")
-        after = await _hnsw_scans(conn)
-        solo = (await (await conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(alice),))).fetchone())[0]
-    finally:
-        await conn.close()
-    assert {name for name, count in after.items() if count > before.get(name, 0)} == {solo}
-    exact = sorted(range(40), key=lambda i: -float(vec(i) @ vec(3)))[:5]
-    assert [h.id for h in hits] == [mine[i] for i in exact]
+    await conn.set_autocommit(True)
+    await conn.execute(f"UPDATE pymem.tuning SET {tuning}")
+    await conn.execute("SET ROLE pymem_app")
+    ids = await repo.index_memory_chunks(conn, user, chunks)
+    await conn.execute("RESET ROLE")
+    with connect(admin) as sync_conn:
+        apply_solo_graphs(sync_conn, plan_solo_graphs(sync_conn), progress=False)
+    await conn.execute("ANALYZE pymem.memory_chunks")
+    solo = (await (await conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(user),))).fetchone())[0]
+    return conn, ids, solo
 
 
-@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
-async def test_a_filtered_search_on_a_solo_graph_walks_before_it_counts(cluster):
-    """Revision 0018: a filter that k of the walk's nearest rows satisfy is answered by the
-    walk alone, without reading the tenant's rows to count the matches; a filter they do
-    not satisfy is then counted and read exactly (4 matches: all 4, in order)."""
-    admin = cluster.fresh_database("pymem_solo_filtered", embedding_dim=DIM)
-    alice = "solo-filterer"
-    conn = await aconnect(admin)
-    try:
-        await conn.set_autocommit(True)
-        await conn.execute("UPDATE pymem.tuning SET solo_graph_min_rows = 30")
-        await conn.execute("SET ROLE pymem_app")
-        ids = await repo.index_memory_chunks(conn, alice, [
-            ChunkInput("d", "s", f"d {i}", vec(i), metadata={"kind": "rare" if i % 10 == 0 else "common"})
-            for i in range(40)])
-        await conn.execute("RESET ROLE")
-        with connect(admin) as sync_conn:
-            apply_solo_graphs(sync_conn, plan_solo_graphs(sync_conn), progress=False)
-        await conn.execute("ANALYZE pymem.memory_chunks")
-        solo = (await (await conn.execute("SELECT pymem.solo_graph_name(%s)", (hmac_user(alice),))).fetchone())[0]
-        searched = {}
-        for kind in ("common", "rare"):
-            before = await _index_scans(conn)
-            await conn.execute("SET ROLE pymem_app")
-            hits = await repo.query_memory(conn, alice, "q", vec(3), k=5, rerank=False, where={"kind": kind})
-            await conn.execute("RESET ROLE")
-            after = await _index_scans(conn)
-            searched[kind] = ([h.id for h in hits],
-                              {name for name, count in after.items() if count > before.get(name, 0)})
-    finally:
-        await conn.close()
-    common = [i for i in sorted(range(40), key=lambda i: -float(vec(i) @ vec(3))) if i % 10][:5]
-    assert searched["common"] == ([ids[i] for i in common], {solo})
-    rare_ids, rare_scans = searched["rare"]
-    rare = sorted(range(0, 40, 10), key=lambda i: -float(vec(i) @ vec(3)))
-    assert rare_ids == [ids[i] for i in rare]
-    assert solo in rare_scans and len(rare_scans) > 1  # the count and the exact read: an index or the table
+async def _search_as_app(conn, user: str, where=None) -> tuple[list, set[str]]:
+    """``query_memory`` near vec(3) as the app: the hits' ids, and what of memory_chunks it
+    scanned (its indexes by name, "seq scan" for the table)."""
+    before = await _scans(conn)
+    await conn.execute("SET ROLE pymem_app")
+    hits = await repo.query_memory(conn, user, "q", vec(3), k=5, rerank=False, where=where)
+    await conn.execute("RESET ROLE")
+    after = await _scans(conn)
+    return [h.id for h in hits], {name for name, count in after.items() if count > before.get(name, 0)}
 
 
-async def _index_scans(conn) -> dict[str, int]:
+async def _scans(conn) -> dict[str, int]:
     """Scans of each index of memory_chunks, and of the table itself ("seq scan")."""
     await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
     return dict(await (await conn.execute(
@@ -159,9 +117,40 @@ async def _index_scans(conn) -> dict[str, int]:
         " WHERE schemaname = 'pymem' AND relname = 'memory_chunks'")).fetchall())
 
 
-async def _hnsw_scans(conn) -> dict[str, int]:
-    await conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
-    return dict(await (await conn.execute(_HNSW_SCANS_SQL)).fetchall())
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_tenant_with_a_solo_graph_walks_it_and_not_its_bucket_graph(cluster):
+    alice = "solo-walker"
+    conn, mine, solo = await _solo_tenant(cluster, "pymem_solo_walk", alice,
+                                          [ChunkInput("d", "s", f"d {i}", vec(i)) for i in range(40)],
+                                          "exact_search_max_rows = 0, solo_graph_min_rows = 30")
+    try:
+        hits, scanned = await _search_as_app(conn, alice)
+    finally:
+        await conn.close()
+    assert scanned == {solo}
+    exact = sorted(range(40), key=lambda i: -float(vec(i) @ vec(3)))[:5]
+    assert hits == [mine[i] for i in exact]
+
+
+@pytest.mark.single_node  # on Citus the graphs are per shard, named after it
+async def test_a_filtered_search_on_a_solo_graph_walks_before_it_counts(cluster):
+    """Revision 0018: a filter that k of the walk's nearest rows satisfy is answered by the
+    walk alone, without reading the tenant's rows to count the matches; a filter they do
+    not satisfy is then counted and read exactly (4 matches: all 4, in order)."""
+    alice = "solo-filterer"
+    chunks = [ChunkInput("d", "s", f"d {i}", vec(i), metadata={"kind": "rare" if i % 10 == 0 else "common"})
+              for i in range(40)]
+    conn, ids, solo = await _solo_tenant(cluster, "pymem_solo_filtered", alice, chunks, "solo_graph_min_rows = 30")
+    try:
+        searched = {kind: await _search_as_app(conn, alice, {"kind": kind}) for kind in ("common", "rare")}
+    finally:
+        await conn.close()
+    common = [i for i in sorted(range(40), key=lambda i: -float(vec(i) @ vec(3))) if i % 10][:5]
+    assert searched["common"] == ([ids[i] for i in common], {solo})
+    rare_ids, rare_scans = searched["rare"]
+    rare = sorted(range(0, 40, 10), key=lambda i: -float(vec(i) @ vec(3)))
+    assert rare_ids == [ids[i] for i in rare]
+    assert solo in rare_scans and len(rare_scans) > 1  # the count and the exact read: an index or the table
 
 
 @pytest.mark.single_node  # the command runs on the coordinator in the same way; this checks its output
