@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 # Debian's pgbouncer for the transaction-mode pooler test.
 PGTAP_CONTROL := /usr/share/postgresql/15/extension/pgtap.control
 PGBOUNCER := /usr/sbin/pgbouncer
+SOFTHSM2 := /usr/lib/softhsm/libsofthsm2.so
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test test-postgres test-citus bench bench-quick venv-demo venv-dev system-packages clean
@@ -28,13 +29,14 @@ $(VENV)/.dev: $(VENV)/.demo
 venv-demo: $(VENV)/.demo
 venv-dev: $(VENV)/.dev
 
-# ... and a C toolchain, OpenSSL headers and patch to build Citus for the Citus suite.
+# ... a C toolchain, OpenSSL headers and patch to build Citus for the Citus suite, and
+# SoftHSM2 (a real PKCS#11 token) for the PKCS#11 root-key suite.
 system-packages:
 	@test -f $(PGTAP_CONTROL) -a -x $(PGBOUNCER) -a -x /usr/bin/gcc -a -x /usr/bin/patch \
-	  -a -f /usr/include/openssl/ssl.h || { \
-	  echo "installing pgTAP, pgbouncer and the Citus build tools from Debian"; \
+	  -a -f /usr/include/openssl/ssl.h -a -f $(SOFTHSM2) || { \
+	  echo "installing pgTAP, pgbouncer, SoftHSM2 and the Citus build tools from Debian"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15-pgtap pgbouncer \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15-pgtap pgbouncer softhsm2 \
 	    build-essential libssl-dev patch >/dev/null; }
 
 # all-MiniLM-L6-v2 is exported into onnx_models/ once, offline, from the installed

@@ -9,7 +9,8 @@ The store (coroutines; :mod:`pymem.sync` has the same functions for sync code)::
     delete_memory_chunks, delete_document, erase_user
 
 Keys and sealing: :func:`hmac_user`, :func:`seal`, :func:`open_sealed`,
-:func:`generate_key`, :class:`KeyRing`. Tenant transactions: :func:`set_rls_context`.
+:func:`generate_key`, :class:`KeyRing`; each tenant's rows are sealed under data keys
+of its own (:mod:`pymem.tenant_keys`), wrapped by a root key (:mod:`pymem.root_keys`). Tenant transactions: :func:`set_rls_context`.
 Connections and pool hooks: :func:`connect`, :func:`aconnect`, :func:`configure`,
 :func:`reset`. Errors: :mod:`pymem.errors` (every class is here too). Reranking:
 :mod:`pymem.rerank` (needs the ``rerank`` or ``gpu`` extra).
@@ -29,6 +30,7 @@ from .errors import (
     DuplicateId,
     EmbeddingMismatch,
     ExportError,
+    KeyDestroyed,
     MigrationRefused,
     MissingExtra,
     ModelFileError,
@@ -38,9 +40,11 @@ from .errors import (
     PymemError,
     RerankCancelled,
     RerankError,
+    RootKeyUnavailable,
     StandbyBehind,
     TamperedRow,
     UnknownKeyId,
+    WrappedKeyInvalid,
 )
 from .repository import (
     MemoryHit,
@@ -62,9 +66,10 @@ from .tenant import set_rls_context
 
 __all__ = [
     "ChecksumMismatch", "ChunkInput", "ConfigurationError", "DeviceUnavailableError", "DuplicateId",
-    "EmbeddingMismatch", "ExportError", "KeyRing", "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra",
+    "EmbeddingMismatch", "ExportError", "KeyDestroyed", "KeyRing", "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra",
     "ModelFileError", "ModelUnavailableError", "NotReady", "PgvectorMissing", "PymemError", "RerankCancelled",
-    "RerankError", "StandbyBehind", "TamperedRow", "UnknownKeyId", "__version__", "aconnect", "configure", "connect",
+    "RerankError", "RootKeyUnavailable", "StandbyBehind", "TamperedRow", "UnknownKeyId", "WrappedKeyInvalid",
+    "__version__", "aconnect", "configure", "connect",
     "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk", "get_memory_chunks",
     "hmac_user", "index_memory_chunk", "index_memory_chunks", "list_memory_chunks", "open_embedding", "open_sealed",
     "query_memory", "reset", "seal", "set_rls_context", "upsert_memory_chunks",

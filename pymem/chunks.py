@@ -28,7 +28,8 @@ import numpy as np
 
 from .blind_index import TenantIndex, check_external_id
 from .errors import TamperedRow
-from .security import EmbeddingMismatch, chunk_aad, open_sealed, seal
+from .security import EmbeddingMismatch, chunk_aad, open_with, seal_with
+from .tenant_keys import TenantKeys
 
 # doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
 # (user_hash, doc_id) btree takes at most about 2.7 KB per entry.
@@ -171,8 +172,8 @@ def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, sourc
 
 
 def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
-             key_id: int, *, keep_row_id: uuid.UUID | None = None) -> SealedRow:
-    """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id``.
+             keys: TenantKeys, key_id: int, *, keep_row_id: uuid.UUID | None = None) -> SealedRow:
+    """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id`` (one of ``keys``).
 
     ``keep_row_id``: re-seal a row that has no caller id (``chunk.id`` is None) under
     the row id it has (a random one pymem generated, or a UUID caller id stored
@@ -193,8 +194,10 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
         external_id = check_external_id(chunk.id)
         row_id, ref = index.row_id(external_id), external_id.encode("utf-8")
 
+    aead = keys.aead(key_id)
+
     def sealed(data: bytes, field: str) -> bytes:
-        return seal(data, _field_aad(user_hash, row_id, field, doc_id, source, 2), key_id=key_id)
+        return seal_with(aead, data, _field_aad(user_hash, row_id, field, doc_id, source, 2))
 
     return SealedRow(id=row_id, doc_id=doc_id, source=source, text_cipher=sealed(text, "text"),
                      meta_cipher=sealed(meta, "meta"), emb_cipher=sealed(embedding.tobytes(), "emb"),
@@ -209,10 +212,11 @@ def as_float32(embedding: Any) -> np.ndarray:
     return np.asarray(embedding, dtype=EMBEDDING_DTYPE)
 
 
-def open_row(user_hash: str, row: tuple) -> OpenedRow:
-    """Open a read row's sealed fields and check its plaintext embedding.
+def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:
+    """Open a read row's sealed fields under the tenant's ``keys`` and check its plaintext embedding.
 
     Raises:
+        KeyDestroyed: the row is sealed under a data key erasure destroyed (an InvalidTag).
         InvalidTag: a field does not open (moved, relabelled or modified).
         EmbeddingMismatch: the searchable embedding was changed in the table.
         TamperedRow: a row with a keyed id lost its sealed caller id (``ref``).
@@ -220,8 +224,10 @@ def open_row(user_hash: str, row: tuple) -> OpenedRow:
     """
     row_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher = row[:10]
 
+    aead = keys.aead(key_id)
+
     def opened(blob: bytes, field: str) -> bytes:
-        return open_sealed(blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version), key_id=key_id)
+        return open_with(aead, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version))
 
     sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
     if not np.array_equal(sealed_embedding, as_float32(embedding)):

@@ -1,7 +1,7 @@
 """The ``pymem`` command.
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
-rotate-tenant-key, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
+rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
 serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
@@ -151,12 +151,13 @@ def _cmd_distribute(args) -> int:
 
 def _cmd_doctor(args) -> int:
     from .db import connect
-    from .doctor import check_deployment, check_schema, check_solo_graphs
+    from .doctor import check_deployment, check_keys, check_schema, check_solo_graphs
 
     with connect() as conn:
         findings = check_schema(conn)
         if findings[0].ok:  # at this pymem's revision
             findings.append(check_solo_graphs(conn))
+            findings += check_keys(conn)
         findings += check_deployment(conn, args.role) if args.role else []
     return _print_findings(findings)
 
@@ -170,7 +171,8 @@ def _cmd_rotate_key(args) -> int:
         try:
             report = await rotate_encryption_key(conn, batch_size=args.batch_size, every_row=args.every_row,
                                                  max_rows_per_second=args.max_rows_per_second,
-                                                 progress=not args.no_progress and progress_available())
+                                                 progress=not args.no_progress and progress_available(),
+                                                 user_hashes=args.tenant or None, new_data_key=args.new_data_key)
             usage = await key_usage(conn)
         finally:
             await conn.close()
@@ -178,7 +180,7 @@ def _cmd_rotate_key(args) -> int:
         if report.quarantined:
             print(f"quarantined {report.quarantined} rows that did not open (listed by pymem.quarantined());"
                   " they stay under their old key")
-        print(f"rows left under old keys: {report.rows_left}")
+        print(f"rows left under keys of the environment's ring: {report.rows_left}")
         _print_usage(usage)
         return report
 
@@ -189,7 +191,74 @@ def _cmd_rotate_key(args) -> int:
 
 def _print_usage(usage) -> None:
     for u in usage:
-        print(f"key id {u.key_id}: {u.live_rows} live rows, {u.seals} seals, {u.tenants} tenants")
+        name = f"key id {u.key_id}" if u.key_id > 0 else f"tenant data keys, version {-u.key_id}"
+        print(f"{name}: {u.live_rows} live rows, {u.seals} seals{' (most by one key)' if u.key_id < 0 else ''},"
+              f" {u.tenants} tenants")
+
+
+def _cmd_rotate_root_key(args) -> int:
+    from .db import aconnect
+    from .root_rotation import rotate_root_key
+
+    async def run():
+        conn = await aconnect()
+        try:
+            return await rotate_root_key(conn, batch_size=args.batch_size, max_keys_per_second=args.max_keys_per_second,
+                                         progress=not args.no_progress and progress_available())
+        finally:
+            await conn.close()
+
+    report = asyncio.run(run())
+    print(f"re-wrapped {report.rewrapped} data keys under {report.root_key} in {report.batches} batches;"
+          " pymem root-keys lists what is left under older root keys")
+    return 0
+
+
+def _cmd_root_keys(args) -> int:
+    from .db import aconnect
+    from .root_keys import provider
+    from .root_rotation import root_key_usage
+
+    async def run():
+        conn = await aconnect()
+        try:
+            return await root_key_usage(conn)
+        finally:
+            await conn.close()
+
+    current = provider().current()
+    for u in asyncio.run(run()):
+        state = ("current" if u.root_key == current else
+                 f"retired {u.retired_at.isoformat()}" if u.retired_at else
+                 f"last used {u.last_used_at.isoformat()}" if u.last_used_at else "")
+        print(f"{u.root_key}: {u.data_keys} data keys of {u.tenants} tenants; {state}")
+    return 0
+
+
+def _cmd_retire_root_key(args) -> int:
+    from .db import aconnect
+    from .root_rotation import retire_root_key
+
+    def confirm(consequence: str) -> bool:
+        print(consequence)
+        if args.yes:
+            return True
+        return input(f"Type the root key's reference ({args.root_key}) to retire it: ").strip() == args.root_key
+
+    async def run():
+        conn = await aconnect()
+        try:
+            return await retire_root_key(conn, args.root_key, confirm)
+        finally:
+            await conn.close()
+
+    last_used = asyncio.run(run())
+    if last_used is None:
+        print("not retired")
+        return 1
+    print(f"retired {args.root_key}: destroy it where it is kept when no backup from before"
+          f" {last_used.isoformat()} must be restored any more")
+    return 0
 
 
 def _cmd_key_usage(args) -> int:
@@ -348,10 +417,29 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--all", action="store_true", dest="every_row",
                         help="re-seal every row, also those under the active key (gives rows written before"
                              " revision 0016 their write record; a re-run starts over)")
+    rotate.add_argument("--tenant", action="append", metavar="USER_HASH",
+                        help="re-seal this tenant's rows under its current data key (repeatable)")
+    rotate.add_argument("--new-data-key", action="store_true",
+                        help="with --tenant: give each a new data key first (a tenant's key rotation)")
     rotate.add_argument("--no-progress", action="store_true")
     rotate.set_defaults(func=_cmd_rotate_key)
 
     sub.add_parser("key-usage", help="live rows and seals per AES key id").set_defaults(func=_cmd_key_usage)
+
+    rewrap = sub.add_parser("rotate-root-key", help="re-wrap every tenant data key under the current root key"
+                                                    " (resumable; rows are not touched)")
+    rewrap.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
+    rewrap.add_argument("--max-keys-per-second", type=float, default=None,
+                        help="rate limit (a KMS's request quota)")
+    rewrap.add_argument("--no-progress", action="store_true")
+    rewrap.set_defaults(func=_cmd_rotate_root_key)
+    sub.add_parser("root-keys", help="root keys with the data keys under each, and retirements"
+                   ).set_defaults(func=_cmd_root_keys)
+    retire = sub.add_parser("retire-root-key", help="record an old root key as retired, after saying which backups"
+                                                    " its destruction makes unreadable")
+    retire.add_argument("root_key", help="its reference, as pymem root-keys lists it")
+    retire.add_argument("--yes", action="store_true", help="do not ask (the consequence is still printed)")
+    retire.set_defaults(func=_cmd_retire_root_key)
 
     retenant = sub.add_parser("rotate-tenant-key",
                               help="move users to MEMORY_TENANT_HMAC_KEY_NEW (user ids from a file, one per line)")
@@ -384,6 +472,9 @@ _ROLE_HINTS = {
     "register-key": "GRANT pymem_maintainer TO <this login>",
     "rotate-key": "GRANT pymem_maintainer, pymem_app TO <this login>",
     "key-usage": "GRANT pymem_maintainer TO <this login>",
+    "rotate-root-key": "GRANT pymem_maintainer TO <this login>",
+    "retire-root-key": "GRANT pymem_maintainer TO <this login>",
+    "root-keys": "GRANT pymem_maintainer TO <this login>",
     "rotate-tenant-key": "GRANT pymem_app TO <this login>",
     "solo-graphs": "building indexes needs a superuser, or a login that may SET ROLE pymem_owner",
 }

@@ -18,6 +18,21 @@ Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_OLD_KEYS`` keys kept for opening only: ``"ID:BASE64,ID:BASE64"``.
     ``MEMORY_TENANT_HMAC_KEY``     HMAC-SHA256 key for tenant ids, base64 of 32 bytes.
     ``MEMORY_TENANT_HMAC_KEY_NEW`` the next HMAC key, read only by ``pymem rotate-tenant-key``.
+Root keys and tenant data keys (see :mod:`pymem.root_keys`, :mod:`pymem.tenant_keys`)
+    ``PYMEM_ROOT_KEY_PROVIDER``    where the root key that wraps tenant data keys is kept: ``local``
+                                   (default; derived from ``MEMORY_ENCRYPTION_KEY``), ``pkcs11`` or ``aws-kms``.
+    ``PYMEM_PKCS11_MODULE``        pkcs11: the token's PKCS#11 library (a ``.so`` path).
+    ``PYMEM_PKCS11_TOKEN``         pkcs11: the token's label.
+    ``PYMEM_PKCS11_PIN``           pkcs11: the user PIN (a secret).
+    ``PYMEM_PKCS11_KEY``           pkcs11: the label of the AES-256 root key new data keys are wrapped under.
+    ``PYMEM_PKCS11_OLD_KEYS``      pkcs11: older labels data keys may still be under (comma-separated).
+    ``PYMEM_KMS_KEY_ID``           aws-kms: the key id or ARN new data keys are wrapped under.
+    ``PYMEM_KMS_OLD_KEY_IDS``      aws-kms: older keys data keys may still be under (comma-separated);
+                                   no other key unwraps, whatever the database names.
+    ``PYMEM_KMS_ENDPOINT_URL``     aws-kms: another endpoint than AWS's (a VPC endpoint, a local KMS);
+                                   region and credentials come from the AWS SDK's usual settings.
+    ``PYMEM_DATA_KEY_CACHE_SIZE``  tenants whose unwrapped data keys a process keeps (default 10000).
+    ``PYMEM_DATA_KEY_CACHE_TTL_S`` seconds a tenant's unwrapped keys are kept (default 300).
 Audit checkpoints (see :mod:`pymem.audit`)
     ``PYMEM_AUDIT_SIGNING_KEY``    Ed25519 private key (base64 of 32 bytes) that signs checkpoints.
     ``PYMEM_AUDIT_VERIFY_KEY``     its public key (base64 of 32 bytes), enough to verify them.
@@ -40,6 +55,7 @@ Reranker (see :mod:`pymem.rerank`)
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +121,22 @@ class Settings:
     rerank_batch_size: int
     rerank_breaker_threshold: int
     rerank_breaker_cooldown_s: float
+    root_key_provider: str = "local"
+    data_key_cache_size: int = 10_000
+    data_key_cache_ttl_s: float = 300.0
+
+
+#: The root-key providers pymem ships (:mod:`pymem.root_keys`); others are registered there.
+ROOT_KEY_PROVIDERS = ("local", "pkcs11", "aws-kms")
+
+
+def _root_key_provider() -> str:
+    name = os.environ.get("PYMEM_ROOT_KEY_PROVIDER", "").strip().lower() or "local"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise ConfigurationError("PYMEM_ROOT_KEY_PROVIDER must name a root-key provider: "
+                                 + ", ".join(ROOT_KEY_PROVIDERS) + ", or one registered with"
+                                 " pymem.root_keys.register_provider")
+    return name
 
 
 def rerank_enabled_now(default: bool) -> bool:
@@ -149,6 +181,9 @@ def get_settings() -> Settings:
         rerank_breaker_cooldown_s=_env_number(
             "PYMEM_RERANK_BREAKER_COOLDOWN_S", 30.0, float, 0.0, 86_400.0
         ),
+        root_key_provider=_root_key_provider(),
+        data_key_cache_size=_env_number("PYMEM_DATA_KEY_CACHE_SIZE", 10_000, int, 1, 10_000_000),
+        data_key_cache_ttl_s=_env_number("PYMEM_DATA_KEY_CACHE_TTL_S", 300.0, float, 1.0, 86_400.0),
     )
 
 
@@ -169,6 +204,35 @@ class KeyMaterial:
 
     def __repr__(self) -> str:
         return "KeyMaterial(<redacted>)"
+
+
+@dataclass(frozen=True)
+class RootKeySettings:
+    """Where the PKCS#11 token and the AWS KMS key are; ``repr`` is redacted (the PIN)."""
+
+    pkcs11_module: str | None
+    pkcs11_token: str | None
+    pkcs11_pin: str | None
+    pkcs11_key: str | None
+    pkcs11_old_keys: tuple[str, ...]
+    kms_key_id: str | None
+    kms_old_key_ids: tuple[str, ...]
+    kms_endpoint_url: str | None
+
+    def __repr__(self) -> str:
+        return "RootKeySettings(<redacted>)"
+
+
+def root_key_settings() -> RootKeySettings:
+    """Return the PKCS#11 and AWS KMS variables; :mod:`pymem.root_keys` checks them."""
+    def listed(variable: str) -> tuple[str, ...]:
+        return tuple(k.strip() for k in (os.environ.get(variable) or "").split(",") if k.strip())
+
+    return RootKeySettings(pkcs11_old_keys=listed("PYMEM_PKCS11_OLD_KEYS"),
+                           kms_old_key_ids=listed("PYMEM_KMS_OLD_KEY_IDS"),
+                           **{field: os.environ.get(f"PYMEM_{field.upper()}") or None for field in (
+                               "pkcs11_module", "pkcs11_token", "pkcs11_pin", "pkcs11_key", "kms_key_id",
+                               "kms_endpoint_url")})
 
 
 def key_material() -> KeyMaterial:

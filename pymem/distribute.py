@@ -1,9 +1,9 @@
 """Put pymem on Citus: the one step after ``alembic upgrade head`` on a Citus coordinator.
 
 Every pymem table is distributed by ``user_hash`` and co-located, so a tenant's
-chunks, audit chain, chain head, key counts and quarantine records share one shard
-group; the small settings tables (``tuning``, ``encryption_keys``) become reference
-tables, copied to every node. ``tenant_proofs`` stays on the coordinator, where
+chunks, audit chain, chain head, key counts, quarantine records and data keys share
+one shard group; the small settings tables (``tuning``, ``encryption_keys``,
+``root_keys``) become reference tables, copied to every node. ``tenant_proofs`` stays on the coordinator, where
 ``enter_tenant`` runs; ``context_key`` is copied to a plain table of each worker
 (:func:`_copy_context_key_to_workers`). Each API function that takes the tenant as its first
 argument is distributed with ``distribution_arg_name => 'p_user_hash'`` and
@@ -38,8 +38,9 @@ from .errors import NotReady
 log = logging.getLogger(__name__)
 
 # Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
-DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks")
-REFERENCE_TABLES = ("tuning", "encryption_keys")
+DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks",
+                      "data_keys")
+REFERENCE_TABLES = ("tuning", "encryption_keys", "root_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
                     "search_chunks_on_standby", "export_chunks", "rekey_chunks", "delete_document", "erase_tenant",
@@ -47,6 +48,9 @@ TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "s
                     # 0007
                     "write_chunks", "delete_chunk_ids", "get_chunks_v2", "search_chunks_v2",
                     "search_chunks_on_standby_v2", "export_chunks_v2", "rekey_chunks_v2")
+# 0019: the tenant's data keys (each writes and reads the tenant's shards only).
+TENANT_FUNCTIONS_0019 = ("live_data_keys", "data_keys_of", "create_data_key")
+TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the
@@ -139,12 +143,10 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
                 anchor = f"pymem.{DISTRIBUTED_TABLES[0]}"
                 conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', shard_count => %s)",
                              (anchor, shard_count))
-                for table in DISTRIBUTED_TABLES[1:]:
-                    conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', colocate_with => %s)",
-                                 (f"pymem.{table}", anchor))
-            distributed_now += len(DISTRIBUTED_TABLES)
+                distributed_now += 1 + _colocated_tables(conn)
         with conn.transaction():
-            distributed_now += _reference_tables(conn)
+            conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+            distributed_now += _reference_tables(conn) + _colocated_tables(conn)
         with conn.transaction():
             conn.execute("ALTER ROLE pymem_owner LOGIN")
         _preload_pgvector_for_the_owner(conn)
@@ -160,17 +162,32 @@ def distribute(dsn: str, *, shard_count: int = DEFAULT_SHARD_COUNT) -> Distribut
     return DistributeReport(shards, workers, distributed_now, delegated)
 
 
+def _not_yet_citus(conn: psycopg.Connection, tables: tuple[str, ...]) -> list[str]:
+    """Those of ``tables`` (in pymem) that exist and are not Citus tables yet, in order."""
+    return [row[0] for row in conn.execute(
+        "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
+        " WHERE pg_catalog.to_regclass('pymem.' || t) IS NOT NULL AND NOT EXISTS (SELECT 1"
+        " FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = pg_catalog.to_regclass('pymem.' || t))"
+        " ORDER BY n", (list(tables),))]
+
+
 def _reference_tables(conn: psycopg.Connection) -> int:
     """Make each of REFERENCE_TABLES that exists and is not a Citus table yet a reference
     table (all on the first run; after an upgrade, those the new revision added);
     return how many. Runs in the caller's transaction."""
-    missing = [row[0] for row in conn.execute(
-        "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
-        " WHERE pg_catalog.to_regclass('pymem.' || t) IS NOT NULL AND NOT EXISTS (SELECT 1"
-        " FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = pg_catalog.to_regclass('pymem.' || t))"
-        " ORDER BY n", (list(REFERENCE_TABLES),))]
+    missing = _not_yet_citus(conn, REFERENCE_TABLES)
     for table in missing:
         conn.execute("SELECT pg_catalog.create_reference_table(%s)", (f"pymem.{table}",))
+    return len(missing)
+
+
+def _colocated_tables(conn: psycopg.Connection) -> int:
+    """Distribute each of DISTRIBUTED_TABLES that exists and is not a Citus table yet (all on the
+    first run; after an upgrade, those the new revision added) with memory_chunks; return how many."""
+    missing = _not_yet_citus(conn, DISTRIBUTED_TABLES)
+    for table in missing:
+        conn.execute("SELECT pg_catalog.create_distributed_table(%s, 'user_hash', colocate_with => %s)",
+                     (f"pymem.{table}", f"pymem.{DISTRIBUTED_TABLES[0]}"))
     return len(missing)
 
 
@@ -304,6 +321,11 @@ def _distribute_functions(conn: psycopg.Connection) -> int:
             " FROM pg_catalog.pg_proc p"
             " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
             (list(TENANT_FUNCTIONS),)).fetchone()[0]
-    if delegated != len(TENANT_FUNCTIONS):
+        # A database at an older revision lacks the later ones (0019's data-key functions):
+        # they are delegated by the run after the upgrade that adds them.
+        present = conn.execute("SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p"
+                               " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
+                               (list(TENANT_FUNCTIONS),)).fetchone()[0]
+    if delegated != present or present < len(TENANT_FUNCTIONS) - len(TENANT_FUNCTIONS_0019):
         raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
     return delegated

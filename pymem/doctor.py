@@ -54,7 +54,8 @@ import psycopg
 
 from . import fingerprints, migrations
 from .distribute import chunks_distributed, citus_installed, workers_showing_query_text
-from .errors import MigrationRefused
+from .errors import MigrationRefused, PymemError
+from .root_keys import provider
 from .solo_graphs import plan_solo_graphs
 
 
@@ -171,6 +172,33 @@ def check_solo_graphs(conn: psycopg.Connection) -> Finding:
                                      f" {len(plan.drop)} solo graphs are stale or invalid{beyond}:"
                                      " run pymem solo-graphs")
     return Finding(check, True, f"{plan.kept} solo graphs, one per tenant of {plan.min_rows}+ rows{beyond}")
+
+
+def check_keys(conn: psycopg.Connection) -> list[Finding]:
+    """The root-key provider and the key new data keys are wrapped under; whether every
+    data key is under it (else a root rotation is unfinished) and every row under a
+    tenant data key (else rows written before revision 0019 wait for ``pymem rotate-key``)."""
+    try:
+        current = provider().current()
+        findings = [Finding("root-key provider", True, f"new data keys are wrapped under {current}")]
+    except (PymemError, ValueError, ImportError) as error:
+        # Doctor is the DBA's, who need not hold the app's keys or the provider's settings.
+        current, findings = None, [Finding("root-key provider", True, f"not checked here ({error})")]
+    try:
+        roots = conn.execute("SELECT root_key, data_keys, tenants FROM pymem.root_key_usage()").fetchall()
+        ring = conn.execute("SELECT coalesce(sum(live_rows), 0) FROM pymem.key_usage() WHERE key_id > 0").fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        conn.rollback()
+        return findings + [Finding("data keys", False, "not checked: needs pymem_maintainer or pymem_auditor")]
+    if current is not None:
+        older = [(root, n, tenants) for root, n, tenants in roots if root != current and n]
+        findings.append(Finding("data keys under the current root key", not older, "all of them" if not older else
+                                "; ".join(f"{n} of {tenants} tenants under {root}" for root, n, tenants in older)
+                                + ": run pymem rotate-root-key"))
+    findings.append(Finding("rows under tenant data keys", not ring[0], "all of them" if not ring[0] else
+                            f"{ring[0]} rows are sealed under a key of the environment's ring (written before"
+                            " revision 0019): run pymem rotate-key"))
+    return findings
 
 
 def _compared(check: str, expected: dict[str, str], found: dict[str, str], ok: str, fix: str,

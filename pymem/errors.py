@@ -9,7 +9,9 @@ Errors from elsewhere pass through unchanged: psycopg's ``psycopg.Error`` for wh
 the database refused (its ``sqlstate`` says why: ``42501`` insufficient privilege
 for a tenant or intent check, ``22023`` a bad argument), and
 ``cryptography.exceptions.InvalidTag`` for a blob that does not open (a wrong key,
-a wrong AAD or tampering look the same, on purpose).
+a wrong AAD or tampering look the same, on purpose), except where pymem knows
+more: :class:`KeyDestroyed` (the tenant's key was destroyed) and
+:class:`WrappedKeyInvalid` (a wrapped data key was changed) are InvalidTags too.
 
 No message carries a key, a plaintext, a raw user id or a parameter value.
 """
@@ -98,3 +100,22 @@ class DeviceUnavailableError(RerankError):
 
 class RerankCancelled(RerankError):
     """The run was stopped through ``RunOptions.terminate`` (its deadline passed)."""
+
+
+class KeyDestroyed(PymemError, InvalidTag):
+    """A row is sealed under a tenant data key that was destroyed (``erase_user``), or
+    that the database has no record of: a copy of an erased tenant's rows put back.
+
+    A subclass of :class:`InvalidTag`: such a row never opens, and fails closed.
+    """
+
+
+class WrappedKeyInvalid(PymemError, InvalidTag):
+    """A wrapped data key does not unwrap for its tenant and version under its root
+    key: it was changed or moved from another tenant in the database. Fails closed."""
+
+
+class RootKeyUnavailable(PymemError, RuntimeError):
+    """The root key a data key is wrapped under cannot be used: its provider is down
+    or unreachable, or the key is not (or no longer) configured there. Tenants whose
+    data keys are cached keep working; the message names the root key, never a key."""

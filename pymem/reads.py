@@ -60,6 +60,7 @@ _INTENT_SQL = {
 
 _REPLAYED_SQL = ("SELECT pg_catalog.pg_is_in_recovery(),"
                  " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn")
+_LIVE_KEYS_SQL = "SELECT pymem.live_data_keys(%s::pg_catalog.bpchar)"
 _RESULT_SQL = ("SELECT FROM pymem.read_result(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text,"
                " %b::pg_catalog.uuid[])")
 
@@ -90,6 +91,20 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
                        read_sql: str, read_params: Sequence) -> list[tuple]:
     """Commit a read intent, then run the read in a second transaction: one round trip.
 
+    See :func:`durable_read_with_keys`, which also says which of the tenant's data keys
+    are live; this returns the rows only.
+    """
+    return (await _durable_read(conn, user_hash, read, digest_params, read_sql, read_params, False))[0]
+
+
+async def durable_read_with_keys(conn: psycopg.AsyncConnection, user_hash: str, read: str,
+                                 digest_params: Sequence, read_sql: str,
+                                 read_params: Sequence) -> tuple[list[tuple], list[int]]:
+    """:func:`durable_read`, and the versions of the tenant's live data keys, read in the
+    same transaction as the rows (``pymem.live_data_keys``): with them, a cached key that
+    was destroyed since (an erasure in another process) is never used to open the rows.
+    One round trip still.
+
     Both tenant transactions are sent in one pipeline and end with one Sync. If a
     statement fails, the server skips the rest of the pipeline: a read never runs
     after an intent that did not commit (and ``read_sql`` refuses without one in
@@ -110,6 +125,11 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
         KeyError: unknown read.
         psycopg.Error: a statement failed.
     """
+    return await _durable_read(conn, user_hash, read, digest_params, read_sql, read_params, True)
+
+
+async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence, read_sql: str,
+                        read_params: Sequence, with_keys: bool) -> tuple[list[tuple], list[int] | None]:
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(conn, user_hash)
@@ -126,8 +146,9 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
                 for statement, params in begin:
                     await conn.execute(statement, params)
                 cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
+                keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,)) if with_keys else None
                 await conn.execute("COMMIT")
-            return await cursor.fetchall()
+            return await cursor.fetchall(), None if keys is None else (await keys.fetchone())[0]
         except BaseException:
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 await conn.execute("ROLLBACK")

@@ -33,11 +33,12 @@ from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
 from .ranking import RerankedResult, ann_order
-from .reads import durable_read, read_on_standby
-from .security import AAD_VERSION, UnknownKeyId, hmac_user, keyring
+from .reads import durable_read_with_keys, read_on_standby
+from .security import AAD_VERSION, hmac_user, keyring
 from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
 from .errors import DuplicateId, TamperedRow
+from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, tenant_keys
 from .write_records import sealed_record
 
 __all__ = [
@@ -64,7 +65,7 @@ _SEARCH_TEMPLATE = (
     f"SELECT {_ROW_COLUMNS}, ref_cipher, distance FROM pymem.{{}}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
     " %b::public.vector, %s::pg_catalog.int4, %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"
 )
-_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
+SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
 _STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
 _GET_SQL = (
     f"SELECT {_ROW_COLUMNS}, ref_cipher"
@@ -165,30 +166,34 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
     if not items:
         raise ValueError("chunks must not be empty")
     max_bytes = get_settings().max_text_bytes
-    ring = keyring()
-    key_id = ring.active_key_id
     async with borrow(conn) as conn:
         dim = await _embedding_dim(conn)
         user_hash = hmac_user(user_id)
-        index = ring.tenant_index(user_hash)
-        rows = [seal_row(user_hash, index, item, dim, max_bytes, key_id) for item in items]
-        if len({r.id for r in rows}) != len(rows):
-            raise ValueError("an id appears twice in one call")
-        # Rows stored before 0015 under a caller's UUID as it was: an upsert replaces them too.
-        legacy = [r for row in rows if upsert and row.ref_cipher is not None
-                  for r in index.row_ids(row.external_id)[1:]]
-        try:
-            async with tenant_transaction(conn, user_hash):
-                if legacy:
-                    await conn.execute(_DELETE_IDS_SQL, (user_hash, legacy))
-                await write_sealed_rows(conn, user_hash, index, rows, key_id, upsert=upsert, progress=progress)
-        except psycopg.errors.ForeignKeyViolation:
-            raise UnknownKeyId(f"key id {key_id} is not registered in the database: an operator runs"
-                               f" `pymem register-key {key_id}` before the app writes with it") from None
-        except psycopg.errors.UniqueViolation:
-            raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
-                              " nothing was written") from None
-    return rows
+        index = keyring().tenant_index(user_hash)
+        for attempt in (1, 2):
+            keys = await keys_for_writing(conn, user_hash)
+            key_id = data_key_id(keys.current)
+            rows = [seal_row(user_hash, index, item, dim, max_bytes, keys, key_id) for item in items]
+            if len({r.id for r in rows}) != len(rows):
+                raise ValueError("an id appears twice in one call")
+            # Rows stored before 0015 under a caller's UUID as it was: an upsert replaces them too.
+            legacy = [r for row in rows if upsert and row.ref_cipher is not None
+                      for r in index.row_ids(row.external_id)[1:]]
+            try:
+                async with tenant_transaction(conn, user_hash):
+                    if legacy:
+                        await conn.execute(_DELETE_IDS_SQL, (user_hash, legacy))
+                    await write_sealed_rows(conn, user_hash, index, rows, key_id, upsert=upsert, progress=progress)
+                return rows
+            except psycopg.errors.UniqueViolation:
+                raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
+                                  " nothing was written") from None
+            except psycopg.errors.ObjectNotInPrerequisiteState:
+                # The cached key was destroyed (the tenant was erased by another process) or
+                # belongs to another copy of the database: load the keys again, once.
+                forget(user_hash)
+                if attempt == 2:
+                    raise
 
 
 async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIterator[list[tuple]]:
@@ -257,7 +262,8 @@ async def index_memory_chunks(
         ValueError: any chunk is invalid (empty doc_id, wrong embedding dimension,
             NaN/inf, text over the limit, metadata not JSON, a bad id); nothing is written.
         DuplicateId: an id already exists for the tenant, or appears twice; nothing is written.
-        UnknownKeyId: the active key id is not registered in the database.
+        RootKeyUnavailable: the tenant's data key must be made or unwrapped and the root key
+            cannot be used (:mod:`pymem.tenant_keys`); nothing is written.
         psycopg.Error: the database refused the batch; nothing is written.
     """
     return [r.id for r in await _write(conn, user_id, chunks, upsert=False, progress=progress)]
@@ -279,7 +285,7 @@ async def upsert_memory_chunks(
         The chunks' ids (the caller's, or the generated ones), in input order.
 
     Raises:
-        ValueError, UnknownKeyId, psycopg.Error: as :func:`index_memory_chunks`.
+        ValueError, DuplicateId, RootKeyUnavailable, psycopg.Error: as :func:`index_memory_chunks`.
     """
     return [r.external_id for r in await _write(conn, user_id, chunks, upsert=True, progress=progress)]
 
@@ -331,18 +337,35 @@ async def delete_document(conn, user_id: str, doc_id: str) -> int:
 
 
 async def erase_user(conn, user_id: str) -> int:
-    """Delete every chunk of the tenant; return how many (audited)."""
+    """Delete every chunk of the tenant and destroy its data keys, in one transaction; return
+    how many chunks (audited).
+
+    Any copy of the tenant's rows taken before (a dump, a backup, a standby) and put
+    back afterwards no longer opens: :class:`~pymem.errors.KeyDestroyed`. A full
+    restore of an older backup, which also holds the wrapped keys, stops opening once
+    the root key that wrapped them is retired (docs/keys.md).
+    """
     async with borrow(conn) as conn, set_rls_context(conn, user_id) as user_hash:
         cursor = await conn.execute("SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)", (user_hash,))
-        return (await cursor.fetchone())[0]
+        erased = (await cursor.fetchone())[0]
+    forget(user_hash)
+    return erased
 
 
 # ---------------------------------------------------------------------------
 # reads
 # ---------------------------------------------------------------------------
-async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> list[tuple]:
+async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> tuple[list[tuple], TenantKeys]:
     async with borrow(conn) as conn:
-        return await durable_read(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
+        rows, live = await durable_read_with_keys(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
+        return rows, await keys_of_rows(conn, user_hash, rows, live)
+
+
+async def keys_of_rows(conn, user_hash: str, rows: Sequence[tuple], live: Sequence[int] | None) -> TenantKeys:
+    """The tenant's keys, enough to open ``rows`` (read rows: ``key_id`` is their 7th
+    column), given the data keys the database has ``live`` (None: not known, a standby's
+    read); from this process's cache when it has them, else one round trip on ``conn``."""
+    return await tenant_keys(conn, user_hash, {row[6] for row in rows}, live=live)
 
 
 async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
@@ -358,12 +381,13 @@ async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
     user_hash = hmac_user(user_id)
     index = keyring().tenant_index(user_hash)
     candidates = {external_id: index.row_ids(external_id) for external_id in _check_ids(ids)}  # first seen, once
-    by_row = {row[0]: row for row in await _get_rows(conn, user_hash, [r for c in candidates.values() for r in c])}
+    rows, keys = await _get_rows(conn, user_hash, [r for c in candidates.values() for r in c])
+    by_row = {row[0]: row for row in rows}
     hits = []
     for external_id, row_ids in candidates.items():
         found = next((by_row[r] for r in row_ids if r in by_row), None)
         if found is not None:
-            hit = _hit(open_row(user_hash, found), include_embedding=include_embedding)
+            hit = _hit(open_row(user_hash, found, keys), include_embedding=include_embedding)
             if hit.external_id == external_id:  # a row is returned for the id it was stored under
                 hits.append(hit)
     return hits
@@ -387,8 +411,10 @@ async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, li
         raise ValueError("after must be a next_cursor from list_memory_chunks") from None
     user_hash = hmac_user(user_id)
     async with borrow(conn) as conn:
-        rows = await durable_read(conn, user_hash, "export", (None, limit), EXPORT_SQL, (None, start, limit))
-    hits = [_hit(open_row(user_hash, row), include_embedding=include_embedding) for row in rows]
+        rows, live = await durable_read_with_keys(conn, user_hash, "export", (None, limit), EXPORT_SQL,
+                                                  (None, start, limit))
+        keys = await keys_of_rows(conn, user_hash, rows, live)
+    hits = [_hit(open_row(user_hash, row, keys), include_embedding=include_embedding) for row in rows]
     return MemoryPage(hits, str(rows[-1][0]) if len(rows) == limit else None)
 
 
@@ -402,8 +428,8 @@ async def get_chunk(conn, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit 
     """
     row_id = _check_chunk_id(chunk_id)
     user_hash = hmac_user(user_id)
-    rows = await _get_rows(conn, user_hash, [row_id])
-    return _hit(open_row(user_hash, rows[0]), include_embedding=False) if rows else None
+    rows, keys = await _get_rows(conn, user_hash, [row_id])
+    return _hit(open_row(user_hash, rows[0], keys), include_embedding=False) if rows else None
 
 
 def _check_chunk_id(chunk_id: Any) -> uuid.UUID:
@@ -421,8 +447,8 @@ async def open_embedding(conn, user_id: str, chunk_id: uuid.UUID | str) -> np.nd
     """
     row_id = _check_chunk_id(chunk_id)
     user_hash = hmac_user(user_id)
-    rows = await _get_rows(conn, user_hash, [row_id])
-    return open_row(user_hash, rows[0]).embedding if rows else None
+    rows, keys = await _get_rows(conn, user_hash, [row_id])
+    return open_row(user_hash, rows[0], keys).embedding if rows else None
 
 
 async def query_memory(
@@ -484,13 +510,14 @@ async def query_memory(
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
         params = (vector, fetch, tags, ends)
         if standby is None:
-            rows = await durable_read(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
+            rows, live = await durable_read_with_keys(conn, user_hash, "filtered_search", params, SEARCH_SQL, params)
         else:
             async with borrow(standby) as standby:
-                rows = await read_on_standby(conn, standby, user_hash, "filtered_search", params,
-                                             _STANDBY_SEARCH_SQL, params)
+                rows, live = await read_on_standby(conn, standby, user_hash, "filtered_search", params,
+                                                   _STANDBY_SEARCH_SQL, params), None
+        keys = await keys_of_rows(conn, user_hash, rows, live)
     # Opening and reranking happen after COMMIT: the transaction stays short.
-    opened = [(open_row(user_hash, row), row[10]) for row in rows
+    opened = [(open_row(user_hash, row, keys), row[10]) for row in rows
               if max_distance is None or row[10] <= max_distance]
     if tags and not all(index.satisfies(hit.metadata, tags, ends) for hit, _ in opened):
         raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")

@@ -46,7 +46,8 @@ from .errors import EmbeddingMismatch, UnknownKeyId
 
 __all__ = [
     "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key",
-    "hmac_user", "keyring", "open_sealed", "reload_keys", "seal", "tenant_proof", "tenant_proof_key",
+    "hmac_user", "keyring", "local_root_key", "open_sealed", "open_with", "reload_keys", "seal", "seal_with",
+    "tenant_proof", "tenant_proof_key",
 ]
 
 KEY_BYTES = 32
@@ -100,6 +101,13 @@ def _parse_old_keys(raw: str | None) -> dict[int, bytes]:
     return keys
 
 
+def local_root_key(key: bytes) -> bytes:
+    """The local provider's root key made from one ring key: HKDF-SHA256(key, no salt,
+    info ``pymem root key v1``, 32 bytes), so that rows sealed under the ring key
+    (before revision 0019) and data keys wrapped under its root key never share a key."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"pymem root key v1").derive(key)
+
+
 def tenant_proof_key(hmac_key: bytes) -> bytes:
     """The key of tenant proofs: HKDF-SHA256(``MEMORY_TENANT_HMAC_KEY``, no salt, info
     ``pymem tenant proof v1``, 32 bytes), independent of the tenant hashes and the
@@ -121,7 +129,7 @@ class KeyRing:
     :func:`keyring` for the process-wide ring built from the environment.
     """
 
-    __slots__ = ("active_key_id", "active_aead", "_aead", "_hmac", "_index_master", "_proof_key")
+    __slots__ = ("active_key_id", "active_aead", "_aead", "_root_aead", "_hmac", "_index_master", "_proof_key")
 
     def __init__(self, active_key_id: int, aes_keys: dict[int, bytes], hmac_key: bytes):
         if active_key_id not in aes_keys:
@@ -131,6 +139,9 @@ class KeyRing:
         self.active_key_id = active_key_id
         self._aead = {key_id: AESGCM(key) for key_id, key in aes_keys.items()}
         self.active_aead = self._aead[active_key_id]  # the hot path skips the dict lookup
+        # The local root keys (pymem.root_keys.LocalRootKeys): one per ring key, derived,
+        # so that no data key is ever wrapped under a key that also seals rows.
+        self._root_aead = {key_id: AESGCM(local_root_key(key)) for key_id, key in aes_keys.items()}
         self._hmac = hmac.new(hmac_key, digestmod=hashlib.sha256)
         self._index_master = index_master_key(hmac_key)
         self._proof_key = tenant_proof_key(hmac_key)
@@ -178,6 +189,17 @@ class KeyRing:
             return self._aead[self.active_key_id if key_id is None else key_id]
         except KeyError:
             raise UnknownKeyId(f"key id {key_id} is not in the key ring (add it to MEMORY_ENCRYPTION_OLD_KEYS)") from None
+
+    def root_aead(self, key_id: int | None = None) -> AESGCM:
+        """The local root key derived from ring key ``key_id`` (default: the active key).
+
+        Raises:
+            UnknownKeyId: no such key in the ring.
+        """
+        try:
+            return self._root_aead[self.active_key_id if key_id is None else key_id]
+        except KeyError:
+            raise UnknownKeyId(f"key id {key_id} is not in the key ring") from None
 
     def hmac_hex(self, data: bytes) -> str:
         mac = self._hmac.copy()
@@ -265,7 +287,11 @@ def seal(plaintext: bytes, aad: bytes = b"", *, key_id: int | None = None) -> by
         TypeError: plaintext or aad is not bytes-like.
     """
     ring = _ring or keyring()
-    aead = ring.active_aead if key_id is None else ring.aead(key_id)
+    return seal_with(ring.active_aead if key_id is None else ring.aead(key_id), plaintext, aad)
+
+
+def seal_with(aead: AESGCM, plaintext: bytes, aad: bytes = b"") -> bytes:
+    """:func:`seal` under a given AES-GCM key (a tenant's data key): the same layout."""
     nonce = _urandom(NONCE_BYTES)
     return nonce + aead.encrypt(nonce, plaintext, aad)
 
@@ -288,7 +314,15 @@ def open_sealed(blob: bytes, aad: bytes = b"", *, key_id: int | None = None) -> 
         ValueError: keys missing or malformed.
     """
     ring = _ring or keyring()
-    aead = ring.active_aead if key_id is None else ring.aead(key_id)
+    return open_with(ring.active_aead if key_id is None else ring.aead(key_id), blob, aad)
+
+
+def open_with(aead: AESGCM, blob: bytes, aad: bytes = b"") -> bytes:
+    """:func:`open_sealed` under a given AES-GCM key (a tenant's data key).
+
+    Raises:
+        InvalidTag: as :func:`open_sealed`.
+    """
     if len(blob) < NONCE_BYTES + TAG_BYTES:
         raise InvalidTag()
     return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)

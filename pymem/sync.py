@@ -1,4 +1,5 @@
-"""pymem for sync code: :mod:`pymem.repository`'s API (and :mod:`pymem.rotation`'s) as plain functions.
+"""pymem for sync code: :mod:`pymem.repository`'s API (and :mod:`pymem.rotation`'s and
+:mod:`pymem.root_rotation`'s) as plain functions.
 
 Each function here runs the async implementation of the same name to completion,
 so there is one implementation of every rule. Pass a ``psycopg.Connection`` or a
@@ -21,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from . import repository, rotation
+from . import repository, root_rotation, rotation
 from .connections import configure_sync as configure
 from .connections import reset_sync as reset
 from .repository import ChunkInput, DuplicateId, MemoryHit, MemoryPage
@@ -31,8 +32,8 @@ T = TypeVar("T")
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "configure", "delete_document", "delete_memory_chunks",
     "erase_user", "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks", "key_usage",
-    "list_memory_chunks", "open_embedding", "query_memory", "reset", "rotate_encryption_key", "rotate_tenant_key",
-    "run", "upsert_memory_chunks",
+    "list_memory_chunks", "open_embedding", "query_memory", "reset", "retire_root_key", "root_key_usage",
+    "rotate_encryption_key", "rotate_root_key", "rotate_tenant_key", "run", "upsert_memory_chunks",
 ]
 
 _local = threading.local()
@@ -103,3 +104,6 @@ erase_user = _blocking(repository.erase_user)
 key_usage = _blocking(rotation.key_usage)
 rotate_encryption_key = _blocking(rotation.rotate_encryption_key)
 rotate_tenant_key = _blocking(rotation.rotate_tenant_key)
+rotate_root_key = _blocking(root_rotation.rotate_root_key)
+root_key_usage = _blocking(root_rotation.root_key_usage)
+retire_root_key = _blocking(root_rotation.retire_root_key)

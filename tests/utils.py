@@ -18,6 +18,7 @@ import numpy as np
 import psycopg
 
 from pymem.config import get_settings
+from pymem_devtools.ring_rows import write_ring_rows  # noqa: F401 (the suites' helper)
 
 #: The repository checkout the tests run from.
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,3 +169,32 @@ def prepare_tap_database(cluster, name: str, *, inherit: bool = False) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         run_sql(cluster.psql(), tap_url, inheriting_copy(seed, Path(scratch)) if inherit else seed)
     return tap_url
+
+
+def open_everything(admin_url: str) -> dict[int, int]:
+    """Open every field of every row, as the app would (ring keys, or the tenant's data
+    key unwrapped under its root key); return rows per key id. Raises InvalidTag if one
+    does not open."""
+    from pymem.root_keys import KeyContext, provider_of
+    from pymem.security import chunk_aad, open_sealed, open_with
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    per_key: dict[int, int] = {}
+    with psycopg.connect(admin_url) as conn:
+        rows = conn.execute("SELECT id, user_hash, doc_id, source, aad_version, text_cipher, meta_cipher,"
+                            " emb_cipher, key_id FROM pymem.memory_chunks").fetchall()
+        data_keys = {(h, v): (root, bytes(wrapped)) for h, v, root, wrapped in conn.execute(
+            "SELECT user_hash, version, root_key, wrapped FROM pymem.data_keys WHERE wrapped IS NOT NULL")}
+    for chunk_id, user_hash, doc_id, source, aad_version, *blobs, key_id in rows:
+        labels = (doc_id, source) if aad_version == 2 else None
+        if key_id < 0:
+            root, wrapped = data_keys[(user_hash, -key_id)]
+            aead = AESGCM(provider_of(root).unwrap(root, wrapped, KeyContext(user_hash, -key_id)))
+        for blob, field_name in zip(blobs, ("text", "meta", "emb")):
+            aad = chunk_aad(user_hash, str(chunk_id), field_name, labels)
+            if key_id < 0:
+                open_with(aead, blob, aad)
+            else:
+                open_sealed(blob, aad, key_id=key_id)
+        per_key[key_id] = per_key.get(key_id, 0) + 1
+    return per_key

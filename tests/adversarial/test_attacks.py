@@ -28,7 +28,6 @@ from pymem.repository import ChunkInput
 from pymem.rotation import rotate_encryption_key
 from pymem.security import (
     EmbeddingMismatch,
-    UnknownKeyId,
     chunk_aad,
     generate_key,
     hmac_user,
@@ -36,7 +35,7 @@ from pymem.security import (
 )
 from pymem.tenant import enter_tenant_call
 from tests.fixtures.fix_report import count_failed_attack
-from tests.utils import DIM, SEARCH_COUNT_SQL, SERVER_VERSIONS, vec
+from tests.utils import DIM, SEARCH_COUNT_SQL, SERVER_VERSIONS, vec, write_ring_rows
 
 
 # Every attack runs on PostgreSQL 16 and 18: these module fixtures override the
@@ -353,13 +352,14 @@ async def _raw_put(conn, user: str, key_id: int, blob: bytes) -> uuid.UUID:
     return row_id
 
 
-async def test_a_row_under_an_unregistered_key_id_is_refused(attack_failed, aconn, user, keys):
+async def test_a_row_under_an_unregistered_key_id_or_another_tenants_data_key_is_refused(attack_failed, aconn, user):
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         await _raw_put(aconn, user, 99, bytes(40))
-    keys.ring(99, {99: generate_key()})  # through pymem: a clear error naming the fix
-    with pytest.raises(UnknownKeyId, match="pymem register-key 99"):
-        await repo.index_memory_chunk(aconn, user, "d", "s", "t", vec(1))
-    attack_failed("plant a row under key id 99")
+    # Data key version 1 exists (another tenant made one), but not for this tenant.
+    await repo.index_memory_chunk(aconn, f"other-{user}", "d", "s", "t", vec(1))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        await _raw_put(aconn, user, -1, bytes(40))
+    attack_failed("plant a row under key id 99, or under a data key the tenant does not have")
 
 
 async def test_one_junk_row_does_not_stop_key_rotation(attack_failed, rotation_db, keys, user):
@@ -367,8 +367,8 @@ async def test_one_junk_row_does_not_stop_key_rotation(attack_failed, rotation_d
     k1, k2 = generate_key(), generate_key()
     keys.ring(1, {1: k1})
     conn = await aconnect(ops)
-    try:
-        await repo.index_memory_chunks(conn, user, [ChunkInput("d", "s", f"t{i}", vec(i)) for i in range(20)])
+    try:  # rows written before revision 0019, under the ring's key 1
+        await write_ring_rows(conn, user, [ChunkInput("d", "s", f"t{i}", vec(i)) for i in range(20)])
         await _raw_put(conn, f"junk-{user}", 1, bytes(40))  # junk ciphertext under the old key
         keys.ring(2, {1: k1, 2: k2})
         report = await rotate_encryption_key(conn, batch_size=7)
@@ -390,8 +390,8 @@ async def test_rotation_beside_live_writes_deletes_and_searches_does_not_deadloc
     tenants = [f"live-{i}" for i in range(4)]
     setup = await aconnect(ops)
     try:
-        for t, tenant in enumerate(tenants):
-            await repo.index_memory_chunks(setup, tenant, [
+        for t, tenant in enumerate(tenants):  # written before revision 0019, under the ring's key 1
+            await write_ring_rows(setup, tenant, [
                 ChunkInput(f"doc-{i % 10}", "s", f"{tenant} {i}", vec(t * 1000 + i)) for i in range(120)])
     finally:
         await setup.close()
@@ -482,7 +482,7 @@ async def test_everything_a_maintainer_changes_in_a_tenant_is_in_the_tenants_cha
     keys.ring(1, {1: k1})
     conn = await aconnect(ops)
     try:
-        await repo.index_memory_chunks(conn, user, [ChunkInput("d", "s", f"t{i}", vec(i)) for i in range(3)])
+        await write_ring_rows(conn, user, [ChunkInput("d", "s", f"t{i}", vec(i)) for i in range(3)])
         junk = await _raw_put(conn, user, 1, bytes(40))
         keys.ring(2, {1: k1, 2: k2})
         report = await rotate_encryption_key(conn)

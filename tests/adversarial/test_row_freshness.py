@@ -16,11 +16,13 @@ import pytest
 
 from pymem import repository as repo
 from pymem.chunks import seal_row
+from pymem.errors import KeyDestroyed
 from pymem.freshness import verify_rows
 from pymem.repository import ChunkInput
 from pymem.rotation import rotate_encryption_key
 from pymem.security import AAD_VERSION, hmac_user, keyring
 from pymem.tenant import enter_tenant_call
+from pymem.tenant_keys import TenantKeys
 from pymem.write_records import stored_record
 from tests.utils import vec
 
@@ -127,7 +129,8 @@ async def test_erased_rows_put_back_from_a_copy_are_reported(aconn, admin_conn, 
     copy = _copy(admin_conn, user_hash)
     await repo.erase_user(aconn, tenant)
     _put_back(admin_conn, copy, triggers=triggers)
-    assert len(await repo.get_memory_chunks(aconn, tenant, ["a", "b"])) == 2  # they open again
+    with pytest.raises(KeyDestroyed):  # since 0019: erasure destroyed the key they were sealed under
+        await repo.get_memory_chunks(aconn, tenant, ["a", "b"])
     expected = ("last written by direct DML, outside pymem's API" if triggers
                 else "removed by an audited delete or erase, yet live")
     assert _problems(admin_conn, user_hash) == {(r[0], expected) for r in copy}
@@ -189,7 +192,8 @@ async def test_a_row_last_written_without_a_record_is_unbound_until_rotate_all_r
     aconn, admin_conn = own_db
     user_hash = hmac_user(tenant)
     index = keyring().tenant_index(user_hash)
-    row = seal_row(user_hash, index, ChunkInput("d", "s", "legacy", vec(1)), 384, 10_000, keyring().active_key_id)
+    row = seal_row(user_hash, index, ChunkInput("d", "s", "legacy", vec(1)), 384, 10_000,
+                   TenantKeys(user_hash, None, 0), keyring().active_key_id)
     with admin_conn.transaction():
         admin_conn.execute("SET LOCAL session_replication_role = replica")
         admin_conn.execute("INSERT INTO pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"

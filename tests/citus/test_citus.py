@@ -192,7 +192,11 @@ def test_every_write_and_read_left_its_audit_row(workload):
     calls = [name for name, _ in log.calls]
     assert rows["intent"] == calls.count("read_intent")
     assert rows["result"] == calls.count("search_chunks_v2") + calls.count("get_chunks_v2")
-    assert rows["write"] == calls.count("write_chunks") + calls.count("delete_document") + calls.count("erase_tenant")
+    # An erasure writes two (the rows' delete and the data keys' destruction); a key load
+    # (data_keys_of) and a key made or handed back (create_data_key) one each.
+    assert rows["write"] == (calls.count("write_chunks") + calls.count("delete_document")
+                             + 2 * calls.count("erase_tenant") + calls.count("data_keys_of")
+                             + calls.count("create_data_key"))
     assert verify_audit_log(connect(admin)) == []
 
 

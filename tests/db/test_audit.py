@@ -69,8 +69,9 @@ def problems(admin: str):
 
 def test_intact_log_verifies(audited_db):
     assert problems(audited_db) == []
-    # 3 inserts, and 3 searches of two rows each (a committed intent, then the result)
-    assert len(chain_rows(audited_db, "audit-a")) == 9
+    # The first write's key load and data key (key_unwrap, key_create), 3 inserts, and 3
+    # searches of two rows each (a committed intent, then the result)
+    assert len(chain_rows(audited_db, "audit-a")) == 11
 
 
 def test_modified_row_is_reported(audited_db):

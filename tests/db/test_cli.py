@@ -14,6 +14,8 @@ from pymem import migrations
 from pymem import repository as repo
 from pymem.cli import main
 from pymem.db import aconnect
+from pymem.security import keyring
+from tests.utils import write_ring_rows
 
 HEAD = migrations.released_bundles()[-1]
 
@@ -62,6 +64,10 @@ def test_doctor_fails_on_a_login_that_may_create_temp_objects(cluster, cli_db, c
 def test_doctor_without_a_role_checks_the_schema(cli_db, capsys):
     assert main(["doctor"]) == 0
     lines = [re.sub(r"all \d+ ", "all N ", line) for line in capsys.readouterr().out.splitlines()]
+    keys, lines = lines[-3:], lines[:-3]  # the root-key checks (0019) come last
+    assert keys == [f"ok   root-key provider: new data keys are wrapped under local:{keyring().active_key_id}",
+                    "ok   data keys under the current root key: all of them",
+                    "ok   rows under tenant data keys: all of them"]
     assert lines[:-3] == [
         f"ok   schema revision: at {HEAD}", f"ok   function definitions: all N functions are the ones revision {HEAD} ships",
         f"ok   tables, policies, triggers and roles: all N are as revision {HEAD} made them",
@@ -131,11 +137,14 @@ def test_audit_verify_runs_as_an_auditor_login_whatever_its_stored_datestyle(clu
             conn.execute("ALTER ROLE pymem_cli_auditor RESET ALL")
 
 
-async def _index_one(dsn: str) -> None:
+async def _index_one(dsn: str, *, ring: bool = False) -> None:
     conn = await aconnect(dsn)
     await conn.execute("SET ROLE pymem_app")
     try:
-        await repo.index_memory_chunk(conn, "cli-user", "d", "s", "t", np.ones(8))
+        if ring:
+            await write_ring_rows(conn, "cli-user", [repo.ChunkInput("d", "s", "t", np.ones(8, dtype=np.float32))])
+        else:
+            await repo.index_memory_chunk(conn, "cli-user", "d", "s", "t", np.ones(8))
     finally:
         await conn.close()
 
@@ -143,7 +152,7 @@ async def _index_one(dsn: str) -> None:
 def test_rotate_key_checkpoint_and_verify(cli_db, capsys, monkeypatch, tmp_path):
     asyncio.run(_index_one(cli_db))  # the CLI runs its own event loop: this test is sync
     assert main(["rotate-key", "--no-progress"]) == 0
-    assert "rows left under old keys: 0" in capsys.readouterr().out  # nothing under old keys: a no-op
+    assert "rows left under keys of the environment's ring: 0" in capsys.readouterr().out  # a no-op
     checkpoint = tmp_path / "audit.checkpoint"
     assert main(["audit-checkpoint", "--out", str(checkpoint)]) == 2  # no signing key yet
     assert "PYMEM_AUDIT_SIGNING_KEY is not set" in capsys.readouterr().err
@@ -189,11 +198,11 @@ def test_rotate_key_exits_3_while_rows_are_left_under_an_old_key(cli_db, capsys,
     from pymem.security import generate_key
 
     keys.set(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="1", MEMORY_ENCRYPTION_OLD_KEYS="")
-    asyncio.run(_index_one(cli_db))
+    asyncio.run(_index_one(cli_db, ring=True))  # a row written before revision 0019, under ring key 1
     keys.set(MEMORY_ENCRYPTION_KEY=generate_key(), MEMORY_ENCRYPTION_KEY_ID="2")  # key 1 lost
     assert main(["rotate-key", "--no-progress"]) == 3
     out = capsys.readouterr().out
-    assert "quarantined 1 rows" in out and "rows left under old keys: 1" in out
+    assert "quarantined 1 rows" in out and "rows left under keys of the environment's ring: 1" in out
 
 
 def test_distribute_refuses_a_database_without_citus(cli_db, capsys):

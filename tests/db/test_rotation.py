@@ -21,8 +21,8 @@ from pymem import repository as repo
 from pymem.db import aconnect, connect
 from pymem.repository import ChunkInput
 from pymem.rotation import key_usage, rotate_encryption_key, rotate_tenant_key
-from pymem.security import chunk_aad, generate_key, hmac_user, open_sealed
-from tests.utils import DIM, ROOT, vec
+from pymem.security import generate_key, hmac_user
+from tests.utils import DIM, ROOT, open_everything, vec, write_ring_rows
 
 # Also run through a Citus coordinator (make test-citus).
 pytestmark = pytest.mark.citus
@@ -37,48 +37,40 @@ def ops_url(cluster, request):
     return cluster.url(name), cluster.url(name, user="pymem_test_ops")
 
 
-async def index_users(url: str, users: list[str], per_user: int) -> None:
+async def index_users(url: str, users: list[str], per_user: int, *, ring: bool = False) -> None:
+    """Each user's rows: through the API (under its data key), or as before revision 0019
+    (``ring``: under the ring's active key)."""
     conn = await aconnect(url)
     try:
         for u, user in enumerate(users):
-            await repo.index_memory_chunks(conn, user, [
-                ChunkInput(f"doc-{i % 7}", "s", f"{user} secret {i}", vec(u * 1000 + i), {"i": i})
-                for i in range(per_user)])
+            items = [ChunkInput(f"doc-{i % 7}", "s", f"{user} secret {i}", vec(u * 1000 + i), {"i": i})
+                     for i in range(per_user)]
+            if ring:
+                await write_ring_rows(conn, user, items)
+            else:
+                await repo.index_memory_chunks(conn, user, items)
     finally:
         await conn.close()
 
 
-def open_everything(admin_url: str) -> dict[int, int]:
-    """Open every field of every row with the current ring; return rows per key id."""
-    per_key: dict[int, int] = {}
-    with connect(admin_url) as conn:
-        rows = conn.execute("SELECT id, user_hash, doc_id, source, aad_version, text_cipher, meta_cipher,"
-                            " emb_cipher, key_id FROM pymem.memory_chunks").fetchall()
-    for chunk_id, user_hash, doc_id, source, aad_version, *blobs, key_id in rows:
-        labels = (doc_id, source) if aad_version == 2 else None
-        for blob, field in zip(blobs, ("text", "meta", "emb")):
-            open_sealed(blob, chunk_aad(user_hash, str(chunk_id), field, labels), key_id=key_id)
-        per_key[key_id] = per_key.get(key_id, 0) + 1
-    return per_key
-
-
-async def test_rotation_reseals_everything_and_reads_keep_working(ops_url, keys):
+async def test_rotate_key_moves_rows_under_ring_keys_to_tenant_data_keys_and_reads_keep_working(ops_url, keys):
     admin, ops = ops_url
     k1, k2 = generate_key(), generate_key()
     keys.ring(1, {1: k1})
     users = ["rot-a", "rot-b", "rot-c"]
-    await index_users(ops, users, 40)
-    keys.ring(2, {1: k1, 2: k2})  # new writes use key 2; key 1 stays for opening
+    await index_users(ops, users, 40, ring=True)  # written before revision 0019
+    keys.ring(2, {1: k1, 2: k2})  # a new ring key; key 1 stays for opening
     conn = await aconnect(ops)
     try:
         hits = await repo.query_memory(conn, "rot-a", "q", vec(3), k=3, rerank=False)
         assert hits and hits[0].text.startswith("rot-a secret")  # old-key rows read through the ring
         report = await rotate_encryption_key(conn, batch_size=25)
-        assert (report.rows_resealed, report.tenants) == (120, 3)
-        assert open_everything(admin) == {2: 120}
+        assert (report.rows_resealed, report.tenants, report.rows_left) == (120, 3, 0)
+        assert open_everything(admin) == {-1: 120}
         usage = {u.key_id: u for u in await key_usage(conn)}
         assert (usage[1].live_rows, usage[1].seals) == (0, 360)
-        assert (usage[2].live_rows, usage[2].seals) == (120, 360)
+        # Seals per data key: each tenant's version 1 sealed its 40 rows' 3 fields.
+        assert (usage[-1].live_rows, usage[-1].seals, usage[-1].tenants) == (120, 120, 3)
         assert (await rotate_encryption_key(conn)).rows_resealed == 0  # nothing left: a re-run is a no-op
     finally:
         await conn.close()
@@ -94,7 +86,7 @@ async def test_a_row_with_a_caller_id_counts_four_seals(ops_url, keys):
         await repo.index_memory_chunks(conn, "seal-count", with_ids)
         await repo.index_memory_chunks(conn, "seal-count", [ChunkInput("d", "s", "t", vec(9))])
         usage = {u.key_id: u for u in await key_usage(conn)}
-        assert (usage[1].live_rows, usage[1].seals) == (6, 5 * 4 + 3)
+        assert (usage[-1].live_rows, usage[-1].seals) == (6, 5 * 4 + 3)
     finally:
         await conn.close()
 
@@ -102,7 +94,7 @@ async def test_a_row_with_a_caller_id_counts_four_seals(ops_url, keys):
 async def test_rotation_quarantines_rows_under_a_key_the_ring_lacks(ops_url, keys):
     admin, ops = ops_url
     keys.ring(1, {1: generate_key()})
-    await index_users(ops, ["lost-key"], 3)
+    await index_users(ops, ["lost-key"], 3, ring=True)
     keys.ring(2, {2: generate_key()})  # key 1 forgotten
     conn = await aconnect(ops)
     try:
@@ -121,7 +113,7 @@ def test_rotation_survives_sigkill_and_resumes(report, ops_url, keys):
     k1, k2 = generate_key(), generate_key()
     keys.ring(1, {1: k1})
     users = [f"kill-{i}" for i in range(6)]
-    asyncio.run(index_users(ops, users, 100))
+    asyncio.run(index_users(ops, users, 100, ring=True))
     keys.ring(2, {1: k1, 2: k2})
     env = {**os.environ, "PYMEM_DATABASE_URL": ops}
     command = [sys.executable, "-m", "pymem", "rotate-key", "--batch-size", "10", "--max-rows-per-second", "40",
@@ -136,11 +128,11 @@ def test_rotation_survives_sigkill_and_resumes(report, ops_url, keys):
         assert proc.returncode == -signal.SIGKILL, "the rotation finished before it could be killed"
         per_key = open_everything(admin)  # raises InvalidTag if any row were half-written
         assert sum(per_key.values()) == 600
-        progress.append(per_key.get(2, 0))
+        progress.append(per_key.get(-1, 0))
     assert progress == sorted(progress) and progress[-1] > 0  # work done before each kill stays done
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert open_everything(admin) == {2: 600}
+    assert open_everything(admin) == {-1: 600}
     report["rotation: SIGKILLs injected mid-run"] = len(progress)
     report["rotation: rows that failed to open after a kill"] = 0
 
@@ -158,11 +150,12 @@ async def test_seal_counter_warns_past_the_threshold(on_citus, ops_url, keys, ca
             await repo.index_memory_chunks(conn, "warn-me", [ChunkInput("d", "s", "t", vec(9))])
             # Single node: on the write itself. Citus: the sum over all tenants
             # would be a cross-shard query on every write, so key_usage() warns.
-            warned_on_write = any("key id 1 has sealed 12 fields" in r.getMessage() for r in caplog.records)
+            warned = "a tenant data key (version 1) has sealed 12 fields"
+            warned_on_write = any(warned in r.getMessage() for r in caplog.records)
             assert warned_on_write is not on_citus
             usage = {u.key_id: u for u in await key_usage(conn)}
-        assert (usage[1].live_rows, usage[1].seals) == (4, 12)
-        assert any("key id 1 has sealed 12 fields" in r.getMessage() for r in caplog.records)
+        assert (usage[-1].live_rows, usage[-1].seals) == (4, 12)
+        assert any(warned in r.getMessage() for r in caplog.records)
     finally:
         await conn.close()
 

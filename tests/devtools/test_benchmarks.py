@@ -26,6 +26,13 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
 
     crypto = written["benches"]["crypto"]["results"]
     assert {"raw AESGCM seal", "pymem seal", "seal_ratio_vs_raw", "open_ratio_vs_raw"} <= set(crypto)
+    keys = report["benches"]["keys"]["results"]
+    assert {"seal_ratio", "open_ratio"} <= set(keys["crypto"])
+    assert {"ingest_ratio_p50", "search_ratio_p50"} <= set(keys["paths"])
+    # Every provider ran here (SoftHSM2 and moto are installed by make test), each rotation whole.
+    assert set(keys["providers"]) == {"local", "pkcs11 (SoftHSM2)", "aws-kms (moto)"}
+    assert all(p["rotation_tenants"] > 0 and set(p["first_access_ms"]) == {"p50", "p95", "p99", "max"}
+               for p in keys["providers"].values())
 
     ingest = written["benches"]["ingest"]["results"]
     assert {"batch_speedup_per_chunk", "single_chunks_per_s"} <= set(ingest["single_vs_batch"])

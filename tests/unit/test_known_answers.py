@@ -17,6 +17,7 @@ import pytest
 
 from pymem.blind_index import TenantIndex, index_master_key
 from pymem.chunks import ChunkInput, seal_row
+from pymem.tenant_keys import TenantKeys
 from pymem.security import chunk_aad, generate_key, hmac_user, open_sealed
 from pymem.write_records import row_bytes
 from tests.data import generate_kats
@@ -87,7 +88,8 @@ def test_sealed_fields_hold_the_documented_plaintexts(kat_keys):
     user_hash = KAT["hmac_user"][0]["user_hash"]
     index = kat_keys.tenant_index(user_hash)
     row = seal_row(user_hash, index, ChunkInput("doc-7", "chat", "ünï text", plain["embedding"], plain["metadata"],
-                                                id="note-17"), dim=3, max_bytes=65536, key_id=1)
+                                                id="note-17"), dim=3, max_bytes=65536,
+                   keys=TenantKeys(user_hash, None, 0), key_id=1)
     assert str(row.id) == next(c["row_id"] for c in INDEX["row_ids"] if c["external_id"] == "note-17")
 
     def opened(blob: bytes, field: str) -> bytes:

@@ -68,6 +68,26 @@ COMMENT ON FUNCTION pymem.count_keys(char, integer[], integer[], integer) IS
     'Counts a tenant''s rows written (+1, with the fields each sealed) or removed (-1) under each key in '
     'pymem.key_stats.';
 
+CREATE OR REPLACE FUNCTION pymem.warn_seals(p_key_id integer, p_seals bigint, p_threshold bigint) RETURNS void
+    LANGUAGE plpgsql SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_seals < p_threshold THEN
+        RETURN;
+    ELSIF p_key_id > 0 THEN
+        RAISE WARNING 'pymem: key id % has sealed % fields (warning threshold %): rotate it', p_key_id, p_seals,
+            p_threshold USING HINT = 'pymem rotate-key moves its rows under their tenants'' data keys';
+    ELSE
+        RAISE WARNING 'pymem: a tenant data key (version %) has sealed % fields (warning threshold %): rotate it',
+            -p_key_id, p_seals, p_threshold
+            USING HINT = 'pymem rotate-key --tenant <user_hash> --new-data-key (pymem.key_stats names the tenant)';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pymem.warn_seals(integer, bigint, bigint) IS
+    'Raises the nonce-budget WARNING for a ring key (> 0) or a tenant data key version (< 0) at the threshold.';
+
 -- The warning needs every tenant's count: only where that is a local query. On
 -- Citus it would be a cross-shard query on every write, so there it is raised
 -- by pymem.key_usage() (pymem key-usage, rotate-key) instead.
@@ -83,15 +103,16 @@ BEGIN
     IF pymem.chunks_distributed() THEN
         RETURN;
     END IF;
+    -- A key of the ring (key_id > 0) seals for every tenant; a tenant data key
+    -- (key_id < 0, 0019) for its tenant alone: its budget is its own.
     FOR v_key IN
-        SELECT s.key_id, sum(s.seals) AS seals FROM pymem.key_stats s
-         WHERE s.key_id = ANY (p_key_ids) GROUP BY s.key_id
+        SELECT s.key_id, sum(s.seals)::bigint AS seals FROM pymem.key_stats s
+         WHERE s.key_id = ANY (p_key_ids) AND s.key_id > 0 GROUP BY s.key_id
+        UNION ALL
+        SELECT s.key_id, s.seals FROM pymem.key_stats s
+         WHERE s.key_id = ANY (p_key_ids) AND s.key_id < 0 AND s.user_hash = pymem.current_tenant()
     LOOP
-        IF v_key.seals >= v_warn THEN
-            RAISE WARNING 'pymem: key id % has sealed % fields (warning threshold %): rotate it',
-                v_key.key_id, v_key.seals, v_warn
-                USING HINT = 'pymem rotate-key re-seals rows under the active key';
-        END IF;
+        PERFORM pymem.warn_seals(v_key.key_id, v_key.seals, v_warn);
     END LOOP;
 END
 $$;
@@ -153,20 +174,21 @@ DECLARE
     v_warn bigint := (SELECT t.key_seal_warn_threshold FROM pymem.tuning t);
 BEGIN
     FOR key_id, live_rows, seals, tenants IN
-        SELECT s.key_id, sum(s.live_rows)::bigint, sum(s.seals)::bigint, count(*) FILTER (WHERE s.live_rows > 0)
+        -- A tenant data key version (key_id < 0) is one key per tenant: its seals are
+        -- those of the tenant's key that sealed the most.
+        SELECT s.key_id, sum(s.live_rows)::bigint,
+               (CASE WHEN s.key_id > 0 THEN sum(s.seals) ELSE max(s.seals) END)::bigint,
+               count(*) FILTER (WHERE s.live_rows > 0)
           FROM pymem.key_stats s GROUP BY s.key_id ORDER BY s.key_id
     LOOP
-        IF seals >= v_warn THEN
-            RAISE WARNING 'pymem: key id % has sealed % fields (warning threshold %): rotate it', key_id, seals, v_warn
-                USING HINT = 'pymem rotate-key re-seals rows under the active key';
-        END IF;
+        PERFORM pymem.warn_seals(key_id, seals, v_warn);
         RETURN NEXT;
     END LOOP;
 END
 $$;
 COMMENT ON FUNCTION pymem.key_usage() IS
-    'Per key id: live rows, fields sealed, tenants with live rows; warns on keys past their seal budget '
-    '(pymem key-usage).';
+    'Per key id: live rows, fields sealed (for a tenant data key version, the most by one tenant''s key), '
+    'tenants with live rows; warns on keys past their seal budget (pymem key-usage).';
 
 -- Hashes and counts only: the rotator then works tenant by tenant under the
 -- ordinary tenant context, exactly like the app, so the policy stays the one

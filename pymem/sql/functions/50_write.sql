@@ -102,6 +102,7 @@ BEGIN
     -- serialises this tenant's writers, so a replaced row cannot be re-inserted
     -- by another call between the DELETE and the INSERT below.
     PERFORM pymem.audit_lock_chain(p_user_hash);
+    PERFORM pymem.check_data_keys(p_user_hash, p_key_ids);
     IF p_upsert THEN
         FOR v_row IN
             DELETE FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
@@ -226,12 +227,18 @@ CREATE OR REPLACE FUNCTION pymem.erase_tenant(p_user_hash char(64)) RETURNS inte
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
 AS $$
+DECLARE
+    v_count integer := pymem.delete_chunks(p_user_hash, NULL);
 BEGIN
-    RETURN pymem.delete_chunks(p_user_hash, NULL);
+    -- In the same transaction: a copy of the rows taken before (a dump, a backup)
+    -- and put back afterwards finds no key to open under (0019).
+    PERFORM pymem.destroy_data_keys(p_user_hash);
+    RETURN v_count;
 END
 $$;
 COMMENT ON FUNCTION pymem.erase_tenant(char) IS
-    'Deletes every chunk of the tenant (its audit chain stays); returns the number deleted.';
+    'Deletes every chunk of the tenant and destroys its data keys (its audit chain stays); returns the number '
+    'of chunks deleted.';
 
 -- A row is only touched while it is still under the key it was read with, so a
 -- re-run or a concurrent rotator never re-seals twice.
@@ -263,6 +270,7 @@ BEGIN
         RAISE EXCEPTION 'rekey_chunks_v2: an id appears twice in one call' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.audit_lock_chain(p_user_hash);
+    PERFORM pymem.check_data_keys(p_user_hash, ARRAY[p_new_key_id]);
     FOR v_row IN
         SELECT u.* FROM unnest(p_ids, p_read_key_ids, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers)
                         AS u(id, read_key_id, text_cipher, meta_cipher, emb_cipher, ref_cipher)

@@ -37,6 +37,7 @@ BEGIN
     PERFORM pymem.check_aad_version(p_aad_version);
     -- Lock order: the chain head, then rows, then key_stats.
     PERFORM pymem.audit_lock_chain(p_user_hash);
+    PERFORM pymem.check_data_keys(p_user_hash, p_key_ids);
     FOR v_row IN
         SELECT u.* FROM unnest(p_ids, p_doc_ids, p_sources, p_text_ciphers, p_meta_ciphers, p_emb_ciphers,
                                p_key_ids, p_embeddings)
@@ -211,6 +212,7 @@ BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     PERFORM pymem.check_aad_version(p_aad_version);
     PERFORM pymem.audit_lock_chain(p_user_hash);
+    PERFORM pymem.check_data_keys(p_user_hash, ARRAY[p_new_key_id]);
     FOR v_row IN
         SELECT u.* FROM unnest(p_ids, p_read_key_ids, p_text_ciphers, p_meta_ciphers, p_emb_ciphers)
                         AS u(id, read_key_id, text_cipher, meta_cipher, emb_cipher)

@@ -60,7 +60,10 @@ GRANT EXECUTE ON FUNCTION
     pymem.get_chunks(char, uuid, uuid[]),
     pymem.search_chunks(char, uuid, public.vector, integer),
     pymem.search_chunks_on_standby(char, uuid, public.vector, integer),
-    pymem.export_chunks(char, uuid, integer[], uuid, integer)
+    pymem.export_chunks(char, uuid, integer[], uuid, integer),
+    pymem.data_keys_of(char),
+    pymem.live_data_keys(char),
+    pymem.create_data_key(char, integer, text, bytea, boolean)
     TO pymem_app;
 
 -- The maintainer: key rotation (which reads a tenant's rows through the same
@@ -80,7 +83,14 @@ GRANT EXECUTE ON FUNCTION
     pymem.key_usage(),
     pymem.quarantine_chunks(char, uuid[], text),
     pymem.quarantined(),
-    pymem.enter_tenant(char, bytea)
+    pymem.enter_tenant(char, bytea),
+    pymem.data_keys_of(char),
+    pymem.live_data_keys(char),
+    pymem.create_data_key(char, integer, text, bytea, boolean),
+    pymem.data_keys_to_rewrap(text, integer),
+    pymem.rewrap_data_keys(char[], bytea[], integer[], text[], text, bytea[]),
+    pymem.root_key_usage(),
+    pymem.retire_root_key(text)
     TO pymem_maintainer;
 
 -- The auditor: verification, checkpoints, key counts. No content.
@@ -90,6 +100,7 @@ GRANT EXECUTE ON FUNCTION
     pymem.audit_heads(),
     pymem.audit_row_hash(char, bigint),
     pymem.key_usage(),
+    pymem.root_key_usage(),
     pymem.quarantined()
     TO pymem_auditor;
 
