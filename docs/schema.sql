@@ -55,7 +55,7 @@ CASE phase
     WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
     ELSE (params_digest IS NULL)
 END),
-    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text]))),
+    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
@@ -119,6 +119,31 @@ ALTER TABLE ONLY pymem.context_key FORCE ROW LEVEL SECURITY;
 ALTER TABLE pymem.context_key OWNER TO pymem_owner;
 
 --
+-- Name: data_keys; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.data_keys (
+    user_hash bpchar NOT NULL,
+    version integer NOT NULL,
+    root_key text,
+    wrapped bytea,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    wrapped_at timestamp with time zone DEFAULT now() NOT NULL,
+    retired_at timestamp with time zone,
+    destroyed_at timestamp with time zone,
+    CONSTRAINT data_keys_destroyed_check CHECK ((((destroyed_at IS NULL) = (wrapped IS NOT NULL)) AND ((wrapped IS NULL) = (root_key IS NULL)))),
+    CONSTRAINT data_keys_root_key_check CHECK (((length(root_key) >= 1) AND (length(root_key) <= 2048))),
+    CONSTRAINT data_keys_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT data_keys_version_check CHECK ((version > 0)),
+    CONSTRAINT data_keys_wrapped_check CHECK (((octet_length(wrapped) >= 32) AND (octet_length(wrapped) <= 8192)))
+);
+
+ALTER TABLE ONLY pymem.data_keys FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.data_keys OWNER TO pymem_owner;
+
+--
 -- Name: encryption_keys; Type: TABLE; Schema: pymem; Owner: pymem_owner
 --
 
@@ -126,7 +151,7 @@ CREATE TABLE pymem.encryption_keys (
     key_id integer NOT NULL,
     registered_at timestamp with time zone DEFAULT now() NOT NULL,
     registered_by text DEFAULT SESSION_USER NOT NULL,
-    CONSTRAINT encryption_keys_key_id_check CHECK ((key_id > 0))
+    CONSTRAINT encryption_keys_key_id_check CHECK ((key_id <> 0))
 );
 
 ALTER TABLE ONLY pymem.encryption_keys FORCE ROW LEVEL SECURITY;
@@ -143,7 +168,7 @@ CREATE TABLE pymem.key_stats (
     user_hash bpchar NOT NULL,
     live_rows bigint DEFAULT 0 NOT NULL,
     seals bigint DEFAULT 0 NOT NULL,
-    CONSTRAINT key_stats_key_id_check CHECK ((key_id > 0)),
+    CONSTRAINT key_stats_key_id_check CHECK ((key_id <> 0)),
     CONSTRAINT key_stats_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
 
@@ -173,7 +198,7 @@ CREATE TABLE pymem.memory_chunks (
     CONSTRAINT memory_chunks_aad_version_check CHECK ((aad_version = ANY (ARRAY[1, 2]))),
     CONSTRAINT memory_chunks_doc_id_check CHECK (((length(doc_id) >= 1) AND (length(doc_id) <= 1024))),
     CONSTRAINT memory_chunks_emb_cipher_check CHECK ((octet_length(emb_cipher) >= 28)),
-    CONSTRAINT memory_chunks_key_id_check CHECK ((key_id > 0)),
+    CONSTRAINT memory_chunks_key_id_check CHECK ((key_id <> 0)),
     CONSTRAINT memory_chunks_meta_cipher_check CHECK ((octet_length(meta_cipher) >= 28)),
     CONSTRAINT memory_chunks_meta_tags_check CHECK ((cardinality(meta_tags) <= 4096)),
     CONSTRAINT memory_chunks_source_check CHECK ((length(source) <= 1024)),
@@ -207,7 +232,7 @@ CREATE TABLE pymem.quarantined_chunks (
     key_id integer NOT NULL,
     reason text NOT NULL,
     at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT quarantined_chunks_reason_check CHECK ((reason = ANY (ARRAY['does not open'::text, 'key not in the ring'::text]))),
+    CONSTRAINT quarantined_chunks_reason_check CHECK ((reason = ANY (ARRAY['does not open'::text, 'key not in the ring'::text, 'data key destroyed'::text, 'tenant erased'::text]))),
     CONSTRAINT quarantined_chunks_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
 
@@ -215,6 +240,22 @@ ALTER TABLE ONLY pymem.quarantined_chunks FORCE ROW LEVEL SECURITY;
 
 
 ALTER TABLE pymem.quarantined_chunks OWNER TO pymem_owner;
+
+--
+-- Name: root_keys; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.root_keys (
+    root_key text NOT NULL,
+    last_used_at timestamp with time zone NOT NULL,
+    retired_at timestamp with time zone,
+    CONSTRAINT root_keys_root_key_check CHECK (((length(root_key) >= 1) AND (length(root_key) <= 2048)))
+);
+
+ALTER TABLE ONLY pymem.root_keys FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.root_keys OWNER TO pymem_owner;
 
 --
 -- Name: tenant_proofs; Type: TABLE; Schema: pymem; Owner: pymem_owner
@@ -296,6 +337,13 @@ ALTER TABLE ONLY pymem.context_key
     ADD CONSTRAINT context_key_pkey PRIMARY KEY (only_row);
 
 --
+-- Name: data_keys data_keys_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.data_keys
+    ADD CONSTRAINT data_keys_pkey PRIMARY KEY (user_hash, version);
+
+--
 -- Name: encryption_keys encryption_keys_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
 --
 
@@ -324,6 +372,13 @@ ALTER TABLE ONLY pymem.quarantined_chunks
     ADD CONSTRAINT quarantined_chunks_pkey PRIMARY KEY (user_hash, chunk_id);
 
 --
+-- Name: root_keys root_keys_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.root_keys
+    ADD CONSTRAINT root_keys_pkey PRIMARY KEY (root_key);
+
+--
 -- Name: tenant_proofs tenant_proofs_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
 --
 
@@ -342,6 +397,18 @@ ALTER TABLE ONLY pymem.tuning
 --
 
 CREATE UNIQUE INDEX audit_log_intent ON pymem.audit_log USING btree (user_hash, ticket) WHERE (phase = 'intent'::text);
+
+--
+-- Name: data_keys_current; Type: INDEX; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE UNIQUE INDEX data_keys_current ON pymem.data_keys USING btree (user_hash) WHERE ((retired_at IS NULL) AND (destroyed_at IS NULL));
+
+--
+-- Name: data_keys_root_key; Type: INDEX; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE INDEX data_keys_root_key ON pymem.data_keys USING btree (root_key) WHERE (root_key IS NOT NULL);
 
 --
 -- Name: key_stats_tenant; Type: INDEX; Schema: pymem; Owner: pymem_owner
@@ -861,6 +928,18 @@ ALTER TABLE pymem.context_key ENABLE ROW LEVEL SECURITY;
 CREATE POLICY context_key_owner ON pymem.context_key TO pymem_owner USING (true) WITH CHECK (true);
 
 --
+-- Name: data_keys; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.data_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: data_keys data_keys_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY data_keys_owner ON pymem.data_keys TO pymem_owner USING (true) WITH CHECK (true);
+
+--
 -- Name: encryption_keys; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
 --
 
@@ -919,6 +998,24 @@ CREATE POLICY quarantine_owner ON pymem.quarantined_chunks TO pymem_owner USING 
 --
 
 ALTER TABLE pymem.quarantined_chunks ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: root_keys; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.root_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: root_keys root_keys_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY root_keys_owner ON pymem.root_keys TO pymem_owner USING (true) WITH CHECK (true);
+
+--
+-- Name: root_keys root_keys_readers; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY root_keys_readers ON pymem.root_keys FOR SELECT TO pymem_auditor, pymem_maintainer USING (true);
 
 --
 -- Name: memory_chunks tenant_isolation; Type: POLICY; Schema: pymem; Owner: pymem_owner
@@ -988,6 +1085,13 @@ GRANT SELECT ON TABLE pymem.audit_log_v1 TO pymem_auditor;
 
 GRANT SELECT ON TABLE pymem.encryption_keys TO pymem_maintainer;
 GRANT SELECT ON TABLE pymem.encryption_keys TO pymem_auditor;
+
+--
+-- Name: TABLE root_keys; Type: ACL; Schema: pymem; Owner: pymem_owner
+--
+
+GRANT SELECT ON TABLE pymem.root_keys TO pymem_maintainer;
+GRANT SELECT ON TABLE pymem.root_keys TO pymem_auditor;
 
 --
 -- Name: TABLE tuning; Type: ACL; Schema: pymem; Owner: pymem_owner
