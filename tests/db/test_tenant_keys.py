@@ -277,6 +277,9 @@ def test_rows_written_before_tenant_keys_keep_opening_and_rotate_key_moves_them(
     legacy_rows(url, "hana", 5)
     hana = hmac_user("hana")
     assert table(admin_url, "SELECT DISTINCT key_id FROM pymem.memory_chunks") == [(keyring().active_key_id,)]
+    with connect(url) as maintainer:  # the ring key still seals rows: its root may not be retired
+        with pytest.raises(psycopg.errors.ObjectInUse):
+            maintainer.execute("SELECT pymem.retire_root_key('local:1')")
     assert read_all(url, "hana") == [f"hana secret {i}" for i in range(5)]
     with connect(url) as conn:
         report = sync.rotate_encryption_key(conn, batch_size=2)
@@ -367,6 +370,14 @@ def test_root_rotation_rewraps_data_keys_only_resumes_and_every_row_opens_after_
     assert "unreadable" in said[0] and last_used.isoformat() in said[0]
     assert table(admin_url, "SELECT retired_at IS NOT NULL FROM pymem.root_keys WHERE root_key = 'local:1'") == [(True,)]
     assert operations(admin_url, "0" * 64)[-1] == "root_key_retire"
+    # A process still on the old root (a rolling change) wraps nothing new under it.
+    ring = dict(keys.variables)
+    keys.set(MEMORY_ENCRYPTION_KEY=os.environ["MEMORY_ENCRYPTION_OLD_KEYS"].split(":", 1)[1],
+             MEMORY_ENCRYPTION_KEY_ID="1",
+             MEMORY_ENCRYPTION_OLD_KEYS=f"2:{ring['MEMORY_ENCRYPTION_KEY']}")
+    with connect(url) as conn, pytest.raises(RootKeyUnavailable, match="retired"):
+        sync.index_memory_chunks(conn, "late-tenant", chunks("late-tenant", 1))
+    keys.set(**ring)
     # Retired: the old ring key goes, and every row still opens.
     keys.set(MEMORY_ENCRYPTION_OLD_KEYS="")
     forget_all()
