@@ -30,6 +30,9 @@ from prometheus_client import (  # noqa: E402 (after the check above)
     Info,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily  # noqa: E402
+
+from ..tenant_keys import key_metrics  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,17 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 _WINDOW = 2048
 
 
+class DataKeyMetrics:
+    """The tenant data-key cache's counters (:func:`pymem.tenant_keys.key_metrics`) as
+    Prometheus counters ``pymem_data_key_{hits,misses,unwraps,creates,provider_errors}_total``,
+    read when scraped; served beside the reranker's (``pymem serve-metrics``, :mod:`pymem.metrics_app`)."""
+
+    def collect(self):
+        for name, value in key_metrics().items():
+            yield CounterMetricFamily(f"pymem_data_key_{name}",
+                                      f"Tenant data keys in this process: {name.replace('_', ' ')}.", value=value)
+
+
 class RerankMetrics:
     """Counters and latency histograms of one reranker (thread-safe).
 
@@ -54,6 +68,7 @@ class RerankMetrics:
 
     def __init__(self, window: int = _WINDOW) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(DataKeyMetrics())
         self._latency = Histogram("rerank_latency_seconds", "End-to-end rerank call latency "
                                   "(calls that tried the cross-encoder).",
                                   buckets=LATENCY_BUCKETS, registry=self.registry)

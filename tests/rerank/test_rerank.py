@@ -734,6 +734,14 @@ class TestMetrics:
                    if s.name == "rerank_skipped_total"}
         assert skipped == {"timeout": 1.0, "error": 0.0, "circuit_open": 0.0, "model_unavailable": 0.0}
 
+    def test_the_data_key_cache_counters_are_served_as_prometheus_counters(self):
+        from pymem.tenant_keys import key_metrics
+
+        families = {f.name: f for f in text_string_to_metric_families(RerankMetrics().prometheus_text().decode())}
+        served = {name: families[f"pymem_data_key_{name}"].samples[0].value for name in key_metrics()}
+        assert set(served) == {"hits", "misses", "unwraps", "creates", "provider_errors"}
+        assert served == {name: float(value) for name, value in key_metrics().items()}
+
     def test_latency_buckets_include_budget_points(self):
         text = RerankMetrics().prometheus_text().decode()
         bounds = {s.labels["le"] for f in text_string_to_metric_families(text)
