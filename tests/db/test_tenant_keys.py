@@ -17,6 +17,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from pymem import sync
+from pymem.audit import generate_signing_key, verify_audit_log, write_checkpoint
 from pymem.chunks import ChunkInput
 from pymem.db import aconnect, connect
 from pymem.errors import KeyDestroyed, RootKeyUnavailable, WrappedKeyInvalid
@@ -415,13 +416,20 @@ def test_root_rotation_killed_mid_run_resumes_and_every_row_opens(store, keys):
 
 
 @pytest.mark.single_node
-def test_erasure_reaches_a_full_backup_once_the_root_key_that_wrapped_it_is_retired(store, keys, cluster):
+def test_erasure_reaches_a_full_backup_once_the_root_key_that_wrapped_it_is_retired(store, keys, cluster, tmp_path):
     """backup -> erase -> root rotation -> retire the old root -> restore the backup: the
     erased tenant's rows in the restored copy do not open (and, the documented trade-off,
-    nothing else in that older backup does either), while the live database serves on."""
+    nothing else in that older backup does either), while the live database serves on.
+    The restore runbook's steps are the test's: the keys the backup needs, the audit
+    verified against the checkpoint taken just before the backup."""
     admin_url, url = store
     write(url, "kim", 3)
     write(url, "lee", 3, seed=1)
+    signing, verifying = generate_signing_key()
+    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
+    checkpoint = tmp_path / "before-backup.checkpoint"
+    with psycopg.connect(admin_url) as admin:
+        assert write_checkpoint(admin, checkpoint) >= 2
     dump = subprocess.run([str(cluster.bin_dir / "pg_dump"), "--format=custom", admin_url],
                           check=True, capture_output=True).stdout
     with connect(url) as conn:
@@ -436,15 +444,18 @@ def test_erasure_reaches_a_full_backup_once_the_root_key_that_wrapped_it_is_reti
         cluster.fresh_database(restored, migrate=False)
         subprocess.run([str(cluster.bin_dir / "pg_restore"), "--dbname", cluster.url(restored)],
                        input=dump, check=True, capture_output=True)
-        return cluster.url(restored, user="pymem_test_ops")
+        return restored
     # Retired, not yet destroyed: the backup restores whole, the erased tenant included
     # (the runbook: erase again after restoring). This is the retention window.
-    with connect(restore()) as conn:
+    in_window = restore()
+    with psycopg.connect(cluster.url(in_window)) as restored_admin:
+        assert verify_audit_log(restored_admin, checkpoint=checkpoint) == []  # the chains the backup holds
+    with connect(cluster.url(in_window, user="pymem_test_ops")) as conn:
         assert len(sync.list_memory_chunks(conn, "kim").hits) == 3
     keys.set(MEMORY_ENCRYPTION_OLD_KEYS="")  # destroyed where it was kept
     forget_all()
-    restored_url = restore()
-    restored = psycopg.conninfo.conninfo_to_dict(restored_url)["dbname"]
+    restored = restore()
+    restored_url = cluster.url(restored, user="pymem_test_ops")
     assert table(cluster.url(restored), "SELECT count(*) FROM pymem.memory_chunks WHERE user_hash = %s",
                  (hmac_user("kim"),)) == [(3,)]
     for user in ("kim", "lee"):
