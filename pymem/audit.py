@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .audit_chain import verify_chains
+from .audit_chain import OnRow, verify_chains
 from .config import key_material
 
 CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
@@ -76,7 +76,8 @@ def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
-def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None) -> list[AuditProblem]:
+def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None, *,
+                     on_row: OnRow | None = None) -> list[AuditProblem]:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
     One pass over the log, in one transaction, calling no function of pymem's (see
@@ -87,6 +88,7 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
         checkpoint: a file written by :func:`write_checkpoint`.
+        on_row: called with each row the walk recomputes (see :func:`pymem.audit_chain.verify_chains`).
 
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under
@@ -94,7 +96,7 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
     """
     heads = _read_checkpoint(checkpoint)["heads"] if checkpoint is not None else []
     with as_auditor(conn):
-        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads))
+        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row)
     problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
     for user_hash, chain_pos, row_hash in heads:
         now = walk.hashes.get((user_hash, chain_pos))

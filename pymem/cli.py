@@ -197,14 +197,19 @@ def _print_usage(usage) -> None:
 
 
 def _cmd_rotate_root_key(args) -> int:
-    from .db import aconnect
-    from .root_rotation import rotate_root_key
+    from .db import aconnect, connect
+    from .root_rotation import destroyed_data_keys, rotate_root_key
+
+    destroyed = None
+    if args.checkpoint:
+        with connect() as conn:
+            destroyed = destroyed_data_keys(conn, args.checkpoint)
 
     async def run():
         conn = await aconnect()
         try:
             return await rotate_root_key(conn, batch_size=args.batch_size, max_keys_per_second=args.max_keys_per_second,
-                                         progress=not args.no_progress and progress_available())
+                                         progress=not args.no_progress and progress_available(), destroyed=destroyed)
         finally:
             await conn.close()
 
@@ -431,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     rewrap.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
     rewrap.add_argument("--max-keys-per-second", type=float, default=None,
                         help="rate limit (a KMS's request quota)")
+    rewrap.add_argument("--checkpoint", metavar="FILE",
+                        help="a signed audit checkpoint (pymem audit-checkpoint): the chains are verified against it"
+                             " and no data key they record as destroyed is re-wrapped (needs pymem_auditor too)")
     rewrap.add_argument("--no-progress", action="store_true")
     rewrap.set_defaults(func=_cmd_rotate_root_key)
     sub.add_parser("root-keys", help="root keys with the data keys under each, and retirements"

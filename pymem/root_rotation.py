@@ -24,13 +24,17 @@ Retiring the old root key (``pymem retire-root-key REF``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import psycopg
 
+from .audit import verify_audit_log
 from .connections import borrowing
+from .errors import KeyDestroyed
 from .extras import progress_bar
 from .pins import autocommit
 from .root_keys import KeyContext, provider, provider_of
@@ -82,10 +86,37 @@ def _rewrapped(rows: list[tuple], new_root: str) -> list[bytes]:
     return out
 
 
+def destroyed_data_keys(conn: psycopg.Connection, checkpoint: str | Path) -> dict[str, set[int]]:
+    """The data key versions erasure destroyed, per tenant, from the audit chains
+    recomputed here and checked against a signed checkpoint (revision 0019's
+    ``key_destroy`` rows name them): what the database cannot make live again unseen.
+
+    Args:
+        conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
+        checkpoint: a file written by ``pymem audit-checkpoint``, taken after the
+            erasures it is to protect (``PYMEM_AUDIT_VERIFY_KEY`` verifies it).
+
+    Raises:
+        ValueError: the log does not verify against the checkpoint, or the checkpoint
+            is not one; nothing may be re-wrapped on such a log.
+    """
+    destroyed: dict[str, set[int]] = {}
+
+    def on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count) -> None:
+        if operation == "key_destroy":
+            destroyed.setdefault(user_hash, set()).update(uuid.UUID(str(i)).int for i in chunk_ids or ())
+
+    problems = verify_audit_log(conn, checkpoint, on_row=on_row)
+    if problems:
+        raise ValueError(f"the audit log does not verify against the checkpoint ({len(problems)} problems;"
+                         " pymem audit-verify names them): no data key is re-wrapped on it")
+    return destroyed
+
+
 @borrowing
 async def rotate_root_key(conn: psycopg.AsyncConnection, *, batch_size: int = 500, progress: bool = False,
-                          max_batches: int | None = None,
-                          max_keys_per_second: float | None = None) -> RootRotationReport:
+                          max_batches: int | None = None, max_keys_per_second: float | None = None,
+                          destroyed: Mapping[str, set[int]] | None = None) -> RootRotationReport:
     """Re-wrap every data key not under the current root key with it.
 
     Args:
@@ -95,20 +126,23 @@ async def rotate_root_key(conn: psycopg.AsyncConnection, *, batch_size: int = 50
         max_batches: stop after this many batches (None: when none is left); a later
             run resumes.
         max_keys_per_second: rate limit, to stay inside a KMS's request quota (None: unlimited).
+        destroyed: :func:`destroyed_data_keys`: a data key listed there that the database has
+            live again (put back from a backup) stops the run before it is re-wrapped.
 
     Raises:
         RootKeyUnavailable: the old or the new root key cannot be used; what was done stays.
         WrappedKeyInvalid: a wrapped key was changed in the database; the run stops there.
+        KeyDestroyed: a key ``destroyed`` lists is live in the database; the run stops there.
     """
     if not 1 <= batch_size <= 10_000:
         raise ValueError("batch_size must be between 1 and 10000")
     throttle = RateLimit(max_keys_per_second)
     async with autocommit(conn):  # each batch commits on its own, whatever the connection's mode
-        return await _rotate(conn, batch_size, progress, max_batches, throttle)
+        return await _rotate(conn, batch_size, progress, max_batches, throttle, destroyed or {})
 
 
-async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool,
-                  max_batches: int | None, throttle: RateLimit) -> RootRotationReport:
+async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool, max_batches: int | None,
+                  throttle: RateLimit, destroyed: Mapping[str, set[int]]) -> RootRotationReport:
     new_root = provider().current()
     total = sum(u.data_keys for u in await root_key_usage(conn) if u.root_key != new_root)
     bar = progress_bar(total, enabled=progress, unit="key", desc="re-wrapping")
@@ -118,6 +152,11 @@ async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool
         rows = await cursor.fetchall()
         if not rows:
             break
+        revived = [(h.strip(), v) for h, v, _, _ in rows if v in destroyed.get(h.strip(), ())]
+        if revived:
+            raise KeyDestroyed(f"{len(revived)} data keys the audit chain records as destroyed are live in the"
+                               f" database (tenant {revived[0][0][:12]}..., version {revived[0][1]}): put back from a"
+                               " copy; nothing was re-wrapped in this batch")
         wrapped = await run_provider(_rewrapped, rows, new_root)
         async with conn.transaction():
             proofs = [keyring().tenant_proof(r[0].strip()) for r in rows]  # only the keys make them

@@ -22,6 +22,7 @@ from pymem.chunks import ChunkInput
 from pymem.db import aconnect, connect
 from pymem.errors import KeyDestroyed, RootKeyUnavailable, WrappedKeyInvalid
 from pymem.root_keys import LocalRootKeys, register_provider, reset_providers
+from pymem.root_rotation import destroyed_data_keys
 from pymem.security import chunk_aad, generate_key, hmac_user, keyring, open_sealed
 from pymem.tenant import tenant_transaction
 from pymem.tenant_keys import forget_all, key_metrics
@@ -384,6 +385,39 @@ def test_root_rotation_rewraps_data_keys_only_resumes_and_every_row_opens_after_
     forget_all()
     for n, user in enumerate(users):
         assert read_all(url, user) == [f"{user} secret {i}" for i in range(2)]
+
+
+def test_a_root_rotation_on_a_checkpoint_refuses_a_destroyed_key_a_superuser_put_back(store, keys, cluster,
+                                                                                      tmp_path):
+    """E2: a superuser keeps an erased tenant's wrapped key from a backup and puts it back as
+    live before a root rotation, to have it re-wrapped under the new root. With the chains
+    verified against a checkpoint taken after the erasure, the rotator knows the version
+    was destroyed and stops before re-wrapping anything."""
+    admin_url, url = store
+    write(url, "vera", 2)
+    write(url, "walt", 2, seed=1)
+    vera = hmac_user("vera")
+    [(root, wrapped)] = table(admin_url, "SELECT root_key, wrapped FROM pymem.data_keys WHERE user_hash = %s",
+                              (vera,))
+    with connect(url) as conn:
+        sync.erase_user(conn, "vera")
+    signing, verifying = generate_signing_key()
+    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
+    checkpoint = tmp_path / "after-erasure.checkpoint"
+    with psycopg.connect(admin_url) as admin:
+        write_checkpoint(admin, checkpoint)
+    with psycopg.connect(admin_url) as admin:  # the attack: the destroyed key, live again
+        admin.execute("UPDATE pymem.data_keys SET wrapped = %s, root_key = %s, destroyed_at = NULL"
+                      " WHERE user_hash = %s AND version = 1", (wrapped, root, vera))
+    new_root(keys, 2)
+    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    cluster.login_role("pymem_test_rotator", ["pymem_app", "pymem_maintainer", "pymem_auditor"])
+    with connect(cluster.url(dbname, user="pymem_test_rotator")) as conn:
+        destroyed = destroyed_data_keys(conn, checkpoint)
+        assert destroyed[vera] == {1}
+        with pytest.raises(KeyDestroyed, match="put back"):
+            sync.rotate_root_key(conn, destroyed=destroyed)
+    assert table(admin_url, "SELECT root_key FROM pymem.data_keys WHERE user_hash = %s", (vera,)) == [(root,)]
 
 
 def test_root_rotation_killed_mid_run_resumes_and_every_row_opens(store, keys):

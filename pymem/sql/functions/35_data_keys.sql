@@ -7,6 +7,15 @@
 --
 -- Lock order, as for every writer: the tenant's chain head first, then its rows.
 
+-- A data key's version where an audit row names ids: the UUID whose 128-bit value is the
+-- version (key_create and key_destroy rows name theirs; pymem.root_rotation reads them).
+CREATE OR REPLACE FUNCTION pymem.data_key_event_id(p_version integer) RETURNS uuid
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN lpad(to_hex(p_version), 32, '0')::uuid;
+COMMENT ON FUNCTION pymem.data_key_event_id(integer) IS
+    'The UUID with the value of a data key version, as key_create and key_destroy audit rows name it.';
+
 -- The tenant's data keys, oldest first; a destroyed one with no wrapped bytes. Its
 -- caller is about to unwrap them: recorded as a 'key_unwrap'.
 CREATE OR REPLACE FUNCTION pymem.data_keys_of(p_user_hash char(64))
@@ -95,7 +104,8 @@ BEGIN
     -- tenant's worker and runs there only statements whose tenant it can read off them.
     INSERT INTO pymem.data_keys (user_hash, version, root_key, wrapped, created_at, wrapped_at)
     VALUES (p_user_hash, p_version, p_root_key, p_wrapped, v_now, v_now);
-    PERFORM pymem.audit_append(p_user_hash, 'key_create', 'write', NULL, NULL, '{}');
+    PERFORM pymem.audit_append(p_user_hash, 'key_create', 'write', NULL, NULL,
+                               ARRAY[pymem.data_key_event_id(p_version)]);
     RETURN QUERY SELECT p_version, p_root_key, p_wrapped;
 END
 $$;
@@ -157,15 +167,20 @@ CREATE OR REPLACE FUNCTION pymem.destroy_data_keys(p_user_hash char(64)) RETURNS
     SET row_security = on
 AS $$
 DECLARE
-    v_count integer;
-    v_known bigint;
-    v_now   timestamptz := now();
+    v_versions integer[] := '{}';
+    v_known    bigint;
+    v_now      timestamptz := now();
+    v_row      record;
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     PERFORM pymem.audit_lock_chain(p_user_hash);
-    UPDATE pymem.data_keys k SET wrapped = NULL, root_key = NULL, destroyed_at = v_now
-     WHERE k.user_hash = p_user_hash AND k.destroyed_at IS NULL;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
+    FOR v_row IN
+        UPDATE pymem.data_keys k SET wrapped = NULL, root_key = NULL, destroyed_at = v_now
+         WHERE k.user_hash = p_user_hash AND k.destroyed_at IS NULL
+        RETURNING k.version
+    LOOP
+        v_versions := v_versions || v_row.version;
+    END LOOP;
     -- A tenant with no data key yet (rows only under ring keys, written before 0019)
     -- gets a destroyed one too: the erasure is then on record where the key rotator
     -- looks, and rows of it put back are quarantined, not re-sealed under a new key.
@@ -175,12 +190,15 @@ BEGIN
     IF v_known = 0 THEN
         INSERT INTO pymem.data_keys (user_hash, version, created_at, wrapped_at, destroyed_at)
         VALUES (p_user_hash, 1, v_now, v_now, v_now);
-        v_count := 1;
+        v_versions := ARRAY[1];
     END IF;
-    IF v_count > 0 THEN
-        PERFORM pymem.audit_append(p_user_hash, 'key_destroy', 'write', NULL, NULL, '{}');
+    IF cardinality(v_versions) > 0 THEN
+        -- The versions, in the chain: a key rotator that verifies the chain against a
+        -- signed checkpoint then knows them for destroyed, whatever the table says later.
+        PERFORM pymem.audit_append(p_user_hash, 'key_destroy', 'write', NULL, NULL,
+                                   ARRAY(SELECT pymem.data_key_event_id(v) FROM unnest(v_versions) AS v ORDER BY v));
     END IF;
-    RETURN v_count;
+    RETURN cardinality(v_versions);
 END
 $$;
 COMMENT ON FUNCTION pymem.destroy_data_keys(char) IS

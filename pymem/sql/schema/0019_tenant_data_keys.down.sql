@@ -31,6 +31,7 @@ DROP FUNCTION IF EXISTS pymem.live_data_keys(char);
 DROP FUNCTION IF EXISTS pymem.create_data_key(char, integer, text, bytea, boolean);
 DROP FUNCTION IF EXISTS pymem.destroy_data_keys(char);
 DROP FUNCTION IF EXISTS pymem.check_data_keys(char, integer[]);
+DROP FUNCTION IF EXISTS pymem.data_key_event_id(integer);
 DROP FUNCTION IF EXISTS pymem.check_root_key_in_use(text);
 DROP FUNCTION IF EXISTS pymem.warn_seals(integer, bigint, bigint);
 DROP FUNCTION IF EXISTS pymem.data_keys_to_rewrap(text, integer);
