@@ -67,6 +67,11 @@ class KeyContext:
         """The same binding as a KMS encryption context."""
         return {"pymem": "data-key-v1", "tenant": self.user_hash, "version": str(self.version)}
 
+    def not_authentic(self) -> WrappedKeyInvalid:
+        """The error of a wrapped key that does not unwrap for this context (never naming a key byte)."""
+        return WrappedKeyInvalid(f"a data key of tenant {self.user_hash[:12]}... (version {self.version}) does not"
+                                 " unwrap under its root key: it was changed or moved")
+
 
 class RootKeyProvider(abc.ABC):
     """Wraps and unwraps data keys under root keys that it keeps.
@@ -142,8 +147,7 @@ class LocalRootKeys(RootKeyProvider):
         try:
             return open_with(aead, wrapped, context.aad())
         except InvalidTag:
-            raise WrappedKeyInvalid(f"a data key of tenant {context.user_hash[:12]}... (version {context.version})"
-                                    " does not unwrap under its root key: it was changed or moved") from None
+            raise context.not_authentic() from None
 
 
 _FACTORIES: dict[str, Callable[[], RootKeyProvider]] = {"local": LocalRootKeys}

@@ -22,7 +22,7 @@ server, which implements the same API, encryption context included.
 from __future__ import annotations
 
 from .config import root_key_settings
-from .errors import ConfigurationError, RootKeyUnavailable, WrappedKeyInvalid
+from .errors import ConfigurationError, RootKeyUnavailable
 from .extras import require
 from .root_keys import KeyContext, RootKeyProvider
 
@@ -91,6 +91,5 @@ class AwsKmsRootKeys(RootKeyProvider):
         used = "" if answer is None else answer.get("KeyId", "")
         name = self._name_of(root_key)
         if answer is None or len(answer["Plaintext"]) != 32 or not (used == name or used.endswith("/" + name)):
-            raise WrappedKeyInvalid(f"a data key of tenant {context.user_hash[:12]}... (version {context.version})"
-                                    " does not unwrap under its root key: it was changed or moved")
+            raise context.not_authentic()
         return answer["Plaintext"]

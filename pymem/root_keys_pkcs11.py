@@ -22,7 +22,7 @@ import os
 import threading
 
 from .config import root_key_settings
-from .errors import ConfigurationError, RootKeyUnavailable, WrappedKeyInvalid
+from .errors import ConfigurationError, RootKeyUnavailable
 from .extras import require
 from .root_keys import KeyContext, RootKeyProvider
 
@@ -120,6 +120,5 @@ class Pkcs11RootKeys(RootKeyProvider):
         except _NOT_AUTHENTIC:
             data_key = None
         if data_key is None or len(data_key) != 32:
-            raise WrappedKeyInvalid(f"a data key of tenant {context.user_hash[:12]}... (version {context.version})"
-                                    " does not unwrap under its root key: it was changed or moved")
+            raise context.not_authentic()
         return bytes(data_key)

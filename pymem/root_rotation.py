@@ -38,7 +38,7 @@ from .errors import KeyDestroyed
 from .extras import progress_bar
 from .pins import autocommit
 from .root_keys import KeyContext, provider, provider_of
-from .rotation import RateLimit, key_usage
+from .rotation import RateLimit
 from .security import keyring
 from .tenant_keys import run_provider
 
@@ -171,13 +171,6 @@ async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool
     return RootRotationReport(new_root, rewrapped, batches)
 
 
-def _ring_key_id(root_key: str) -> int | None:
-    try:
-        return int(root_key.removeprefix("local:"))
-    except ValueError:
-        return None
-
-
 @borrowing
 async def retire_root_key(conn: psycopg.AsyncConnection, root_key: str,
                           confirm: Callable[[str], bool]) -> datetime | None:
@@ -192,24 +185,25 @@ async def retire_root_key(conn: psycopg.AsyncConnection, root_key: str,
     Raises:
         ValueError: it is the current root key, data keys are still under it (or, for a
             ``local:`` root, rows under the ring key it is made from), or no data key was
-            ever moved off it.
+            ever moved off it (the database's checks, made before ``confirm`` is asked).
     """
     if root_key == provider().current():
         raise ValueError(f"{root_key!r} is the current root key: rotate to another one first")
-    usage = {u.root_key: u for u in await root_key_usage(conn)}.get(root_key)
-    if usage is None:
-        raise ValueError(f"no data key was ever moved off {root_key!r}: nothing to retire")
-    if usage.data_keys:
-        raise ValueError(f"{usage.data_keys} data keys of {usage.tenants} tenants are still under {root_key!r}:"
-                         " run pymem rotate-root-key first")
-    if root_key.startswith("local:") and any(u.key_id == _ring_key_id(root_key) and u.live_rows
-                                             for u in await key_usage(conn)):
-        raise ValueError(f"rows are still sealed under ring key {root_key[6:]}, which {root_key!r} is made from:"
-                         " run pymem rotate-key first")
-    if not confirm(f"Retiring {root_key} makes every backup taken before {usage.last_used_at.isoformat()} unreadable"
-                   " once the key is destroyed where it is kept: their data keys are wrapped under it alone."
-                   " Keep it as long as you must be able to restore those backups."):
-        return None
-    async with autocommit(conn), conn.transaction():
-        cursor = await conn.execute("SELECT pymem.retire_root_key(%s::pg_catalog.text)", (root_key,))
-        return (await cursor.fetchone())[0]
+    agreed = False
+    async with autocommit(conn):
+        try:
+            async with conn.transaction():
+                # pymem.retire_root_key makes every check and returns the date confirm needs;
+                # the retirement commits only once confirm agreed.
+                cursor = await conn.execute("SELECT pymem.retire_root_key(%s::pg_catalog.text)", (root_key,))
+                last_used = (await cursor.fetchone())[0]
+                agreed = confirm(f"Retiring {root_key} makes every backup taken before {last_used.isoformat()}"
+                                 " unreadable once the key is destroyed where it is kept: their data keys are"
+                                 " wrapped under it alone. Keep it as long as you must be able to restore those"
+                                 " backups.")
+                if not agreed:
+                    raise psycopg.Rollback()
+        except (psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject) as refused:
+            raise ValueError(f"{root_key!r} is not retired: {refused.diag.message_primary}"
+                             f" ({refused.diag.message_hint or 'pymem root-keys lists the root keys'})") from None
+    return last_used if agreed else None

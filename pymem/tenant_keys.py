@@ -185,8 +185,7 @@ def _unwrap_all(user_hash: str, rows: list[tuple]) -> TenantKeys:
         context = KeyContext(user_hash, version)
         data_key = provider_of(root_key).unwrap(root_key, bytes(wrapped), context)
         if len(data_key) != DATA_KEY_BYTES:
-            raise WrappedKeyInvalid(f"a data key of tenant {user_hash[:12]}... (version {version}) unwraps to"
-                                    " something that is no AES-256 key")
+            raise context.not_authentic()
         aeads[version] = AESGCM(data_key)
         if is_current:
             current = version

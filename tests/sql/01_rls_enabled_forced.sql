@@ -2,7 +2,7 @@
 -- the non-superuser pymem_owner, and the app role cannot bypass RLS.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(9);
+SELECT plan(11);
 
 SELECT ok((SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p')) >= 2,
@@ -20,6 +20,10 @@ SELECT is_empty($$SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid 
 SELECT policies_are('pymem', 'memory_chunks', ARRAY['tenant_isolation'], 'memory_chunks has exactly the tenant policy');
 SELECT policy_roles_are('pymem', 'memory_chunks', 'tenant_isolation', ARRAY['pymem_app', 'pymem_owner'],
                         'the tenant policy binds the app and the definer (owner)');
+-- Tenant data keys (0019): the owner's definer functions alone reach them, none of the app's roles.
+SELECT policies_are('pymem', 'data_keys', ARRAY['data_keys_owner'], 'data_keys has the owner''s policy only');
+SELECT policy_roles_are('pymem', 'data_keys', 'data_keys_owner', ARRAY['pymem_owner'],
+                        'the data_keys policy binds the definer (owner) alone');
 SELECT ok(NOT rolsuper AND NOT rolbypassrls, 'pymem_owner is neither superuser nor BYPASSRLS')
   FROM pg_roles WHERE rolname = 'pymem_owner';
 SELECT ok(NOT rolsuper AND NOT rolbypassrls AND NOT rolcanlogin, 'pymem_app is NOLOGIN, NOSUPERUSER, NOBYPASSRLS')

@@ -313,7 +313,7 @@ BEGIN
     -- Locked first: a data key made under it meanwhile waits, then is refused.
     PERFORM 1 FROM pymem.root_keys r WHERE r.root_key = p_root_key FOR UPDATE;
     IF EXISTS (SELECT 1 FROM pymem.data_keys k WHERE k.root_key = p_root_key) THEN
-        RAISE EXCEPTION 'retire_root_key: data keys are still wrapped under this root key'
+        RAISE EXCEPTION 'retire_root_key: data keys are still under this root key'
             USING ERRCODE = 'object_in_use', HINT = 'pymem rotate-root-key re-wraps them under the current one';
     END IF;
     -- A local root is made from a ring key, which also opens the rows written before 0019.
@@ -327,7 +327,7 @@ BEGIN
      WHERE r.root_key = p_root_key RETURNING r.last_used_at INTO v_last;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'retire_root_key: no data key was ever moved off this root key'
-            USING ERRCODE = 'undefined_object';
+            USING ERRCODE = 'undefined_object', HINT = 'nothing to retire';
     END IF;
     PERFORM pymem.audit_append(pymem.no_tenant(), 'root_key_retire', 'write', NULL, NULL, '{}');
     RETURN v_last;
