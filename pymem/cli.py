@@ -436,9 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     rewrap.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
     rewrap.add_argument("--max-keys-per-second", type=float, default=None,
                         help="rate limit (a KMS's request quota)")
-    rewrap.add_argument("--checkpoint", metavar="FILE",
-                        help="a signed audit checkpoint (pymem audit-checkpoint): the chains are verified against it"
-                             " and no data key they record as destroyed is re-wrapped (needs pymem_auditor too)")
+    # One of the two, never a silent default: without a checkpoint the rotation trusts the
+    # table, and a destroyed key a superuser put back would be re-wrapped (threat model E2).
+    verified = rewrap.add_mutually_exclusive_group(required=True)
+    verified.add_argument("--checkpoint", metavar="FILE",
+                          help="a signed audit checkpoint (pymem audit-checkpoint): the chains are verified against it"
+                               " and no data key they record as destroyed is re-wrapped (needs pymem_auditor too)")
+    verified.add_argument("--unverified", action="store_true",
+                          help="trust the table: a destroyed data key put back from a backup is re-wrapped too")
     rewrap.add_argument("--no-progress", action="store_true")
     rewrap.set_defaults(func=_cmd_rotate_root_key)
     sub.add_parser("root-keys", help="root keys with the data keys under each, and retirements"

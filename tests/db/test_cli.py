@@ -218,6 +218,19 @@ def test_distribute_refuses_a_login_that_is_no_superuser(cluster, cli_db, monkey
     assert "needs a superuser" in capsys.readouterr().err
 
 
+def test_rotate_root_key_refuses_to_trust_the_table_unless_told(capsys):
+    """Threat model E2: a rotation re-wraps every live data key the table lists, a destroyed one
+    a superuser put back included, unless a signed checkpoint says which were destroyed. The
+    operator chooses, by name; nothing is connected to or re-wrapped before."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["rotate-root-key"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "--unverified" in err
+    with pytest.raises(SystemExit):
+        main(["rotate-root-key", "--checkpoint", "c.json", "--unverified"])
+
+
 def test_distribute_checks_the_shard_count():
     from pymem.distribute import distribute
 

@@ -426,7 +426,7 @@ def test_root_rotation_killed_mid_run_resumes_and_every_row_opens(store, keys):
     for n, user in enumerate(users):
         write(url, user, 1, seed=n)
     new_root(keys, 2)
-    command = [sys.executable, "-m", "pymem", "rotate-root-key", "--batch-size", "2", "--no-progress"]
+    command = [sys.executable, "-m", "pymem", "rotate-root-key", "--unverified", "--batch-size", "2", "--no-progress"]
     env = {**os.environ, "PYMEM_DATABASE_URL": url}
 
     def moved() -> int:
