@@ -28,7 +28,7 @@ import numpy as np
 
 from .blind_index import TenantIndex, check_external_id
 from .errors import TamperedRow
-from .security import EmbeddingMismatch, chunk_aad, open_with, seal_with
+from .security import EmbeddingMismatch, chunk_aad
 from .tenant_keys import TenantKeys
 
 # doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
@@ -194,10 +194,8 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
         external_id = check_external_id(chunk.id)
         row_id, ref = index.row_id(external_id), external_id.encode("utf-8")
 
-    aead = keys.aead(key_id)
-
     def sealed(data: bytes, field: str) -> bytes:
-        return seal_with(aead, data, _field_aad(user_hash, row_id, field, doc_id, source, 2))
+        return keys.seal(key_id, data, _field_aad(user_hash, row_id, field, doc_id, source, 2))
 
     return SealedRow(id=row_id, doc_id=doc_id, source=source, text_cipher=sealed(text, "text"),
                      meta_cipher=sealed(meta, "meta"), emb_cipher=sealed(embedding.tobytes(), "emb"),
@@ -224,10 +222,8 @@ def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:
     """
     row_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher = row[:10]
 
-    aead = keys.aead(key_id)
-
     def opened(blob: bytes, field: str) -> bytes:
-        return open_with(aead, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version))
+        return keys.open(key_id, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version))
 
     sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
     if not np.array_equal(sealed_embedding, as_float32(embedding)):

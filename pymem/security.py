@@ -52,7 +52,6 @@ __all__ = [
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
-TAG_BYTES = 16
 AAD_VERSION = 2  # what new rows are sealed with; rows store theirs (memory_chunks.aad_version)
 
 
@@ -323,9 +322,10 @@ def open_with(aead: AESGCM, blob: bytes, aad: bytes = b"") -> bytes:
     Raises:
         InvalidTag: as :func:`open_sealed`.
     """
-    if len(blob) < NONCE_BYTES + TAG_BYTES:
-        raise InvalidTag()
-    return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    try:
+        return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except ValueError:  # shorter than a nonce; a blob too short for its tag raises InvalidTag itself
+        raise InvalidTag() from None
 
 
 def chunk_aad(user_hash: str, chunk_id: str, field: str, labels: tuple[str, str] | None = None) -> bytes:

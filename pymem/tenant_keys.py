@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 
 import psycopg
 from cachetools import TTLCache
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .config import get_settings
 from .connections import connection_key
 from .errors import KeyDestroyed, RootKeyUnavailable, WrappedKeyInvalid
 from .root_keys import DATA_KEY_BYTES, KeyContext, new_data_key, provider, provider_of
-from .security import keyring
+from .security import NONCE_BYTES, keyring, seal_with
 from .pins import pinned_transaction
 from .tenant import tenant_transaction
 
@@ -62,7 +63,7 @@ def data_key_id(version: int) -> int:
     return -version
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, slots=True)
 class TenantKeys:
     """One tenant's unwrapped data keys, as one load found them.
 
@@ -76,6 +77,41 @@ class TenantKeys:
     known: int
     destroyed: frozenset[int] = frozenset()
     _aeads: Mapping[int, AESGCM] = field(default_factory=dict)
+    _by_key_id: Mapping[int, AESGCM] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # By the rows' key_id (-version): open() then finds a data key with one dict lookup.
+        object.__setattr__(self, "_by_key_id", {data_key_id(v): aead for v, aead in self._aeads.items()})
+
+    def seal(self, key_id: int, plaintext: bytes, aad: bytes) -> bytes:
+        """Seal ``plaintext`` under the key ``key_id`` names, in :func:`pymem.security.seal`'s layout.
+
+        Raises:
+            KeyDestroyed, UnknownKeyId: as :meth:`aead`.
+        """
+        try:
+            aead = self._by_key_id[key_id]
+        except KeyError:  # a ring key (rows before 0019), or a version that raises
+            aead = self.aead(key_id)
+        return seal_with(aead, plaintext, aad)
+
+    def open(self, key_id: int, blob: bytes, aad: bytes) -> bytes:
+        """Open a blob sealed under the key ``key_id`` names (:func:`pymem.security.open_with`).
+
+        Raises:
+            InvalidTag: as :func:`pymem.security.open_sealed`.
+            KeyDestroyed, UnknownKeyId: as :meth:`aead`.
+        """
+        try:
+            aead = self._by_key_id[key_id]
+        except KeyError:  # a ring key (rows before 0019), or a version that raises
+            aead = self.aead(key_id)
+        # open_with's body, inlined: this runs for every sealed field of every row read, and
+        # one more Python call is a tenth of the time AES-GCM takes to open 1 KiB.
+        try:
+            return aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        except ValueError:  # shorter than a nonce: a truncated blob, which fails like any other
+            raise InvalidTag() from None
 
     def aead(self, key_id: int) -> AESGCM:
         """The AES-GCM key a row's ``key_id`` names: a ring key (> 0) or a data key (< 0).

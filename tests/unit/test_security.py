@@ -262,3 +262,22 @@ class TestKnownAnswers:
         assert open_sealed(blob, bytes.fromhex(kat["aad"])) == bytes.fromhex(kat["plaintext"])
         monkeypatch.undo()
         reload_keys()
+
+
+def test_a_tenants_data_key_opens_only_whole_blobs_under_its_own_version():
+    """TenantKeys.open inlines open_with (it runs for every sealed field): the same failures."""
+    from pymem.errors import KeyDestroyed
+    from pymem.tenant_keys import TenantKeys
+
+    keys = TenantKeys("a" * 64, 2, 3, frozenset({1}), {2: AESGCM(os.urandom(32)), 3: AESGCM(os.urandom(32))})
+    blob = keys.seal(-2, b"sample plaintext", b"aad")
+    assert keys.open(-2, blob, b"aad") == b"sample plaintext"
+    for length in range(len(blob)):
+        with pytest.raises(InvalidTag):
+            keys.open(-2, blob[:length], b"aad")
+    with pytest.raises(InvalidTag):
+        keys.open(-3, blob, b"aad")  # another live version of the same tenant
+    with pytest.raises(KeyDestroyed, match="destroyed"):
+        keys.open(-1, blob, b"aad")
+    with pytest.raises(KeyDestroyed, match="no record"):
+        keys.open(-4, blob, b"aad")
