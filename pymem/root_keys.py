@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ __all__ = ["KeyContext", "LocalRootKeys", "RootKeyProvider", "provider", "provid
            "reset_providers"]
 
 DATA_KEY_BYTES = 32
+_TENANT_HASH = re.compile(r"[0-9a-f]{64}")
+_MAX_VERSION = 2**31 - 1  # memory_chunks.key_id (int4) names a data key as -version
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,14 @@ class KeyContext:
 
     user_hash: str
     version: int
+
+    def __post_init__(self) -> None:
+        # Both come from the database, which is checked, not trusted: a version that is not an
+        # int (a replaced function returning 1.4 or '1') formats as another one in the AAD
+        # below, and no longer equals the version an erasure recorded as destroyed.
+        if (type(self.user_hash) is not str or not _TENANT_HASH.fullmatch(self.user_hash)
+                or type(self.version) is not int or not 1 <= self.version <= _MAX_VERSION):
+            raise WrappedKeyInvalid("the database named a data key by a tenant hash or a version that is not one")
 
     def aad(self) -> bytes:
         """``pymem:data-key:v1|<user_hash>|<version>``: the associated data of a wrap."""

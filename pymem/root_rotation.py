@@ -34,6 +34,7 @@ import psycopg
 
 from .audit import verify_audit_log
 from .connections import borrowing
+from .doctor import check_schema
 from .errors import KeyDestroyed
 from .extras import progress_bar
 from .pins import autocommit
@@ -97,9 +98,16 @@ def destroyed_data_keys(conn: psycopg.Connection, checkpoint: str | Path) -> dic
             erasures it is to protect (``PYMEM_AUDIT_VERIFY_KEY`` verifies it).
 
     Raises:
-        ValueError: the log does not verify against the checkpoint, or the checkpoint
-            is not one; nothing may be re-wrapped on such a log.
+        ValueError: no checkpoint named; the database is not at this pymem's revision or
+            runs functions other than the ones it ships (the list of keys to re-wrap comes
+            from one); the log does not verify against the checkpoint, or the checkpoint
+            is not one. Nothing may be re-wrapped then.
     """
+    if not checkpoint:
+        raise ValueError("a checkpoint file is needed (pymem audit-checkpoint --out FILE)")
+    for finding in check_schema(conn):
+        if finding.check in ("schema revision", "function definitions") and not finding.ok:
+            raise ValueError(f"{finding.check}: {finding.detail}; no data key is re-wrapped on such a database")
     destroyed: dict[str, set[int]] = {}
 
     def on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count) -> None:
@@ -152,11 +160,12 @@ async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool
         rows = await cursor.fetchall()
         if not rows:
             break
-        revived = [(h.strip(), v) for h, v, _, _ in rows if v in destroyed.get(h.strip(), ())]
+        contexts = [KeyContext(h.strip() if type(h) is str else h, v) for h, v, _, _ in rows]  # checked types
+        revived = [c for c in contexts if c.version in destroyed.get(c.user_hash, ())]
         if revived:
             raise KeyDestroyed(f"{len(revived)} data keys the audit chain records as destroyed are live in the"
-                               f" database (tenant {revived[0][0][:12]}..., version {revived[0][1]}): put back from a"
-                               " copy; nothing was re-wrapped in this batch")
+                               f" database (tenant {revived[0].user_hash[:12]}..., version {revived[0].version}): put"
+                               " back from a copy; nothing was re-wrapped in this batch")
         wrapped = await run_provider(_rewrapped, rows, new_root)
         async with conn.transaction():
             proofs = [keyring().tenant_proof(r[0].strip()) for r in rows]  # only the keys make them

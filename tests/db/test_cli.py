@@ -218,7 +218,7 @@ def test_distribute_refuses_a_login_that_is_no_superuser(cluster, cli_db, monkey
     assert "needs a superuser" in capsys.readouterr().err
 
 
-def test_rotate_root_key_refuses_to_trust_the_table_unless_told(capsys):
+def test_rotate_root_key_refuses_to_trust_the_table_unless_told(cli_db, capsys):
     """Threat model E2: a rotation re-wraps every live data key the table lists, a destroyed one
     a superuser put back included, unless a signed checkpoint says which were destroyed. The
     operator chooses, by name; nothing is connected to or re-wrapped before."""
@@ -229,6 +229,9 @@ def test_rotate_root_key_refuses_to_trust_the_table_unless_told(capsys):
     assert "--checkpoint" in err and "--unverified" in err
     with pytest.raises(SystemExit):
         main(["rotate-root-key", "--checkpoint", "c.json", "--unverified"])
+    # An empty path (a script's unset variable) is refused, never taken for no checkpoint.
+    assert main(["rotate-root-key", "--checkpoint", ""]) == 2
+    assert "a checkpoint file is needed" in capsys.readouterr().err
 
 
 def test_distribute_checks_the_shard_count():

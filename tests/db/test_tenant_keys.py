@@ -420,6 +420,50 @@ def test_a_root_rotation_on_a_checkpoint_refuses_a_destroyed_key_a_superuser_put
     assert table(admin_url, "SELECT root_key FROM pymem.data_keys WHERE user_hash = %s", (vera,)) == [(root,)]
 
 
+def test_a_root_rotation_refuses_a_listing_function_a_superuser_replaced_to_disguise_a_destroyed_key(
+        store, keys, cluster, tmp_path):
+    """E2, found by this session's attack review: the superuser also replaces the function
+    that lists the keys to re-wrap, so that it names the put-back version 1 as 1.4, which is
+    not in the destroyed set, formats as 1 in the key's AAD and is rounded to 1 by the real
+    re-wrap. A checkpointed run refuses a database whose functions are not the shipped ones;
+    the rotation itself refuses a version that is not an int."""
+    admin_url, url = store
+    write(url, "vera", 2)
+    vera = hmac_user("vera")
+    [(root, wrapped)] = table(admin_url, "SELECT root_key, wrapped FROM pymem.data_keys WHERE user_hash = %s",
+                              (vera,))
+    with connect(url) as conn:
+        sync.erase_user(conn, "vera")
+    signing, verifying = generate_signing_key()
+    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
+    checkpoint = tmp_path / "after-erasure.checkpoint"
+    with psycopg.connect(admin_url) as admin:
+        write_checkpoint(admin, checkpoint)
+    dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    cluster.login_role("pymem_test_rotator", ["pymem_app", "pymem_maintainer", "pymem_auditor"])
+    rotator = cluster.url(dbname, user="pymem_test_rotator")
+    with connect(rotator) as conn:
+        destroyed = destroyed_data_keys(conn, checkpoint)  # read before the function is replaced
+    with psycopg.connect(admin_url) as admin:  # the attack
+        admin.execute("UPDATE pymem.data_keys SET wrapped = %s, root_key = %s, destroyed_at = NULL"
+                      " WHERE user_hash = %s AND version = 1", (wrapped, root, vera))
+        admin.execute("DROP FUNCTION pymem.data_keys_to_rewrap(text, integer)")
+        admin.execute("""
+            CREATE FUNCTION pymem.data_keys_to_rewrap(p_root_key text, p_limit integer)
+                RETURNS TABLE (user_hash char(64), version numeric, root_key text, wrapped bytea)
+                LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+                SELECT k.user_hash, k.version + 0.4, k.root_key, k.wrapped FROM pymem.data_keys k
+                 WHERE k.root_key <> p_root_key ORDER BY 1, 2 LIMIT p_limit $$""")
+        admin.execute("GRANT EXECUTE ON FUNCTION pymem.data_keys_to_rewrap(text, integer) TO pymem_maintainer")
+    new_root(keys, 2)
+    with connect(rotator) as conn:
+        with pytest.raises(ValueError, match="function definitions"):
+            destroyed_data_keys(conn, checkpoint)
+        with pytest.raises(WrappedKeyInvalid, match="not one"):
+            sync.rotate_root_key(conn, destroyed=destroyed)
+    assert table(admin_url, "SELECT root_key FROM pymem.data_keys WHERE user_hash = %s", (vera,)) == [(root,)]
+
+
 def test_root_rotation_killed_mid_run_resumes_and_every_row_opens(store, keys):
     admin_url, url = store
     users = [f"kill-{n}" for n in range(30)]
