@@ -201,7 +201,7 @@ def _cmd_rotate_root_key(args) -> int:
     from .root_rotation import destroyed_data_keys, rotate_root_key
 
     destroyed = None
-    if args.checkpoint:
+    if args.checkpoint is not None:  # "" too: refused there, never taken as no checkpoint
         with connect() as conn:
             destroyed = destroyed_data_keys(conn, args.checkpoint)
 
