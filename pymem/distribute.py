@@ -50,7 +50,9 @@ TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "s
                     "search_chunks_on_standby_v2", "export_chunks_v2", "rekey_chunks_v2")
 # 0019: the tenant's data keys (each writes and reads the tenant's shards only).
 TENANT_FUNCTIONS_0019 = ("live_data_keys", "data_keys_of", "create_data_key")
-TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019
+# 0020: the live keys' digests, read beside every read.
+TENANT_FUNCTIONS_0020 = ("live_data_key_digests",)
+TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the
@@ -321,11 +323,12 @@ def _distribute_functions(conn: psycopg.Connection) -> int:
             " FROM pg_catalog.pg_proc p"
             " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
             (list(TENANT_FUNCTIONS),)).fetchone()[0]
-        # A database at an older revision lacks the later ones (0019's data-key functions):
-        # they are delegated by the run after the upgrade that adds them.
+        # A database at an older revision lacks the later ones (0019's data-key functions,
+        # 0020's digests): they are delegated by the run after the upgrade that adds them.
         present = conn.execute("SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p"
                                " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
                                (list(TENANT_FUNCTIONS),)).fetchone()[0]
-    if delegated != present or present < len(TENANT_FUNCTIONS) - len(TENANT_FUNCTIONS_0019):
+    later = len(TENANT_FUNCTIONS_0019) + len(TENANT_FUNCTIONS_0020)
+    if delegated != present or present < len(TENANT_FUNCTIONS) - later:
         raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
     return delegated

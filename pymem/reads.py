@@ -60,7 +60,7 @@ _INTENT_SQL = {
 
 _REPLAYED_SQL = ("SELECT pg_catalog.pg_is_in_recovery(),"
                  " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn")
-_LIVE_KEYS_SQL = "SELECT pymem.live_data_keys(%s::pg_catalog.bpchar)"
+_LIVE_KEYS_SQL = "SELECT version, wrapped_sha256 FROM pymem.live_data_key_digests(%s::pg_catalog.bpchar)"
 _RESULT_SQL = ("SELECT FROM pymem.read_result(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %s::pg_catalog.text,"
                " %b::pg_catalog.uuid[])")
 
@@ -99,11 +99,11 @@ async def durable_read(conn: psycopg.AsyncConnection, user_hash: str, read: str,
 
 async def durable_read_with_keys(conn: psycopg.AsyncConnection, user_hash: str, read: str,
                                  digest_params: Sequence, read_sql: str,
-                                 read_params: Sequence) -> tuple[list[tuple], list[int]]:
-    """:func:`durable_read`, and the versions of the tenant's live data keys, read in the
-    same transaction as the rows (``pymem.live_data_keys``): with them, a cached key that
-    was destroyed since (an erasure in another process) is never used to open the rows.
-    One round trip still.
+                                 read_params: Sequence) -> tuple[list[tuple], dict[int, bytes]]:
+    """:func:`durable_read`, and the tenant's live data keys (version -> sha256 of the wrapped
+    bytes), read in the same transaction as the rows (``pymem.live_data_key_digests``):
+    with them, a cached key that was destroyed since (an erasure in another process), or
+    whose row was replaced, is never used to open the rows. One round trip still.
 
     Both tenant transactions are sent in one pipeline and end with one Sync. If a
     statement fails, the server skips the rest of the pipeline: a read never runs
@@ -129,7 +129,7 @@ async def durable_read_with_keys(conn: psycopg.AsyncConnection, user_hash: str, 
 
 
 async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence, read_sql: str,
-                        read_params: Sequence, with_keys: bool) -> tuple[list[tuple], list[int] | None]:
+                        read_params: Sequence, with_keys: bool) -> tuple[list[tuple], dict[int, bytes] | None]:
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(conn, user_hash)
@@ -148,7 +148,7 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
                 cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
                 keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,)) if with_keys else None
                 await conn.execute("COMMIT")
-            return await cursor.fetchall(), None if keys is None else (await keys.fetchone())[0]
+            return await cursor.fetchall(), None if keys is None else dict(await keys.fetchall())
         except BaseException:
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 await conn.execute("ROLLBACK")
@@ -157,8 +157,9 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,
                           read: str, digest_params: Sequence, read_sql: str, read_params: Sequence, *,
-                          wait_s: float = 5.0) -> list[tuple]:
-    """A durable read served by a hot standby.
+                          wait_s: float = 5.0) -> tuple[list[tuple], dict[int, bytes]]:
+    """A durable read served by a hot standby: its rows, and the tenant's live data keys
+    as :func:`durable_read_with_keys` returns them, read on the standby with the rows.
 
     The intent is committed on ``conn`` (the primary); ``standby`` waits until it
     has replayed it, then runs ``read_sql`` (a ``*_on_standby`` function taking
@@ -186,6 +187,7 @@ async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncC
     async with tenant_transaction(standby, user_hash, read_only=True):
         cursor = await standby.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
         rows = await cursor.fetchall()
+        live = dict(await (await standby.execute(_LIVE_KEYS_SQL, (user_hash,))).fetchall())
     async with tenant_transaction(conn, user_hash):
         await conn.execute(_RESULT_SQL, (user_hash, ticket, _OPERATION[read], [row[0] for row in rows]))
-    return rows
+    return rows, live

@@ -361,10 +361,11 @@ async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> tuple[lis
         return rows, await keys_of_rows(conn, user_hash, rows, live)
 
 
-async def keys_of_rows(conn, user_hash: str, rows: Sequence[tuple], live: Sequence[int] | None) -> TenantKeys:
+async def keys_of_rows(conn, user_hash: str, rows: Sequence[tuple], live: Mapping[int, bytes]) -> TenantKeys:
     """The tenant's keys, enough to open ``rows`` (read rows: ``key_id`` is their 7th
-    column), given the data keys the database has ``live`` (None: not known, a standby's
-    read); from this process's cache when it has them, else one round trip on ``conn``."""
+    column), given the data keys the database has ``live`` (version -> sha256 of the wrapped
+    bytes, read with the rows); from this process's cache when it has them, else one round
+    trip on ``conn``."""
     return await tenant_keys(conn, user_hash, {row[6] for row in rows}, live=live)
 
 
@@ -514,7 +515,7 @@ async def query_memory(
         else:
             async with borrow(standby) as standby:
                 rows, live = await read_on_standby(conn, standby, user_hash, "filtered_search", params,
-                                                   _STANDBY_SEARCH_SQL, params), None
+                                                   _STANDBY_SEARCH_SQL, params)
         keys = await keys_of_rows(conn, user_hash, rows, live)
     # Opening and reranking happen after COMMIT: the transaction stays short.
     opened = [(open_row(user_hash, row, keys), row[10]) for row in rows

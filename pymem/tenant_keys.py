@@ -28,6 +28,7 @@ traceback's frames.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import traceback
 import weakref
@@ -77,6 +78,8 @@ class TenantKeys:
     known: int
     destroyed: frozenset[int] = frozenset()
     _aeads: Mapping[int, AESGCM] = field(default_factory=dict)
+    # version -> sha256 of the wrapped bytes each key was unwrapped from: its identity.
+    _digests: Mapping[int, bytes] = field(default_factory=dict)
     _by_key_id: Mapping[int, AESGCM] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,10 +135,13 @@ class TenantKeys:
         raise KeyDestroyed("this row is sealed under a data key its tenant has no record of (rows put back"
                            " from a copy taken before the tenant was erased): it cannot be opened")
 
-    def covers(self, key_ids: Iterable[int], live: Iterable[int] | None = None) -> bool:
+    def covers(self, key_ids: Iterable[int], live: Mapping[int, bytes] | None = None) -> bool:
         """Whether every data key id among ``key_ids`` was known when these keys were loaded,
-        and (given the versions the database has live now) whether they are still the live ones."""
-        return all(k > 0 or -k <= self.known for k in key_ids) and (live is None or set(live) == set(self._aeads))
+        and whether they are still the live ones: ``live`` is what the database has live now
+        (None: not read, as for a write, which the database checks), each version with the
+        sha256 of its wrapped bytes (a key destroyed or made since, or a row put back in a
+        destroyed key's place with other bytes, differs)."""
+        return all(k > 0 or -k <= self.known for k in key_ids) and (live is None or live == self._digests)
 
     def __repr__(self) -> str:
         return f"TenantKeys(current={self.current}, versions={sorted(self._aeads)}, destroyed={sorted(self.destroyed)})"
@@ -213,7 +219,7 @@ def forget_all() -> None:
 
 def _unwrap_all(user_hash: str, rows: list[tuple]) -> TenantKeys:
     """Unwrap a tenant's live keys (a thread's work: providers block)."""
-    aeads, destroyed, current = {}, set(), None
+    aeads, digests, destroyed, current = {}, {}, set(), None
     for version, root_key, wrapped, is_current in rows:
         if wrapped is None or root_key is None:
             destroyed.add(version)
@@ -222,10 +228,10 @@ def _unwrap_all(user_hash: str, rows: list[tuple]) -> TenantKeys:
         data_key = provider_of(root_key).unwrap(root_key, bytes(wrapped), context)
         if len(data_key) != DATA_KEY_BYTES:
             raise context.not_authentic()
-        aeads[version] = AESGCM(data_key)
+        aeads[version], digests[version] = AESGCM(data_key), hashlib.sha256(wrapped).digest()
         if is_current:
             current = version
-    return TenantKeys(user_hash, current, max((r[0] for r in rows), default=0), frozenset(destroyed), aeads)
+    return TenantKeys(user_hash, current, max((r[0] for r in rows), default=0), frozenset(destroyed), aeads, digests)
 
 
 async def run_provider(call, *args):
@@ -251,7 +257,7 @@ async def _load(conn: psycopg.AsyncConnection, user_hash: str, proof: bytes | No
 
 
 async def tenant_keys(conn: psycopg.AsyncConnection, user_hash: str, key_ids: Iterable[int] = (), *,
-                      proof: bytes | None = None, live: Iterable[int] | None = None) -> TenantKeys:
+                      proof: bytes | None = None, live: Mapping[int, bytes] | None = None) -> TenantKeys:
     """The tenant's unwrapped keys, from the cache when it knows every key in ``key_ids``.
 
     Args:
@@ -261,9 +267,10 @@ async def tenant_keys(conn: psycopg.AsyncConnection, user_hash: str, key_ids: It
         key_ids: the ``key_id`` of rows about to be opened: a data key newer than the
             cached ones (another process rotated it) makes it load again.
         proof: the tenant's proof when not the key ring's (:func:`pymem.tenant.enter_tenant_call`).
-        live: the versions of the tenant's data keys the database has live, read with the
-            rows (:func:`pymem.reads.durable_read_with_keys`): cached keys that differ (one
-            destroyed or made since) are loaded again.
+        live: the tenant's data keys the database has live, each version with the sha256 of
+            its wrapped bytes, read with the rows (:func:`pymem.reads.durable_read_with_keys`):
+            cached keys that differ (one destroyed or made since, or other bytes under a
+            cached version) are loaded again.
 
     Raises:
         RootKeyUnavailable: a key must be unwrapped and its root key cannot be used.
@@ -326,8 +333,8 @@ async def _make(conn: psycopg.AsyncConnection, keys: TenantKeys, *, replace: boo
             raise RootKeyUnavailable(f"root key {root_key!r} is retired: configure the current one") from None
         if stored is not None and stored[0] == version and bytes(stored[2]) == wrapped:
             _cache.count("creates")
-            made = TenantKeys(user_hash, version, version, keys.destroyed,
-                              {**keys._aeads, version: AESGCM(data_key)})
+            made = TenantKeys(user_hash, version, version, keys.destroyed, {**keys._aeads, version: AESGCM(data_key)},
+                              {**keys._digests, version: hashlib.sha256(wrapped).digest()})
             _cache.put(await _database(conn), made)
             return made
         keys = await _load(conn, user_hash, proof)

@@ -19,6 +19,7 @@ from pymem_devtools.clusters import as_server_user, free_port
 
 from pymem import repository as repo
 from pymem.db import aconnect, connect
+from pymem.errors import KeyDestroyed
 from pymem.reads import StandbyBehind, commit_read_intent, read_on_standby
 from pymem.repository import _STANDBY_SEARCH_SQL, ChunkInput
 from pymem.security import hmac_user
@@ -171,3 +172,34 @@ async def test_a_result_row_is_bounded_and_names_each_id_once(replicated, ids):
                                    (user_hash, ticket, given))
     finally:
         await conn.close()
+
+
+async def test_a_standby_read_never_opens_an_erased_tenants_put_back_rows_with_a_cached_key(replicated):
+    """Found by this session's attack review: a search served by a standby did not read which
+    of the tenant's keys are live, so a key this process had cached opened the rows of a
+    tenant erased by another process and put back by a superuser. The standby now reads the
+    live keys with the rows, as the primary does."""
+    admin, app, standby_app = replicated
+    conn, standby = await aconnect(app), await aconnect(standby_app)
+    erin = hmac_user("standby-erin")
+    try:
+        await repo.index_memory_chunks(conn, "standby-erin",
+                                       [ChunkInput("d", "s", f"standby-erin {i}", vec(i, DIM)) for i in range(3)])
+        cached = await repo.query_memory(conn, "standby-erin", "q", vec(1, DIM), k=3, rerank=False, standby=standby)
+        assert len(cached) == 3  # erin's key is in this process's cache
+        with connect(admin) as c:
+            c.execute("CREATE TABLE public.erin_copy AS SELECT * FROM pymem.memory_chunks WHERE user_hash = %s",
+                      (erin,))
+        other = await aconnect(app)  # another process's erasure: this process's cache is left as it was
+        try:
+            async with tenant_transaction(other, erin):
+                await other.execute("SELECT pymem.erase_tenant(%s::pg_catalog.bpchar)", (erin,))
+        finally:
+            await other.close()
+        with connect(admin) as c:
+            c.execute("INSERT INTO pymem.memory_chunks SELECT * FROM public.erin_copy")
+        with pytest.raises(KeyDestroyed):
+            await repo.query_memory(conn, "standby-erin", "q", vec(1, DIM), k=3, rerank=False, standby=standby)
+    finally:
+        await conn.close()
+        await standby.close()

@@ -163,6 +163,31 @@ def test_an_erasure_by_another_process_reaches_the_keys_this_process_has_cached_
         sync.get_memory_chunks(conn, "olga", [str(i) for i in ids])
 
 
+def test_a_destroyed_key_row_made_live_again_with_other_bytes_does_not_revive_a_cached_key(store):
+    """Found by this session's attack review (superuser): after an erasure elsewhere, the
+    superuser puts the rows back and makes version 1 live again with junk bytes, so that a
+    process comparing version numbers kept using the key it had cached. The live keys are
+    compared by the sha256 of their wrapped bytes: the process loads the junk, which does
+    not unwrap, and opens nothing."""
+    admin_url, url = store
+    ids = write(url, "opal", 2)
+    opal = hmac_user("opal")
+    assert len(read_all(url, "opal")) == 2  # opal's key is in this process's cache
+    with psycopg.connect(admin_url) as admin:
+        admin.execute("CREATE TABLE public.opal_copy AS SELECT * FROM pymem.memory_chunks WHERE user_hash = %s",
+                      (opal,))
+    [(root,)] = table(admin_url, "SELECT root_key FROM pymem.data_keys WHERE user_hash = %s", (opal,))
+    erase_elsewhere(url, opal)
+    with psycopg.connect(admin_url) as admin:
+        admin.execute("INSERT INTO pymem.memory_chunks SELECT * FROM public.opal_copy")
+        admin.execute("UPDATE pymem.data_keys SET wrapped = %s, root_key = %s, destroyed_at = NULL"
+                      " WHERE user_hash = %s AND version = 1", (os.urandom(60), root, opal))
+    with connect(url) as conn, pytest.raises(WrappedKeyInvalid):
+        sync.get_memory_chunks(conn, "opal", [str(i) for i in ids])
+    with connect(url) as conn, pytest.raises(WrappedKeyInvalid):
+        sync.query_memory(conn, "opal", "q", vec(0), k=2, rerank=False)
+
+
 def test_a_write_under_a_key_destroyed_since_it_was_cached_is_refused_and_made_again(store):
     admin_url, url = store
     write(url, "pia", 1)
@@ -451,9 +476,11 @@ def test_a_root_rotation_refuses_a_listing_function_a_superuser_replaced_to_disg
         admin.execute("""
             CREATE FUNCTION pymem.data_keys_to_rewrap(p_root_key text, p_limit integer)
                 RETURNS TABLE (user_hash char(64), version numeric, root_key text, wrapped bytea)
-                LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-                SELECT k.user_hash, k.version + 0.4, k.root_key, k.wrapped FROM pymem.data_keys k
-                 WHERE k.root_key <> p_root_key ORDER BY 1, 2 LIMIT p_limit $$""")
+                LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+                BEGIN
+                    RETURN QUERY SELECT k.user_hash, k.version + 0.4, k.root_key, k.wrapped FROM pymem.data_keys k
+                     WHERE k.root_key <> p_root_key ORDER BY 1, 2 LIMIT p_limit;
+                END $$""")
         admin.execute("GRANT EXECUTE ON FUNCTION pymem.data_keys_to_rewrap(text, integer) TO pymem_maintainer")
     new_root(keys, 2)
     with connect(rotator) as conn:

@@ -1,4 +1,4 @@
-"""check_tenant matches the context ticket without capture groups (0.15 ms less per tenant call)"""
+"""check_tenant matches the context ticket without capture groups; live_data_key_digests names each live data key by the sha256 of its wrapped bytes"""
 
 from pymem.migrations import revision_steps
 

@@ -56,6 +56,28 @@ $$;
 COMMENT ON FUNCTION pymem.live_data_keys(char) IS
     'The versions of the tenant''s data keys that are not destroyed (read beside every read''s rows).';
 
+-- live_data_keys with each key's identity: the sha256 of its wrapped bytes. A process
+-- that cached a key unwrapped from other bytes loads the tenant's keys again, so a
+-- destroyed key's row put back as live under its version, with other bytes, is never
+-- taken for the key the process still holds (0019 compared versions only).
+-- live_data_keys stays for the apps of 0019 during a rolling upgrade.
+CREATE OR REPLACE FUNCTION pymem.live_data_key_digests(p_user_hash char(64))
+    RETURNS TABLE (version integer, wrapped_sha256 bytea)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    RETURN QUERY
+    SELECT k.version, sha256(k.wrapped) FROM pymem.data_keys k
+     WHERE k.user_hash = p_user_hash AND k.destroyed_at IS NULL ORDER BY k.version;
+END
+$$;
+COMMENT ON FUNCTION pymem.live_data_key_digests(char) IS
+    'The tenant''s data keys that are not destroyed, each with the sha256 of its wrapped bytes (read beside '
+    'every read''s rows).';
+
 -- The version is the caller's because the wrapped bytes are bound to it. Without
 -- p_replace, a tenant that has a current key already keeps it and gets it back
 -- (two processes that made a first key at once both use the one that was stored).

@@ -63,6 +63,7 @@ GRANT EXECUTE ON FUNCTION
     pymem.export_chunks(char, uuid, integer[], uuid, integer),
     pymem.data_keys_of(char),
     pymem.live_data_keys(char),
+    pymem.live_data_key_digests(char),
     pymem.create_data_key(char, integer, text, bytea, boolean)
     TO pymem_app;
 
@@ -86,6 +87,7 @@ GRANT EXECUTE ON FUNCTION
     pymem.enter_tenant(char, bytea),
     pymem.data_keys_of(char),
     pymem.live_data_keys(char),
+    pymem.live_data_key_digests(char),
     pymem.create_data_key(char, integer, text, bytea, boolean),
     pymem.data_keys_to_rewrap(text, integer),
     pymem.rewrap_data_keys(char[], bytea[], integer[], text[], text, bytea[]),
