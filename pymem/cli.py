@@ -2,7 +2,7 @@
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
 rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
-serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
+mcp, serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
 cannot be reached) prints one line naming the fix and exits 2; only a bug prints a
@@ -342,6 +342,13 @@ def _cmd_serve_metrics(args) -> int:
     return 0
 
 
+def _cmd_mcp(args) -> int:
+    from .mcp_server import serve
+
+    serve(args.user_id, args.embedder)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pymem", description="Encrypted multi-tenant memory store on Postgres.")
     parser.add_argument("--version", action="version", version=f"pymem {__version__}")
@@ -410,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--fp16", action="store_true", help="add an fp16 variant (CUDA)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
     export.set_defaults(func=_cmd_export_reranker)
+
+    mcp = sub.add_parser("mcp", help="an MCP memory server over stdio for one user (the mcp extra)")
+    mcp.add_argument("--user-id", help="the user every tool acts for (default PYMEM_MCP_USER_ID); never a tool's"
+                                       " argument")
+    mcp.add_argument("--embedder", metavar="MODULE:ATTR",
+                     help="an object with embed(texts), or what makes one (default PYMEM_MCP_EMBEDDER), e.g."
+                          " pymem_devtools.minilm:MiniLMEmbedder")
+    mcp.set_defaults(func=_cmd_mcp)
 
     metrics = sub.add_parser("serve-metrics", help="serve the reranker's Prometheus metrics (prometheus-client)")
     metrics.add_argument("--host", default="127.0.0.1")

