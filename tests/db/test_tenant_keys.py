@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -145,20 +146,26 @@ def erase_elsewhere(url: str, user_hash: str) -> None:
     sync.run(erase())
 
 
+def erase_elsewhere_and_put_back(store, user: str) -> None:
+    """The tenant erased by another process, then its rows put back by a superuser from a
+    copy taken just before (without the key rows)."""
+    admin_url, url = store
+    user_hash = hmac_user(user)
+    with psycopg.connect(admin_url) as admin:
+        admin.execute("CREATE TEMPORARY TABLE copy AS SELECT * FROM pymem.memory_chunks WHERE user_hash = %s",
+                      (user_hash,))
+        erase_elsewhere(url, user_hash)
+        admin.execute("INSERT INTO pymem.memory_chunks SELECT * FROM copy")
+
+
 def test_an_erasure_by_another_process_reaches_the_keys_this_process_has_cached_at_once(store):
     """Every read also reads which of the tenant's keys are live, in its own transaction:
     a key cached here and destroyed elsewhere opens nothing, and a write under it is
     refused and made again under a new key."""
     admin_url, url = store
     ids = write(url, "olga", 2)
-    olga = hmac_user("olga")
     assert len(read_all(url, "olga")) == 2  # olga's key is in this process's cache
-    with psycopg.connect(admin_url) as admin:
-        admin.execute("CREATE TABLE public.olga_copy AS SELECT * FROM pymem.memory_chunks WHERE user_hash = %s",
-                      (olga,))
-    erase_elsewhere(url, olga)
-    with psycopg.connect(admin_url) as admin:
-        admin.execute("INSERT INTO pymem.memory_chunks SELECT * FROM public.olga_copy")
+    erase_elsewhere_and_put_back(store, "olga")
     with connect(url) as conn, pytest.raises(KeyDestroyed):
         sync.get_memory_chunks(conn, "olga", [str(i) for i in ids])
 
@@ -173,13 +180,9 @@ def test_a_destroyed_key_row_made_live_again_with_other_bytes_does_not_revive_a_
     ids = write(url, "opal", 2)
     opal = hmac_user("opal")
     assert len(read_all(url, "opal")) == 2  # opal's key is in this process's cache
-    with psycopg.connect(admin_url) as admin:
-        admin.execute("CREATE TABLE public.opal_copy AS SELECT * FROM pymem.memory_chunks WHERE user_hash = %s",
-                      (opal,))
     [(root,)] = table(admin_url, "SELECT root_key FROM pymem.data_keys WHERE user_hash = %s", (opal,))
-    erase_elsewhere(url, opal)
+    erase_elsewhere_and_put_back(store, "opal")
     with psycopg.connect(admin_url) as admin:
-        admin.execute("INSERT INTO pymem.memory_chunks SELECT * FROM public.opal_copy")
         admin.execute("UPDATE pymem.data_keys SET wrapped = %s, root_key = %s, destroyed_at = NULL"
                       " WHERE user_hash = %s AND version = 1", (os.urandom(60), root, opal))
     with connect(url) as conn, pytest.raises(WrappedKeyInvalid):
@@ -412,6 +415,24 @@ def test_root_rotation_rewraps_data_keys_only_resumes_and_every_row_opens_after_
         assert read_all(url, user) == [f"{user} secret {i}" for i in range(2)]
 
 
+def erased_then_checkpointed(store, keys, tmp_path, user: str) -> tuple[str, str, bytes, Path]:
+    """A tenant written, its wrapped key kept (as a backup holds it), erased, then a signed
+    checkpoint of the audit log taken: (its hash, root key, wrapped key, checkpoint file)."""
+    admin_url, url = store
+    write(url, user, 2)
+    user_hash = hmac_user(user)
+    [(root, wrapped)] = table(admin_url, "SELECT root_key, wrapped FROM pymem.data_keys WHERE user_hash = %s",
+                              (user_hash,))
+    with connect(url) as conn:
+        sync.erase_user(conn, user)
+    signing, verifying = generate_signing_key()
+    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
+    checkpoint = tmp_path / "after-erasure.checkpoint"
+    with psycopg.connect(admin_url) as admin:
+        write_checkpoint(admin, checkpoint)
+    return user_hash, root, wrapped, checkpoint
+
+
 def test_a_root_rotation_on_a_checkpoint_refuses_a_destroyed_key_a_superuser_put_back(store, keys, cluster,
                                                                                       tmp_path):
     """E2: a superuser keeps an erased tenant's wrapped key from a backup and puts it back as
@@ -419,18 +440,8 @@ def test_a_root_rotation_on_a_checkpoint_refuses_a_destroyed_key_a_superuser_put
     verified against a checkpoint taken after the erasure, the rotator knows the version
     was destroyed and stops before re-wrapping anything."""
     admin_url, url = store
-    write(url, "vera", 2)
     write(url, "walt", 2, seed=1)
-    vera = hmac_user("vera")
-    [(root, wrapped)] = table(admin_url, "SELECT root_key, wrapped FROM pymem.data_keys WHERE user_hash = %s",
-                              (vera,))
-    with connect(url) as conn:
-        sync.erase_user(conn, "vera")
-    signing, verifying = generate_signing_key()
-    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
-    checkpoint = tmp_path / "after-erasure.checkpoint"
-    with psycopg.connect(admin_url) as admin:
-        write_checkpoint(admin, checkpoint)
+    vera, root, wrapped, checkpoint = erased_then_checkpointed(store, keys, tmp_path, "vera")
     with psycopg.connect(admin_url) as admin:  # the attack: the destroyed key, live again
         admin.execute("UPDATE pymem.data_keys SET wrapped = %s, root_key = %s, destroyed_at = NULL"
                       " WHERE user_hash = %s AND version = 1", (wrapped, root, vera))
@@ -453,17 +464,7 @@ def test_a_root_rotation_refuses_a_listing_function_a_superuser_replaced_to_disg
     re-wrap. A checkpointed run refuses a database whose functions are not the shipped ones;
     the rotation itself refuses a version that is not an int."""
     admin_url, url = store
-    write(url, "vera", 2)
-    vera = hmac_user("vera")
-    [(root, wrapped)] = table(admin_url, "SELECT root_key, wrapped FROM pymem.data_keys WHERE user_hash = %s",
-                              (vera,))
-    with connect(url) as conn:
-        sync.erase_user(conn, "vera")
-    signing, verifying = generate_signing_key()
-    keys.set(PYMEM_AUDIT_SIGNING_KEY=signing, PYMEM_AUDIT_VERIFY_KEY=verifying)
-    checkpoint = tmp_path / "after-erasure.checkpoint"
-    with psycopg.connect(admin_url) as admin:
-        write_checkpoint(admin, checkpoint)
+    vera, root, wrapped, checkpoint = erased_then_checkpointed(store, keys, tmp_path, "vera")
     dbname = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     cluster.login_role("pymem_test_rotator", ["pymem_app", "pymem_maintainer", "pymem_auditor"])
     rotator = cluster.url(dbname, user="pymem_test_rotator")
