@@ -60,7 +60,21 @@ TAG_BYTES = 16
 MAX_ID_BYTES = 256  # a caller id, in UTF-8
 MAX_FILTER_CLAUSES = 64
 MAX_FILTER_TAGS = 1024
-MAX_FILTER_DEPTH = 8  # nested $and
+MAX_FILTER_DEPTH = 8  # nested $and and $or
+
+
+class _Budget:
+    """The key conditions and values a filter has used of its limits, counted before any
+    value is hashed."""
+
+    def __init__(self) -> None:
+        self.conditions = self.values = 0
+
+    def add(self, values: int) -> None:
+        self.conditions += 1
+        self.values += values
+        if self.conditions > MAX_FILTER_CLAUSES or self.values > MAX_FILTER_TAGS:
+            raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS} values")
 MAX_ROW_TAGS = 4096  # a row's filterable values (memory_chunks.meta_tags holds at most this many)
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -174,46 +188,64 @@ class TenantIndex:
     def compile_filter(self, where: Mapping[str, Any] | None) -> tuple[list[bytes], list[int]]:
         """Compile a filter to (tags, clause ends) for the SQL API (both empty: no filter).
 
-        Every limit is checked before any value is hashed: at most
-        MAX_FILTER_DEPTH nested ``$and``, MAX_FILTER_CLAUSES conditions and
-        MAX_FILTER_TAGS values in all. ``$and`` and ``$in`` take lists (or tuples)
-        only, so a str or bytes operand is refused rather than read as a sequence.
+        The database evaluates a conjunction of clauses, each met by a row that holds any of
+        its tags. A key's condition (``$eq``, ``$in``) is one clause; ``$and`` joins clauses;
+        ``$or`` of key conditions (and of further ``$or``) is one clause holding all their
+        tags. An ``$and`` inside an ``$or`` is refused: it would not be one clause.
+
+        Every limit is checked before any value is hashed: at most MAX_FILTER_DEPTH nested
+        ``$and``/``$or``, MAX_FILTER_CLAUSES key conditions and MAX_FILTER_TAGS values in
+        all. ``$and``, ``$or`` and ``$in`` take lists (or tuples) only, so a str or bytes
+        operand is refused rather than read as a sequence.
 
         Raises:
             ValueError: an unsupported operator or value, or a filter beyond the limits.
         """
         if where is None:
             return [], []
-        conditions: list[tuple[str, list[Any]]] = []
-        self._collect(where, conditions, 1)
+        clauses: list[list[tuple[str, Any]]] = []
+        self._collect(where, clauses, 1, _Budget())
         tags, ends = [], []
-        for key, values in conditions:
-            try:
-                tags.extend(sorted({self._tag(key, v) for v in values}))
-            except ValueError:
-                raise ValueError(f"filter values for {key!r} must be finite numbers") from None
+        for clause in clauses:
+            clause_tags = set()
+            for key, value in clause:
+                try:
+                    clause_tags.add(self._tag(key, value))
+                except ValueError:
+                    raise ValueError(f"filter values for {key!r} must be finite numbers") from None
+            tags.extend(sorted(clause_tags))
             ends.append(len(tags))
         return tags, ends
 
-    def _collect(self, where: Any, conditions: list[tuple[str, list[Any]]], depth: int) -> None:
+    def _collect(self, where: Any, clauses: list[list[tuple[str, Any]]], depth: int, budget: _Budget,
+                 either: list[tuple[str, Any]] | None = None) -> None:
+        """Add ``where``'s clauses to ``clauses``; inside an ``$or``, its alternatives to ``either``."""
         if not isinstance(where, Mapping):
             raise ValueError("a filter is a mapping of metadata keys to conditions")
         if depth > MAX_FILTER_DEPTH:
-            raise ValueError(f"a filter nests $and at most {MAX_FILTER_DEPTH} deep")
+            raise ValueError(f"a filter nests $and and $or at most {MAX_FILTER_DEPTH} deep")
+        if either is not None and len(where) != 1:  # several keys are an $and; none is nothing to meet
+            raise ValueError("each alternative of an $or is one condition on a key, or an $or")
         for key, condition in where.items():
-            if key == "$and":
+            if key in ("$and", "$or"):
                 if not isinstance(condition, (list, tuple)) or not condition:
-                    raise ValueError("$and takes a non-empty list of filters")
+                    raise ValueError(f"{key} takes a non-empty list of filters")
+                if key == "$and" and either is not None:
+                    raise ValueError("an $and inside an $or is not supported: put the $and outside the $or")
+                alternatives = either if key == "$and" or either is not None else []
                 for part in condition:
-                    self._collect(part, conditions, depth + 1)
+                    self._collect(part, clauses, depth + 1, budget, alternatives)
+                if key == "$or" and either is None:
+                    clauses.append(alternatives)
             elif not isinstance(key, str) or key.startswith("$"):
-                raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in or $and")
+                raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in, $and or $or")
             else:
-                values = self._values(key, condition)
-                conditions.append((key, values))
-                if len(conditions) > MAX_FILTER_CLAUSES or sum(len(v) for _, v in conditions) > MAX_FILTER_TAGS:
-                    raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS}"
-                                     " values")
+                pairs = [(key, value) for value in self._values(key, condition)]
+                budget.add(len(pairs))
+                if either is None:
+                    clauses.append(pairs)
+                else:
+                    either.extend(pairs)
 
     @staticmethod
     def _values(key: str, condition: Any) -> list[Any]:
@@ -230,7 +262,7 @@ class TenantIndex:
                     raise ValueError(f"a filter has at most {MAX_FILTER_TAGS} values")
                 values = list(operand)
             else:
-                raise ValueError(f"unsupported filter operator {operator!r}: use $eq, $in or $and")
+                raise ValueError(f"unsupported filter operator {operator!r}: use $eq, $in, $and or $or")
         else:
             values = [condition]
         if not all(isinstance(v, _SCALARS) for v in values):

@@ -5,7 +5,7 @@ Tools, for an agent to keep and find what it learns about its user:
 - ``remember(text, metadata=None, id=None)``: store a memory (with ``id``, replace the memory
   of that id); returns its id.
 - ``recall(query, k=5, where=None)``: the memories nearest the query, best first, with a
-  metadata filter (``$eq``, ``$in``, ``$and``, as :func:`pymem.repository.query_memory`).
+  metadata filter (``$eq``, ``$in``, ``$and``, ``$or``, as :func:`pymem.repository.query_memory`).
 - ``forget(ids)``: delete memories; returns how many there were.
 - ``list_memories(limit=20, after=None)``: a page of memories in a stable order, with the
   cursor of the next page.
@@ -154,7 +154,7 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
         return {"id": id}
 
     @server.tool(description="The user's memories nearest a question, best first. where filters on metadata:"
-                             ' {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]}.')
+                             ' {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]}, {"$or": [...]}.')
     @errors
     async def recall(ctx: mcpserver.Context, query: str, k: int = 5,
                      where: dict[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -478,7 +478,7 @@ async def query_memory(
         k: results to return (1..1000).
         candidates: ANN candidates to fetch and rerank (at least ``k``; 24 by default).
         rerank: False skips the reranker (ANN order), whatever RERANK_ENABLED says.
-        where: a metadata filter (``$eq``, ``$in``, ``$and``; see
+        where: a metadata filter (``$eq``, ``$in``, ``$and``, ``$or``; see
             :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.
         max_distance: drop candidates whose cosine distance exceeds it (0..2),
             before reranking.

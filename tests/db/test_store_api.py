@@ -260,6 +260,13 @@ async def test_filters_eq_in_and_select_exactly_the_matching_rows(aconn, tenant)
     assert await found({"$and": [{"n": 1.0}, {"tags": "y"}]}) == {"c1"}
     assert await found({"colour": "purple"}) == set()
     assert await found({"n": True}) == set()  # True is not 1
+    # $or: one clause holding the tags of every alternative, on one key or several.
+    assert await found({"$or": [{"colour": "red"}, {"colour": "blue"}]}) == await found(
+        {"colour": {"$in": ["red", "blue"]}})
+    assert await found({"$or": [{"colour": "green"}, {"tags": "z"}]}) == {
+        f"c{i}" for i in range(12) if i % 3 == 1 or i >= 3}
+    assert await found({"$or": [{"tags": "x"}, {"$or": [{"colour": "blue"}]}], "n": 0}) == {"c0", "c2", "c8"}
+    assert await found({"$and": [{"$or": [{"colour": "red"}, {"n": 1}]}, {"tags": "y"}]}) == {"c0", "c1"}
 
 
 async def test_filter_values_never_reach_the_database(aconn, admin_conn, tenant):
@@ -278,8 +285,9 @@ async def test_another_tenants_identical_metadata_never_matches(aconn, tenant):
     assert await repo.query_memory(aconn, tenant, "q", vec(1), rerank=False, where={"team": "a"}) == []
 
 
-@pytest.mark.parametrize("where", [{"a": {"$gt": 1}}, {"$or": [{"a": 1}]}, {"a": {"$in": []}}, {"a": {"x": 1}},
-                                   {"a": [1, 2]}, {"$and": []}, {"a": float("nan")}])
+@pytest.mark.parametrize("where", [{"a": {"$gt": 1}}, {"a": {"$in": []}}, {"a": {"x": 1}}, {"a": [1, 2]},
+                                   {"$and": []}, {"$or": []}, {"$or": {"a": 1}}, {"$or": [{"a": 1, "b": 2}]},
+                                   {"$or": [{}]}, {"$or": [{"$and": [{"a": 1}]}]}, {"a": float("nan")}])
 async def test_unsupported_filters_are_refused(aconn, tenant, where):
     with pytest.raises(ValueError):
         await repo.query_memory(aconn, tenant, "q", vec(1), rerank=False, where=where)

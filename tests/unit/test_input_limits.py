@@ -44,7 +44,7 @@ def _nested(depth: int) -> dict:
 
 
 def test_a_filter_nested_3000_deep_is_refused_with_value_error(index, hashes, second_round):
-    with pytest.raises(ValueError, match="nests \\$and at most"):
+    with pytest.raises(ValueError, match="nests \\$and and \\$or at most"):
         index.compile_filter(_nested(3000))
     assert hashes[0] == 0
     assert index.compile_filter(_nested(MAX_FILTER_DEPTH))[1] == [1]  # the limit itself is allowed
