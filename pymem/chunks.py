@@ -102,15 +102,20 @@ def check_label(name: str, value: Any, *, allow_empty: bool) -> str:
     return value
 
 
-def _check_text(text: Any, max_bytes: int) -> bytes:
+def check_text(text: Any, max_bytes: int, name: str = "text") -> bytes:
+    """``text`` as UTF-8, at most ``max_bytes`` (``PYMEM_MAX_TEXT_BYTES``).
+
+    Raises:
+        ValueError: not a str, not valid Unicode, or too long (the message names ``name``).
+    """
     if not isinstance(text, str):
-        raise ValueError("text must be a str")
+        raise ValueError(f"{name} must be a str")
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("text is not valid Unicode (lone surrogates)") from None
+        raise ValueError(f"{name} is not valid Unicode (lone surrogates)") from None
     if len(data) > max_bytes:
-        raise ValueError(f"text is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
+        raise ValueError(f"{name} is {len(data)} bytes; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
     return data
 
 
@@ -184,7 +189,7 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     """
     doc_id = check_label("doc_id", chunk.doc_id, allow_empty=False)
     source = check_label("source", chunk.source, allow_empty=True)
-    text = _check_text(chunk.text, max_bytes)
+    text = check_text(chunk.text, max_bytes)
     metadata, meta = _check_metadata(chunk.metadata, max_bytes)
     embedding = check_embedding(chunk.embedding, dim)
     if chunk.id is None:  # random: nothing to hide, nothing to seal

@@ -22,8 +22,10 @@ dimension), or a class or function that makes one without arguments, such as
 ``pymem_devtools.minilm:MiniLMEmbedder`` (all-MiniLM-L6-v2 on ONNX Runtime, 384-d).
 
 Every call goes through pymem's API: row security under the tenant's proof, sealed fields,
-the durable read audit. Nothing a tool receives or returns is logged; a tool's error names
-what was wrong with the call, never a value.
+the durable read audit. Texts and queries are sized before the embedder runs, and a call
+returns at most :data:`MAX_RESULTS` memories. The server logs at WARNING, so no tool's
+arguments or results reach its log. A refused call's error is pymem's one-line message or the
+SDK's argument check, which may quote what the model sent, never anything else.
 """
 
 # No `from __future__ import annotations`: the SDK reads the tools' annotations (the
@@ -41,14 +43,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import connections
 from . import repository as repo
-from .chunks import ChunkInput
+from .chunks import ChunkInput, check_text
+from .config import get_settings
 from .db import database_url
 from .extras import require
 
-__all__ = ["DOC_ID", "build_server", "load_embedder", "serve"]
+__all__ = ["DOC_ID", "MAX_RESULTS", "build_server", "load_embedder", "serve"]
 
 #: The ``doc_id`` (and ``source``) of what the server stores.
 DOC_ID = "mcp"
+#: The most memories one ``recall`` or ``list_memories`` returns.
+MAX_RESULTS = 100
 
 _INSTRUCTIONS = ("Long-term memory for one user, fixed when this server started. remember stores a fact, recall"
                  " finds the facts nearest a question, forget deletes by id, list_memories pages through them.")
@@ -95,6 +100,13 @@ def _model_errors(tool_error: type[Exception]):
     return wrap
 
 
+def _check_at_most(name: str, value: int) -> None:
+    # Everything returned goes into the model's context: a page of 1,000 memories of 64 KiB
+    # each is no answer for a model, and a large reply for the server to build.
+    if isinstance(value, int) and value > MAX_RESULTS:
+        raise ValueError(f"{name} is at most {MAX_RESULTS} here")
+
+
 def _memory(hit: repo.MemoryHit) -> dict[str, Any]:
     memory = {"id": hit.external_id, "text": hit.text, "metadata": hit.metadata}
     if hit.distance is not None:
@@ -137,8 +149,10 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     def pool_of(ctx) -> Any:
         return ctx.request_context.lifespan_context
 
-    async def embedding(text: str) -> np.ndarray:
-        # In a thread: a model's forward pass would hold up every other call on the loop.
+    async def embedding(text: str, name: str) -> np.ndarray:
+        # Sized first: the model tokenizes the whole text before it truncates. In a thread: a
+        # forward pass would hold up every other call on the loop.
+        check_text(text, get_settings().max_text_bytes, name)
         return np.asarray(await asyncio.to_thread(embedder.embed, [text]), dtype=np.float32)[0]
 
     @server.tool(description="Store a memory about the user. With id, replace the memory of that id."
@@ -146,7 +160,7 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     @errors
     async def remember(ctx: mcpserver.Context, text: str, metadata: dict[str, str | int | float | bool] | None = None,
                        id: str | None = None) -> dict[str, str]:
-        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text), metadata=metadata, id=id)
+        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id)
         if id is None:
             (row_id,) = await repo.index_memory_chunks(pool_of(ctx), user_id, [chunk])
             return {"id": str(row_id)}
@@ -158,7 +172,9 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     @errors
     async def recall(ctx: mcpserver.Context, query: str, k: int = 5,
                      where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        hits = await repo.query_memory(pool_of(ctx), user_id, query, await embedding(query), k=k, where=where)
+        _check_at_most("k", k)
+        hits = await repo.query_memory(pool_of(ctx), user_id, query, await embedding(query, "query"), k=k,
+                                       where=where)
         return [_memory(hit) for hit in hits]
 
     @server.tool(description="Delete the user's memories with these ids. Returns how many there were.")
@@ -170,6 +186,7 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
                              " page (null on the last).")
     @errors
     async def list_memories(ctx: mcpserver.Context, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+        _check_at_most("limit", limit)
         page = await repo.list_memory_chunks(pool_of(ctx), user_id, limit=limit, after=after)
         return {"memories": [_memory(hit) for hit in page.hits], "next": page.next_cursor}
 

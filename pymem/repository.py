@@ -28,7 +28,8 @@ import numpy as np
 import psycopg
 
 from .blind_index import TenantIndex, check_external_id
-from .chunks import ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, open_row, seal_row
+from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, check_text, open_row,
+                     seal_row)
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
@@ -492,7 +493,8 @@ async def query_memory(
         the ANN search's.
 
     Raises:
-        ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``.
+        ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``, or a query that is
+            not a str or is longer than ``PYMEM_MAX_TEXT_BYTES``.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
             a stored embedding was changed, or (``TamperedRow``) a returned row does
             not meet ``where`` once opened: fail closed.
@@ -500,6 +502,8 @@ async def query_memory(
     """
     _check_count("k", k)
     _check_count("candidates", candidates)
+    # The reranker tokenizes the query with every candidate, and no budget interrupts that.
+    check_text(query, get_settings().max_text_bytes, "query")
     if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, (int, float))
                                      or not 0 <= max_distance <= 2):
         raise ValueError("max_distance must be a number between 0 and 2 (cosine distance)")

@@ -293,6 +293,13 @@ async def test_unsupported_filters_are_refused(aconn, tenant, where):
         await repo.query_memory(aconn, tenant, "q", vec(1), rerank=False, where=where)
 
 
+async def test_a_query_longer_than_the_text_limit_is_refused_before_any_work(aconn, tenant):
+    """The reranker tokenizes the query with every candidate, and no latency budget stops
+    that: an unbounded query was minutes of its one worker (this session's MCP review)."""
+    with pytest.raises(ValueError, match="query is 65537 bytes"):
+        await repo.query_memory(aconn, tenant, "q" * 65537, vec(1), rerank=True)
+
+
 async def test_results_carry_the_opened_embedding_and_respect_max_distance(aconn, tenant):
     base = vec(11)
     await repo.upsert_memory_chunks(aconn, tenant, [chunk(1, id="near", embedding=near(base, 1, 0.01)),

@@ -79,6 +79,11 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
 
         refused = await client.call_tool("recall", {"query": "anything", "k": 0})
         assert refused.is_error and "k must be an int" in refused.content[0].text
+        refused = await client.call_tool("list_memories", {"limit": 101})
+        assert refused.is_error and "limit is at most 100" in refused.content[0].text
+        # Sized before the embedder (which tokenizes everything before it truncates) runs.
+        refused = await client.call_tool("recall", {"query": "memory " * 10_000})
+        assert refused.is_error and "query is 70000 bytes" in refused.content[0].text
 
 
 async def test_a_prompt_injected_tool_call_cannot_reach_another_users_memories(app_url, minilm_export):
