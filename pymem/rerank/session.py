@@ -289,6 +289,10 @@ class CrossEncoder:
             RerankCancelled: ``run_options.terminate`` was set.
         """
         started = time.perf_counter()
+        # Before tokenizing too, which nothing interrupts: a call queued behind a slow one
+        # whose deadline passed meanwhile does none of its work.
+        if run_options.terminate:
+            raise RerankCancelled("deadline passed")
         encodings = self._encode_pairs([(query, c) for c in candidates])
         batches = []
         for indices, bucket in plan_batches([len(e.ids) for e in encodings], self.batch_size,
