@@ -230,12 +230,17 @@ class TenantIndex:
             if key in ("$and", "$or"):
                 if not isinstance(condition, (list, tuple)) or not condition:
                     raise ValueError(f"{key} takes a non-empty list of filters")
-                if key == "$and" and either is not None:
-                    raise ValueError("an $and inside an $or is not supported: put the $and outside the $or")
-                alternatives = either if key == "$and" or either is not None else []
+                if key == "$and":
+                    if either is not None:
+                        raise ValueError("an $and inside an $or is not supported: put the $and outside the $or")
+                    for part in condition:
+                        self._collect(part, clauses, depth + 1, budget)
+                    continue
+                # An $or is one clause: its alternatives, and those of any $or inside it.
+                alternatives = [] if either is None else either
                 for part in condition:
                     self._collect(part, clauses, depth + 1, budget, alternatives)
-                if key == "$or" and either is None:
+                if either is None:
                     clauses.append(alternatives)
             elif not isinstance(key, str) or key.startswith("$"):
                 raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in, $and or $or")

@@ -66,7 +66,7 @@ _SEARCH_TEMPLATE = (
     f"SELECT {_ROW_COLUMNS}, ref_cipher, distance FROM pymem.{{}}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
     " %b::public.vector, %s::pg_catalog.int4, %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"
 )
-SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
+_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
 _STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
 _GET_SQL = (
     f"SELECT {_ROW_COLUMNS}, ref_cipher"
@@ -515,7 +515,7 @@ async def query_memory(
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
         params = (vector, fetch, tags, ends)
         if standby is None:
-            rows, live = await durable_read_with_keys(conn, user_hash, "filtered_search", params, SEARCH_SQL, params)
+            rows, live = await durable_read_with_keys(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
         else:
             async with borrow(standby) as standby:
                 rows, live = await read_on_standby(conn, standby, user_hash, "filtered_search", params,

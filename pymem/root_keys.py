@@ -93,6 +93,10 @@ class RootKeyProvider(abc.ABC):
     """
 
     name: str = ""
+    #: The key names (after ``name:``) it may use; None: any it can find. A reference comes
+    #: from the database, so a provider whose keys a superuser could add to (a KMS key policy,
+    #: a token's other labels) lists the configured ones: only those unwrap or wrap.
+    allowed: frozenset[str] | None = None
 
     @abc.abstractmethod
     def current(self) -> str:
@@ -120,8 +124,9 @@ class RootKeyProvider(abc.ABC):
         """
 
     def handles(self, root_key: str) -> bool:
-        """Whether ``root_key`` is one of this provider's references."""
-        return root_key.startswith(self.name + ":")
+        """Whether ``root_key`` is one of this provider's references (and, with ``allowed``, listed)."""
+        return root_key.startswith(self.name + ":") and (
+            self.allowed is None or root_key[len(self.name) + 1:] in self.allowed)
 
     def _name_of(self, root_key: str) -> str:
         if not self.handles(root_key):

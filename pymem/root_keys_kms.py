@@ -48,7 +48,7 @@ class AwsKmsRootKeys(RootKeyProvider):
         # Only these keys unwrap: a root key reference comes from the database, and a
         # superuser could otherwise point a tenant at a KMS key of its own that the app's
         # role may use (a key policy, IAM "Resource": "*") and have the app seal under it.
-        self._allowed = {self._current, *settings.kms_old_key_ids}
+        self.allowed = frozenset({self._current, *settings.kms_old_key_ids})
         try:
             self._client = boto3.client("kms", endpoint_url=settings.kms_endpoint_url, config=_TIMEOUTS)
         except BotoCoreError as error:  # no region, a malformed endpoint
@@ -57,9 +57,6 @@ class AwsKmsRootKeys(RootKeyProvider):
 
     def current(self) -> str:
         return f"aws-kms:{self._current}"
-
-    def handles(self, root_key: str) -> bool:
-        return super().handles(root_key) and root_key[len(self.name) + 1:] in self._allowed
 
     def _call(self, root_key: str, method: str, **arguments) -> dict:
         try:

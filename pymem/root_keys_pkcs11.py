@@ -53,16 +53,13 @@ class Pkcs11RootKeys(RootKeyProvider):
             raise ConfigurationError(f"the pkcs11 root-key provider needs {', '.join(missing)}")
         self._module, self._token_label = settings.pkcs11_module, settings.pkcs11_token
         self._pin, self._current = settings.pkcs11_pin, settings.pkcs11_key
-        self._allowed = {self._current, *settings.pkcs11_old_keys}  # never a label the database names
+        self.allowed = frozenset({self._current, *settings.pkcs11_old_keys})  # never a label the database names
         self._session = None
         self._keys: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def current(self) -> str:
         return f"pkcs11:{self._current}"
-
-    def handles(self, root_key: str) -> bool:
-        return super().handles(root_key) and root_key[len(self.name) + 1:] in self._allowed
 
     def _open(self):
         try:

@@ -77,14 +77,11 @@ async def root_key_usage(conn: psycopg.AsyncConnection) -> list[RootKeyUsage]:
     return [RootKeyUsage(*row) for row in await cursor.fetchall()]
 
 
-def _rewrapped(rows: list[tuple], new_root: str) -> list[bytes]:
+def _rewrapped(keys: list[tuple[KeyContext, str, bytes]], new_root: str) -> list[bytes]:
     """Each data key unwrapped under its root and wrapped under ``new_root`` (a thread's work)."""
     current = provider()
-    out = []
-    for user_hash, version, root_key, wrapped in rows:
-        context = KeyContext(user_hash.strip(), version)
-        out.append(current.wrap(new_root, provider_of(root_key).unwrap(root_key, bytes(wrapped), context), context))
-    return out
+    return [current.wrap(new_root, provider_of(root_key).unwrap(root_key, bytes(wrapped), context), context)
+            for context, root_key, wrapped in keys]
 
 
 def destroyed_data_keys(conn: psycopg.Connection, checkpoint: str | Path) -> dict[str, set[int]]:
@@ -160,17 +157,22 @@ async def _rotate(conn: psycopg.AsyncConnection, batch_size: int, progress: bool
         rows = await cursor.fetchall()
         if not rows:
             break
-        contexts = [KeyContext(h.strip() if type(h) is str else h, v) for h, v, _, _ in rows]  # checked types
-        revived = [c for c in contexts if c.version in destroyed.get(c.user_hash, ())]
+        # What the database listed is checked once (KeyContext: a hash, an int version), and
+        # the checked values are what is compared, unwrapped, wrapped and sent back.
+        keys = [(KeyContext(h.strip() if isinstance(h, str) else h, v), root_key, wrapped)
+                for h, v, root_key, wrapped in rows]
+        revived = [c for c, _, _ in keys if c.version in destroyed.get(c.user_hash, ())]
         if revived:
             raise KeyDestroyed(f"{len(revived)} data keys the audit chain records as destroyed are live in the"
                                f" database (tenant {revived[0].user_hash[:12]}..., version {revived[0].version}): put"
                                " back from a copy; nothing was re-wrapped in this batch")
-        wrapped = await run_provider(_rewrapped, rows, new_root)
+        wrapped = await run_provider(_rewrapped, keys, new_root)
         async with conn.transaction():
-            proofs = [keyring().tenant_proof(r[0].strip()) for r in rows]  # only the keys make them
-            cursor = await conn.execute(_REWRAP_SQL, ([r[0] for r in rows], proofs, [r[1] for r in rows],
-                                                      [r[2] for r in rows], new_root, wrapped))
+            contexts = [c for c, _, _ in keys]
+            proofs = [keyring().tenant_proof(c.user_hash) for c in contexts]  # only the keys make them
+            cursor = await conn.execute(_REWRAP_SQL, ([c.user_hash for c in contexts], proofs,
+                                                      [c.version for c in contexts], [r for _, r, _ in keys],
+                                                      new_root, wrapped))
             done = (await cursor.fetchone())[0]
         rewrapped += done
         batches += 1

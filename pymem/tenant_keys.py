@@ -70,7 +70,8 @@ class TenantKeys:
 
     ``current`` is the version sealing new rows (None: the tenant has none yet);
     ``destroyed`` the versions erasure destroyed; ``known`` every version the
-    database had. ``repr`` shows versions only.
+    database had. The keys are by the rows' ``key_id`` (``-version``): opening a field
+    finds its key with one dict lookup. ``repr`` shows versions only.
     """
 
     user_hash: str
@@ -80,11 +81,6 @@ class TenantKeys:
     _aeads: Mapping[int, AESGCM] = field(default_factory=dict)
     # version -> sha256 of the wrapped bytes each key was unwrapped from: its identity.
     _digests: Mapping[int, bytes] = field(default_factory=dict)
-    _by_key_id: Mapping[int, AESGCM] = field(init=False)
-
-    def __post_init__(self) -> None:
-        # By the rows' key_id (-version): open() then finds a data key with one dict lookup.
-        object.__setattr__(self, "_by_key_id", {data_key_id(v): aead for v, aead in self._aeads.items()})
 
     def seal(self, key_id: int, plaintext: bytes, aad: bytes) -> bytes:
         """Seal ``plaintext`` under the key ``key_id`` names, in :func:`pymem.security.seal`'s layout.
@@ -93,7 +89,7 @@ class TenantKeys:
             KeyDestroyed, UnknownKeyId: as :meth:`aead`.
         """
         try:
-            aead = self._by_key_id[key_id]
+            aead = self._aeads[key_id]
         except KeyError:  # a ring key (rows before 0019), or a version that raises
             aead = self.aead(key_id)
         return seal_with(aead, plaintext, aad)
@@ -106,7 +102,7 @@ class TenantKeys:
             KeyDestroyed, UnknownKeyId: as :meth:`aead`.
         """
         try:
-            aead = self._by_key_id[key_id]
+            aead = self._aeads[key_id]
         except KeyError:  # a ring key (rows before 0019), or a version that raises
             aead = self.aead(key_id)
         # open_with's body, inlined: this runs for every sealed field of every row read, and
@@ -125,11 +121,10 @@ class TenantKeys:
         """
         if key_id > 0:
             return keyring().aead(key_id)
-        version = -key_id
-        found = self._aeads.get(version)
+        found = self._aeads.get(key_id)
         if found is not None:
             return found
-        if version in self.destroyed:
+        if -key_id in self.destroyed:
             raise KeyDestroyed("this row is sealed under a data key of its tenant that was destroyed when the"
                                " tenant was erased: it cannot be opened")
         raise KeyDestroyed("this row is sealed under a data key its tenant has no record of (rows put back"
@@ -144,7 +139,8 @@ class TenantKeys:
         return all(k > 0 or -k <= self.known for k in key_ids) and (live is None or live == self._digests)
 
     def __repr__(self) -> str:
-        return f"TenantKeys(current={self.current}, versions={sorted(self._aeads)}, destroyed={sorted(self.destroyed)})"
+        versions = sorted(-key_id for key_id in self._aeads)
+        return f"TenantKeys(current={self.current}, versions={versions}, destroyed={sorted(self.destroyed)})"
 
 
 class _Cache:
@@ -228,7 +224,7 @@ def _unwrap_all(user_hash: str, rows: list[tuple]) -> TenantKeys:
         data_key = provider_of(root_key).unwrap(root_key, bytes(wrapped), context)
         if len(data_key) != DATA_KEY_BYTES:
             raise context.not_authentic()
-        aeads[version], digests[version] = AESGCM(data_key), hashlib.sha256(wrapped).digest()
+        aeads[data_key_id(version)], digests[version] = AESGCM(data_key), hashlib.sha256(wrapped).digest()
         if is_current:
             current = version
     return TenantKeys(user_hash, current, max((r[0] for r in rows), default=0), frozenset(destroyed), aeads, digests)
@@ -333,7 +329,8 @@ async def _make(conn: psycopg.AsyncConnection, keys: TenantKeys, *, replace: boo
             raise RootKeyUnavailable(f"root key {root_key!r} is retired: configure the current one") from None
         if stored is not None and stored[0] == version and bytes(stored[2]) == wrapped:
             _cache.count("creates")
-            made = TenantKeys(user_hash, version, version, keys.destroyed, {**keys._aeads, version: AESGCM(data_key)},
+            made = TenantKeys(user_hash, version, version, keys.destroyed,
+                              {**keys._aeads, data_key_id(version): AESGCM(data_key)},
                               {**keys._digests, version: hashlib.sha256(wrapped).digest()})
             _cache.put(await _database(conn), made)
             return made

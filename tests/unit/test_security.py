@@ -269,7 +269,7 @@ def test_a_tenants_data_key_opens_only_whole_blobs_under_its_own_version():
     from pymem.errors import KeyDestroyed
     from pymem.tenant_keys import TenantKeys
 
-    keys = TenantKeys("a" * 64, 2, 3, frozenset({1}), {2: AESGCM(os.urandom(32)), 3: AESGCM(os.urandom(32))})
+    keys = TenantKeys("a" * 64, 2, 3, frozenset({1}), {-2: AESGCM(os.urandom(32)), -3: AESGCM(os.urandom(32))})
     blob = keys.seal(-2, b"sample plaintext", b"aad")
     assert keys.open(-2, blob, b"aad") == b"sample plaintext"
     for length in range(len(blob)):

@@ -55,7 +55,7 @@ BATCH = 100
 
 def _crypto(scale: str) -> dict:
     """seal/open through a tenant's cached data key against raw AES-GCM, interleaved."""
-    keys = TenantKeys("a" * 64, 1, 1, frozenset(), {1: keyring().root_aead()})  # any AES-256 key
+    keys = TenantKeys("a" * 64, 1, 1, frozenset(), {-1: keyring().root_aead()})  # any AES-256 key
     aead, urandom = keys.aead(-1), os.urandom
     payload, aad = urandom(1024), b"pymem:v2|" + b"a" * 64 + b"|00000000-0000-0000-0000-000000000000|text|1:d|1:s"
     blob = seal_with(aead, payload, aad)
