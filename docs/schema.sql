@@ -223,6 +223,27 @@ ALTER TABLE pymem.memory_chunks OWNER TO pymem_owner;
 COMMENT ON COLUMN pymem.memory_chunks.embedding IS 'Plaintext embedding for ANN search (documented exception); emb_cipher is the sealed shadow copy.';
 
 --
+-- Name: memory_terms; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.memory_terms (
+    user_hash bpchar NOT NULL,
+    term bytea NOT NULL,
+    chunk_id uuid NOT NULL,
+    freq integer NOT NULL,
+    terms integer NOT NULL,
+    CONSTRAINT memory_terms_freq_check CHECK (((freq >= 1) AND (freq <= 65535))),
+    CONSTRAINT memory_terms_term_check CHECK ((octet_length(term) = 16)),
+    CONSTRAINT memory_terms_terms_check CHECK ((terms >= freq)),
+    CONSTRAINT memory_terms_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE ONLY pymem.memory_terms FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.memory_terms OWNER TO pymem_owner;
+
+--
 -- Name: quarantined_chunks; Type: TABLE; Schema: pymem; Owner: pymem_owner
 --
 
@@ -363,6 +384,13 @@ ALTER TABLE ONLY pymem.key_stats
 
 ALTER TABLE ONLY pymem.memory_chunks
     ADD CONSTRAINT memory_chunks_pkey PRIMARY KEY (user_hash, id);
+
+--
+-- Name: memory_terms memory_terms_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.memory_terms
+    ADD CONSTRAINT memory_terms_pkey PRIMARY KEY (user_hash, term, chunk_id) INCLUDE (freq, terms);
 
 --
 -- Name: quarantined_chunks quarantined_chunks_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
@@ -813,6 +841,12 @@ CREATE INDEX memory_chunks_meta_tags_idx ON pymem.memory_chunks USING gin (meta_
 CREATE INDEX memory_chunks_tenant_doc ON pymem.memory_chunks USING btree (user_hash, doc_id);
 
 --
+-- Name: memory_terms_chunk; Type: INDEX; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE INDEX memory_terms_chunk ON pymem.memory_terms USING btree (chunk_id);
+
+--
 -- Name: audit_log audit_log_append_only; Type: TRIGGER; Schema: pymem; Owner: pymem_owner
 --
 
@@ -988,6 +1022,12 @@ CREATE POLICY key_stats_owner ON pymem.key_stats TO pymem_owner USING (true) WIT
 ALTER TABLE pymem.memory_chunks ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: memory_terms; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.memory_terms ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: quarantined_chunks quarantine_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
 --
 
@@ -1022,6 +1062,12 @@ CREATE POLICY root_keys_readers ON pymem.root_keys FOR SELECT TO pymem_auditor, 
 --
 
 CREATE POLICY tenant_isolation ON pymem.memory_chunks TO pymem_owner, pymem_app USING ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar)) WITH CHECK ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar));
+
+--
+-- Name: memory_terms tenant_isolation; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY tenant_isolation ON pymem.memory_terms TO pymem_owner USING ((user_hash = ( SELECT (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::character(64) AS "nullif"))) WITH CHECK ((user_hash = ( SELECT (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::character(64) AS "nullif")));
 
 --
 -- Name: tenant_proofs; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner

@@ -62,6 +62,7 @@ from .repository import (
     upsert_memory_chunks,
 )
 from .security import KeyRing, generate_key, hmac_user, open_sealed, seal
+from .term_backfill import index_memory_terms
 from .tenant import set_rls_context
 
 __all__ = [
@@ -71,6 +72,6 @@ __all__ = [
     "RerankError", "RootKeyUnavailable", "StandbyBehind", "TamperedRow", "UnknownKeyId", "WrappedKeyInvalid",
     "__version__", "aconnect", "configure", "connect",
     "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk", "get_memory_chunks",
-    "hmac_user", "index_memory_chunk", "index_memory_chunks", "list_memory_chunks", "open_embedding", "open_sealed",
+    "hmac_user", "index_memory_chunk", "index_memory_chunks", "index_memory_terms", "list_memory_chunks", "open_embedding", "open_sealed",
     "query_memory", "reset", "seal", "set_rls_context", "upsert_memory_chunks",
 ]

@@ -33,6 +33,11 @@ Filters
     ``{"$and": [f, ...]}`` and several keys in one mapping: all of them. A filter
     compiles to clauses, each a set of tags of which a row must carry one.
 
+Keyword terms
+    The tag of a term of a row's text (hybrid search, :mod:`pymem.terms`): the first 16
+    bytes of HMAC(tenant index key, ``b"term\x00"`` + the stemmer's language + ``b"\x00"``
+    + the term's UTF-8).
+
 Write records
     Each row written gets a 32-byte record, HMAC(tenant index key, ``b"write\x00"`` +
     the row as written, :func:`pymem.write_records.row_bytes`), kept in the write's audit
@@ -156,6 +161,10 @@ class TenantIndex:
     def _tag(self, key: str, value: Any) -> bytes:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return self._digest(b"meta\x00" + pair.encode("utf-8"))[:TAG_BYTES]
+
+    def term_tag(self, language: str, term: str) -> bytes:
+        """The tag of a keyword term (:mod:`pymem.terms`) stemmed under ``language``."""
+        return self._digest(b"term\x00" + language.encode("ascii") + b"\x00" + term.encode("utf-8"))[:TAG_BYTES]
 
     def metadata_tags(self, metadata: Mapping[str, Any]) -> bytes:
         """The tags of a metadata mapping, concatenated and sorted (so their order says nothing).

@@ -30,6 +30,7 @@ from .blind_index import TenantIndex, check_external_id
 from .errors import TamperedRow
 from .security import EmbeddingMismatch, chunk_aad
 from .tenant_keys import TenantKeys
+from .terms import row_terms
 
 # doc_id and source, in UTF-8 bytes: the SQL CHECK allows 1024 characters, and the
 # (user_hash, doc_id) btree takes at most about 2.7 KB per entry.
@@ -67,6 +68,7 @@ class SealedRow:
     tags: bytes
     embedding: np.ndarray
     external_id: str
+    terms: bytes | None = None  # keyword postings (pymem.terms); None: written without
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,11 @@ def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, sourc
 
 
 def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
-             keys: TenantKeys, key_id: int, *, keep_row_id: uuid.UUID | None = None) -> SealedRow:
+             keys: TenantKeys, key_id: int, *, keep_row_id: uuid.UUID | None = None,
+             term_language: str | None = None) -> SealedRow:
     """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id`` (one of ``keys``).
+
+    ``term_language``: also compute the text's keyword postings (:func:`pymem.terms.row_terms`).
 
     ``keep_row_id``: re-seal a row that has no caller id (``chunk.id`` is None) under
     the row id it has (a random one pymem generated, or a UUID caller id stored
@@ -205,7 +210,8 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     return SealedRow(id=row_id, doc_id=doc_id, source=source, text_cipher=sealed(text, "text"),
                      meta_cipher=sealed(meta, "meta"), emb_cipher=sealed(embedding.tobytes(), "emb"),
                      ref_cipher=None if ref is None else sealed(ref, "ref"), tags=index.metadata_tags(metadata),
-                     embedding=embedding, external_id=external_id)
+                     embedding=embedding, external_id=external_id,
+                     terms=None if term_language is None else row_terms(index, chunk.text, term_language))
 
 
 def as_float32(embedding: Any) -> np.ndarray:

@@ -12,6 +12,10 @@ Database
     ``PYMEM_EMBEDDING_DIM``  embedding dimension of a new schema (default 384); a database
                              created with another one refuses to migrate with it.
     ``PYMEM_MAX_TEXT_BYTES`` largest accepted chunk text in UTF-8 bytes (default 65536).
+    ``PYMEM_TERM_TAGS``      write each row's keyword terms as keyed tags, for hybrid search
+                             (default true; false: rows get none and hybrid search is refused).
+    ``PYMEM_TERM_LANGUAGE``  the Snowball stemmer of keyword terms (default english); terms
+                             stemmed under another language never match, so set it once.
 Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_KEY``      active AES-256 key, base64 of exactly 32 bytes.
     ``MEMORY_ENCRYPTION_KEY_ID``   its integer id (default 1).
@@ -124,6 +128,8 @@ class Settings:
     root_key_provider: str = "local"
     data_key_cache_size: int = 10_000
     data_key_cache_ttl_s: float = 300.0
+    term_tags: bool = True
+    term_language: str = "english"
 
 
 #: The root-key providers pymem ships (:mod:`pymem.root_keys`); others are registered there.
@@ -136,6 +142,13 @@ def _root_key_provider() -> str:
         raise ConfigurationError("PYMEM_ROOT_KEY_PROVIDER must name a root-key provider: "
                                  + ", ".join(ROOT_KEY_PROVIDERS) + ", or one registered with"
                                  " pymem.root_keys.register_provider")
+    return name
+
+
+def _term_language() -> str:
+    name = os.environ.get("PYMEM_TERM_LANGUAGE", "").strip().lower() or "english"
+    if not re.fullmatch(r"[a-z_]{2,32}", name):
+        raise ConfigurationError("PYMEM_TERM_LANGUAGE must name a Snowball stemmer (english, german, ...)")
     return name
 
 
@@ -184,6 +197,8 @@ def get_settings() -> Settings:
         root_key_provider=_root_key_provider(),
         data_key_cache_size=_env_number("PYMEM_DATA_KEY_CACHE_SIZE", 10_000, int, 1, 10_000_000),
         data_key_cache_ttl_s=_env_number("PYMEM_DATA_KEY_CACHE_TTL_S", 300.0, float, 1.0, 86_400.0),
+        term_tags=_env_bool("PYMEM_TERM_TAGS", True),
+        term_language=_term_language(),
     )
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks",
-                      "data_keys")
+                      "data_keys", "memory_terms")
 REFERENCE_TABLES = ("tuning", "encryption_keys", "root_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
@@ -52,7 +52,9 @@ TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "s
 TENANT_FUNCTIONS_0019 = ("live_data_keys", "data_keys_of", "create_data_key")
 # 0020: the live keys' digests, read beside every read.
 TENANT_FUNCTIONS_0020 = ("live_data_key_digests",)
-TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020
+# 0021: writes with keyword terms, hybrid search, back-filling terms.
+TENANT_FUNCTIONS_0021 = ("write_chunks_v2", "search_hybrid_chunks", "search_hybrid_chunks_on_standby", "index_terms")
+TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020 + TENANT_FUNCTIONS_0021
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the
@@ -324,11 +326,12 @@ def _distribute_functions(conn: psycopg.Connection) -> int:
             " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
             (list(TENANT_FUNCTIONS),)).fetchone()[0]
         # A database at an older revision lacks the later ones (0019's data-key functions,
-        # 0020's digests): they are delegated by the run after the upgrade that adds them.
+        # 0020's digests, 0021's hybrid search): they are delegated by the run after the
+        # upgrade that adds them.
         present = conn.execute("SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p"
                                " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
                                (list(TENANT_FUNCTIONS),)).fetchone()[0]
-    later = len(TENANT_FUNCTIONS_0019) + len(TENANT_FUNCTIONS_0020)
+    later = len(TENANT_FUNCTIONS_0019) + len(TENANT_FUNCTIONS_0020) + len(TENANT_FUNCTIONS_0021)
     if delegated != present or present < len(TENANT_FUNCTIONS) - later:
         raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
     return delegated

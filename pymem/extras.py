@@ -47,7 +47,7 @@ class _Silent:
         pass
 
 
-def progress_bar(total: int, *, enabled: bool, **options: Any):
+def progress_bar(total: int | None, *, enabled: bool, **options: Any):
     """A tqdm bar when ``enabled`` (needs the ``progress`` extra), else a silent one."""
     if not enabled:
         return _Silent()

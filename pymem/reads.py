@@ -41,11 +41,13 @@ from .errors import StandbyBehind
 
 # The server computes each digest with the same function the read checks it with.
 # Read -> (the intent's operation, its digest). "search" is search_chunks' (0006),
-# "filtered_search" search_chunks_v2's (0007).
+# "filtered_search" search_chunks_v2's (0007), "hybrid_search" search_hybrid_chunks' (0021).
 _DIGEST_SQL = {
     "search": ("search", "pymem.search_digest(%b::public.vector, %s::pg_catalog.int4)"),
     "filtered_search": ("search", "pymem.filtered_search_digest(%b::public.vector, %s::pg_catalog.int4,"
                                   " %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"),
+    "hybrid_search": ("search", "pymem.hybrid_search_digest(%b::public.vector, %s::pg_catalog.int4,"
+                                " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[])"),
     "get": ("get", "pymem.get_digest(%b::pg_catalog.uuid[])"),
     "export": ("export", "pymem.export_digest(%b::pg_catalog.int4[], %s::pg_catalog.int4)"),
 }
@@ -74,7 +76,8 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read
         user_hash: the tenant.
         read: ``search`` (``search_chunks``; params: query vector, k),
             ``filtered_search`` (``search_chunks_v2``; params: query vector, k,
-            filter tags, clause ends), ``get`` (params: list of ids) or ``export``
+            filter tags, clause ends), ``hybrid_search`` (``search_hybrid_chunks``; the
+            same and the query's term tags), ``get`` (params: list of ids) or ``export``
             (params: key ids or None, page size).
         proof: the tenant's proof, when not the key ring's (:func:`pymem.tenant.enter_tenant_call`).
 

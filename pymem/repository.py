@@ -40,6 +40,7 @@ from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
 from .errors import DuplicateId, TamperedRow
 from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, tenant_keys
+from .terms import claims_hold, query_terms, term_language
 from .write_records import sealed_record
 
 __all__ = [
@@ -56,10 +57,10 @@ MAX_IDS = 10_000  # ids per get or delete call (the SQL API's limit)
 # otherwise resolve first. %b: binary parameters; with %s, psycopg dumps each
 # vector as text in Python (about 0.3 ms per 384-d vector, measured).
 _WRITE_SQL = (
-    "SELECT pymem.write_chunks(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
+    "SELECT pymem.write_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
     " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
-    " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[])"
+    " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[], %b::pg_catalog.bytea[])"
 )
 _ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
 _SEARCH_TEMPLATE = (
@@ -68,6 +69,13 @@ _SEARCH_TEMPLATE = (
 )
 _SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
 _STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
+_HYBRID_TEMPLATE = (
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance, keyword_score, term_positions, term_freqs"
+    " FROM pymem.{}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4,"
+    " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[])"
+)
+_HYBRID_SQL = _HYBRID_TEMPLATE.format("search_hybrid_chunks")
+_STANDBY_HYBRID_SQL = _HYBRID_TEMPLATE.format("search_hybrid_chunks_on_standby")
 _GET_SQL = (
     f"SELECT {_ROW_COLUMNS}, ref_cipher"
     " FROM pymem.get_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
@@ -96,7 +104,10 @@ class MemoryHit:
             Always False for gets and lists.
         score: with ``reranked``, the cross-encoder's relevance (the sigmoid of its
             logit, in (0, 1)); without, ``1 - i/n`` for the i-th of n candidates in
-            ANN order, a rank, not a relevance. None for gets and lists.
+            the search's order (ANN, or fused for ``hybrid=True``), a rank, not a
+            relevance. None for gets and lists.
+        keyword_score: a hybrid search's BM25 score of the hit over the query's terms,
+            when it is among the keyword side's candidates; else None.
         rank: 1-based, in the returned order.
         embedding: the opened float32 embedding when asked for
             (``include_embedding=True``), else None.
@@ -113,6 +124,7 @@ class MemoryHit:
     external_id: str = ""
     reranked: bool = False
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    keyword_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +178,8 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
     items = [as_chunk(item) for item in chunks]
     if not items:
         raise ValueError("chunks must not be empty")
-    max_bytes = get_settings().max_text_bytes
+    settings = get_settings()
+    max_bytes, language = settings.max_text_bytes, term_language(settings)
     async with borrow(conn) as conn:
         dim = await _embedding_dim(conn)
         user_hash = hmac_user(user_id)
@@ -174,7 +187,8 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
         for attempt in (1, 2):
             keys = await keys_for_writing(conn, user_hash)
             key_id = data_key_id(keys.current)
-            rows = [seal_row(user_hash, index, item, dim, max_bytes, keys, key_id) for item in items]
+            rows = [seal_row(user_hash, index, item, dim, max_bytes, keys, key_id, term_language=language)
+                    for item in items]
             if len({r.id for r in rows}) != len(rows):
                 raise ValueError("an id appears twice in one call")
             # Rows stored before 0015 under a caller's UUID as it was: an upsert replaces them too.
@@ -214,9 +228,9 @@ async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIte
 
 async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,
                             upsert: bool = False, progress: bool = False) -> None:
-    """Send sealed rows through ``pymem.write_chunks``, with their write records under
-    the tenant's ``index`` (:mod:`pymem.write_records`), inside the caller's tenant
-    transaction."""
+    """Send sealed rows through ``pymem.write_chunks_v2``, with their write records under
+    the tenant's ``index`` (:mod:`pymem.write_records`) and their keyword terms (none if a
+    row of the batch has none), inside the caller's tenant transaction."""
     bar = progress_bar(len(rows), enabled=progress, unit="chunk", desc="indexing")
     for start in range(0, len(rows), WRITE_BATCH_ROWS):
         part = rows[start:start + WRITE_BATCH_ROWS]
@@ -235,6 +249,7 @@ async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequ
             [r.embedding for r in part],
             AAD_VERSION,
             [sealed_record(index, r, key_id, AAD_VERSION) for r in part],
+            None if any(r.terms is None for r in part) else [r.terms for r in part],
         ))
         bar.update(len(part))
     bar.close()
@@ -466,19 +481,21 @@ async def query_memory(
     max_distance: float | None = None,
     include_embedding: bool = False,
     standby: Any = None,
+    hybrid: bool = False,
 ) -> list[MemoryHit]:
-    """ANN search within the tenant, open the hits, rerank them, return the top ``k``.
+    """Search the tenant's memory, open the hits, rerank them, return the top ``k``.
 
     The search is a durable read: its intent is committed first (see :mod:`pymem.reads`).
 
     Args:
         conn: a connection or pool of a role that has ``pymem_app``.
         user_id: the tenant's application user id.
-        query: the query text (used by the reranker only; never stored or logged).
+        query: the query text (used by the reranker and, with ``hybrid``, for its keyword
+            terms; never stored or logged).
         query_embedding: vector of the deployment's dimension.
         k: results to return (1..1000).
         candidates: ANN candidates to fetch and rerank (at least ``k``; 24 by default).
-        rerank: False skips the reranker (ANN order), whatever RERANK_ENABLED says.
+        rerank: False skips the reranker (the search's order), whatever RERANK_ENABLED says.
         where: a metadata filter (``$eq``, ``$in``, ``$and``, ``$or``; see
             :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.
         max_distance: drop candidates whose cosine distance exceeds it (0..2),
@@ -486,48 +503,70 @@ async def query_memory(
         include_embedding: put each hit's opened embedding in ``MemoryHit.embedding`` (for MMR).
         standby: a connection to a hot standby of ``conn``'s server (same login)
             to run the search on; the intent and the result row go to ``conn``.
+        hybrid: rank by keyword relevance and vector similarity together: the
+            ``candidates`` best of the vector search and of a BM25 search over the query's
+            keyword terms (:mod:`pymem.terms`), fused by reciprocal rank in the database.
+            Rows written without terms are found by the vector side only. A query with
+            no words searches by vector alone.
 
     Returns:
-        Up to ``k`` :class:`MemoryHit`, best first, each with its ANN distance; its
-        ``reranked`` says whether the order and ``score`` are the cross-encoder's or
-        the ANN search's.
+        Up to ``k`` :class:`MemoryHit`, best first, each with its cosine distance (and,
+        for ``hybrid``, its ``keyword_score``); its ``reranked`` says whether the order
+        and ``score`` are the cross-encoder's or the search's.
 
     Raises:
-        ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``, or a query that is
-            not a str or is longer than ``PYMEM_MAX_TEXT_BYTES``.
+        ValueError: bad ``k``/``candidates``/embedding/filter/``max_distance``, a query that is
+            not a str or is longer than ``PYMEM_MAX_TEXT_BYTES``, or ``hybrid`` with
+            ``PYMEM_TERM_TAGS`` false.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
             a stored embedding was changed, or (``TamperedRow``) a returned row does
-            not meet ``where`` once opened: fail closed.
+            not meet ``where`` once opened, or does not hold the query terms the
+            database said it holds: fail closed.
         pymem.reads.StandbyBehind: the standby had not replayed the intent in time.
     """
     _check_count("k", k)
     _check_count("candidates", candidates)
     # The reranker tokenizes the query with every candidate, and no budget interrupts that.
-    check_text(query, get_settings().max_text_bytes, "query")
+    settings = get_settings()
+    check_text(query, settings.max_text_bytes, "query")
     if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, (int, float))
                                      or not 0 <= max_distance <= 2):
         raise ValueError("max_distance must be a number between 0 and 2 (cosine distance)")
+    if not isinstance(hybrid, bool):
+        raise ValueError("hybrid must be a bool")
+    language = term_language(settings) if hybrid else None
+    if hybrid and language is None:
+        raise ValueError("hybrid search needs keyword terms, and PYMEM_TERM_TAGS is false")
+    words = query_terms(query, language) if language else []
     fetch = max(k, candidates)
     user_hash = hmac_user(user_id)
     index = keyring().tenant_index(user_hash)
     tags, ends = index.compile_filter(where)
     async with borrow(conn) as conn:
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
-        params = (vector, fetch, tags, ends)
+        if words:
+            read, params = "hybrid_search", (vector, fetch, tags, ends, [index.term_tag(language, w) for w in words])
+            primary_sql, standby_sql = _HYBRID_SQL, _STANDBY_HYBRID_SQL
+        else:
+            read, params = "filtered_search", (vector, fetch, tags, ends)
+            primary_sql, standby_sql = _SEARCH_SQL, _STANDBY_SEARCH_SQL
         if standby is None:
-            rows, live = await durable_read_with_keys(conn, user_hash, "filtered_search", params, _SEARCH_SQL, params)
+            rows, live = await durable_read_with_keys(conn, user_hash, read, params, primary_sql, params)
         else:
             async with borrow(standby) as standby:
-                rows, live = await read_on_standby(conn, standby, user_hash, "filtered_search", params,
-                                                   _STANDBY_SEARCH_SQL, params)
+                rows, live = await read_on_standby(conn, standby, user_hash, read, params, standby_sql, params)
         keys = await keys_of_rows(conn, user_hash, rows, live)
     # Opening and reranking happen after COMMIT: the transaction stays short.
-    opened = [(open_row(user_hash, row, keys), row[10]) for row in rows
+    opened = [(open_row(user_hash, row, keys), row) for row in rows
               if max_distance is None or row[10] <= max_distance]
     if tags and not all(index.satisfies(hit.metadata, tags, ends) for hit, _ in opened):
         raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")
+    if words and not all(claims_hold(hit.text, language, words, row[12], row[13]) for hit, row in opened):
+        raise TamperedRow("the database returned a row that does not hold the query terms it said it holds"
+                          " (its keyword postings were changed)")
     order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
-    return [_hit(opened[r.index][0], include_embedding=include_embedding, distance=float(opened[r.index][1]),
+    return [_hit(opened[r.index][0], include_embedding=include_embedding, distance=float(opened[r.index][1][10]),
+                 keyword_score=None if not words or opened[r.index][1][11] is None else float(opened[r.index][1][11]),
                  score=r.score, rank=rank, reranked=r.reranked)
             for rank, r in enumerate(order[:k], start=1)]
 

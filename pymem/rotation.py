@@ -44,6 +44,8 @@ from .errors import KeyDestroyed
 from .security import AAD_VERSION, UnknownKeyId, keyring, tenant_proof, tenant_proof_key
 from .tenant import check_user_hash, enter_tenant_call, tenant_transaction
 from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, new_current_key, tenant_keys
+from .terms import term_language
+from .config import get_settings
 from .write_records import sealed_record
 
 _REKEY_SQL = ("SELECT pymem.rekey_chunks_v2(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.int4[],"
@@ -103,8 +105,10 @@ def _resealed(row: tuple, old_hash: str, new_hash: str, index: TenantIndex, old_
                        id=opened.external_id if has_caller_id else None)
     # No size limit: the row was accepted when it was written. A row without a caller
     # id keeps its row id; a caller id is keyed again under ``index``.
+    # Keyword terms are tagged under the new blind index too, as a write would.
     return seal_row(new_hash, index, chunk, len(opened.embedding), sys.maxsize, new_keys,
-                    data_key_id(new_keys.current), keep_row_id=None if has_caller_id else opened.id)
+                    data_key_id(new_keys.current), keep_row_id=None if has_caller_id else opened.id,
+                    term_language=term_language(get_settings()))
 
 
 class RateLimit:

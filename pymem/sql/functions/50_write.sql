@@ -43,6 +43,45 @@ CREATE OR REPLACE FUNCTION pymem.write_records_of(p_ids uuid[], p_records bytea[
 COMMENT ON FUNCTION pymem.write_records_of(uuid[], bytea[], uuid[]) IS
     'The write records of the rows among p_which, concatenated in id order: a write''s audited params_digest.';
 
+-- Keyword terms (revision 0021): a row's postings in memory_terms, sent as one bytea
+-- per row, 18 bytes per distinct term: its 16-byte keyed tag, then how often it occurs
+-- (2 bytes, big-endian, at least 1). At most 4,096 terms a row (pymem.terms).
+CREATE OR REPLACE FUNCTION pymem.check_row_terms(p_terms bytea[], p_rows integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(p_terms) IS DISTINCT FROM p_rows OR array_ndims(p_terms) > 1
+       OR EXISTS (SELECT 1 FROM unnest(p_terms) AS t(terms)
+                   WHERE t.terms IS NULL OR octet_length(t.terms) % 18 <> 0 OR octet_length(t.terms) > 18 * 4096) THEN
+        RAISE EXCEPTION 'pymem: each row''s terms are up to 4096 entries of 18 bytes (a 16-byte tag, a 2-byte count)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pymem.check_row_terms(bytea[], integer) IS
+    'Raises invalid_parameter_value unless there are p_rows term lists of up to 4096 18-byte entries.';
+
+-- Replaces the postings of rows p_ids (parallel to p_terms) with p_terms'. Internal:
+-- for the definer functions that checked the tenant and hold its chain head. A tag
+-- twice in one row, or a count of 0, violates memory_terms' constraints.
+CREATE OR REPLACE FUNCTION pymem.put_terms(p_user_hash char(64), p_ids uuid[], p_terms bytea[]) RETURNS void
+    LANGUAGE plpgsql SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (p_ids);
+    INSERT INTO pymem.memory_terms (user_hash, term, chunk_id, freq, terms)
+    SELECT p_user_hash, e.term, e.id, e.freq, sum(e.freq) OVER (PARTITION BY e.id)
+      FROM (SELECT u.id, substring(u.terms FROM o FOR 16) AS term,
+                   get_byte(u.terms, o + 15) * 256 + get_byte(u.terms, o + 16) AS freq
+              FROM unnest(p_ids, p_terms) AS u(id, terms),
+                   generate_series(1, octet_length(u.terms), 18) AS o) AS e;
+END
+$$;
+COMMENT ON FUNCTION pymem.put_terms(char, uuid[], bytea[]) IS
+    'Internal: replaces the keyword postings of the tenant''s rows p_ids with p_terms''.';
+
 -- p_tags: each row's blind-index tags concatenated (16 bytes each). p_upsert:
 -- replace a row of the same id (audited as an update) instead of failing on it.
 -- p_records: each row's write record (32 bytes), a MAC the client computes under
@@ -52,7 +91,7 @@ COMMENT ON FUNCTION pymem.write_records_of(uuid[], bytea[], uuid[]) IS
 -- delete removed (revision 0016). The database cannot check a record.
 -- One INSERT ... SELECT for the whole call: an INSERT per row opened the table's
 -- indexes and prepared the 64 bucket graphs' predicates once per row.
-CREATE OR REPLACE FUNCTION pymem.write_chunks(
+CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
     p_user_hash    char(64),
     p_upsert       boolean,
     p_ids          uuid[],
@@ -66,7 +105,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks(
     p_key_ids      integer[],
     p_embeddings   public.vector[],
     p_aad_version  smallint,
-    p_records      bytea[])
+    p_records      bytea[],
+    p_terms        bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -81,21 +121,24 @@ DECLARE
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF p_upsert IS NULL OR v_n IS NULL OR v_n = 0 THEN
-        RAISE EXCEPTION 'write_chunks: no chunks given' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'write_chunks_v2: no chunks given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
        OR cardinality(p_ref_ciphers) <> v_n OR cardinality(p_tags) <> v_n
        OR cardinality(p_key_ids) <> v_n OR cardinality(p_embeddings) <> v_n
        OR cardinality(p_records) IS DISTINCT FROM v_n THEN
-        RAISE EXCEPTION 'write_chunks: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'write_chunks_v2: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(p_tags) AS t(tags) WHERE t.tags IS NULL OR octet_length(t.tags) % 16 <> 0) THEN
-        RAISE EXCEPTION 'write_chunks: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'write_chunks_v2: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.check_write_records(p_records);
+    IF p_terms IS NOT NULL THEN
+        PERFORM pymem.check_row_terms(p_terms, v_n);
+    END IF;
     IF (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> v_n THEN
-        RAISE EXCEPTION 'write_chunks: an id appears twice in one call' USING ERRCODE = 'unique_violation';
+        RAISE EXCEPTION 'write_chunks_v2: an id appears twice in one call' USING ERRCODE = 'unique_violation';
     END IF;
     PERFORM pymem.check_aad_version(p_aad_version);
     -- Lock order: the chain head, then rows, then key_stats. The head lock also
@@ -121,6 +164,9 @@ BEGIN
       FROM unnest(p_ids, p_doc_ids, p_sources, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers,
                   p_tags, p_key_ids, p_embeddings)
            AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding);
+    -- Postings of a replaced row go with it; a row written without terms has none.
+    PERFORM pymem.put_terms(p_user_hash, p_ids,
+                            coalesce(p_terms, array_fill(''::bytea, ARRAY[v_n])));
     v_new := ARRAY(SELECT i FROM unnest(p_ids) AS i WHERE NOT i = ANY (v_replaced));
     PERFORM pymem.count_keys(p_user_hash, v_old_keys, NULL, -1);
     PERFORM pymem.count_keys(p_user_hash, p_key_ids, ARRAY(SELECT pymem.seals_of(r) FROM unnest(p_ref_ciphers) AS r),
@@ -139,10 +185,44 @@ BEGIN
     RETURN v_n;
 END
 $$;
+COMMENT ON FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
+                                          bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[]) IS
+    'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
+    '(p_terms NULL: none); audits an insert row and an update row with the ids, sorted, and their write '
+    'records. Returns the number of chunks written.';
+
+-- Revision 0016's signature, for apps that send no terms (their rows are found by
+-- vector search only, until re-written or back-filled: pymem index-terms).
+CREATE OR REPLACE FUNCTION pymem.write_chunks(
+    p_user_hash    char(64),
+    p_upsert       boolean,
+    p_ids          uuid[],
+    p_doc_ids      text[],
+    p_sources      text[],
+    p_text_ciphers bytea[],
+    p_meta_ciphers bytea[],
+    p_emb_ciphers  bytea[],
+    p_ref_ciphers  bytea[],
+    p_tags         bytea[],
+    p_key_ids      integer[],
+    p_embeddings   public.vector[],
+    p_aad_version  smallint,
+    p_records      bytea[])
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    -- plpgsql: a SQL-standard body would make write_chunks_v2 undroppable by a downgrade.
+    RETURN pymem.write_chunks_v2(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
+                                 p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
+                                 p_aad_version, p_records, NULL);
+END
+$$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
                                        bytea[], bytea[], integer[], public.vector[], smallint, bytea[]) IS
-    'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant; audits an insert row and an '
-    'update row with the ids, sorted, and their write records. Returns the number of chunks written.';
+    'write_chunks_v2 without keyword terms (revision 0016''s signature).';
 
 CREATE OR REPLACE FUNCTION pymem.delete_chunk_ids(p_user_hash char(64), p_ids uuid[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
@@ -166,6 +246,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
+    DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (v_ids);
     PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
@@ -197,6 +278,7 @@ BEGIN
         v_ids := v_ids || v_row.id;
         v_keys := v_keys || v_row.key_id;
     END LOOP;
+    DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (v_ids);
     PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
     PERFORM pymem.audit_append(p_user_hash, 'delete', 'write', NULL, NULL,
                                ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));

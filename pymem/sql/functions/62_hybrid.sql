@@ -1,0 +1,258 @@
+-- Hybrid search (revision 0021): keyword relevance and vector similarity together, for
+-- the tenant only, over sealed text. The app turns the query's text into up to 64 term
+-- tags (pymem.terms: normalised, stemmed, HMAC'd under the tenant's blind-index key);
+-- the database scores the tenant's rows that hold them from their postings
+-- (memory_terms, written with the rows) and fuses that ranking with the vector search's
+-- (search_rows_v2) by reciprocal rank. It never sees a term, only which of the tenant's
+-- rows share one, how often it occurs in each, and which tags a query asks for.
+
+CREATE OR REPLACE FUNCTION pymem.check_terms(p_terms bytea[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(p_terms) IS NULL OR cardinality(p_terms) NOT BETWEEN 1 AND 64 OR array_ndims(p_terms) > 1
+       OR EXISTS (SELECT 1 FROM unnest(p_terms) AS t(term) WHERE t.term IS NULL OR octet_length(t.term) <> 16)
+       OR (SELECT count(DISTINCT t.term) FROM unnest(p_terms) AS t(term)) <> cardinality(p_terms) THEN
+        RAISE EXCEPTION 'pymem: a hybrid search takes 1 to 64 distinct 16-byte term tags'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pymem.check_terms(bytea[]) IS
+    'Raises invalid_parameter_value unless the query terms are 1 to 64 distinct 16-byte tags.';
+
+CREATE OR REPLACE FUNCTION pymem.hybrid_search_digest(p_query public.vector, p_k integer, p_filter bytea[],
+                                                      p_ends integer[], p_terms bytea[]) RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN sha256(convert_to('hybrid', 'UTF8') || pymem.filtered_search_digest(p_query, p_k, p_filter, p_ends)
+                  || sha256(array_send(p_terms)));
+COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], integer[], bytea[]) IS
+    'The read-intent digest of a search_hybrid_chunks call: query, k, filter, and the term tags.';
+
+-- pymem.keyword_hits: the tenant's p_k best rows by BM25 (k1 1.2, b 0.75) over the
+-- query's terms, among the rows that meet the filter, with the positions (1-based, in
+-- p_terms) of the terms each holds and their counts, which the client checks against
+-- the opened text.
+--
+-- * A term in more than 2,000 of the tenant's rows is left out: reading its postings
+--   would cost more than the whole search, and its weight is low (the vector side
+--   still sees the words). At most 64 x 2,001 postings are read.
+-- * idf = ln(1 + (N - df + 0.5) / (df + 0.5)) (never negative), N the tenant's live
+--   rows (key_stats), df the term's postings; the average length is that of the rows
+--   that hold a counted term.
+-- * A row counts only if its terms carry at least half the query's idf (of the terms
+--   the tenant holds at all): a row sharing one ordinary word with a paraphrase does
+--   not outrank the vector search's hits, a row holding the query's rare id does.
+CREATE OR REPLACE FUNCTION pymem.keyword_hits(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
+                                              p_ends integer[], p_k integer)
+    RETURNS TABLE (chunk_id uuid, score double precision, positions integer[], freqs integer[])
+    LANGUAGE plpgsql SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    -- Plans only, never results (ties are broken by id), but pinned like search_rows_v2's:
+    -- a pooled connection's leftovers cannot turn the postings' btree off.
+    SET enable_indexscan = on
+    SET enable_indexonlyscan = on
+    SET enable_bitmapscan = on
+    SET enable_nestloop = on
+    SET enable_sort = on
+    SET enable_hashagg = on
+    SET max_parallel_workers_per_gather = 0
+    SET plan_cache_mode = 'auto'
+AS $body$
+DECLARE
+    v_rows double precision := greatest(1, (SELECT sum(s.live_rows) FROM pymem.key_stats s
+                                             WHERE s.user_hash OPERATOR(pg_catalog.=) p_user_hash));
+BEGIN
+    RETURN QUERY
+    WITH p AS MATERIALIZED (
+        SELECT q.pos::integer AS pos, m.chunk_id, m.freq, m.terms
+          FROM unnest(p_terms) WITH ORDINALITY AS q(term, pos)
+          CROSS JOIN LATERAL (SELECT t.chunk_id, t.freq, t.terms FROM pymem.memory_terms t
+                               WHERE t.user_hash OPERATOR(pg_catalog.=) p_user_hash
+                                 AND t.term OPERATOR(pg_catalog.=) q.term
+                               LIMIT 2001) AS m),
+    w AS (SELECT p.pos, ln(1 + (v_rows - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+            FROM p GROUP BY p.pos HAVING count(*) <= 2000),
+    len AS (SELECT avg(p.terms)::double precision AS avg FROM p JOIN w ON w.pos = p.pos),
+    s AS (SELECT p.chunk_id,
+                 sum(w.idf * p.freq * 2.2 / (p.freq + 1.2 * (0.25 + 0.75 * p.terms / len.avg))) AS score,
+                 sum(w.idf) AS covered,
+                 array_agg(p.pos ORDER BY p.pos) AS positions, array_agg(p.freq ORDER BY p.pos) AS freqs
+            FROM p JOIN w ON w.pos = p.pos CROSS JOIN len
+           GROUP BY p.chunk_id)
+    SELECT s.chunk_id, s.score, s.positions, s.freqs
+      FROM s JOIN pymem.memory_chunks c
+           ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) s.chunk_id
+     WHERE s.covered >= 0.5 * (SELECT sum(w.idf) FROM w)
+       AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 0
+            OR (c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
+                AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
+                     OR pymem.tags_match(c.meta_tags, p_filter, p_ends))))
+     ORDER BY s.score DESC, s.chunk_id
+     LIMIT p_k;
+END
+$body$;
+COMMENT ON FUNCTION pymem.keyword_hits(char, bytea[], bytea[], integer[], integer) IS
+    'Internal: the tenant''s p_k best rows by BM25 over the term tags, among those meeting the filter, '
+    'with the positions and counts of the terms each holds; for hybrid_rows.';
+
+-- pymem.hybrid_rows: the fused search, for search_hybrid_chunks (primary) and its
+-- standby twin, which check the tenant and the read intent and audit the result.
+-- The vector search's p_k (search_rows_v2, filtered) and the keyword search's p_k are
+-- fused by reciprocal rank (1/(60 + rank) from each list a row is in); the p_k best
+-- are returned, best first, each with its cosine distance, its BM25 score (NULL when
+-- it is not among the keyword hits), and the query terms it holds among the keyword
+-- hits' postings.
+CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
+                                             p_filter bytea[], p_ends integer[], p_terms bytea[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea, keyword_score double precision,
+                   term_positions integer[], term_freqs integer[])
+    LANGUAGE plpgsql SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    -- Plans only, never results (ties are broken by id), but pinned like search_rows_v2's:
+    -- a pooled connection's leftovers cannot turn the postings' btree off.
+    SET enable_indexscan = on
+    SET enable_indexonlyscan = on
+    SET enable_bitmapscan = on
+    SET enable_nestloop = on
+    SET enable_sort = on
+    SET enable_hashagg = on
+    SET max_parallel_workers_per_gather = 0
+    SET plan_cache_mode = 'auto'
+AS $body$
+BEGIN
+    PERFORM pymem.check_terms(p_terms);
+    RETURN QUERY
+    WITH v AS MATERIALIZED (
+        SELECT r.id, row_number() OVER (ORDER BY r.distance, r.id) AS rank
+          FROM pymem.search_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends) AS r),
+    kw AS MATERIALIZED (
+        SELECT h.chunk_id, h.score, h.positions, h.freqs,
+               row_number() OVER (ORDER BY h.score DESC, h.chunk_id) AS rank
+          FROM pymem.keyword_hits(p_user_hash, p_terms, p_filter, p_ends, p_k) AS h),
+    f AS MATERIALIZED (
+        SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions, kw.freqs,
+               coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + kw.rank), 0) AS fused
+          FROM v FULL JOIN kw ON kw.chunk_id OPERATOR(pg_catalog.=) v.id
+         ORDER BY 5 DESC, 1
+         LIMIT p_k)
+    SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
+           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions, f.freqs
+      FROM f JOIN pymem.memory_chunks c
+           ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
+     ORDER BY f.fused DESC, f.id;
+END
+$body$;
+COMMENT ON FUNCTION pymem.hybrid_rows(char, public.vector, integer, bytea[], integer[], bytea[]) IS
+    'Internal: the tenant''s p_k best rows by reciprocal-rank fusion of the vector and keyword searches; '
+    'for search_hybrid_chunks.';
+
+CREATE OR REPLACE FUNCTION pymem.search_hybrid_chunks(p_user_hash char(64), p_ticket uuid, p_query public.vector,
+                                                      p_k integer, p_filter bytea[], p_ends integer[],
+                                                      p_terms bytea[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea, keyword_score double precision,
+                   term_positions integer[], term_freqs integer[])
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids uuid[] := '{}';
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search',
+                                     pymem.hybrid_search_digest(p_query, p_k, p_filter, p_ends, p_terms));
+    FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance,
+        ref_cipher, keyword_score, term_positions, term_freqs IN
+        SELECT * FROM pymem.hybrid_rows(p_user_hash, p_query, p_k, p_filter, p_ends, p_terms)
+    LOOP
+        v_ids := v_ids || id;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM pymem.audit_append(p_user_hash, 'search', 'result', p_ticket, NULL, v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.search_hybrid_chunks(char, uuid, public.vector, integer, bytea[], integer[], bytea[]) IS
+    'The tenant''s k best chunks by keyword relevance (term tags) and vector similarity together, optionally '
+    'filtered, sealed, best first. Needs a committed read intent (hybrid_search_digest); appends a result row '
+    'with the ids returned.';
+
+CREATE OR REPLACE FUNCTION pymem.search_hybrid_chunks_on_standby(p_user_hash char(64), p_ticket uuid,
+                                                                 p_query public.vector, p_k integer,
+                                                                 p_filter bytea[], p_ends integer[],
+                                                                 p_terms bytea[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea, keyword_score double precision,
+                   term_positions integer[], term_freqs integer[])
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    IF NOT pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'pymem: search_hybrid_chunks_on_standby serves hot standbys; on the primary call '
+                        'search_hybrid_chunks' USING ERRCODE = 'feature_not_supported';
+    END IF;
+    PERFORM pymem.check_tenant(p_user_hash);
+    PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search',
+                                     pymem.hybrid_search_digest(p_query, p_k, p_filter, p_ends, p_terms));
+    RETURN QUERY SELECT * FROM pymem.hybrid_rows(p_user_hash, p_query, p_k, p_filter, p_ends, p_terms);
+END
+$$;
+COMMENT ON FUNCTION pymem.search_hybrid_chunks_on_standby(char, uuid, public.vector, integer, bytea[], integer[],
+                                                          bytea[]) IS
+    'search_hybrid_chunks on a hot standby (refused on a primary). The intent is written on the primary; the '
+    'client appends the result row there with read_result.';
+
+-- Back-filling rows written without terms (pymem index-terms): the app reads them,
+-- opens their text and sends its terms. A row gets them only if it has none and its
+-- text ciphertext is still the one read (p_text_digests: sha256 of it), so a row
+-- re-written meanwhile keeps its own. Audited as an update of the rows indexed, with
+-- their write records (unchanged: the row is as it was written).
+CREATE OR REPLACE FUNCTION pymem.index_terms(p_user_hash char(64), p_ids uuid[], p_text_digests bytea[],
+                                             p_terms bytea[], p_records bytea[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000
+       OR cardinality(p_text_digests) IS DISTINCT FROM cardinality(p_ids)
+       OR cardinality(p_records) IS DISTINCT FROM cardinality(p_ids)
+       OR (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
+        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest, terms and record'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.check_row_terms(p_terms, cardinality(p_ids));
+    PERFORM pymem.check_write_records(p_records);
+    -- The chain head serialises this against the tenant's writers (see write_chunks_v2).
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    v_ids := ARRAY(
+        SELECT c.id FROM pymem.memory_chunks c
+          JOIN unnest(p_ids, p_text_digests, p_terms) AS u(id, digest, terms) ON u.id = c.id
+         WHERE c.user_hash = p_user_hash AND sha256(c.text_cipher) = u.digest AND octet_length(u.terms) > 0
+           AND NOT EXISTS (SELECT 1 FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = c.id)
+         ORDER BY c.id);
+    PERFORM pymem.put_terms(p_user_hash, v_ids,
+                            ARRAY(SELECT u.terms FROM unnest(p_ids, p_terms) AS u(id, terms)
+                                   WHERE u.id = ANY (v_ids) ORDER BY u.id));
+    IF cardinality(v_ids) > 0 THEN
+        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
+                                   pymem.write_records_of(p_ids, p_records, v_ids), v_ids);
+    END IF;
+    RETURN cardinality(v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[], bytea[]) IS
+    'Gives the tenant''s rows written without keyword terms theirs (pymem index-terms), where the text is still '
+    'the one read; audited as an update. Returns how many rows got terms.';

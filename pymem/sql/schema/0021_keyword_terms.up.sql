@@ -1,0 +1,34 @@
+-- Revision 0021: keyword terms for hybrid search. Each row a tenant writes with term
+-- tags gets one row here per distinct term of its text: the term's keyed tag (16 bytes,
+-- HMAC under the tenant's blind-index key, computed in the app: pymem.terms), how often
+-- it occurs in the row, and the row's length in terms. The database matches and scores
+-- a query's tags against them (BM25, pymem.keyword_hits) without learning a term.
+--
+-- A table of postings, not an array column on memory_chunks: row security keeps a GIN
+-- index out of every plan (&& is not leakproof), and a btree on (user_hash, term) is
+-- usable under it, so a query reads the postings of its own terms only, whatever the
+-- tenant's size. No foreign key to memory_chunks: Citus distributes the tables one at a
+-- time; the write and delete functions remove a row's postings with the row, and every
+-- read joins memory_chunks, so a posting left by direct DML matches nothing.
+SET LOCAL ROLE pymem_owner;
+
+CREATE TABLE pymem.memory_terms (
+    user_hash bpchar  NOT NULL CONSTRAINT memory_terms_user_hash_check CHECK (user_hash ~ '^[0-9a-f]{64}$'),
+    term      bytea   NOT NULL CONSTRAINT memory_terms_term_check CHECK (octet_length(term) = 16),
+    chunk_id  uuid    NOT NULL,
+    freq      integer NOT NULL CONSTRAINT memory_terms_freq_check CHECK (freq BETWEEN 1 AND 65535),
+    terms     integer NOT NULL CONSTRAINT memory_terms_terms_check CHECK (terms >= freq),
+    -- INCLUDE: the scoring reads (chunk_id, freq, terms) of a term from the index alone.
+    CONSTRAINT memory_terms_pkey PRIMARY KEY (user_hash, term, chunk_id) INCLUDE (freq, terms)
+);
+-- A row's postings, for its delete or re-write (a uuid equality is leakproof).
+CREATE INDEX memory_terms_chunk ON pymem.memory_terms (chunk_id);
+ALTER TABLE pymem.memory_terms ENABLE ROW LEVEL SECURITY;
+ALTER TABLE pymem.memory_terms FORCE ROW LEVEL SECURITY;
+-- Only the owner's definer functions, each of which checks the tenant context.
+CREATE POLICY tenant_isolation ON pymem.memory_terms
+    FOR ALL TO pymem_owner
+    USING (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)))
+    WITH CHECK (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)));
+
+RESET ROLE;
