@@ -1,7 +1,7 @@
 """The ``pymem`` command.
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
-rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
+rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, index-terms, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
 mcp, serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
@@ -307,6 +307,39 @@ def _cmd_rotate_tenant_key(args) -> int:
     return 0
 
 
+def _cmd_index_terms(args) -> int:
+    from .db import aconnect
+    from .rotation import key_usage
+    from .security import hmac_user
+    from .term_backfill import index_terms_of
+
+    if args.user_ids_file:
+        with open(args.user_ids_file, encoding="utf-8") as handle:
+            user_hashes = [hmac_user(line.rstrip("\n")) for line in handle if line.strip()]
+
+    async def run():
+        conn = await aconnect()
+        try:
+            hashes = user_hashes if args.user_ids_file else await _every_tenant(conn, key_usage)
+            total = 0
+            for user_hash in hashes:
+                total += await index_terms_of(conn, user_hash, progress=not args.no_progress and progress_available())
+            return total, len(hashes)
+        finally:
+            await conn.close()
+
+    indexed, tenants = asyncio.run(run())
+    print(f"gave keyword terms to {indexed} rows of {tenants} tenants")
+    return 0
+
+
+async def _every_tenant(conn, key_usage) -> list[str]:
+    """Every tenant with live rows (by hash), from the key counts (pymem_maintainer)."""
+    key_ids = [u.key_id for u in await key_usage(conn)]
+    cursor = await conn.execute("SELECT user_hash FROM pymem.tenants_with_keys(%b::pg_catalog.int4[])", (key_ids,))
+    return [row[0] for row in await cursor.fetchall()]
+
+
 def _cmd_solo_graphs(args) -> int:
     from .db import connect
     from .solo_graphs import apply_solo_graphs, plan_solo_graphs
@@ -469,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     retire.add_argument("--yes", action="store_true", help="do not ask (the consequence is still printed)")
     retire.set_defaults(func=_cmd_retire_root_key)
 
+    terms = sub.add_parser("index-terms", help="give rows written without keyword terms theirs, for hybrid search"
+                                               " (resumable)")
+    whom = terms.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--user-ids-file", help="the users whose rows to index, one id per line")
+    whom.add_argument("--all", action="store_true", help="every tenant with rows (needs pymem_maintainer too)")
+    terms.add_argument("--no-progress", action="store_true")
+    terms.set_defaults(func=_cmd_index_terms)
+
     retenant = sub.add_parser("rotate-tenant-key",
                               help="move users to MEMORY_TENANT_HMAC_KEY_NEW (user ids from a file, one per line)")
     retenant.add_argument("--user-ids-file", required=True)
@@ -504,6 +545,7 @@ _ROLE_HINTS = {
     "retire-root-key": "GRANT pymem_maintainer TO <this login>",
     "root-keys": "GRANT pymem_maintainer TO <this login>",
     "rotate-tenant-key": "GRANT pymem_app TO <this login>",
+    "index-terms": "GRANT pymem_app TO <this login> (and pymem_maintainer for --all)",
     "solo-graphs": "building indexes needs a superuser, or a login that may SET ROLE pymem_owner",
 }
 

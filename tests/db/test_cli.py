@@ -289,3 +289,17 @@ def test_verify_rows_and_rotate_key_all(cli_db, capsys):
     assert main(["verify-rows", "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "not what its latest audited write wrote" in out and "1 problems" in out
+
+
+def test_index_terms_back_fills_every_tenant_and_a_listed_one(cli_db, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYMEM_TERM_TAGS", "false")
+    asyncio.run(_index_one(cli_db))  # written without keyword terms
+    monkeypatch.delenv("PYMEM_TERM_TAGS")
+    users = tmp_path / "users.txt"
+    users.write_text("someone-else\n")
+    assert main(["index-terms", "--user-ids-file", str(users), "--no-progress"]) == 0
+    assert "gave keyword terms to 0 rows of 1 tenants" in capsys.readouterr().out
+    assert main(["index-terms", "--all", "--no-progress"]) == 0
+    assert "gave keyword terms to 1 rows of 1 tenants" in capsys.readouterr().out
+    assert main(["index-terms", "--all", "--no-progress"]) == 0  # a re-run finds nothing left
+    assert "gave keyword terms to 0 rows of 1 tenants" in capsys.readouterr().out

@@ -38,6 +38,7 @@ import numpy as np
 import psycopg
 
 import pymem
+from pymem.config import get_settings
 from pymem.db import aconnect
 from pymem_devtools.bench.bench_langchain import LookupEmbeddings, _asyncpg_url
 from pymem_devtools.bench.common import (
@@ -350,6 +351,7 @@ def run(scale: str) -> dict:
     finally:
         asyncio.run_coroutine_threadsafe(engine.close(), engine._loop).result()
 
+    settings = get_settings()
     systems = _summaries(records, data)
     goals = _goals(systems, hybrid_status)
     tenants = {b: {"tenants": SCALES[scale][b].tenants, "rows_per_tenant": SCALES[scale][b].rows} for b in BUCKETS}
@@ -364,7 +366,8 @@ def run(scale: str) -> dict:
         "rows": len(data.memories), "tenants": tenants, "queries": queries, "k": K, "embedding_model": model,
         "embedding_dim": dim, "embed_s": round(embed_s, 1), "kinds": list(KINDS),
         "pymem_hybrid": hybrid_status,
-        "pymem": {"candidates": fetch, "rerank": False, "load_s": round(load_s, 1), "solo_graphs": solo},
+        "pymem": {"candidates": fetch, "rerank": False, "load_s": round(load_s, 1), "solo_graphs": solo,
+                  "term_tags": settings.term_tags, "term_language": settings.term_language},
         "peer": {"store": "langchain-postgres PGVectorStore (asyncpg)", "load_s": round(peer_load_s, 1),
                  "tsv_column": config.tsv_column, "tsv_lang": config.tsv_lang,
                  "text_query": f"plainto_tsquery('{TSV_LANG}', query text): every non-stop word must occur",

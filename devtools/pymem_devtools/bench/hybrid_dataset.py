@@ -47,12 +47,13 @@ class BucketSpec:
 
 
 SCALES: dict[str, dict[str, BucketSpec]] = {
-    "tiny": {"large": BucketSpec(1, 200, 8, 1, 6, 8, 20), "mid": BucketSpec(1, 60, 4, 1, 4, 4, 8),
-             "small": BucketSpec(2, 20, 2, 1, 3, 2, 4)},
-    "quick": {"large": BucketSpec(1, 1_000, 8, 3, 8, 32, 70), "mid": BucketSpec(2, 150, 8, 1, 6, 8, 20),
-              "small": BucketSpec(4, 25, 2, 1, 4, 3, 5)},
-    "full": {"large": BucketSpec(1, 3_000, 8, 3, 16, 48, 70), "mid": BucketSpec(3, 300, 8, 1, 8, 12, 24),
-             "small": BucketSpec(8, 30, 2, 1, 4, 3, 5)},
+    # Sibling groups larger than k=10: a dense search cannot hold them all in its top 10.
+    "tiny": {"large": BucketSpec(1, 200, 4, 1, 15, 8, 20), "mid": BucketSpec(1, 60, 2, 1, 12, 4, 8),
+             "small": BucketSpec(2, 20, 1, 1, 10, 2, 4)},
+    "quick": {"large": BucketSpec(1, 1_000, 8, 2, 20, 32, 70), "mid": BucketSpec(2, 150, 4, 1, 16, 8, 20),
+              "small": BucketSpec(4, 25, 1, 1, 12, 3, 5)},
+    "full": {"large": BucketSpec(1, 3_000, 8, 3, 25, 48, 70), "mid": BucketSpec(3, 300, 6, 1, 20, 12, 24),
+             "small": BucketSpec(8, 30, 1, 1, 12, 3, 5)},
 }
 
 
