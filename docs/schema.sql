@@ -55,7 +55,7 @@ CASE phase
     WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
     ELSE (params_digest IS NULL)
 END),
-    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text]))),
+    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
@@ -195,6 +195,7 @@ CREATE TABLE pymem.memory_chunks (
     aad_version smallint NOT NULL,
     ref_cipher bytea,
     meta_tags bytea[] DEFAULT '{}'::bytea[] NOT NULL,
+    updated_at timestamp with time zone,
     CONSTRAINT memory_chunks_aad_version_check CHECK ((aad_version = ANY (ARRAY[1, 2]))),
     CONSTRAINT memory_chunks_doc_id_check CHECK (((length(doc_id) >= 1) AND (length(doc_id) <= 1024))),
     CONSTRAINT memory_chunks_emb_cipher_check CHECK ((octet_length(emb_cipher) >= 28)),

@@ -25,6 +25,7 @@ from .connections import configure, reset
 from .db import aconnect, connect
 from .errors import (
     ChecksumMismatch,
+    ChunkNotFound,
     ConfigurationError,
     DeviceUnavailableError,
     DuplicateId,
@@ -62,16 +63,17 @@ from .repository import (
     upsert_memory_chunks,
 )
 from .security import KeyRing, generate_key, hmac_user, open_sealed, seal
+from .partial_update import ChunkUpdate, update_memory_chunks
 from .term_backfill import index_memory_terms
 from .tenant import set_rls_context
 
 __all__ = [
-    "ChecksumMismatch", "ChunkInput", "ConfigurationError", "DeviceUnavailableError", "DuplicateId",
+    "ChecksumMismatch", "ChunkInput", "ChunkNotFound", "ChunkUpdate", "ConfigurationError", "DeviceUnavailableError", "DuplicateId",
     "EmbeddingMismatch", "ExportError", "KeyDestroyed", "KeyRing", "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra",
     "ModelFileError", "ModelUnavailableError", "NotReady", "PgvectorMissing", "PymemError", "RerankCancelled",
     "RerankError", "RootKeyUnavailable", "StandbyBehind", "TamperedRow", "UnknownKeyId", "WrappedKeyInvalid",
     "__version__", "aconnect", "configure", "connect",
     "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk", "get_memory_chunks",
     "hmac_user", "index_memory_chunk", "index_memory_chunks", "index_memory_terms", "list_memory_chunks", "open_embedding", "open_sealed",
-    "query_memory", "reset", "seal", "set_rls_context", "upsert_memory_chunks",
+    "query_memory", "reset", "seal", "set_rls_context", "update_memory_chunks", "upsert_memory_chunks",
 ]

@@ -18,6 +18,7 @@ Rows as the v2 read functions return them::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -219,6 +220,15 @@ def as_float32(embedding: Any) -> np.ndarray:
     if hasattr(embedding, "to_numpy"):
         embedding = embedding.to_numpy()
     return np.asarray(embedding, dtype=EMBEDDING_DTYPE)
+
+
+def chunk_digest(row: tuple) -> bytes:
+    """A read row's version, as ``pymem.chunk_digest`` computes it: sha256 of its text,
+    metadata and embedding ciphertexts, length-prefixed. Every write and re-key seals
+    them anew, so an update names the row it read by it (:mod:`pymem.partial_update`)."""
+    text_cipher, meta_cipher, emb_cipher = row[3], row[4], row[5]
+    return hashlib.sha256(len(text_cipher).to_bytes(4, "big") + text_cipher + len(meta_cipher).to_bytes(4, "big")
+                          + meta_cipher + emb_cipher).digest()
 
 
 def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:

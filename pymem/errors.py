@@ -72,10 +72,15 @@ class EmbeddingMismatch(PymemError, InvalidTag):
 
 class TamperedRow(PymemError, InvalidTag):
     """A row the database returned is not what was asked for: it fails the filter the
-    search was for once opened, or a row with a keyed id lost its sealed caller id.
+    search was for once opened, does not hold the query terms the database said it holds
+    (hybrid search), or a row with a keyed id lost its sealed caller id.
 
     A subclass of :class:`InvalidTag`, like :class:`EmbeddingMismatch`: fail closed.
     """
+
+
+class ChunkNotFound(PymemError, LookupError):
+    """An update named a chunk the tenant does not have; nothing was written."""
 
 
 class ModelFileError(PymemError, RuntimeError):

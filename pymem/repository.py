@@ -60,7 +60,8 @@ _WRITE_SQL = (
     "SELECT pymem.write_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
     " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
-    " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[], %b::pg_catalog.bytea[])"
+    " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
+    " %b::pg_catalog.bytea[])"
 )
 _ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
 _SEARCH_TEMPLATE = (
@@ -227,10 +228,15 @@ async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIte
 
 
 async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,
-                            upsert: bool = False, progress: bool = False) -> None:
+                            upsert: bool = False, progress: bool = False,
+                            expected: Sequence[bytes] | None = None) -> None:
     """Send sealed rows through ``pymem.write_chunks_v2``, with their write records under
     the tenant's ``index`` (:mod:`pymem.write_records`) and their keyword terms (none if a
-    row of the batch has none), inside the caller's tenant transaction."""
+    row of the batch has none), inside the caller's tenant transaction.
+
+    ``expected`` (with ``upsert``): an update: each row's :func:`pymem.chunks.chunk_digest`
+    as read, parallel to ``rows``; the database replaces them only if every one is still so.
+    """
     bar = progress_bar(len(rows), enabled=progress, unit="chunk", desc="indexing")
     for start in range(0, len(rows), WRITE_BATCH_ROWS):
         part = rows[start:start + WRITE_BATCH_ROWS]
@@ -250,6 +256,7 @@ async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequ
             AAD_VERSION,
             [sealed_record(index, r, key_id, AAD_VERSION) for r in part],
             None if any(r.terms is None for r in part) else [r.terms for r in part],
+            None if expected is None else list(expected[start:start + WRITE_BATCH_ROWS]),
         ))
         bar.update(len(part))
     bar.close()

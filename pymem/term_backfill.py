@@ -4,7 +4,7 @@
 :func:`index_memory_terms` pages through a tenant's rows (each page an audited export),
 opens their text, and sends each row's terms to ``pymem.index_terms``, which gives them
 to rows that have none and whose text is still the one read (a row re-written meanwhile
-keeps its own), audited as an update. Re-running it is safe: rows that have terms are
+keeps its own), audited in the tenant's chain as ``index_terms``. Re-running it is safe: rows that have terms are
 passed over. ``pymem index-terms`` runs it for one tenant or for every tenant.
 """
 
@@ -21,11 +21,10 @@ from .repository import EXPORT_SQL, keys_of_rows
 from .security import hmac_user, keyring
 from .tenant import check_user_hash, tenant_transaction
 from .terms import row_terms, term_language
-from .write_records import stored_record
 
 PAGE_ROWS = 500
 _INDEX_SQL = ("SELECT pymem.index_terms(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[], %b::pg_catalog.bytea[],"
-              " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[])")
+              " %b::pg_catalog.bytea[])")
 
 
 async def index_memory_terms(conn, user_id: str, *, progress: bool = False) -> int:
@@ -62,8 +61,7 @@ async def index_terms_of(conn, user_hash: str, *, progress: bool = False) -> int
             terms = [_terms_or_none(index, open_row(user_hash, row, keys).text, language) for row in rows]
             async with tenant_transaction(conn, user_hash):
                 cursor = await conn.execute(_INDEX_SQL, (
-                    user_hash, [row[0] for row in rows], [hashlib.sha256(row[3]).digest() for row in rows], terms,
-                    [stored_record(index, row) for row in rows]))
+                    user_hash, [row[0] for row in rows], [hashlib.sha256(row[3]).digest() for row in rows], terms))
                 indexed += (await cursor.fetchone())[0]
             bar.update(len(rows))
             if len(rows) < PAGE_ROWS:

@@ -59,14 +59,17 @@ class PymemVectorStore(VectorStore):
         doc_id: the pymem document label of every chunk this store writes
             (plaintext in the database, so never user data).
         source: the pymem source label (plaintext too).
-        rerank: rerank search results with pymem's cross-encoder (off: pure vector order).
+        rerank: rerank search results with pymem's cross-encoder (off: the search's order).
+        hybrid: searches by text rank by keyword relevance and vector similarity together
+            (``query_memory(..., hybrid=True)``: exact ids, names and codes are found
+            where embeddings miss them); searches by vector are vector searches.
 
     Raises:
         ValueError: neither connection is given.
     """
 
     def __init__(self, embedding: Embeddings, user_id: str, *, connection: Any = None, async_connection: Any = None,
-                 doc_id: str = DEFAULT_DOC_ID, source: str = "", rerank: bool = False):
+                 doc_id: str = DEFAULT_DOC_ID, source: str = "", rerank: bool = False, hybrid: bool = False):
         if connection is None and async_connection is None:
             raise ValueError("pass connection= (sync calls) and/or async_connection= (async calls)")
         self._embedding = embedding
@@ -76,6 +79,7 @@ class PymemVectorStore(VectorStore):
         self._doc_id = doc_id
         self._source = source
         self._rerank = rerank
+        self._hybrid = hybrid
 
     @property
     def embeddings(self) -> Embeddings:
@@ -154,7 +158,7 @@ class PymemVectorStore(VectorStore):
     def _query_args(self, query: str, embedding: Sequence[float], k: int, filter: dict | None,
                     fetch: int | None = None, include_embedding: bool = False) -> dict[str, Any]:
         return dict(query=query, query_embedding=embedding, k=fetch or k, candidates=fetch or k,
-                    rerank=self._rerank, where=filter, include_embedding=include_embedding)
+                    rerank=self._rerank, where=filter, include_embedding=include_embedding, hybrid=self._hybrid)
 
     def _search(self, query: str, embedding: Sequence[float], k: int, filter: dict | None, **extra) -> list[MemoryHit]:
         return sync.query_memory(self._sync_source(), self._user_id,

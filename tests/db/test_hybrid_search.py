@@ -14,6 +14,7 @@ import pytest
 from pymem import repository as repo
 from pymem.audit import verify_audit_log
 from pymem.errors import TamperedRow
+from pymem.freshness import verify_rows
 from pymem.repository import ChunkInput
 from pymem.security import hmac_user
 from pymem.term_backfill import index_memory_terms
@@ -158,6 +159,8 @@ async def test_rows_written_without_terms_are_found_by_vector_then_back_filled(a
     after = await repo.query_memory(aconn, tenant, f"parcel {RARE}", vec(5), k=3, rerank=False, hybrid=True)
     assert after[0].external_id == "r11"
     assert verify_audit_log(admin_conn) == []
+    # The back-fill is audited as an update with the rows' unchanged write records.
+    assert verify_rows(admin_conn, [hmac_user(tenant)]).problems == []
 
 
 async def test_query_terms_are_bounded_and_a_query_without_words_is_a_vector_search(aconn, tenant):

@@ -102,3 +102,16 @@ def test_relevance_scores_are_one_minus_cosine_distance(sync_pool, async_pool):
     store.add_texts(["exact"], ids=["x"])
     [(doc, score)] = store.similarity_search_with_relevance_scores("exact", k=1)
     assert doc.id == "x" and score == pytest.approx(1.0, abs=1e-6)
+
+
+async def test_a_hybrid_store_finds_an_exact_id_sync_and_async(sync_pool, async_pool):
+    """The fake model's vectors of different texts are unrelated: only the keyword side can
+    tie the query to the note that holds its ticket id."""
+    user = f"lc-{uuid.uuid4()}"
+    plain = new_store(sync_pool, async_pool, user)
+    hybrid = PymemVectorStore(VectorStoreIntegrationTests.get_embeddings(), user, connection=sync_pool,
+                              async_connection=async_pool, hybrid=True)
+    plain.add_texts([f"ticket INC-{20000 + i} was escalated" for i in range(30)], ids=[f"t{i}" for i in range(30)])
+    assert "t17" in [d.id for d in hybrid.similarity_search("what happened to INC-20017?", k=2)]
+    assert "t17" in [d.id for d in await hybrid.asimilarity_search("INC-20017", k=2)]
+    assert "t17" not in [d.id for d in plain.similarity_search("what happened to INC-20017?", k=2)]

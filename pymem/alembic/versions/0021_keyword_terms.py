@@ -1,4 +1,4 @@
-"""Keyword terms for hybrid search: memory_terms postings, write_chunks_v2, search_hybrid_chunks, index_terms"""
+"""Keyword terms for hybrid search (memory_terms, write_chunks_v2, search_hybrid_chunks, index_terms), updates of rows as read, memory_chunks.updated_at"""
 
 from pymem.migrations import revision_steps
 

@@ -101,8 +101,9 @@ COMMENT ON FUNCTION pymem.keyword_hits(char, bytea[], bytea[], integer[], intege
 -- pymem.hybrid_rows: the fused search, for search_hybrid_chunks (primary) and its
 -- standby twin, which check the tenant and the read intent and audit the result.
 -- The vector search's p_k (search_rows_v2, filtered) and the keyword search's p_k are
--- fused by reciprocal rank (1/(60 + rank) from each list a row is in); the p_k best
--- are returned, best first, each with its cosine distance, its BM25 score (NULL when
+-- fused by reciprocal rank (1/(60 + rank) from each list a row is in; a tie goes to
+-- the row the keyword side found, then to the lower id); the p_k best are returned,
+-- best first, each with its cosine distance, its BM25 score (NULL when
 -- it is not among the keyword hits), and the query terms it holds among the keyword
 -- hits' postings.
 CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
@@ -138,13 +139,13 @@ BEGIN
         SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions, kw.freqs,
                coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + kw.rank), 0) AS fused
           FROM v FULL JOIN kw ON kw.chunk_id OPERATOR(pg_catalog.=) v.id
-         ORDER BY 5 DESC, 1
+         ORDER BY 5 DESC, kw.score IS NULL, 1
          LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
            c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions, f.freqs
       FROM f JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
-     ORDER BY f.fused DESC, f.id;
+     ORDER BY f.fused DESC, f.score IS NULL, f.id;
 END
 $body$;
 COMMENT ON FUNCTION pymem.hybrid_rows(char, public.vector, integer, bytea[], integer[], bytea[]) IS
@@ -214,10 +215,11 @@ COMMENT ON FUNCTION pymem.search_hybrid_chunks_on_standby(char, uuid, public.vec
 -- Back-filling rows written without terms (pymem index-terms): the app reads them,
 -- opens their text and sends its terms. A row gets them only if it has none and its
 -- text ciphertext is still the one read (p_text_digests: sha256 of it), so a row
--- re-written meanwhile keeps its own. Audited as an update of the rows indexed, with
--- their write records (unchanged: the row is as it was written).
+-- re-written meanwhile keeps its own. Audited as 'index_terms' with the rows indexed:
+-- not an update (the rows are as they were written, so a freshness check keeps their
+-- records), and not without a trace.
 CREATE OR REPLACE FUNCTION pymem.index_terms(p_user_hash char(64), p_ids uuid[], p_text_digests bytea[],
-                                             p_terms bytea[], p_records bytea[]) RETURNS integer
+                                             p_terms bytea[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -228,13 +230,11 @@ BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000
        OR cardinality(p_text_digests) IS DISTINCT FROM cardinality(p_ids)
-       OR cardinality(p_records) IS DISTINCT FROM cardinality(p_ids)
        OR (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
-        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest, terms and record'
+        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest and terms'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.check_row_terms(p_terms, cardinality(p_ids));
-    PERFORM pymem.check_write_records(p_records);
     -- The chain head serialises this against the tenant's writers (see write_chunks_v2).
     PERFORM pymem.audit_lock_chain(p_user_hash);
     v_ids := ARRAY(
@@ -247,12 +247,11 @@ BEGIN
                             ARRAY(SELECT u.terms FROM unnest(p_ids, p_terms) AS u(id, terms)
                                    WHERE u.id = ANY (v_ids) ORDER BY u.id));
     IF cardinality(v_ids) > 0 THEN
-        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
-                                   pymem.write_records_of(p_ids, p_records, v_ids), v_ids);
+        PERFORM pymem.audit_append(p_user_hash, 'index_terms', 'write', NULL, NULL, v_ids);
     END IF;
     RETURN cardinality(v_ids);
 END
 $$;
-COMMENT ON FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[], bytea[]) IS
+COMMENT ON FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[]) IS
     'Gives the tenant''s rows written without keyword terms theirs (pymem index-terms), where the text is still '
-    'the one read; audited as an update. Returns how many rows got terms.';
+    'the one read; audited (''index_terms''). Returns how many rows got terms.';

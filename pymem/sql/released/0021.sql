@@ -1540,7 +1540,9 @@ $$;
 COMMENT ON FUNCTION pymem.put_terms(char, uuid[], bytea[]) IS
     'Internal: replaces the keyword postings of the tenant''s rows p_ids with p_terms''.';
 
--- p_tags: each row's blind-index tags concatenated (16 bytes each). p_upsert:
+-- p_tags: each row's blind-index tags concatenated (16 bytes each). p_terms (0021):
+-- each row's keyword postings (see check_row_terms). p_expected (0021): an update
+-- (see below). p_upsert:
 -- replace a row of the same id (audited as an update) instead of failing on it.
 -- p_records: each row's write record (32 bytes), a MAC the client computes under
 -- the tenant's key over what it writes (pymem.freshness). The audit rows carry
@@ -1564,7 +1566,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
     p_embeddings   public.vector[],
     p_aad_version  smallint,
     p_records      bytea[],
-    p_terms        bytea[])
+    p_terms        bytea[],
+    p_expected     bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -1575,11 +1578,17 @@ DECLARE
     v_new      uuid[] := '{}';
     v_replaced uuid[] := '{}';
     v_old_keys integer[] := '{}';
+    v_created  timestamptz[] := '{}';
     v_row      record;
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF p_upsert IS NULL OR v_n IS NULL OR v_n = 0 THEN
         RAISE EXCEPTION 'write_chunks_v2: no chunks given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_expected IS NOT NULL AND (NOT p_upsert OR cardinality(p_expected) <> v_n OR array_ndims(p_expected) > 1
+       OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)) THEN
+        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest as read, with p_upsert'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
@@ -1604,24 +1613,39 @@ BEGIN
     -- by another call between the DELETE and the INSERT below.
     PERFORM pymem.audit_lock_chain(p_user_hash);
     PERFORM pymem.check_data_keys(p_user_hash, p_key_ids);
+    -- An update (revision 0021): every row is there, as the client read it (the digest
+    -- of its ciphertexts, which every write and re-key seals anew), or nothing is written.
+    -- The head lock keeps it so until the rows are replaced.
+    IF p_expected IS NOT NULL AND (SELECT count(*) FROM pymem.memory_chunks c
+                                     JOIN unnest(p_ids, p_expected) AS u(id, digest) ON u.id = c.id
+                                    WHERE c.user_hash = p_user_hash
+                                      AND pymem.chunk_digest(c.text_cipher, c.meta_cipher, c.emb_cipher) = u.digest)
+                                  <> v_n THEN
+        RAISE EXCEPTION 'pymem: a chunk of this update changed or went away since it was read; nothing was written'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
     IF p_upsert THEN
         FOR v_row IN
             DELETE FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
-            RETURNING c.id, c.key_id
+            RETURNING c.id, c.key_id, c.created_at
         LOOP
             v_replaced := v_replaced || v_row.id;
             v_old_keys := v_old_keys || v_row.key_id;
+            v_created := v_created || v_row.created_at;
         END LOOP;
     END IF;
+    -- A replaced row keeps when it was created, and records when it was updated (0021).
     INSERT INTO pymem.memory_chunks
         (id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, meta_tags, key_id,
-         embedding, aad_version)
+         embedding, aad_version, created_at, updated_at)
     SELECT u.id, p_user_hash, u.doc_id, u.source, u.text_cipher, u.meta_cipher, u.emb_cipher, u.ref_cipher,
            ARRAY(SELECT substring(u.tags FROM o FOR 16) FROM generate_series(1, octet_length(u.tags), 16) AS o),
-           u.key_id, u.embedding, p_aad_version
+           u.key_id, u.embedding, p_aad_version, coalesce(r.created_at, now()),
+           CASE WHEN r.id IS NOT NULL THEN now() END
       FROM unnest(p_ids, p_doc_ids, p_sources, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers,
                   p_tags, p_key_ids, p_embeddings)
-           AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding);
+           AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding)
+      LEFT JOIN unnest(v_replaced, v_created) AS r(id, created_at) ON r.id = u.id;
     -- Postings of a replaced row go with it; a row written without terms has none.
     PERFORM pymem.put_terms(p_user_hash, p_ids,
                             coalesce(p_terms, array_fill(''::bytea, ARRAY[v_n])));
@@ -1644,10 +1668,21 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
-                                          bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[]) IS
+                                          bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[],
+                                          bytea[]) IS
     'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
-    '(p_terms NULL: none); audits an insert row and an update row with the ids, sorted, and their write '
-    'records. Returns the number of chunks written.';
+    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none). Audits an insert '
+    'row and an update row with the ids, sorted, and their write records. Returns the number of chunks written.';
+
+-- The digest an update names a row by, as read (pymem.update_memory_chunks): its ciphertexts.
+CREATE OR REPLACE FUNCTION pymem.chunk_digest(p_text_cipher bytea, p_meta_cipher bytea, p_emb_cipher bytea)
+    RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN sha256(int4send(octet_length(p_text_cipher)) || p_text_cipher || int4send(octet_length(p_meta_cipher))
+                  || p_meta_cipher || p_emb_cipher);
+COMMENT ON FUNCTION pymem.chunk_digest(bytea, bytea, bytea) IS
+    'sha256 of a row''s text, metadata and embedding ciphertexts, length-prefixed: what an update names it by.';
 
 -- Revision 0016's signature, for apps that send no terms (their rows are found by
 -- vector search only, until re-written or back-filled: pymem index-terms).
@@ -1675,7 +1710,7 @@ BEGIN
     -- plpgsql: a SQL-standard body would make write_chunks_v2 undroppable by a downgrade.
     RETURN pymem.write_chunks_v2(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
                                  p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
-                                 p_aad_version, p_records, NULL);
+                                 p_aad_version, p_records, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
@@ -3476,8 +3511,9 @@ COMMENT ON FUNCTION pymem.keyword_hits(char, bytea[], bytea[], integer[], intege
 -- pymem.hybrid_rows: the fused search, for search_hybrid_chunks (primary) and its
 -- standby twin, which check the tenant and the read intent and audit the result.
 -- The vector search's p_k (search_rows_v2, filtered) and the keyword search's p_k are
--- fused by reciprocal rank (1/(60 + rank) from each list a row is in); the p_k best
--- are returned, best first, each with its cosine distance, its BM25 score (NULL when
+-- fused by reciprocal rank (1/(60 + rank) from each list a row is in; a tie goes to
+-- the row the keyword side found, then to the lower id); the p_k best are returned,
+-- best first, each with its cosine distance, its BM25 score (NULL when
 -- it is not among the keyword hits), and the query terms it holds among the keyword
 -- hits' postings.
 CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
@@ -3513,13 +3549,13 @@ BEGIN
         SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions, kw.freqs,
                coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + kw.rank), 0) AS fused
           FROM v FULL JOIN kw ON kw.chunk_id OPERATOR(pg_catalog.=) v.id
-         ORDER BY 5 DESC, 1
+         ORDER BY 5 DESC, kw.score IS NULL, 1
          LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
            c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions, f.freqs
       FROM f JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
-     ORDER BY f.fused DESC, f.id;
+     ORDER BY f.fused DESC, f.score IS NULL, f.id;
 END
 $body$;
 COMMENT ON FUNCTION pymem.hybrid_rows(char, public.vector, integer, bytea[], integer[], bytea[]) IS
@@ -3589,10 +3625,11 @@ COMMENT ON FUNCTION pymem.search_hybrid_chunks_on_standby(char, uuid, public.vec
 -- Back-filling rows written without terms (pymem index-terms): the app reads them,
 -- opens their text and sends its terms. A row gets them only if it has none and its
 -- text ciphertext is still the one read (p_text_digests: sha256 of it), so a row
--- re-written meanwhile keeps its own. Audited as an update of the rows indexed, with
--- their write records (unchanged: the row is as it was written).
+-- re-written meanwhile keeps its own. Audited as 'index_terms' with the rows indexed:
+-- not an update (the rows are as they were written, so a freshness check keeps their
+-- records), and not without a trace.
 CREATE OR REPLACE FUNCTION pymem.index_terms(p_user_hash char(64), p_ids uuid[], p_text_digests bytea[],
-                                             p_terms bytea[], p_records bytea[]) RETURNS integer
+                                             p_terms bytea[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -3603,13 +3640,11 @@ BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000
        OR cardinality(p_text_digests) IS DISTINCT FROM cardinality(p_ids)
-       OR cardinality(p_records) IS DISTINCT FROM cardinality(p_ids)
        OR (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
-        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest, terms and record'
+        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest and terms'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.check_row_terms(p_terms, cardinality(p_ids));
-    PERFORM pymem.check_write_records(p_records);
     -- The chain head serialises this against the tenant's writers (see write_chunks_v2).
     PERFORM pymem.audit_lock_chain(p_user_hash);
     v_ids := ARRAY(
@@ -3622,15 +3657,14 @@ BEGIN
                             ARRAY(SELECT u.terms FROM unnest(p_ids, p_terms) AS u(id, terms)
                                    WHERE u.id = ANY (v_ids) ORDER BY u.id));
     IF cardinality(v_ids) > 0 THEN
-        PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
-                                   pymem.write_records_of(p_ids, p_records, v_ids), v_ids);
+        PERFORM pymem.audit_append(p_user_hash, 'index_terms', 'write', NULL, NULL, v_ids);
     END IF;
     RETURN cardinality(v_ids);
 END
 $$;
-COMMENT ON FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[], bytea[]) IS
+COMMENT ON FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[]) IS
     'Gives the tenant''s rows written without keyword terms theirs (pymem index-terms), where the text is still '
-    'the one read; audited as an update. Returns how many rows got terms.';
+    'the one read; audited (''index_terms''). Returns how many rows got terms.';
 
 -- ==== functions/70_reads.sql ====
 
@@ -4002,8 +4036,8 @@ GRANT EXECUTE ON FUNCTION
     pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                        integer[], public.vector[], smallint, bytea[]),
     pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
-                          integer[], public.vector[], smallint, bytea[], bytea[]),
-    pymem.index_terms(char, uuid[], bytea[], bytea[], bytea[]),
+                          integer[], public.vector[], smallint, bytea[], bytea[], bytea[]),
+    pymem.index_terms(char, uuid[], bytea[], bytea[]),
     pymem.delete_chunk_ids(char, uuid[]),
     pymem.delete_document(char, text),
     pymem.erase_tenant(char),

@@ -1,4 +1,4 @@
--- Revision 0021: keyword terms for hybrid search. Each row a tenant writes with term
+-- Revision 0021: keyword terms for hybrid search, and when a row was last updated. Each row a tenant writes with term
 -- tags gets one row here per distinct term of its text: the term's keyed tag (16 bytes,
 -- HMAC under the tenant's blind-index key, computed in the app: pymem.terms), how often
 -- it occurs in the row, and the row's length in terms. The database matches and scores
@@ -30,5 +30,20 @@ CREATE POLICY tenant_isolation ON pymem.memory_terms
     FOR ALL TO pymem_owner
     USING (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)))
     WITH CHECK (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)));
+
+-- When a row was last replaced (an upsert or an update), NULL if never: reads return
+-- coalesce(updated_at, created_at). No default, so adding it rewrites nothing. Through
+-- EXECUTE: Citus sends a distributed table's DDL to its shards as the statement's text.
+DO $do$
+BEGIN
+    EXECUTE 'ALTER TABLE pymem.memory_chunks ADD COLUMN updated_at timestamptz';
+    -- A back-fill of keyword terms (pymem index-terms) is recorded in the tenant's chain.
+    EXECUTE 'ALTER TABLE pymem.audit_log DROP CONSTRAINT audit_log_operation_check1';
+    EXECUTE $sql$ALTER TABLE pymem.audit_log ADD CONSTRAINT audit_log_operation_check1 CHECK (operation = ANY (ARRAY[
+        'insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text,
+        'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text,
+        'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text]))$sql$;
+END
+$do$;
 
 RESET ROLE;
