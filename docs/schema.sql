@@ -1068,7 +1068,7 @@ CREATE POLICY tenant_isolation ON pymem.memory_chunks TO pymem_owner, pymem_app 
 -- Name: memory_terms tenant_isolation; Type: POLICY; Schema: pymem; Owner: pymem_owner
 --
 
-CREATE POLICY tenant_isolation ON pymem.memory_terms TO pymem_owner USING ((user_hash = ( SELECT (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::character(64) AS "nullif"))) WITH CHECK ((user_hash = ( SELECT (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::character(64) AS "nullif")));
+CREATE POLICY tenant_isolation ON pymem.memory_terms TO pymem_owner USING ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar)) WITH CHECK ((user_hash = (NULLIF(current_setting('app.user_hash'::text, true), ''::text))::bpchar));
 
 --
 -- Name: tenant_proofs; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner

@@ -4,8 +4,12 @@ Tools, for an agent to keep and find what it learns about its user:
 
 - ``remember(text, metadata=None, id=None)``: store a memory (with ``id``, replace the memory
   of that id); returns its id.
-- ``recall(query, k=5, where=None)``: the memories nearest the query, best first, with a
-  metadata filter (``$eq``, ``$in``, ``$and``, ``$or``, as :func:`pymem.repository.query_memory`).
+- ``recall(query, k=5, where=None)``: the memories that best match the query, best first: by
+  keyword and meaning together (hybrid search) unless ``PYMEM_TERM_TAGS`` is false, then by
+  meaning; with a metadata filter (``$eq``, ``$in``, ``$and``, ``$or``, as
+  :func:`pymem.repository.query_memory`).
+- ``update(id, text=None, metadata=None)``: change a memory's text (embedded again) or its
+  metadata (replaced whole), keeping the rest; returns how many were updated.
 - ``forget(ids)``: delete memories; returns how many there were.
 - ``list_memories(limit=20, after=None)``: a page of memories in a stable order, with the
   cursor of the next page.
@@ -47,6 +51,9 @@ from .chunks import ChunkInput, check_text
 from .config import get_settings
 from .db import database_url
 from .extras import require
+from .failures import expected_failure
+from .partial_update import ChunkUpdate, update_memory_chunks
+from .terms import term_language
 
 __all__ = ["DOC_ID", "MAX_RESULTS", "build_server", "load_embedder", "serve"]
 
@@ -56,7 +63,8 @@ DOC_ID = "mcp"
 MAX_RESULTS = 100
 
 _INSTRUCTIONS = ("Long-term memory for one user, fixed when this server started. remember stores a fact, recall"
-                 " finds the facts nearest a question, forget deletes by id, list_memories pages through them.")
+                 " finds the facts that best match a question (exact names and ids included), update changes a"
+                 " fact, forget deletes by id, list_memories pages through them.")
 
 
 def load_embedder(spec: str) -> Any:
@@ -84,8 +92,6 @@ def _model_errors(tool_error: type[Exception]):
     ``tool_error``, which the model sees with its one-line message: never a value it passed,
     nor a database's message, which may quote one. Anything else is a bug, which the SDK
     reports to the model as a bare failure and logs on the server."""
-    from .cli import expected_failure
-
     def wrap(tool):
         @functools.wraps(tool)
         async def call(*args, **kwargs):
@@ -167,15 +173,26 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
         await repo.upsert_memory_chunks(pool_of(ctx), user_id, [chunk])
         return {"id": id}
 
-    @server.tool(description="The user's memories nearest a question, best first. where filters on metadata:"
-                             ' {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]}, {"$or": [...]}.')
+    @server.tool(description="The user's memories that best match a question (by words and meaning), best first."
+                             ' where filters on metadata: {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]},'
+                             ' {"$or": [...]}.')
     @errors
     async def recall(ctx: mcpserver.Context, query: str, k: int = 5,
                      where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         _check_at_most("k", k)
+        hybrid = term_language(get_settings()) is not None
         hits = await repo.query_memory(pool_of(ctx), user_id, query, await embedding(query, "query"), k=k,
-                                       where=where)
+                                       where=where, hybrid=hybrid)
         return [_memory(hit) for hit in hits]
+
+    @server.tool(description="Change the user's memory of this id: its text, or its metadata (replaced whole)."
+                             " Returns how many memories were updated.")
+    @errors
+    async def update(ctx: mcpserver.Context, id: str, text: str | None = None,
+                     metadata: dict[str, str | int | float | bool] | None = None) -> dict[str, int]:
+        vector = None if text is None else await embedding(text, "text")
+        change = ChunkUpdate(id, text=text, metadata=metadata, embedding=vector)
+        return {"updated": await update_memory_chunks(pool_of(ctx), user_id, [change])}
 
     @server.tool(description="Delete the user's memories with these ids. Returns how many there were.")
     @errors

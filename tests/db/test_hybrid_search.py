@@ -103,7 +103,7 @@ async def test_a_changed_posting_that_promotes_a_row_is_caught(aconn, admin_conn
     """The postings are not bound to the sealed text: a database that copies the rare
     term's posting onto another row gets it into the keyword results, and the client,
     checking the opened text, refuses the answer."""
-    await repo.upsert_memory_chunks(aconn, tenant, crowd(10, extra={2: f"Ticket {RARE} closed."}))
+    await repo.upsert_memory_chunks(aconn, tenant, crowd(40, extra={2: f"Ticket {RARE} closed."}))
     user_hash = hmac_user(tenant)
     admin_conn.execute(
         "INSERT INTO pymem.memory_terms (user_hash, term, chunk_id, freq, terms)"

@@ -22,7 +22,7 @@ from pymem.security import hmac_user
 from tests.utils import ROOT
 
 TOOLS = {"remember": {"text", "metadata", "id"}, "recall": {"query", "k", "where"}, "forget": {"ids"},
-         "list_memories": {"limit", "after"}}
+         "list_memories": {"limit", "after"}, "update": {"id", "text", "metadata"}}
 
 
 @asynccontextmanager
@@ -73,6 +73,23 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
         assert {m["text"] for m in first["memories"] + rest["memories"]} == {*facts.values(),
                                                                             "Ada's favourite colour is green."}
 
+        # Recall is hybrid: an exact code no embedding tells apart is found by its words.
+        for n in range(20):
+            await call(client, "remember", {"text": f"Ada's locker code is LK-{4400 + n}.", "id": f"locker-{n}"})
+        coded = await call(client, "recall", {"query": "Which locker is LK-4417?", "k": 1})
+        assert coded[0]["id"] == "locker-17"
+        # Update: the text (embedded again) or the metadata, the rest kept.
+        assert await call(client, "update", {"id": "colour", "text": "Ada's favourite colour is now teal."}) == {
+            "updated": 1}
+        assert await call(client, "update", {"id": ids["food"], "metadata": {"topic": "health"}}) == {"updated": 1}
+        teal = await call(client, "recall", {"query": "What colour does Ada like?", "k": 1})
+        assert teal[0]["text"] == "Ada's favourite colour is now teal."
+        health = await call(client, "recall", {"query": "allergy", "where": {"topic": "health"}})
+        assert [m["text"] for m in health] == [facts["food"]]
+        missing = await client.call_tool("update", {"id": "nope", "text": "x"})
+        assert missing.is_error and "not one of the tenant's chunks" in missing.content[0].text
+        assert await call(client, "forget", {"ids": [f"locker-{n}" for n in range(20)]}) == {"deleted": 20}
+
         assert await call(client, "forget", {"ids": [ids["pet"], "colour"]}) == {"deleted": 2}
         after = await call(client, "recall", {"query": "What kind of animal does Ada own?", "k": 5})
         assert facts["pet"] not in {m["text"] for m in after} and len(after) == 2
@@ -109,6 +126,9 @@ async def test_a_prompt_injected_tool_call_cannot_reach_another_users_memories(a
             listed = await call(client, "list_memories", {"limit": 100, **named})
             assert victim_fact not in {m["text"] for m in listed["memories"]} and len(listed["memories"]) == 1
             assert await call(client, "forget", {"ids": ["pin", str(victim_row)], **named}) == {"deleted": 0}
+            for target in ("pin", str(victim_row)):
+                refused = await client.call_tool("update", {"id": target, "text": "PIN is 0000", **named})
+                assert refused.is_error and "not one of the tenant's chunks" in refused.content[0].text
             replaced = await call(client, "remember", {"text": "overwritten", "id": "pin", **named})
             assert replaced == {"id": "pin"}  # mallory's own memory "pin", not victor's
         victims = await repo.get_memory_chunks(conn, "mcp-victor", ["pin"])

@@ -3446,15 +3446,19 @@ COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], 
 -- p_terms) of the terms each holds and their counts, which the client checks against
 -- the opened text.
 --
--- * A term in more than 2,000 of the tenant's rows is left out: reading its postings
---   would cost more than the whole search, and its weight is low (the vector side
---   still sees the words). At most 64 x 2,001 postings are read.
+-- * A term in more than half the tenant's rows, or in more than 2,000, is left out: the
+--   first says little about which row is meant (a name in every memory of its user), and
+--   reading the postings of the second would cost more than the whole search, for a low
+--   weight; the vector side still sees the words. At most 64 x 2,001 postings are read.
 -- * idf = ln(1 + (N - df + 0.5) / (df + 0.5)) (never negative), N the tenant's live
 --   rows (key_stats), df the term's postings; the average length is that of the rows
 --   that hold a counted term.
--- * A row counts only if its terms carry at least half the query's idf (of the terms
---   the tenant holds at all): a row sharing one ordinary word with a paraphrase does
---   not outrank the vector search's hits, a row holding the query's rare id does.
+-- * A row counts only if it holds one of the query's rare terms (an idf of at least 0.8
+--   of a term in one row: in 1,000 rows, a term in at most 5), and its terms carry at
+--   least half the query's idf (of the terms counted). Keyword search is for what
+--   embeddings blur, ids, names and codes, which are rare; a row sharing a common word
+--   or two with a paraphrase (a cluster of "roof repairs" notes for "the flooding
+--   repairs") would otherwise outrank the vector search's answer on both lists.
 CREATE OR REPLACE FUNCTION pymem.keyword_hits(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
                                               p_ends integer[], p_k integer)
     RETURNS TABLE (chunk_id uuid, score double precision, positions integer[], freqs integer[])
@@ -3484,18 +3488,20 @@ BEGIN
                                  AND t.term OPERATOR(pg_catalog.=) q.term
                                LIMIT 2001) AS m),
     w AS (SELECT p.pos, ln(1 + (v_rows - count(*) + 0.5) / (count(*) + 0.5)) AS idf
-            FROM p GROUP BY p.pos HAVING count(*) <= 2000),
+            FROM p GROUP BY p.pos HAVING count(*) <= least(2000, v_rows / 2)),
+    -- Rare: an idf of at least 0.8 of a term in one row (in 1,000 rows: in at most 5).
+    r AS (SELECT w.pos, w.idf, w.idf >= 0.8 * ln(1 + (v_rows - 0.5) / 1.5) AS rare FROM w),
     len AS (SELECT avg(p.terms)::double precision AS avg FROM p JOIN w ON w.pos = p.pos),
     s AS (SELECT p.chunk_id,
-                 sum(w.idf * p.freq * 2.2 / (p.freq + 1.2 * (0.25 + 0.75 * p.terms / len.avg))) AS score,
-                 sum(w.idf) AS covered,
+                 sum(r.idf * p.freq * 2.2 / (p.freq + 1.2 * (0.25 + 0.75 * p.terms / len.avg))) AS score,
+                 sum(r.idf) AS covered, bool_or(r.rare) AS rare,
                  array_agg(p.pos ORDER BY p.pos) AS positions, array_agg(p.freq ORDER BY p.pos) AS freqs
-            FROM p JOIN w ON w.pos = p.pos CROSS JOIN len
+            FROM p JOIN r ON r.pos = p.pos CROSS JOIN len
            GROUP BY p.chunk_id)
     SELECT s.chunk_id, s.score, s.positions, s.freqs
       FROM s JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) s.chunk_id
-     WHERE s.covered >= 0.5 * (SELECT sum(w.idf) FROM w)
+     WHERE s.rare AND s.covered >= 0.5 * (SELECT sum(w.idf) FROM w)
        AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 0
             OR (c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
                 AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1

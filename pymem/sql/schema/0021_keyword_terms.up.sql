@@ -25,11 +25,12 @@ CREATE TABLE pymem.memory_terms (
 CREATE INDEX memory_terms_chunk ON pymem.memory_terms (chunk_id);
 ALTER TABLE pymem.memory_terms ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pymem.memory_terms FORCE ROW LEVEL SECURITY;
--- Only the owner's definer functions, each of which checks the tenant context.
+-- Only the owner's definer functions, each of which checks the tenant context. The
+-- policy of memory_chunks (no subquery: Citus refuses one in a distributed table's policy).
 CREATE POLICY tenant_isolation ON pymem.memory_terms
     FOR ALL TO pymem_owner
-    USING (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)))
-    WITH CHECK (user_hash = (SELECT nullif(current_setting('app.user_hash', true), '')::char(64)));
+    USING (user_hash = nullif(current_setting('app.user_hash', true), '')::bpchar)
+    WITH CHECK (user_hash = nullif(current_setting('app.user_hash', true), '')::bpchar);
 
 -- When a row was last replaced (an upsert or an update), NULL if never: reads return
 -- coalesce(updated_at, created_at). No default, so adding it rewrites nothing. Through
