@@ -307,9 +307,9 @@ class PymemVectorStore(BasePydanticVectorStore):
             # is how many fused results come back.
             k = query.hybrid_top_k or k
             fetch = max(k, query.similarity_top_k, query.sparse_top_k or 0)
-        return dict(query=text, query_embedding=query.query_embedding, k=k,
-                    candidates=max(fetch, self.candidates or 0), rerank=self.rerank,
-                    where=to_where(query.filters, query.doc_ids), hybrid=hybrid)
+        return {"query": text, "query_embedding": query.query_embedding, "k": k,
+                "candidates": max(fetch, self.candidates or 0), "rerank": self.rerank,
+                "where": to_where(query.filters, query.doc_ids), "hybrid": hybrid}
 
     def _result(self, hits: list[MemoryHit]) -> VectorStoreQueryResult:
         return VectorStoreQueryResult(nodes=[self._node(h) for h in hits],

@@ -350,6 +350,8 @@ def run(scale: str) -> dict:
     peer_admin = cluster.fresh_database("pymem_bench_hybrid_peer", embedding_dim=dim)
     engine, vector_store, hybrid_store, config, peer_load_s = _peer(peer_admin, data, vectors, fetch)
 
+    storage: dict = {}
+
     async def main():
         conn = await aconnect(app_dsn(cluster, "pymem_bench_hybrid"))
         try:
@@ -357,6 +359,8 @@ def run(scale: str) -> dict:
             solo = await asyncio.to_thread(build_solo_graphs, admin, False)
             with psycopg.connect(admin, autocommit=True) as owner:
                 owner.execute("VACUUM ANALYZE pymem.memory_chunks")
+                owner.execute("VACUUM ANALYZE pymem.memory_terms")
+                storage.update(_storage(owner, len(data.memories)))
             systems = _searches(conn, data, vectors, vector_store, hybrid_store, hybrid)
             if hybrid:
                 try:  # the argument exists: a failure of its first call is recorded, not raised
@@ -396,7 +400,7 @@ def run(scale: str) -> dict:
         "embedding_dim": dim, "embed_s": round(embed_s, 1), "kinds": list(KINDS),
         "pymem_hybrid": hybrid_status,
         "pymem": {"candidates": fetch, "rerank": False, "load_s": round(load_s, 1), "solo_graphs": solo,
-                  "term_tags": settings.term_tags, "term_language": settings.term_language},
+                  "term_tags": settings.term_tags, "term_language": settings.term_language, "storage": storage},
         "peer": {"store": "langchain-postgres PGVectorStore (asyncpg)", "load_s": round(peer_load_s, 1),
                  "tsv_column": config.tsv_column, "tsv_lang": config.tsv_lang,
                  "text_query": f"plainto_tsquery('{TSV_LANG}', query text): every non-stop word must occur",
@@ -408,6 +412,17 @@ def run(scale: str) -> dict:
         "systems": systems, "ratios": ratios, "goals": goals,
     }
     return {"name": "hybrid", "results": results, "markdown": _markdown(results, scale)}
+
+
+def _storage(owner, memories: int) -> dict:
+    """Bytes per memory of the rows (their indexes, the 64 bucket graphs among them) and of the
+    keyword postings (theirs included), after VACUUM ANALYZE."""
+    chunks, terms, postings = owner.execute(
+        "SELECT pg_catalog.pg_total_relation_size('pymem.memory_chunks'),"
+        " pg_catalog.pg_total_relation_size('pymem.memory_terms'), (SELECT count(*) FROM pymem.memory_terms)"
+    ).fetchone()
+    return {"rows_bytes_per_memory": round(chunks / memories), "postings_bytes_per_memory": round(terms / memories),
+            "postings_per_memory": round(postings / memories, 1)}
 
 
 def _cell(stats: dict, key: str = "recall_at_10") -> str:
@@ -450,8 +465,12 @@ def _markdown(results: dict, scale: str) -> str:
     ratio_line = ", ".join(f"{k.removeprefix('p95_').replace('_over_', ' / ').replace('_', ' ')} {v}x"
                            for k, v in results["ratios"].items())
     queries = ", ".join(f"{n} {CLASS_LABELS[c]}" for c, n in results["queries"].items())
-    pymem_side = (f"pymem hybrid: BM25 over keyed term tags ({results['pymem']['term_language']}; any query term"
-                  " may match), fused with the vector side by reciprocal rank in the database"
+    storage = results["pymem"]["storage"]
+    pymem_side = (f"pymem hybrid: BM25 over keyed term tags ({results['pymem']['term_language']}; a row counts on"
+                  " the keyword side when it holds a rare query term and half the query's idf), fused with the"
+                  " vector side by reciprocal rank in the database. Storage per memory: rows"
+                  f" {storage['rows_bytes_per_memory']:,} bytes (their indexes included), keyword postings"
+                  f" {storage['postings_bytes_per_memory']:,} bytes ({storage['postings_per_memory']} postings)"
                   if hybrid["available"] else f"**pymem hybrid: not available** ({hybrid['reason']})")
     return "\n".join([
         table, "",
