@@ -7,7 +7,8 @@ switched off, to PostgreSQL's defaults, in each transaction pymem opens: the
 statement, lock, idle-in-transaction and (PostgreSQL 17 and later) transaction
 timeouts. They go first, with ``BEGIN``, in one pipeline: a timeout would otherwise
 apply to the statements before them, and an idle-in-transaction timeout to the
-round trip after ``BEGIN``.
+round trip after ``BEGIN``. A pipeline such a timeout cancelled before its pins were in
+force ran nothing, and is sent again (:func:`cancelled_in_pins`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,36 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg.pq import TransactionStatus
+import psycopg
+from psycopg.pq import ExecStatus, TransactionStatus
 
 _TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0",
                  "SET LOCAL idle_in_transaction_session_timeout = 0")
 _TRANSACTION_TIMEOUT_OFF = "SET LOCAL transaction_timeout = 0"
+PIN_ATTEMPTS = 3  # sends of a pipeline a stored timeout cancelled before its pins (cancelled_in_pins)
+_COMPLETED = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 
 def timeouts_off(conn) -> tuple[str, ...]:
     """The timeout pins this server knows, one statement each (for pipeline mode)."""
     return _TIMEOUTS_OFF + ((_TRANSACTION_TIMEOUT_OFF,) if conn.info.server_version >= 170000 else ())
+
+
+def cancelled_in_pins(cursors: Sequence, pins: Sequence[bool]) -> bool:
+    """Whether a pipeline that raised ``QueryCanceled`` was cancelled in a ``BEGIN`` or a pin.
+
+    ``pins``: for each statement the pipeline was to send, whether it is a ``BEGIN`` or a
+    pin; ``cursors``: those of the statements queued before the error, in order. The
+    statement that failed is the first that did not complete. Before the pins, a timeout
+    stored for the login still applies, and at ``1ms`` a backend descheduled for a
+    millisecond during ``BEGIN`` is cancelled (A11 of the second attack round); the
+    transaction ran nothing then, and the pipeline is sent again, up to PIN_ATTEMPTS
+    times. A cancellation anywhere else (an operator's, or the client's) is not retried.
+    """
+    for n, pin in enumerate(pins):
+        if n >= len(cursors) or cursors[n].pgresult is None or cursors[n].pgresult.status not in _COMPLETED:
+            return pin
+    return False
 
 
 def begin_statements(conn, modes: str = "") -> list[tuple[str, None]]:
@@ -73,10 +94,21 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *
         raise RuntimeError("pymem opens its own transactions: conn is already in one")
     async with autocommit(conn):
         try:
-            async with conn.pipeline():
-                for query, params in begin_statements(conn, modes):
-                    await conn.execute(query, params)
-                cursors = [await conn.execute(query, params) for query, params in statements]
+            sent = [*begin_statements(conn, modes), *statements]
+            pins = [n < len(sent) - len(statements) for n in range(len(sent))]
+            for attempt in range(1, PIN_ATTEMPTS + 1):
+                queued: list = []
+                try:
+                    async with conn.pipeline():
+                        for query, params in sent:
+                            queued.append(await conn.execute(query, params))
+                    break
+                except psycopg.errors.QueryCanceled:
+                    if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
+                        raise
+                    if conn.info.transaction_status == TransactionStatus.INERROR:
+                        await conn.execute("ROLLBACK")
+            cursors = queued[len(sent) - len(statements):]
             yield cursors
         except BaseException:
             if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):

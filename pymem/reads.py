@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from .pins import autocommit, pinned_transaction
+from .pins import PIN_ATTEMPTS, autocommit, begin_statements, cancelled_in_pins, pinned_transaction
 from .tenant import tenant_begin_statements, tenant_transaction
 from .errors import StandbyBehind
 
@@ -136,26 +136,40 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(conn, user_hash)
-    intent_sql, operation, ticket = _INTENT_SQL[read], _OPERATION[read], uuid.uuid4()
+    opening = [n < len(begin_statements(conn)) for n in range(len(begin))]  # BEGIN and the pins
+    intent_sql, operation = _INTENT_SQL[read], _OPERATION[read]
+    pins = [*opening, False, False, *opening, False, *([False] if with_keys else []), False]
     # Autocommit for the pipeline's length (pymem.pins.autocommit): the BEGINs are
     # explicit. Only the client's flag changes; nothing is sent.
     async with autocommit(conn):
-        try:
-            async with conn.pipeline():
-                for statement, params in begin:
-                    await conn.execute(statement, params)
-                await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params))
-                await conn.execute("COMMIT")
-                for statement, params in begin:
-                    await conn.execute(statement, params)
-                cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
-                keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,)) if with_keys else None
-                await conn.execute("COMMIT")
-            return await cursor.fetchall(), None if keys is None else dict(await keys.fetchall())
-        except BaseException:
-            if conn.info.transaction_status == TransactionStatus.INERROR:
-                await conn.execute("ROLLBACK")
-            raise
+        for attempt in range(1, PIN_ATTEMPTS + 1):
+            ticket, queued = uuid.uuid4(), []
+            try:
+                async with conn.pipeline():
+                    for statement, params in begin:
+                        queued.append(await conn.execute(statement, params))
+                    queued.append(await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params)))
+                    queued.append(await conn.execute("COMMIT"))
+                    for statement, params in begin:
+                        queued.append(await conn.execute(statement, params))
+                    cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
+                    queued.append(cursor)
+                    keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,)) if with_keys else None
+                    queued.extend([keys] if with_keys else [])
+                    queued.append(await conn.execute("COMMIT"))
+                return await cursor.fetchall(), None if keys is None else dict(await keys.fetchall())
+            except psycopg.errors.QueryCanceled:
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    await conn.execute("ROLLBACK")
+                # Cancelled before either transaction's pins (pymem.pins.cancelled_in_pins):
+                # sent again, with a new ticket; an intent that committed stays on record.
+                if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
+                    raise
+            except BaseException:
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    await conn.execute("ROLLBACK")
+                raise
+    raise AssertionError("unreachable")
 
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,
