@@ -55,7 +55,7 @@ CASE phase
     WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
     ELSE (params_digest IS NULL)
 END),
-    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text]))),
+    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text, 'update_from'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
@@ -231,11 +231,7 @@ CREATE TABLE pymem.memory_terms (
     user_hash bpchar NOT NULL,
     term bytea NOT NULL,
     chunk_id uuid NOT NULL,
-    freq integer NOT NULL,
-    terms integer NOT NULL,
-    CONSTRAINT memory_terms_freq_check CHECK (((freq >= 1) AND (freq <= 65535))),
     CONSTRAINT memory_terms_term_check CHECK ((octet_length(term) = 16)),
-    CONSTRAINT memory_terms_terms_check CHECK ((terms >= freq)),
     CONSTRAINT memory_terms_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
 
@@ -391,7 +387,7 @@ ALTER TABLE ONLY pymem.memory_chunks
 --
 
 ALTER TABLE ONLY pymem.memory_terms
-    ADD CONSTRAINT memory_terms_pkey PRIMARY KEY (user_hash, term, chunk_id) INCLUDE (freq, terms);
+    ADD CONSTRAINT memory_terms_pkey PRIMARY KEY (user_hash, term, chunk_id);
 
 --
 -- Name: quarantined_chunks quarantined_chunks_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner

@@ -29,7 +29,10 @@ keeps each row id's latest audited event, then reads every tenant's live rows
 * a write's audit row that no pymem function writes (an id twice, a row count or
   records that do not match its ids);
 * a row its latest audited write left live that is missing: removed without an
-  audited delete, or a restore from before that write.
+  audited delete, or a restore from before that write;
+* an update (``update_memory_chunks``, 0021) that read a row other than the one its
+  latest audited write left: an older copy put back, which the update would otherwise
+  make current (its ``update_from`` audit row names the records it read).
 
 What it does not see: a key holder can seal any content afresh (and so combine a
 row's current fields with an older field's ciphertext through a re-key): that is
@@ -67,6 +70,7 @@ from .write_records import DIRECT_DML_RECORD, RECORD_BYTES, stored_record
 
 _WRITES = ("insert", "update")
 _REMOVALS = ("delete",)
+_UPDATE_FROM = "update_from"  # an update's records of the rows it read (0021)
 _PAGE = 1000
 
 
@@ -113,11 +117,28 @@ class _Ledger:
     def _report(self, user_hash: str, ids, problem: str) -> None:
         self.problems += [FreshnessProblem(user_hash, i if isinstance(i, uuid.UUID) else None, problem) for i in ids]
 
+    def _check_read(self, user_hash: str, rows: dict, chunk_ids, params_digest) -> None:
+        """An update's records of the rows it read (0021): each must be the one its latest
+        audited write left; else the update read an older copy put back in its place."""
+        ids, records = list(chunk_ids or []), bytes(params_digest or b"")
+        if len(records) != RECORD_BYTES * len(ids):
+            self._report(user_hash, ids or [None], "an audit row of a write that no pymem function writes"
+                         " (ids repeated, a count or records that do not match its ids)")
+            return
+        for n, row_id in enumerate(ids):
+            event = rows.get(row_id)
+            if event is not None and _bound(event) and records[n * RECORD_BYTES:(n + 1) * RECORD_BYTES] != event.record:
+                self._report(user_hash, [row_id], "updated from a copy that is not what its latest audited write"
+                             " left (put back from a copy, or changed outside pymem's API)")
+
     def add(self, user_hash: str, operation: str, phase: str | None, chunk_ids, params_digest,
             row_count: int) -> None:
-        if phase not in ("write", None) or operation not in _WRITES + _REMOVALS + ("truncate",):
-            return  # reads; quarantine, which leaves the row as it is
+        if phase not in ("write", None) or operation not in _WRITES + _REMOVALS + ("truncate", _UPDATE_FROM):
+            return  # reads; quarantine and index_terms, which leave the row as it is
         rows = self.latest.setdefault(user_hash, {})
+        if operation == _UPDATE_FROM:
+            self._check_read(user_hash, rows, chunk_ids, params_digest)
+            return
         seen = self._seen.setdefault(user_hash, set())
         if operation == "truncate":
             # 0016 appends one to every tenant's chain; before, only the no-tenant

@@ -5,8 +5,11 @@ each :class:`ChunkUpdate` gives, seals the result and replaces the rows in one
 transaction through ``pymem.write_chunks_v2`` with each row's digest as read
 (``pymem.chunk_digest``): the database replaces them only if every one is still as read,
 else nothing. A row changed by another writer in between is read again, up to
-:data:`ATTEMPTS` times. The replacement is audited as an update, with its write records;
-the row keeps its id and its ``created_at``, and its keyword terms follow the new text.
+:data:`ATTEMPTS` times. The replacement is audited as an update, with its write records,
+after the write records of the rows as read (``update_from``): ``pymem verify-rows``
+reports an update that read an older copy of a row put back in place of its latest
+audited write (which the update would otherwise make current). The row keeps its id and
+its ``created_at``, and its keyword terms follow the new text.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from .chunks import ChunkInput, chunk_digest, open_row, seal_row
+from .chunks import ChunkInput, open_row, seal_row
 from .config import get_settings
 from .connections import borrow
 from .errors import ChunkNotFound
@@ -93,7 +96,7 @@ async def update_memory_chunks(conn, user_id: str, updates: Sequence[ChunkUpdate
             try:
                 async with tenant_transaction(conn, user_hash):
                     await write_sealed_rows(conn, user_hash, index, sealed, key_id, upsert=True,
-                                            expected=[chunk_digest(row) for _, row, _ in current])
+                                            read=[row for _, row, _ in current])
                 return len(sealed)
             except psycopg.errors.SerializationFailure:
                 if attempt == ATTEMPTS:

@@ -28,8 +28,8 @@ import numpy as np
 import psycopg
 
 from .blind_index import TenantIndex, check_external_id
-from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, check_text, open_row,
-                     seal_row)
+from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, check_text, chunk_digest,
+                     open_row, seal_row)
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
@@ -41,7 +41,7 @@ from .tenant import set_rls_context, tenant_transaction
 from .errors import DuplicateId, TamperedRow
 from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, tenant_keys
 from .terms import claims_hold, query_terms, term_language
-from .write_records import sealed_record
+from .write_records import sealed_record, stored_record
 
 __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "delete_document", "delete_memory_chunks", "erase_user",
@@ -61,7 +61,7 @@ _WRITE_SQL = (
     " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
     " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
-    " %b::pg_catalog.bytea[])"
+    " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[])"
 )
 _ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
 _SEARCH_TEMPLATE = (
@@ -71,7 +71,7 @@ _SEARCH_TEMPLATE = (
 _SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
 _STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
 _HYBRID_TEMPLATE = (
-    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance, keyword_score, term_positions, term_freqs"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance, keyword_score, term_positions"
     " FROM pymem.{}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4,"
     " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[])"
 )
@@ -107,8 +107,8 @@ class MemoryHit:
             logit, in (0, 1)); without, ``1 - i/n`` for the i-th of n candidates in
             the search's order (ANN, or fused for ``hybrid=True``), a rank, not a
             relevance. None for gets and lists.
-        keyword_score: a hybrid search's BM25 score of the hit over the query's terms,
-            when it is among the keyword side's candidates; else None.
+        keyword_score: a hybrid search's keyword score of the hit (the sum of the idf of
+            the query terms it holds), when it is among the keyword side's candidates; else None.
         rank: 1-based, in the returned order.
         embedding: the opened float32 embedding when asked for
             (``include_embedding=True``), else None.
@@ -229,13 +229,15 @@ async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIte
 
 async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,
                             upsert: bool = False, progress: bool = False,
-                            expected: Sequence[bytes] | None = None) -> None:
+                            read: Sequence[tuple] | None = None) -> None:
     """Send sealed rows through ``pymem.write_chunks_v2``, with their write records under
     the tenant's ``index`` (:mod:`pymem.write_records`) and their keyword terms (none if a
     row of the batch has none), inside the caller's tenant transaction.
 
-    ``expected`` (with ``upsert``): an update: each row's :func:`pymem.chunks.chunk_digest`
-    as read, parallel to ``rows``; the database replaces them only if every one is still so.
+    ``read`` (with ``upsert``): an update: the rows as read, parallel to ``rows``. The
+    database replaces them only if every one is still so (:func:`pymem.chunks.chunk_digest`),
+    and audits their write records as read (``update_from``), which ``pymem verify-rows``
+    checks against their latest audited writes.
     """
     bar = progress_bar(len(rows), enabled=progress, unit="chunk", desc="indexing")
     for start in range(0, len(rows), WRITE_BATCH_ROWS):
@@ -256,7 +258,8 @@ async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequ
             AAD_VERSION,
             [sealed_record(index, r, key_id, AAD_VERSION) for r in part],
             None if any(r.terms is None for r in part) else [r.terms for r in part],
-            None if expected is None else list(expected[start:start + WRITE_BATCH_ROWS]),
+            None if read is None else [chunk_digest(row) for row in read[start:start + WRITE_BATCH_ROWS]],
+            None if read is None else [stored_record(index, row) for row in read[start:start + WRITE_BATCH_ROWS]],
         ))
         bar.update(len(part))
     bar.close()
@@ -511,7 +514,7 @@ async def query_memory(
         standby: a connection to a hot standby of ``conn``'s server (same login)
             to run the search on; the intent and the result row go to ``conn``.
         hybrid: rank by keyword relevance and vector similarity together: the
-            ``candidates`` best of the vector search and of a BM25 search over the query's
+            ``candidates`` best of the vector search and of a keyword search over the query's
             keyword terms (:mod:`pymem.terms`), fused by reciprocal rank in the database.
             Rows written without terms are found by the vector side only. A query with
             no words searches by vector alone.
@@ -544,15 +547,15 @@ async def query_memory(
     language = term_language(settings) if hybrid else None
     if hybrid and language is None:
         raise ValueError("hybrid search needs keyword terms, and PYMEM_TERM_TAGS is false")
-    words = query_terms(query, language) if language else []
     fetch = max(k, candidates)
     user_hash = hmac_user(user_id)
     index = keyring().tenant_index(user_hash)
+    term_tags, words = query_terms(index, query, language) if language else ([], [])
     tags, ends = index.compile_filter(where)
     async with borrow(conn) as conn:
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
         if words:
-            read, params = "hybrid_search", (vector, fetch, tags, ends, [index.term_tag(language, w) for w in words])
+            read, params = "hybrid_search", (vector, fetch, tags, ends, term_tags)
             primary_sql, standby_sql = _HYBRID_SQL, _STANDBY_HYBRID_SQL
         else:
             read, params = "filtered_search", (vector, fetch, tags, ends)
@@ -568,7 +571,7 @@ async def query_memory(
               if max_distance is None or row[10] <= max_distance]
     if tags and not all(index.satisfies(hit.metadata, tags, ends) for hit, _ in opened):
         raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")
-    if words and not all(claims_hold(hit.text, language, words, row[12], row[13]) for hit, row in opened):
+    if words and not all(claims_hold(hit.text, language, words, row[11], row[12]) for hit, row in opened):
         raise TamperedRow("the database returned a row that does not hold the query terms it said it holds"
                           " (its keyword postings were changed)")
     order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)

@@ -11,16 +11,17 @@ Each distinct term becomes a 16-byte tag: the first 16 bytes of HMAC(tenant inde
 ``b"term\\x00"`` + the language + ``b"\\x00"`` + the term's UTF-8)
 (:meth:`pymem.blind_index.TenantIndex.term_tag`): two tenants' tags of one word are
 unrelated, and a word stemmed under another language is another tag. A row is stored
-with one posting per distinct term: its tag and how often it occurs (``pymem.memory_terms``);
-a query sends the tags of its first :data:`MAX_QUERY_TERMS` distinct terms.
+with one posting per distinct term, its tag (``pymem.memory_terms``): not how often the
+term occurs, nor how long the row is. A query sends the tags of its first
+:data:`MAX_QUERY_TERMS` distinct terms, sorted (their order says nothing).
 
 What the database learns (docs/security.md, "Hybrid search"): which of a tenant's rows
-share a term, how often it occurs in each and how long each row is in terms, the
-tenant's term frequencies, and which tags each hybrid query asks for. Not a term, and
-nothing across tenants. Frequencies are what frequency analysis works on: the most
-common tags of a tenant writing English are likely its most common words. A
-deployment that cannot accept that sets ``PYMEM_TERM_TAGS=false``: rows are then
-written without terms and a hybrid search is refused.
+share a term, how many distinct terms each row has, the tenant's document frequencies,
+and which tags each hybrid query asks for. Not a term, and nothing across tenants.
+Document frequencies are what frequency analysis works on: the most common tags of a
+tenant writing English are likely its most common words. A deployment that cannot
+accept that sets ``PYMEM_TERM_TAGS=false``: rows are then written without terms and a
+hybrid search is refused.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from .config import ConfigurationError, Settings
 
 MAX_QUERY_TERMS = 64  # term tags per hybrid query (pymem.check_terms)
 MAX_ROW_TERMS = 4096  # distinct terms per row (pymem.check_row_terms)
-MAX_FREQ = 65535  # a term's count in one row is stored in 2 bytes
 
 # Runs of word characters, joined by the characters ids and addresses use.
 _WORD = re.compile(r"\w+(?:[-./:@#+]\w+)*")
@@ -87,39 +87,43 @@ def terms(text: str, language: str) -> Counter[str]:
 
 
 def row_terms(index: TenantIndex, text: str, language: str) -> bytes:
-    """A row's postings for ``pymem.write_chunks_v2``: per distinct term its tag and count
-    (2 bytes, big-endian, at most MAX_FREQ), sorted by tag (their order says nothing).
+    """A row's postings for ``pymem.write_chunks_v2``: the tags of its distinct terms,
+    concatenated and sorted (their order says nothing).
 
     Raises:
         ValueError: the text has more than MAX_ROW_TERMS distinct terms.
     """
-    counts = terms(text, language)
-    if len(counts) > MAX_ROW_TERMS:
+    distinct = terms(text, language)
+    if len(distinct) > MAX_ROW_TERMS:
         raise ValueError(f"a text has at most {MAX_ROW_TERMS} distinct words for hybrid search"
                          " (split it, or set PYMEM_TERM_TAGS=false)")
-    return b"".join(sorted(index.term_tag(language, term) + min(count, MAX_FREQ).to_bytes(2, "big")
-                           for term, count in counts.items()))
+    return b"".join(sorted(index.term_tag(language, term) for term in distinct))
 
 
-def query_terms(text: str, language: str) -> list[str]:
-    """A query's first MAX_QUERY_TERMS distinct terms, in order (empty: no words); their tags
-    are :meth:`TenantIndex.term_tag`'s."""
-    return list(terms(text, language))[:MAX_QUERY_TERMS]  # a Counter keeps first-seen order
+def query_terms(index: TenantIndex, text: str, language: str) -> tuple[list[bytes], list[str]]:
+    """A query's first MAX_QUERY_TERMS distinct terms: (their tags, sorted, as a hybrid search
+    sends them; the terms, in the same order). Both empty: the query has no words."""
+    first = list(terms(text, language))[:MAX_QUERY_TERMS]  # a Counter keeps first-seen order
+    pairs = sorted((index.term_tag(language, term), term) for term in first)
+    return [tag for tag, _ in pairs], [term for _, term in pairs]
 
 
-def claims_hold(text: str, language: str, query: Sequence[str], positions: Sequence[int] | None,
-                freqs: Sequence[int] | None) -> bool:
-    """Whether an opened text holds each query term the database said it holds, as often.
+def claims_hold(text: str, language: str, query: Sequence[str], score: float | None,
+                positions: Sequence[int] | None) -> bool:
+    """Whether an opened text holds every query term the database said it holds.
 
-    ``query``: the terms whose tags the search sent; ``positions`` (1-based in ``query``)
-    and ``freqs``: what the database returned for the row. The postings are not bound to
+    ``query``: the terms whose tags the search sent, in their order; ``score`` and
+    ``positions`` (1-based in ``query``, increasing): what the database returned for the
+    row, both None when the keyword side did not rank it. The postings are not bound to
     the sealed text: a database that changed them could promote a row into a keyword
-    result. Checked on the plaintext, such a row is caught. (Postings removed, which only
-    hide a row from the keyword side, are not.)
+    result; checked on the plaintext, such a row is caught. (Postings removed, which only
+    hide a row from the keyword side, are not; nor is the ranking among rows that do hold
+    query terms, which the database's counts decide.)
     """
-    if not positions:
+    if score is None and positions is None:
         return True
-    if freqs is None or len(freqs) != len(positions) or not all(1 <= pos <= len(query) for pos in positions):
+    if score is None or not positions or any(not 1 <= pos <= len(query) for pos in positions) \
+            or any(a >= b for a, b in zip(positions, positions[1:])):
         return False
     held = terms(text, language)
-    return all(min(held[query[pos - 1]], MAX_FREQ) == freq for pos, freq in zip(positions, freqs))
+    return all(query[pos - 1] in held for pos in positions)

@@ -148,6 +148,9 @@ async def _mixed_workload(app: str, log: ShardLog) -> dict[str, list[uuid.UUID]]
                                                              for i in range(12)])
             hits = await repo.query_memory(conn, user, "q", vec(n, DIM), k=5, rerank=False)
             assert hits and all(h.text.startswith(f"{user} ") for h in hits)  # no other tenant's rows
+            # Hybrid: the rare term "7" is in one row of this tenant's (every tenant has one).
+            hybrid = await repo.query_memory(conn, user, "text 7", vec(50, DIM), k=3, rerank=False, hybrid=True)
+            assert hybrid[0].text == f"{user} text 7" and hybrid[0].keyword_score
             assert (await repo.get_chunk(conn, user, ids[0])).text == f"{user} text 0"
             assert await repo.get_chunk(conn, TENANTS[(n + 1) % len(TENANTS)], ids[0]) is None
             assert await repo.delete_document(conn, user, "doc-2") == 4
@@ -170,8 +173,8 @@ def workload(workload_db):
 def test_every_api_call_runs_on_exactly_one_shard_group(report, workload):
     admin, _, log, _ = workload
     names = {name for name, _ in log.calls}
-    assert {"write_chunks", "read_intent", "search_chunks_v2", "get_chunks_v2", "delete_document",
-            "erase_tenant"} <= names
+    assert {"write_chunks_v2", "read_intent", "search_chunks_v2", "search_hybrid_chunks", "get_chunks_v2",
+            "delete_document", "erase_tenant"} <= names
     assert names <= set(TENANT_FUNCTIONS)
     one_group = [groups for _, groups in log.calls if len(groups) == 1]
     report["citus: API calls in the mixed workload (counted from Citus' command log)"] = len(log.calls)
@@ -191,10 +194,11 @@ def test_every_write_and_read_left_its_audit_row(workload):
         rows = dict(conn.execute("SELECT phase, count(*) FROM pymem.audit_log GROUP BY phase").fetchall())
     calls = [name for name, _ in log.calls]
     assert rows["intent"] == calls.count("read_intent")
-    assert rows["result"] == calls.count("search_chunks_v2") + calls.count("get_chunks_v2")
+    assert rows["result"] == (calls.count("search_chunks_v2") + calls.count("search_hybrid_chunks")
+                              + calls.count("get_chunks_v2"))
     # An erasure writes two (the rows' delete and the data keys' destruction); a key load
     # (data_keys_of) and a key made or handed back (create_data_key) one each.
-    assert rows["write"] == (calls.count("write_chunks") + calls.count("delete_document")
+    assert rows["write"] == (calls.count("write_chunks_v2") + calls.count("delete_document")
                              + 2 * calls.count("erase_tenant") + calls.count("data_keys_of")
                              + calls.count("create_data_key"))
     assert verify_audit_log(connect(admin)) == []

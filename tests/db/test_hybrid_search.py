@@ -106,8 +106,8 @@ async def test_a_changed_posting_that_promotes_a_row_is_caught(aconn, admin_conn
     await repo.upsert_memory_chunks(aconn, tenant, crowd(40, extra={2: f"Ticket {RARE} closed."}))
     user_hash = hmac_user(tenant)
     admin_conn.execute(
-        "INSERT INTO pymem.memory_terms (user_hash, term, chunk_id, freq, terms)"
-        " SELECT t.user_hash, t.term, c.id, t.freq, t.terms FROM pymem.memory_terms t, pymem.memory_chunks c"
+        "INSERT INTO pymem.memory_terms (user_hash, term, chunk_id)"
+        " SELECT t.user_hash, t.term, c.id FROM pymem.memory_terms t, pymem.memory_chunks c"
         " WHERE t.user_hash = %s AND c.user_hash = t.user_hash AND c.id <> t.chunk_id"
         "   AND t.chunk_id = (SELECT id FROM pymem.memory_chunks WHERE user_hash = %s AND doc_id = 'doc-2')"
         "   AND c.doc_id = 'doc-7' ON CONFLICT DO NOTHING",

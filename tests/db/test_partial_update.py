@@ -126,3 +126,25 @@ async def test_concurrent_updates_of_one_row_all_apply(app_url, tenant):
     async with await psycopg.AsyncConnection.connect(app_url) as conn:
         [a] = await repo.get_memory_chunks(conn, tenant, ["a"])
     assert a.source in {f"s{i}" for i, d in enumerate(done) if d == 1}
+
+
+async def test_an_update_that_read_a_row_put_back_from_a_copy_is_reported(aconn, admin_conn, tenant):
+    """An older copy of a row put back in place of its latest write is reported by verify-rows;
+    an update that reads it would make it current, keeping its stale fields. The update names
+    the records it read (update_from), so verify-rows still reports it (this revision's DBA
+    attack review)."""
+    user_hash = hmac_user(tenant)
+    await repo.upsert_memory_chunks(aconn, tenant, [row(1, id="a", metadata={"role": "admin"})])
+    old = admin_conn.execute("SELECT * FROM pymem.memory_chunks WHERE user_hash = %s", (user_hash,)).fetchone()
+    await repo.upsert_memory_chunks(aconn, tenant, [row(1, id="a", metadata={"role": "revoked"})])
+    columns = [d.name for d in admin_conn.execute("SELECT * FROM pymem.memory_chunks LIMIT 0").description]
+    with admin_conn.transaction():
+        admin_conn.execute("SET LOCAL session_replication_role = replica")  # the audit trigger off
+        admin_conn.execute("DELETE FROM pymem.memory_chunks WHERE user_hash = %s", (user_hash,))
+        admin_conn.execute(psycopg.sql.SQL("INSERT INTO pymem.memory_chunks ({}) VALUES ({})").format(
+            psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, columns)),
+            psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(columns))), old)
+    assert verify_rows(admin_conn, [user_hash]).problems  # the put-back row, before the update
+    await update_memory_chunks(aconn, tenant, [ChunkUpdate("a", text="text v3")])
+    problems = [p.problem for p in verify_rows(admin_conn, [user_hash]).problems]
+    assert any("updated from a copy" in p for p in problems), problems

@@ -44,8 +44,8 @@ COMMENT ON FUNCTION pymem.write_records_of(uuid[], bytea[], uuid[]) IS
     'The write records of the rows among p_which, concatenated in id order: a write''s audited params_digest.';
 
 -- Keyword terms (revision 0021): a row's postings in memory_terms, sent as one bytea
--- per row, 18 bytes per distinct term: its 16-byte keyed tag, then how often it occurs
--- (2 bytes, big-endian, at least 1). At most 4,096 terms a row (pymem.terms).
+-- per row, its distinct terms' 16-byte keyed tags concatenated (pymem.terms), at most
+-- 4,096 of them.
 CREATE OR REPLACE FUNCTION pymem.check_row_terms(p_terms bytea[], p_rows integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -53,30 +53,27 @@ AS $$
 BEGIN
     IF cardinality(p_terms) IS DISTINCT FROM p_rows OR array_ndims(p_terms) > 1
        OR EXISTS (SELECT 1 FROM unnest(p_terms) AS t(terms)
-                   WHERE t.terms IS NULL OR octet_length(t.terms) % 18 <> 0 OR octet_length(t.terms) > 18 * 4096) THEN
-        RAISE EXCEPTION 'pymem: each row''s terms are up to 4096 entries of 18 bytes (a 16-byte tag, a 2-byte count)'
+                   WHERE t.terms IS NULL OR octet_length(t.terms) % 16 <> 0 OR octet_length(t.terms) > 16 * 4096) THEN
+        RAISE EXCEPTION 'pymem: each row''s terms are up to 4096 tags of 16 bytes'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;
 COMMENT ON FUNCTION pymem.check_row_terms(bytea[], integer) IS
-    'Raises invalid_parameter_value unless there are p_rows term lists of up to 4096 18-byte entries.';
+    'Raises invalid_parameter_value unless there are p_rows term lists of up to 4096 16-byte tags.';
 
 -- Replaces the postings of rows p_ids (parallel to p_terms) with p_terms'. Internal:
 -- for the definer functions that checked the tenant and hold its chain head. A tag
--- twice in one row, or a count of 0, violates memory_terms' constraints.
+-- twice in one row violates memory_terms' primary key.
 CREATE OR REPLACE FUNCTION pymem.put_terms(p_user_hash char(64), p_ids uuid[], p_terms bytea[]) RETURNS void
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (p_ids);
-    INSERT INTO pymem.memory_terms (user_hash, term, chunk_id, freq, terms)
-    SELECT p_user_hash, e.term, e.id, e.freq, sum(e.freq) OVER (PARTITION BY e.id)
-      FROM (SELECT u.id, substring(u.terms FROM o FOR 16) AS term,
-                   get_byte(u.terms, o + 15) * 256 + get_byte(u.terms, o + 16) AS freq
-              FROM unnest(p_ids, p_terms) AS u(id, terms),
-                   generate_series(1, octet_length(u.terms), 18) AS o) AS e;
+    INSERT INTO pymem.memory_terms (user_hash, term, chunk_id)
+    SELECT p_user_hash, substring(u.terms FROM o FOR 16), u.id
+      FROM unnest(p_ids, p_terms) AS u(id, terms), generate_series(1, octet_length(u.terms), 16) AS o;
 END
 $$;
 COMMENT ON FUNCTION pymem.put_terms(char, uuid[], bytea[]) IS
@@ -109,7 +106,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
     p_aad_version  smallint,
     p_records      bytea[],
     p_terms        bytea[],
-    p_expected     bytea[])
+    p_expected     bytea[],
+    p_read_records bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -128,9 +126,13 @@ BEGIN
         RAISE EXCEPTION 'write_chunks_v2: no chunks given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_expected IS NOT NULL AND (NOT p_upsert OR cardinality(p_expected) <> v_n OR array_ndims(p_expected) > 1
-       OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)) THEN
-        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest as read, with p_upsert'
-            USING ERRCODE = 'invalid_parameter_value';
+       OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)
+       OR cardinality(p_read_records) IS DISTINCT FROM v_n) THEN
+        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest and write record as read,'
+                        ' with p_upsert' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_expected IS NOT NULL THEN
+        PERFORM pymem.check_write_records(p_read_records);
     END IF;
     IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
@@ -201,6 +203,14 @@ BEGIN
                                    pymem.write_records_of(p_ids, p_records, v_new),
                                    ARRAY(SELECT i FROM unnest(v_new) AS i ORDER BY i));
     END IF;
+    -- An update names the write records of the rows it read (0021): a verifier holding the
+    -- keys (pymem verify-rows) reports one that read a row its latest audited write did not
+    -- leave (an older copy put back), which the update would otherwise make current.
+    IF p_expected IS NOT NULL THEN
+        PERFORM pymem.audit_append(p_user_hash, 'update_from', 'write', NULL,
+                                   pymem.write_records_of(p_ids, p_read_records, v_replaced),
+                                   ARRAY(SELECT i FROM unnest(v_replaced) AS i ORDER BY i));
+    END IF;
     IF cardinality(v_replaced) > 0 THEN
         PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
                                    pymem.write_records_of(p_ids, p_records, v_replaced),
@@ -211,10 +221,11 @@ END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
                                           bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[],
-                                          bytea[]) IS
+                                          bytea[], bytea[]) IS
     'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
-    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none). Audits an insert '
-    'row and an update row with the ids, sorted, and their write records. Returns the number of chunks written.';
+    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none), and audits the '
+    'records of the rows read (update_from). Audits an insert row and an update row with the ids, sorted, and '
+    'their write records. Returns the number of chunks written.';
 
 -- The digest an update names a row by, as read (pymem.update_memory_chunks): its ciphertexts.
 CREATE OR REPLACE FUNCTION pymem.chunk_digest(p_text_cipher bytea, p_meta_cipher bytea, p_emb_cipher bytea)
@@ -252,7 +263,7 @@ BEGIN
     -- plpgsql: a SQL-standard body would make write_chunks_v2 undroppable by a downgrade.
     RETURN pymem.write_chunks_v2(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
                                  p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
-                                 p_aad_version, p_records, NULL, NULL);
+                                 p_aad_version, p_records, NULL, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],

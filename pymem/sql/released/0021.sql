@@ -1502,8 +1502,8 @@ COMMENT ON FUNCTION pymem.write_records_of(uuid[], bytea[], uuid[]) IS
     'The write records of the rows among p_which, concatenated in id order: a write''s audited params_digest.';
 
 -- Keyword terms (revision 0021): a row's postings in memory_terms, sent as one bytea
--- per row, 18 bytes per distinct term: its 16-byte keyed tag, then how often it occurs
--- (2 bytes, big-endian, at least 1). At most 4,096 terms a row (pymem.terms).
+-- per row, its distinct terms' 16-byte keyed tags concatenated (pymem.terms), at most
+-- 4,096 of them.
 CREATE OR REPLACE FUNCTION pymem.check_row_terms(p_terms bytea[], p_rows integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -1511,30 +1511,27 @@ AS $$
 BEGIN
     IF cardinality(p_terms) IS DISTINCT FROM p_rows OR array_ndims(p_terms) > 1
        OR EXISTS (SELECT 1 FROM unnest(p_terms) AS t(terms)
-                   WHERE t.terms IS NULL OR octet_length(t.terms) % 18 <> 0 OR octet_length(t.terms) > 18 * 4096) THEN
-        RAISE EXCEPTION 'pymem: each row''s terms are up to 4096 entries of 18 bytes (a 16-byte tag, a 2-byte count)'
+                   WHERE t.terms IS NULL OR octet_length(t.terms) % 16 <> 0 OR octet_length(t.terms) > 16 * 4096) THEN
+        RAISE EXCEPTION 'pymem: each row''s terms are up to 4096 tags of 16 bytes'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;
 COMMENT ON FUNCTION pymem.check_row_terms(bytea[], integer) IS
-    'Raises invalid_parameter_value unless there are p_rows term lists of up to 4096 18-byte entries.';
+    'Raises invalid_parameter_value unless there are p_rows term lists of up to 4096 16-byte tags.';
 
 -- Replaces the postings of rows p_ids (parallel to p_terms) with p_terms'. Internal:
 -- for the definer functions that checked the tenant and hold its chain head. A tag
--- twice in one row, or a count of 0, violates memory_terms' constraints.
+-- twice in one row violates memory_terms' primary key.
 CREATE OR REPLACE FUNCTION pymem.put_terms(p_user_hash char(64), p_ids uuid[], p_terms bytea[]) RETURNS void
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (p_ids);
-    INSERT INTO pymem.memory_terms (user_hash, term, chunk_id, freq, terms)
-    SELECT p_user_hash, e.term, e.id, e.freq, sum(e.freq) OVER (PARTITION BY e.id)
-      FROM (SELECT u.id, substring(u.terms FROM o FOR 16) AS term,
-                   get_byte(u.terms, o + 15) * 256 + get_byte(u.terms, o + 16) AS freq
-              FROM unnest(p_ids, p_terms) AS u(id, terms),
-                   generate_series(1, octet_length(u.terms), 18) AS o) AS e;
+    INSERT INTO pymem.memory_terms (user_hash, term, chunk_id)
+    SELECT p_user_hash, substring(u.terms FROM o FOR 16), u.id
+      FROM unnest(p_ids, p_terms) AS u(id, terms), generate_series(1, octet_length(u.terms), 16) AS o;
 END
 $$;
 COMMENT ON FUNCTION pymem.put_terms(char, uuid[], bytea[]) IS
@@ -1567,7 +1564,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
     p_aad_version  smallint,
     p_records      bytea[],
     p_terms        bytea[],
-    p_expected     bytea[])
+    p_expected     bytea[],
+    p_read_records bytea[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -1586,9 +1584,13 @@ BEGIN
         RAISE EXCEPTION 'write_chunks_v2: no chunks given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_expected IS NOT NULL AND (NOT p_upsert OR cardinality(p_expected) <> v_n OR array_ndims(p_expected) > 1
-       OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)) THEN
-        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest as read, with p_upsert'
-            USING ERRCODE = 'invalid_parameter_value';
+       OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)
+       OR cardinality(p_read_records) IS DISTINCT FROM v_n) THEN
+        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest and write record as read,'
+                        ' with p_upsert' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_expected IS NOT NULL THEN
+        PERFORM pymem.check_write_records(p_read_records);
     END IF;
     IF cardinality(p_doc_ids) <> v_n OR cardinality(p_sources) <> v_n OR cardinality(p_text_ciphers) <> v_n
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
@@ -1659,6 +1661,14 @@ BEGIN
                                    pymem.write_records_of(p_ids, p_records, v_new),
                                    ARRAY(SELECT i FROM unnest(v_new) AS i ORDER BY i));
     END IF;
+    -- An update names the write records of the rows it read (0021): a verifier holding the
+    -- keys (pymem verify-rows) reports one that read a row its latest audited write did not
+    -- leave (an older copy put back), which the update would otherwise make current.
+    IF p_expected IS NOT NULL THEN
+        PERFORM pymem.audit_append(p_user_hash, 'update_from', 'write', NULL,
+                                   pymem.write_records_of(p_ids, p_read_records, v_replaced),
+                                   ARRAY(SELECT i FROM unnest(v_replaced) AS i ORDER BY i));
+    END IF;
     IF cardinality(v_replaced) > 0 THEN
         PERFORM pymem.audit_append(p_user_hash, 'update', 'write', NULL,
                                    pymem.write_records_of(p_ids, p_records, v_replaced),
@@ -1669,10 +1679,11 @@ END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
                                           bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[],
-                                          bytea[]) IS
+                                          bytea[], bytea[]) IS
     'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
-    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none). Audits an insert '
-    'row and an update row with the ids, sorted, and their write records. Returns the number of chunks written.';
+    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none), and audits the '
+    'records of the rows read (update_from). Audits an insert row and an update row with the ids, sorted, and '
+    'their write records. Returns the number of chunks written.';
 
 -- The digest an update names a row by, as read (pymem.update_memory_chunks): its ciphertexts.
 CREATE OR REPLACE FUNCTION pymem.chunk_digest(p_text_cipher bytea, p_meta_cipher bytea, p_emb_cipher bytea)
@@ -1710,7 +1721,7 @@ BEGIN
     -- plpgsql: a SQL-standard body would make write_chunks_v2 undroppable by a downgrade.
     RETURN pymem.write_chunks_v2(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
                                  p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
-                                 p_aad_version, p_records, NULL, NULL);
+                                 p_aad_version, p_records, NULL, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
@@ -3414,7 +3425,7 @@ COMMENT ON FUNCTION pymem.search_rows_v2(char, public.vector, integer, bytea[], 
 -- the database scores the tenant's rows that hold them from their postings
 -- (memory_terms, written with the rows) and fuses that ranking with the vector search's
 -- (search_rows_v2) by reciprocal rank. It never sees a term, only which of the tenant's
--- rows share one, how often it occurs in each, and which tags a query asks for.
+-- rows share one, and which tags a query asks for.
 
 CREATE OR REPLACE FUNCTION pymem.check_terms(p_terms bytea[]) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER
@@ -3441,27 +3452,30 @@ CREATE OR REPLACE FUNCTION pymem.hybrid_search_digest(p_query public.vector, p_k
 COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], integer[], bytea[]) IS
     'The read-intent digest of a search_hybrid_chunks call: query, k, filter, and the term tags.';
 
--- pymem.keyword_hits: the tenant's p_k best rows by BM25 (k1 1.2, b 0.75) over the
--- query's terms, among the rows that meet the filter, with the positions (1-based, in
--- p_terms) of the terms each holds and their counts, which the client checks against
--- the opened text.
+-- pymem.keyword_hits: the tenant's p_k best rows by keyword relevance over the query's
+-- terms, among the rows that meet the filter, each with the positions (1-based, in
+-- p_terms) of the terms it holds, which the client checks against the opened text.
 --
+-- * The score is BM25's for terms held once in rows of average length: the sum of the
+--   idf of the query terms a row holds, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), N the
+--   tenant's live rows (key_stats), df the term's postings. The postings say only that a
+--   row holds a term (see memory_terms): counts and lengths would make every row a
+--   profile a known text is found by.
 -- * A term in more than half the tenant's rows, or in more than 2,000, is left out: the
 --   first says little about which row is meant (a name in every memory of its user), and
 --   reading the postings of the second would cost more than the whole search, for a low
 --   weight; the vector side still sees the words. At most 64 x 2,001 postings are read.
--- * idf = ln(1 + (N - df + 0.5) / (df + 0.5)) (never negative), N the tenant's live
---   rows (key_stats), df the term's postings; the average length is that of the rows
---   that hold a counted term.
 -- * A row counts only if it holds one of the query's rare terms (an idf of at least 0.8
 --   of a term in one row: in 1,000 rows, a term in at most 5), and its terms carry at
 --   least half the query's idf (of the terms counted). Keyword search is for what
 --   embeddings blur, ids, names and codes, which are rare; a row sharing a common word
 --   or two with a paraphrase (a cluster of "roof repairs" notes for "the flooding
 --   repairs") would otherwise outrank the vector search's answer on both lists.
+-- N, df and so the ranking are the database's to state: whoever can write the tables
+-- can reorder the rows that hold query terms (threat model), not add one that holds none.
 CREATE OR REPLACE FUNCTION pymem.keyword_hits(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
                                               p_ends integer[], p_k integer)
-    RETURNS TABLE (chunk_id uuid, score double precision, positions integer[], freqs integer[])
+    RETURNS TABLE (chunk_id uuid, score double precision, positions integer[])
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
     -- Plans only, never results (ties are broken by id), but pinned like search_rows_v2's:
@@ -3481,9 +3495,9 @@ DECLARE
 BEGIN
     RETURN QUERY
     WITH p AS MATERIALIZED (
-        SELECT q.pos::integer AS pos, m.chunk_id, m.freq, m.terms
+        SELECT q.pos::integer AS pos, m.chunk_id
           FROM unnest(p_terms) WITH ORDINALITY AS q(term, pos)
-          CROSS JOIN LATERAL (SELECT t.chunk_id, t.freq, t.terms FROM pymem.memory_terms t
+          CROSS JOIN LATERAL (SELECT t.chunk_id FROM pymem.memory_terms t
                                WHERE t.user_hash OPERATOR(pg_catalog.=) p_user_hash
                                  AND t.term OPERATOR(pg_catalog.=) q.term
                                LIMIT 2001) AS m),
@@ -3491,17 +3505,14 @@ BEGIN
             FROM p GROUP BY p.pos HAVING count(*) <= least(2000, v_rows / 2)),
     -- Rare: an idf of at least 0.8 of a term in one row (in 1,000 rows: in at most 5).
     r AS (SELECT w.pos, w.idf, w.idf >= 0.8 * ln(1 + (v_rows - 0.5) / 1.5) AS rare FROM w),
-    len AS (SELECT avg(p.terms)::double precision AS avg FROM p JOIN w ON w.pos = p.pos),
-    s AS (SELECT p.chunk_id,
-                 sum(r.idf * p.freq * 2.2 / (p.freq + 1.2 * (0.25 + 0.75 * p.terms / len.avg))) AS score,
-                 sum(r.idf) AS covered, bool_or(r.rare) AS rare,
-                 array_agg(p.pos ORDER BY p.pos) AS positions, array_agg(p.freq ORDER BY p.pos) AS freqs
-            FROM p JOIN r ON r.pos = p.pos CROSS JOIN len
+    s AS (SELECT p.chunk_id, sum(r.idf) AS score, bool_or(r.rare) AS rare,
+                 array_agg(p.pos ORDER BY p.pos) AS positions
+            FROM p JOIN r ON r.pos = p.pos
            GROUP BY p.chunk_id)
-    SELECT s.chunk_id, s.score, s.positions, s.freqs
+    SELECT s.chunk_id, s.score, s.positions
       FROM s JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) s.chunk_id
-     WHERE s.rare AND s.covered >= 0.5 * (SELECT sum(w.idf) FROM w)
+     WHERE s.rare AND s.score >= 0.5 * (SELECT sum(w.idf) FROM w)
        AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 0
             OR (c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
                 AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
@@ -3511,23 +3522,22 @@ BEGIN
 END
 $body$;
 COMMENT ON FUNCTION pymem.keyword_hits(char, bytea[], bytea[], integer[], integer) IS
-    'Internal: the tenant''s p_k best rows by BM25 over the term tags, among those meeting the filter, '
-    'with the positions and counts of the terms each holds; for hybrid_rows.';
+    'Internal: the tenant''s p_k best rows by keyword relevance over the term tags, among those meeting the '
+    'filter, with the positions of the terms each holds; for hybrid_rows.';
 
 -- pymem.hybrid_rows: the fused search, for search_hybrid_chunks (primary) and its
 -- standby twin, which check the tenant and the read intent and audit the result.
 -- The vector search's p_k (search_rows_v2, filtered) and the keyword search's p_k are
 -- fused by reciprocal rank (1/(60 + rank) from each list a row is in; a tie goes to
 -- the row the keyword side found, then to the lower id); the p_k best are returned,
--- best first, each with its cosine distance, its BM25 score (NULL when
--- it is not among the keyword hits), and the query terms it holds among the keyword
--- hits' postings.
+-- best first, each with its cosine distance, its keyword score and the query terms it
+-- holds (both NULL when it is not among the keyword hits).
 CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
                                              p_filter bytea[], p_ends integer[], p_terms bytea[])
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
                    distance double precision, ref_cipher bytea, keyword_score double precision,
-                   term_positions integer[], term_freqs integer[])
+                   term_positions integer[])
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
     -- Plans only, never results (ties are broken by id), but pinned like search_rows_v2's:
@@ -3548,17 +3558,17 @@ BEGIN
         SELECT r.id, row_number() OVER (ORDER BY r.distance, r.id) AS rank
           FROM pymem.search_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends) AS r),
     kw AS MATERIALIZED (
-        SELECT h.chunk_id, h.score, h.positions, h.freqs,
+        SELECT h.chunk_id, h.score, h.positions,
                row_number() OVER (ORDER BY h.score DESC, h.chunk_id) AS rank
           FROM pymem.keyword_hits(p_user_hash, p_terms, p_filter, p_ends, p_k) AS h),
     f AS MATERIALIZED (
-        SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions, kw.freqs,
+        SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions,
                coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + kw.rank), 0) AS fused
           FROM v FULL JOIN kw ON kw.chunk_id OPERATOR(pg_catalog.=) v.id
-         ORDER BY 5 DESC, kw.score IS NULL, 1
+         ORDER BY 4 DESC, kw.score IS NULL, 1
          LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions, f.freqs
+           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions
       FROM f JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
      ORDER BY f.fused DESC, f.score IS NULL, f.id;
@@ -3574,7 +3584,7 @@ CREATE OR REPLACE FUNCTION pymem.search_hybrid_chunks(p_user_hash char(64), p_ti
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
                    distance double precision, ref_cipher bytea, keyword_score double precision,
-                   term_positions integer[], term_freqs integer[])
+                   term_positions integer[])
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -3586,7 +3596,7 @@ BEGIN
     PERFORM pymem.redeem_read_intent(p_user_hash, p_ticket, 'search',
                                      pymem.hybrid_search_digest(p_query, p_k, p_filter, p_ends, p_terms));
     FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance,
-        ref_cipher, keyword_score, term_positions, term_freqs IN
+        ref_cipher, keyword_score, term_positions IN
         SELECT * FROM pymem.hybrid_rows(p_user_hash, p_query, p_k, p_filter, p_ends, p_terms)
     LOOP
         v_ids := v_ids || id;
@@ -3607,7 +3617,7 @@ CREATE OR REPLACE FUNCTION pymem.search_hybrid_chunks_on_standby(p_user_hash cha
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
                    distance double precision, ref_cipher bytea, keyword_score double precision,
-                   term_positions integer[], term_freqs integer[])
+                   term_positions integer[])
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -4042,7 +4052,7 @@ GRANT EXECUTE ON FUNCTION
     pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                        integer[], public.vector[], smallint, bytea[]),
     pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
-                          integer[], public.vector[], smallint, bytea[], bytea[], bytea[]),
+                          integer[], public.vector[], smallint, bytea[], bytea[], bytea[], bytea[]),
     pymem.index_terms(char, uuid[], bytea[], bytea[]),
     pymem.delete_chunk_ids(char, uuid[]),
     pymem.delete_document(char, text),
