@@ -203,3 +203,27 @@ async def test_a_standby_read_never_opens_an_erased_tenants_put_back_rows_with_a
     finally:
         await conn.close()
         await standby.close()
+
+
+async def test_a_hybrid_search_served_by_the_standby_finds_the_exact_term_and_is_on_record(replicated):
+    admin, app, standby_app = replicated
+    conn, standby = await aconnect(app), await aconnect(standby_app)
+    try:
+        await repo.index_memory_chunks(conn, "standby-hal", [
+            ChunkInput("d", "s", f"ticket INC-{20000 + i} escalated", vec(1, DIM)) for i in range(12)])
+        hits = await repo.query_memory(conn, "standby-hal", "INC-20007", vec(7, DIM), k=3, rerank=False,
+                                       hybrid=True, standby=standby)
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="serves hot standbys"):
+            async with tenant_transaction(conn, hmac_user("standby-hal")):
+                await conn.execute("SELECT * FROM pymem.search_hybrid_chunks_on_standby(%s, %s, %b, 3, '{}', '{}',"
+                                   " ARRAY['\\x00000000000000000000000000000000'::bytea])",
+                                   (hmac_user("standby-hal"), uuid.uuid4(), vec(1, DIM)))
+    finally:
+        await conn.close()
+        await standby.close()
+    assert hits[0].text == "ticket INC-20007 escalated" and hits[0].keyword_score
+    with connect(admin) as c:
+        phases = [p for (p,) in c.execute("SELECT phase FROM pymem.audit_log WHERE user_hash = %s"
+                                          " AND operation = 'search' ORDER BY chain_pos",
+                                          (hmac_user("standby-hal"),))]
+    assert phases == ["intent", "result"]
