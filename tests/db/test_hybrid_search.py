@@ -169,3 +169,18 @@ async def test_query_terms_are_bounded_and_a_query_without_words_is_a_vector_sea
     assert len(await repo.query_memory(aconn, tenant, long_query, vec(1), k=3, rerank=False, hybrid=True)) == 3
     hits = await repo.query_memory(aconn, tenant, "?!", vec(1), k=3, rerank=False, hybrid=True)
     assert len(hits) == 3 and all(h.keyword_score is None for h in hits)
+
+
+async def test_a_hybrid_search_of_k_0_is_refused_not_audited_as_empty(aconn, tenant):
+    """The keyless-login review: with k = 0 the fused query's LIMITs skipped the vector search
+    and its check of k, and an empty result was audited. Sent as the app would, with an intent."""
+    import psycopg
+
+    from pymem.reads import durable_read
+    from pymem.repository import _HYBRID_SQL
+
+    await repo.upsert_memory_chunks(aconn, tenant, crowd(3))
+    for k in (0, -1, 1001):
+        params = (vec(1), k, [], [], [b"\x00" * 16])
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between"):
+            await durable_read(aconn, hmac_user(tenant), "hybrid_search", params, _HYBRID_SQL, params)

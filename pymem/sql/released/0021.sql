@@ -3552,6 +3552,10 @@ CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query publi
     SET plan_cache_mode = 'auto'
 AS $body$
 BEGIN
+    -- Checked here too: with k = 0 the LIMITs below would skip search_rows_v2 and its check.
+    IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM pymem.check_terms(p_terms);
     RETURN QUERY
     WITH v AS MATERIALIZED (
@@ -3654,10 +3658,10 @@ DECLARE
     v_ids uuid[];
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
-    IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000
+    IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000 OR array_position(p_ids, NULL) IS NOT NULL
        OR cardinality(p_text_digests) IS DISTINCT FROM cardinality(p_ids)
        OR (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
-        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids, each with its text digest and terms'
+        RAISE EXCEPTION 'index_terms: give 1 to 10000 distinct ids (no NULL), each with its text digest and terms'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.check_row_terms(p_terms, cardinality(p_ids));
