@@ -35,8 +35,8 @@ Filters
 
 Keyword terms
     The tag of a term of a row's text (hybrid search, :mod:`pymem.terms`): the first 16
-    bytes of HMAC(tenant index key, ``b"term\x00"`` + the stemmer's language + ``b"\x00"``
-    + the term's UTF-8).
+    bytes of HMAC(tenant index key, ``b"term\\x00"`` + the scheme (the stemmer's language and
+    release) + ``b"\\x00"`` + the term's UTF-8).
 
 Write records
     Each row written gets a 32-byte record, HMAC(tenant index key, ``b"write\x00"`` +
@@ -162,9 +162,10 @@ class TenantIndex:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return self._digest(b"meta\x00" + pair.encode("utf-8"))[:TAG_BYTES]
 
-    def term_tag(self, language: str, term: str) -> bytes:
-        """The tag of a keyword term (:mod:`pymem.terms`) stemmed under ``language``."""
-        return self._digest(b"term\x00" + language.encode("ascii") + b"\x00" + term.encode("utf-8"))[:TAG_BYTES]
+    def term_tag(self, scheme: str, term: str) -> bytes:
+        """The tag of a keyword term (:mod:`pymem.terms`) made under ``scheme`` (its language
+        and stemmer release, :func:`pymem.terms.scheme`)."""
+        return self._digest(b"term\x00" + scheme.encode("ascii") + b"\x00" + term.encode("utf-8"))[:TAG_BYTES]
 
     def metadata_tags(self, metadata: Mapping[str, Any]) -> bytes:
         """The tags of a metadata mapping, concatenated and sorted (so their order says nothing).

@@ -322,7 +322,8 @@ def _cmd_index_terms(args) -> int:
             hashes = user_hashes if args.user_ids_file else await _every_tenant(conn, key_usage)
             total = 0
             for user_hash in hashes:
-                total += await index_terms_of(conn, user_hash, progress=not args.no_progress and progress_available())
+                total += await index_terms_of(conn, user_hash, rebuild=args.rebuild,
+                                              progress=not args.no_progress and progress_available())
             return total, len(hashes)
         finally:
             await conn.close()
@@ -506,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     whom = terms.add_mutually_exclusive_group(required=True)
     whom.add_argument("--user-ids-file", help="the users whose rows to index, one id per line")
     whom.add_argument("--all", action="store_true", help="every tenant with rows (needs pymem_maintainer too)")
+    terms.add_argument("--rebuild", action="store_true",
+                       help="give every row its terms anew (after upgrading PyStemmer or changing PYMEM_TERM_LANGUAGE)")
     terms.add_argument("--no-progress", action="store_true")
     terms.set_defaults(func=_cmd_index_terms)
 

@@ -8,7 +8,8 @@ its parts is one too, so ``ord-58213`` is found by ``ORD-58213`` and by ``58213`
 with a digit are not stemmed.
 
 Each distinct term becomes a 16-byte tag: the first 16 bytes of HMAC(tenant index key,
-``b"term\\x00"`` + the language + ``b"\\x00"`` + the term's UTF-8)
+``b"term\\x00"`` + the scheme (:func:`scheme`: the language and PyStemmer's release) +
+``b"\\x00"`` + the term's UTF-8)
 (:meth:`pymem.blind_index.TenantIndex.term_tag`): two tenants' tags of one word are
 unrelated, and a word stemmed under another language is another tag. A row is stored
 with one posting per distinct term, its tag (``pymem.memory_terms``): not how often the
@@ -38,7 +39,13 @@ from .blind_index import TenantIndex
 from .config import ConfigurationError, Settings
 
 MAX_QUERY_TERMS = 64  # term tags per hybrid query (pymem.check_terms)
-MAX_ROW_TERMS = 4096  # distinct terms per row (pymem.check_row_terms)
+MAX_ROW_TERMS = 1024  # distinct terms a row is found by (pymem.check_row_terms takes up to 4,096)
+# What a tag's terms were made with: pymem's normalisation and tokenizing (the 1) and
+# PyStemmer's release. Another release may stem a word otherwise, and a row's postings
+# would then name terms its text no longer gives, which the client check would take for
+# tampering: a tag of another scheme matches nothing instead, until the rows are
+# re-indexed (pymem index-terms --all --rebuild).
+SCHEME_VERSION = f"1/pystemmer-{Stemmer.version()}"
 
 # Runs of word characters, joined by the characters ids and addresses use.
 _WORD = re.compile(r"\w+(?:[-./:@#+]\w+)*")
@@ -86,25 +93,26 @@ def terms(text: str, language: str) -> Counter[str]:
     return Counter(word if any(ch.isdigit() for ch in word) else stem(word) for word in found)
 
 
-def row_terms(index: TenantIndex, text: str, language: str) -> bytes:
-    """A row's postings for ``pymem.write_chunks_v2``: the tags of its distinct terms,
-    concatenated and sorted (their order says nothing).
+def scheme(language: str) -> str:
+    """The scheme a tag names its terms by: the language and :data:`SCHEME_VERSION`."""
+    return f"{language}/{SCHEME_VERSION}"
 
-    Raises:
-        ValueError: the text has more than MAX_ROW_TERMS distinct terms.
-    """
-    distinct = terms(text, language)
-    if len(distinct) > MAX_ROW_TERMS:
-        raise ValueError(f"a text has at most {MAX_ROW_TERMS} distinct words for hybrid search"
-                         " (split it, or set PYMEM_TERM_TAGS=false)")
-    return b"".join(sorted(index.term_tag(language, term) for term in distinct))
+
+def row_terms(index: TenantIndex, text: str, language: str) -> bytes:
+    """A row's postings for ``pymem.write_chunks_v2``: the tags of its first MAX_ROW_TERMS
+    distinct terms (in the text's order), concatenated and sorted (their order says nothing).
+    A longer text is found by those only: each posting costs the database about 300 bytes."""
+    kept = list(terms(text, language))[:MAX_ROW_TERMS]  # a Counter keeps first-seen order
+    named = scheme(language)
+    return b"".join(sorted(index.term_tag(named, term) for term in kept))
 
 
 def query_terms(index: TenantIndex, text: str, language: str) -> tuple[list[bytes], list[str]]:
     """A query's first MAX_QUERY_TERMS distinct terms: (their tags, sorted, as a hybrid search
     sends them; the terms, in the same order). Both empty: the query has no words."""
     first = list(terms(text, language))[:MAX_QUERY_TERMS]  # a Counter keeps first-seen order
-    pairs = sorted((index.term_tag(language, term), term) for term in first)
+    named = scheme(language)
+    pairs = sorted((index.term_tag(named, term), term) for term in first)
     return [tag for tag, _ in pairs], [term for _, term in pairs]
 
 

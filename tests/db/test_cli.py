@@ -303,3 +303,11 @@ def test_index_terms_back_fills_every_tenant_and_a_listed_one(cli_db, capsys, mo
     assert "gave keyword terms to 1 rows of 1 tenants" in capsys.readouterr().out
     assert main(["index-terms", "--all", "--no-progress"]) == 0  # a re-run finds nothing left
     assert "gave keyword terms to 0 rows of 1 tenants" in capsys.readouterr().out
+
+
+def test_index_terms_rebuild_gives_every_row_its_terms_anew(cli_db, capsys):
+    asyncio.run(_index_one(cli_db))  # written with terms
+    assert main(["index-terms", "--all", "--no-progress"]) == 0
+    assert "gave keyword terms to 0 rows of 1 tenants" in capsys.readouterr().out
+    assert main(["index-terms", "--all", "--rebuild", "--no-progress"]) == 0
+    assert "gave keyword terms to 1 rows of 1 tenants" in capsys.readouterr().out

@@ -184,3 +184,21 @@ async def test_a_hybrid_search_of_k_0_is_refused_not_audited_as_empty(aconn, ten
         params = (vec(1), k, [], [], [b"\x00" * 16])
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between"):
             await durable_read(aconn, hmac_user(tenant), "hybrid_search", params, _HYBRID_SQL, params)
+
+
+async def test_after_a_stemmer_upgrade_old_postings_miss_until_rebuilt_never_a_false_alarm(aconn, tenant,
+                                                                                              monkeypatch):
+    """Another PyStemmer release may stem a word otherwise: a row's postings would name terms
+    its text no longer gives, which the client check would take for tampering. Tags name the
+    release, so old postings match nothing instead, until pymem index-terms --rebuild (this
+    revision's neighbour review)."""
+    from pymem import terms
+
+    await repo.upsert_memory_chunks(aconn, tenant, crowd(20, extra={5: f"Parcel {RARE} lost."}))
+    monkeypatch.setattr(terms, "SCHEME_VERSION", "1/pystemmer-99.0")
+    stale = await repo.query_memory(aconn, tenant, f"parcel {RARE}", vec(5), k=3, rerank=False, hybrid=True)
+    assert all(h.keyword_score is None for h in stale)
+    assert await index_memory_terms(aconn, tenant) == 0  # every row has postings: a back-fill passes them over
+    assert await index_memory_terms(aconn, tenant, rebuild=True) == 20
+    rebuilt = await repo.query_memory(aconn, tenant, f"parcel {RARE}", vec(5), k=3, rerank=False, hybrid=True)
+    assert rebuilt[0].external_id == "r5" and rebuilt[0].keyword_score

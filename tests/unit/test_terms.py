@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from pymem.blind_index import TenantIndex
-from pymem.terms import MAX_QUERY_TERMS, claims_hold, query_terms, row_terms, terms, words
+from pymem.terms import MAX_QUERY_TERMS, MAX_ROW_TERMS, claims_hold, query_terms, row_terms, scheme, terms, words
 
 INDEX = TenantIndex(os.urandom(32), "a" * 64)
 
@@ -31,7 +31,7 @@ def test_a_row_stores_each_distinct_terms_tag_once_sorted_and_no_count():
 def test_a_query_sends_sorted_tags_of_at_most_64_terms_with_its_terms_in_the_same_order():
     tags, query = query_terms(INDEX, " ".join(f"w{i}x" for i in range(100)), "english")
     assert len(tags) == MAX_QUERY_TERMS and tags == sorted(tags)
-    assert [INDEX.term_tag("english", t) for t in query] == tags
+    assert [INDEX.term_tag(scheme("english"), t) for t in query] == tags
     assert query_terms(INDEX, "?!", "english") == ([], [])
 
 
@@ -48,3 +48,15 @@ def test_the_client_check_catches_every_claim_the_text_does_not_back():
     assert not claims_hold(text, "english", query, 3.2, [1, 1])
     assert not claims_hold(text, "english", query, 3.2, [0])  # out of range
     assert not claims_hold(text, "english", query, 3.2, [3])
+
+
+def test_a_long_text_is_found_by_its_first_1024_distinct_terms_and_still_written():
+    text = " ".join(f"w{i}x" for i in range(3000))
+    stored = row_terms(INDEX, text, "english")
+    first = {INDEX.term_tag(scheme("english"), f"w{i}x") for i in range(MAX_ROW_TERMS)}
+    assert {stored[i:i + 16] for i in range(0, len(stored), 16)} == first
+
+
+def test_a_tag_names_the_stemmer_release_so_an_upgrade_makes_other_tags_not_false_alarms():
+    assert "pystemmer-" in scheme("english") and scheme("english") != scheme("german")
+    assert INDEX.term_tag(scheme("english"), "run") != INDEX.term_tag("english/1/pystemmer-0.0.0", "run")

@@ -45,7 +45,7 @@ GRANT EXECUTE ON FUNCTION
                        integer[], public.vector[], smallint, bytea[]),
     pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                           integer[], public.vector[], smallint, bytea[], bytea[], bytea[], bytea[]),
-    pymem.index_terms(char, uuid[], bytea[], bytea[]),
+    pymem.index_terms(char, uuid[], bytea[], bytea[], boolean),
     pymem.delete_chunk_ids(char, uuid[]),
     pymem.delete_document(char, text),
     pymem.erase_tenant(char),

@@ -11,7 +11,7 @@ DROP FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], intege
 DROP FUNCTION pymem.check_terms(bytea[]);
 DROP FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[],
                                     bytea[], integer[], public.vector[], smallint, bytea[], bytea[], bytea[], bytea[]);
-DROP FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[]);
+DROP FUNCTION pymem.index_terms(char, uuid[], bytea[], bytea[], boolean);
 DROP FUNCTION pymem.put_terms(char, uuid[], bytea[]);
 DROP FUNCTION pymem.check_row_terms(bytea[], integer);
 DROP FUNCTION pymem.chunk_digest(bytea, bytea, bytea);
