@@ -3461,11 +3461,12 @@ COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], 
 --   tenant's live rows (key_stats), df the term's postings. The postings say only that a
 --   row holds a term (see memory_terms): counts and lengths would make every row a
 --   profile a known text is found by.
--- * A term in more than half the tenant's rows, or in more than 2,000, is left out: the
+-- * A term in more than half the tenant's rows, or in more than 500, is left out: the
 --   first says little about which row is meant (a name in every memory of its user), and
---   reading the postings of the second would cost more than the whole search, for a low
---   weight; the vector side still sees the words. So are the commonest of the rest once
---   the postings read would pass 20,000 (64 x 2,001 index entries are counted).
+--   reading the postings of the second would cost more than the whole search, for a
+--   weight that cannot make a row count (only rare terms do, below); the vector side still
+--   sees the words. So are the commonest of the rest once the postings read would pass
+--   5,000 (64 x 501 index entries are counted).
 -- * A row counts only if it holds one of the query's rare terms (an idf of at least 0.8
 --   of a term in one row: in 1,000 rows, a term in at most 5), and its terms carry at
 --   least half the query's idf (of the terms counted). Keyword search is for what
@@ -3495,20 +3496,20 @@ DECLARE
                                              WHERE s.user_hash OPERATOR(pg_catalog.=) p_user_hash));
 BEGIN
     RETURN QUERY
-    -- Each term's postings counted first (from the index alone, at most 2,001), then read
-    -- for the counted terms, rarest first, up to 20,000 in all: a query of 64 terms each
-    -- in 2,000 rows read and grouped 128,000 postings (382 ms, this revision's review).
+    -- Each term's postings counted first (from the index alone, at most 501), then read
+    -- for the counted terms, rarest first, up to 5,000 in all: a query of 64 terms each in
+    -- 2,000 rows read and grouped 128,000 postings (382 ms, this revision's review).
     WITH df AS MATERIALIZED (
         SELECT q.pos::integer AS pos, q.term,
                (SELECT count(*) FROM (SELECT 1 FROM pymem.memory_terms t
                                        WHERE t.user_hash OPERATOR(pg_catalog.=) p_user_hash
                                          AND t.term OPERATOR(pg_catalog.=) q.term
-                                       LIMIT 2001) AS x) AS n
+                                       LIMIT 501) AS x) AS n
           FROM unnest(p_terms) WITH ORDINALITY AS q(term, pos)),
     w AS (SELECT d.pos, d.term, ln(1 + (v_rows - d.n + 0.5) / (d.n + 0.5)) AS idf
             FROM (SELECT df.*, sum(df.n) OVER (ORDER BY df.n, df.pos) AS upto FROM df
-                   WHERE df.n BETWEEN 1 AND least(2000, v_rows / 2)) AS d
-           WHERE d.upto <= 20000),
+                   WHERE df.n BETWEEN 1 AND least(500, v_rows / 2)) AS d
+           WHERE d.upto <= 5000),
     p AS MATERIALIZED (
         SELECT w.pos, t.chunk_id FROM w JOIN pymem.memory_terms t
             ON t.user_hash OPERATOR(pg_catalog.=) p_user_hash AND t.term OPERATOR(pg_catalog.=) w.term),
