@@ -467,7 +467,7 @@ def _markdown(results: dict, scale: str) -> str:
     queries = ", ".join(f"{n} {CLASS_LABELS[c]}" for c, n in results["queries"].items())
     storage = results["pymem"]["storage"]
     pymem_side = (f"pymem hybrid: idf over keyed term tags ({results['pymem']['term_language']}; a row counts on"
-                  " the keyword side when it holds a rare query term and half the query's idf), fused with the"
+                  " the keyword side when it holds half the idf of the query's rare terms), fused with the"
                   " vector side by reciprocal rank in the database. Storage per memory: rows"
                   f" {storage['rows_bytes_per_memory']:,} bytes (their indexes included), keyword postings"
                   f" {storage['postings_bytes_per_memory']:,} bytes ({storage['postings_per_memory']} postings)"

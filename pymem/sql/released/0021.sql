@@ -3467,12 +3467,14 @@ COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], 
 --   weight that cannot make a row count (only rare terms do, below); the vector side still
 --   sees the words. So are the commonest of the rest once the postings read would pass
 --   5,000 (64 x 501 index entries are counted).
--- * A row counts only if it holds one of the query's rare terms (an idf of at least 0.8
---   of a term in one row: in 1,000 rows, a term in at most 5), and its terms carry at
---   least half the query's idf (of the terms counted). Keyword search is for what
---   embeddings blur, ids, names and codes, which are rare; a row sharing a common word
---   or two with a paraphrase (a cluster of "roof repairs" notes for "the flooding
---   repairs") would otherwise outrank the vector search's answer on both lists.
+-- * A row counts only if it holds at least half the idf of the query's rare terms (those
+--   with an idf of at least 0.8 of a term in one row: in 1,000 rows, a term in at most
+--   5). Keyword search is for what embeddings blur, ids, names and codes, which are rare;
+--   a row sharing a common word or two with a paraphrase (a cluster of "roof repairs"
+--   notes for "the flooding repairs"), or one of its several rarer words ("awake",
+--   "keep", "door"), would otherwise outrank the vector search's answer on both lists.
+--   (Half the idf of all the query's terms lost a reworded query's answer whenever the
+--   question's own words, "what do I need to know about", outweighed the name.)
 -- N, df and so the ranking are the database's to state: whoever can write the tables
 -- can reorder the rows that hold query terms (threat model), not add one that holds none.
 CREATE OR REPLACE FUNCTION pymem.keyword_hits(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
@@ -3515,14 +3517,14 @@ BEGIN
             ON t.user_hash OPERATOR(pg_catalog.=) p_user_hash AND t.term OPERATOR(pg_catalog.=) w.term),
     -- Rare: an idf of at least 0.8 of a term in one row (in 1,000 rows: in at most 5).
     r AS (SELECT w.pos, w.idf, w.idf >= 0.8 * ln(1 + (v_rows - 0.5) / 1.5) AS rare FROM w),
-    s AS (SELECT p.chunk_id, sum(r.idf) AS score, bool_or(r.rare) AS rare,
+    s AS (SELECT p.chunk_id, sum(r.idf) AS score, sum(r.idf) FILTER (WHERE r.rare) AS rare,
                  array_agg(p.pos ORDER BY p.pos) AS positions
             FROM p JOIN r ON r.pos = p.pos
            GROUP BY p.chunk_id)
     SELECT s.chunk_id, s.score, s.positions
       FROM s JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) s.chunk_id
-     WHERE s.rare AND s.score >= 0.5 * (SELECT sum(w.idf) FROM w)
+     WHERE s.rare >= 0.5 * (SELECT sum(r.idf) FROM r WHERE r.rare)
        AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 0
             OR (c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
                 AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
