@@ -44,8 +44,12 @@ def expected_failure(exc: BaseException, command: str) -> str | None:
         return f"the database refused: {_first_line(exc)} ({hint})"
     if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.InvalidSchemaName):
         return f"the database refused: {_first_line(exc)} (is it migrated? pymem migrate)"
-    if isinstance(exc, psycopg.OperationalError):
-        # libpq quotes what it was given (a host, a user, an option's value): none of it is printed.
+    if isinstance(exc, psycopg.errors.SerializationFailure):
+        return "the rows changed under another writer meanwhile; nothing was written, try again"
+    if isinstance(exc, psycopg.OperationalError) and (exc.sqlstate is None or exc.sqlstate.startswith("08")):
+        # A connection failure (libpq's own, or class 08). libpq quotes what it was given (a
+        # host, a user, an option's value): none of it is printed. Other operational errors
+        # (deadlocks, cancellations, limits) are the server's messages, and fall through.
         reason = _QUOTED.sub(lambda m: m.group(1) + "..." + m.group(1), _first_line(exc))
         return f"cannot reach the database: {reason} (check PYMEM_DATABASE_URL, or unset it to use the embedded server)"
     if isinstance(exc, psycopg.Error):

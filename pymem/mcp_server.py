@@ -14,6 +14,10 @@ Tools, for an agent to keep and find what it learns about its user:
 - ``list_memories(limit=20, after=None)``: a page of memories in a stable order, with the
   cursor of the next page.
 
+Optional text arguments (``remember``'s ``id``, ``update``'s ``text``) are plain strings, empty
+when not given: the SDK reads a string given for a ``str | None`` argument as JSON first, so an
+id ``"null"`` would have become no id at all.
+
 **The tenant is the server's, never a tool's argument.** It is fixed when the server starts
 (``--user-id`` or ``PYMEM_MCP_USER_ID``). No tool takes a user, and arguments a tool does not
 declare are dropped before it runs, so a model told by a prompt injection to read or change
@@ -165,9 +169,9 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
                              " Returns the memory's id.")
     @errors
     async def remember(ctx: mcpserver.Context, text: str, metadata: dict[str, str | int | float | bool] | None = None,
-                       id: str | None = None) -> dict[str, str]:
-        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id)
-        if id is None:
+                       id: str = "") -> dict[str, str]:
+        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id or None)
+        if not id:
             (row_id,) = await repo.index_memory_chunks(pool_of(ctx), user_id, [chunk])
             return {"id": str(row_id)}
         await repo.upsert_memory_chunks(pool_of(ctx), user_id, [chunk])
@@ -188,10 +192,10 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     @server.tool(description="Change the user's memory of this id: its text, or its metadata (replaced whole)."
                              " Returns how many memories were updated.")
     @errors
-    async def update(ctx: mcpserver.Context, id: str, text: str | None = None,
+    async def update(ctx: mcpserver.Context, id: str, text: str = "",
                      metadata: dict[str, str | int | float | bool] | None = None) -> dict[str, int]:
-        vector = None if text is None else await embedding(text, "text")
-        change = ChunkUpdate(id, text=text, metadata=metadata, embedding=vector)
+        vector = await embedding(text, "text") if text else None
+        change = ChunkUpdate(id, text=text or None, metadata=metadata, embedding=vector)
         return {"updated": await update_memory_chunks(pool_of(ctx), user_id, [change])}
 
     @server.tool(description="Delete the user's memories with these ids. Returns how many there were.")

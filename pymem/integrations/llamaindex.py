@@ -62,6 +62,7 @@ from llama_index.core.vector_stores.types import (  # noqa: E402
 from llama_index.core.vector_stores.utils import metadata_dict_to_node  # noqa: E402
 
 from .. import repository, sync  # noqa: E402
+from ..blind_index import MAX_FILTER_DEPTH  # noqa: E402
 from ..chunks import ChunkInput  # noqa: E402
 from ..repository import MAX_IDS, MemoryHit  # noqa: E402
 from ..security import hmac_user, keyring  # noqa: E402
@@ -95,14 +96,18 @@ def _condition(item: MetadataFilter) -> dict[str, Any]:
     return {item.key: to_pymem(item.value)}
 
 
-def _group(filters: MetadataFilters) -> dict[str, Any] | None:
+def _group(filters: MetadataFilters, depth: int = 1) -> dict[str, Any] | None:
+    # Counted here: pymem's own limit would be checked only after this recursion (a filter
+    # nested 600 deep raised RecursionError, this revision's review).
+    if depth > MAX_FILTER_DEPTH:
+        raise ValueError(f"a filter nests groups at most {MAX_FILTER_DEPTH} deep")
     condition = filters.condition or FilterCondition.AND
     combinator = _CONDITIONS.get(condition)
     if combinator is None:
         supported = ", ".join(c.name for c in _CONDITIONS)
         raise ValueError(f"pymem's LlamaIndex store does not support the {condition.name} filter condition;"
                          f" supported: {supported}")
-    parts = [part for part in (_group(f) if isinstance(f, MetadataFilters) else _condition(f)
+    parts = [part for part in (_group(f, depth + 1) if isinstance(f, MetadataFilters) else _condition(f)
                                for f in filters.filters) if part is not None]
     if not parts:
         return None
@@ -222,12 +227,18 @@ class PymemVectorStore(BasePydanticVectorStore):
         return ChunkInput(self.doc_id, self.source, node.get_content(metadata_mode=MetadataMode.NONE), embedding,
                           metadata, id=node.node_id)
 
-    @staticmethod
-    def _node(hit: MemoryHit) -> BaseNode:
+    def _own(self, hit: MemoryHit) -> bool:
+        """Whether this store (or another of its label) wrote the chunk: its ``doc_id`` is the
+        store's label. The label is in every sealed field's AAD, so the database cannot move a
+        chunk under it; another writer of the same user (pymem's API, the MCP server) can put
+        the reserved keys in metadata, and is not trusted with them."""
+        return hit.doc_id == self.doc_id
+
+    def _node(self, hit: MemoryHit) -> BaseNode:
         metadata = dict(hit.metadata)
         stored = metadata.pop(NODE_KEY, None)
         metadata.pop(REF_DOC_KEY, None)
-        if isinstance(stored, Mapping) and isinstance(stored.get("content"), Mapping):
+        if self._own(hit) and isinstance(stored, Mapping) and isinstance(stored.get("content"), Mapping):
             node = metadata_dict_to_node({"_node_content": json.dumps(stored["content"]),
                                           "_node_type": stored.get("type")}, text=hit.text)
             node.metadata = metadata
@@ -236,24 +247,24 @@ class PymemVectorStore(BasePydanticVectorStore):
         node.id_ = hit.external_id  # the chunk's id is authoritative
         return node
 
-    def _matcher(self, where: Mapping[str, Any] | None) -> Callable[[Mapping[str, Any]], bool]:
-        """``where`` evaluated on opened metadata, exactly as the database evaluates it (the
-        same compiled blind-index tags), for calls that scan instead of searching."""
+    def _matcher(self, where: Mapping[str, Any] | None) -> Callable[[MemoryHit], bool]:
+        """``where`` evaluated on a chunk's opened metadata, exactly as the database evaluates
+        it (the same compiled blind-index tags), for calls that scan instead of searching."""
         if where is None:
-            return lambda metadata: True
+            return lambda hit: True
         index = keyring().tenant_index(hmac_user(self._user_id))
         tags, ends = index.compile_filter(where)
-        return lambda metadata: index.satisfies(metadata, tags, ends)
+        return lambda hit: index.satisfies(hit.metadata, tags, ends)
 
     # -- the shared implementations (async; sync methods run them on a sync connection) --
-    async def _scan(self, conn: Any, keep: Callable[[Mapping[str, Any]], bool]) -> list[MemoryHit]:
+    async def _scan(self, conn: Any, keep: Callable[[MemoryHit], bool]) -> list[MemoryHit]:
         # pymem has no filtered listing: page through the tenant (each page audited as an
         # export) and keep the matches. Linear in the tenant's size; memory holds one page
         # and the matches.
         found, after = [], None
         while True:
             page = await repository.list_memory_chunks(conn, self._user_id, after=after, limit=self.scan_page_size)
-            found.extend(hit for hit in page.hits if keep(hit.metadata))
+            found.extend(hit for hit in page.hits if keep(hit))
             if page.next_cursor is None:
                 return found
             after = page.next_cursor
@@ -266,7 +277,7 @@ class PymemVectorStore(BasePydanticVectorStore):
         hits = []
         for start in range(0, len(node_ids), MAX_IDS):
             batch = list(node_ids[start:start + MAX_IDS])
-            hits.extend(h for h in await repository.get_memory_chunks(conn, self._user_id, batch) if keep(h.metadata))
+            hits.extend(h for h in await repository.get_memory_chunks(conn, self._user_id, batch) if keep(h))
         return hits
 
     async def _delete_ids(self, conn: Any, ids: Sequence[str]) -> None:
@@ -274,7 +285,9 @@ class PymemVectorStore(BasePydanticVectorStore):
             await repository.delete_memory_chunks(conn, self._user_id, list(ids[start:start + MAX_IDS]))
 
     async def _delete_ref_doc(self, conn: Any, ref_doc_id: str) -> None:
-        hits = await self._scan(conn, self._matcher({REF_DOC_KEY: ref_doc_id}))
+        matches = self._matcher({REF_DOC_KEY: ref_doc_id})
+        # Only the store's own chunks belong to a document: another writer can set the key.
+        hits = await self._scan(conn, lambda hit: self._own(hit) and matches(hit))
         await self._delete_ids(conn, [h.external_id for h in hits])
 
     async def _delete_nodes(self, conn: Any, node_ids: Sequence[str] | None, filters: MetadataFilters | None) -> None:
@@ -311,7 +324,9 @@ class PymemVectorStore(BasePydanticVectorStore):
                 "candidates": max(fetch, self.candidates or 0), "rerank": self.rerank,
                 "where": to_where(query.filters, query.doc_ids), "hybrid": hybrid}
 
-    def _result(self, hits: list[MemoryHit]) -> VectorStoreQueryResult:
+    def _result(self, query: VectorStoreQuery, hits: list[MemoryHit]) -> VectorStoreQueryResult:
+        if query.doc_ids:  # documents are the store's own chunks (see _own)
+            hits = [h for h in hits if self._own(h)]
         return VectorStoreQueryResult(nodes=[self._node(h) for h in hits],
                                       similarities=[1.0 - h.distance for h in hits],
                                       ids=[h.external_id for h in hits])
@@ -423,12 +438,12 @@ class PymemVectorStore(BasePydanticVectorStore):
                 ``user_id`` keyword, or what ``query_memory`` refuses (``k`` over 1000, ...).
         """
         _refuse_tenant(kwargs)
-        return self._result(sync.query_memory(self._sync_source(), self._user_id, **self._query_args(query)))
+        return self._result(query, sync.query_memory(self._sync_source(), self._user_id, **self._query_args(query)))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Async :meth:`query`."""
         _refuse_tenant(kwargs)
         if self._async_connection is None:
             return await asyncio.to_thread(self.query, query)
-        return self._result(await repository.query_memory(self._async_connection, self._user_id,
+        return self._result(query, await repository.query_memory(self._async_connection, self._user_id,
                                                           **self._query_args(query)))

@@ -86,6 +86,10 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
         assert teal[0]["text"] == "Ada's favourite colour is now teal."
         health = await call(client, "recall", {"query": "allergy", "where": {"topic": "health"}})
         assert [m["text"] for m in health] == [facts["food"]]
+        # An id or a text that reads as JSON is a string all the same.
+        assert await call(client, "remember", {"text": "Ada's locker is null.", "id": "null"}) == {"id": "null"}
+        assert await call(client, "update", {"id": "null", "text": "null"}) == {"updated": 1}
+        assert await call(client, "forget", {"ids": ["null"]}) == {"deleted": 1}
         missing = await client.call_tool("update", {"id": "nope", "text": "x"})
         assert missing.is_error and "not one of the tenant's chunks" in missing.content[0].text
         assert await call(client, "forget", {"ids": [f"locker-{n}" for n in range(20)]}) == {"deleted": 20}
