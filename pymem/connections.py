@@ -182,8 +182,9 @@ class SyncConnectionAsAsync:
     def info(self) -> psycopg.ConnectionInfo:
         return self.wrapped.info
 
-    async def execute(self, query, params=None, *, binary: bool = False) -> _AwaitableCursor:
-        return _AwaitableCursor(self.wrapped.execute(query, params, binary=binary))
+    async def execute(self, query, params=None, *, binary: bool = False,
+                      prepare: bool | None = None) -> _AwaitableCursor:
+        return _AwaitableCursor(self.wrapped.execute(query, params, binary=binary, prepare=prepare))
 
     @property
     def autocommit(self) -> bool:

@@ -77,6 +77,12 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *
                              modes: str = "") -> AsyncIterator[list]:
     """Open a transaction on ``conn`` with the timeouts off; yield the cursors of ``statements``.
 
+    The pipeline's statements are never prepared (``prepare=False``): psycopg names a
+    statement it prepares when it queues it, and forgets the name only when the result
+    comes back, so a pipeline aborted before the server parsed it (a cancellation, or an
+    error in an earlier statement) left names of statements the server never had, which
+    the next call sent (CI, this revision). The functions they call keep their plans.
+
     ``BEGIN`` (with ``modes``), the pins and ``statements`` (``(query, params)``
     pairs, run in order before the block's body) go in one pipeline with one Sync at
     its end: one round trip, and the server never waits idle inside the transaction
@@ -101,7 +107,7 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *
                 try:
                     async with conn.pipeline():
                         for query, params in sent:
-                            queued.append(await conn.execute(query, params))
+                            queued.append(await conn.execute(query, params, prepare=False))
                     break
                 except psycopg.errors.QueryCanceled:
                     if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):

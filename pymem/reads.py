@@ -140,31 +140,36 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
     intent_sql, operation = _INTENT_SQL[read], _OPERATION[read]
     pins = [*opening, False, False, *opening, False, *([False] if with_keys else []), False]
     # Autocommit for the pipeline's length (pymem.pins.autocommit): the BEGINs are
-    # explicit. Only the client's flag changes; nothing is sent.
+    # explicit. Only the client's flag changes; nothing is sent. Nothing is prepared
+    # (pymem.pins.pinned_transaction says why).
     async with autocommit(conn):
         for attempt in range(1, PIN_ATTEMPTS + 1):
             ticket, queued = uuid.uuid4(), []
             try:
                 async with conn.pipeline():
                     for statement, params in begin:
-                        queued.append(await conn.execute(statement, params))
-                    queued.append(await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params)))
-                    queued.append(await conn.execute("COMMIT"))
+                        queued.append(await conn.execute(statement, params, prepare=False))
+                    queued.append(await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params),
+                                                     prepare=False))
+                    queued.append(await conn.execute("COMMIT", prepare=False))
                     for statement, params in begin:
-                        queued.append(await conn.execute(statement, params))
-                    cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True)
+                        queued.append(await conn.execute(statement, params, prepare=False))
+                    cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True,
+                                                prepare=False)
                     queued.append(cursor)
-                    keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,)) if with_keys else None
+                    keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,), prepare=False) if with_keys else None
                     queued.extend([keys] if with_keys else [])
-                    queued.append(await conn.execute("COMMIT"))
+                    queued.append(await conn.execute("COMMIT", prepare=False))
                 return await cursor.fetchall(), None if keys is None else dict(await keys.fetchall())
             except psycopg.errors.QueryCanceled:
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    await conn.execute("ROLLBACK")
                 # Cancelled before either transaction's pins (pymem.pins.cancelled_in_pins):
                 # sent again, with a new ticket; an intent that committed stays on record.
                 if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
+                    if conn.info.transaction_status == TransactionStatus.INERROR:
+                        await conn.execute("ROLLBACK")
                     raise
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    await conn.execute("ROLLBACK")
             except BaseException:
                 if conn.info.transaction_status == TransactionStatus.INERROR:
                     await conn.execute("ROLLBACK")

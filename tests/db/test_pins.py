@@ -16,8 +16,8 @@ from tests.utils import vec
 
 @pytest.fixture
 def slow_first_pin(admin_conn, monkeypatch):
-    """BEGIN, then a "pin" that sleeps past the session's statement timeout on its first run
-    only (a sequence counts the runs), then the real pins: a stored timeout that cancels a
+    """A "pin" that sleeps past the session's statement timeout on its first run only (a
+    sequence counts the runs), then BEGIN and the real pins: a stored timeout that cancels a
     pipeline before its pins, made deterministic."""
     name = f"pins_{uuid.uuid4().hex[:8]}"
     admin_conn.execute(psycopg.sql.SQL("CREATE SEQUENCE public.{} ; GRANT USAGE ON SEQUENCE public.{} TO pymem_app")
@@ -27,8 +27,9 @@ def slow_first_pin(admin_conn, monkeypatch):
                              " THEN 0.2 ELSE 0 END)").format(psycopg.sql.Identifier(name)), None)
 
     def begin_statements(conn, modes=""):
-        first, *rest = real(conn, modes)
-        return [first, sleep, *rest]
+        # Before BEGIN: the cancelled pipeline leaves no transaction to roll back (as when a
+        # stored timeout cancels BEGIN itself).
+        return [sleep, *real(conn, modes)]
 
     for module in (pins, tenant, reads):
         monkeypatch.setattr(module, "begin_statements", begin_statements)
@@ -54,9 +55,12 @@ async def _timed_out_connection(app_url):
 async def test_a_write_cancelled_before_its_pins_is_sent_again(app_url, slow_first_pin):
     arm, runs = slow_first_pin
     conn = await _timed_out_connection(app_url)
+    user = f"t-{uuid.uuid4()}"
     try:
+        for i in range(conn.prepare_threshold + 1):  # as above: prepared statements in the cancelled pipeline
+            await repo.index_memory_chunks(conn, user, [repo.ChunkInput("d", "s", f"text {i}", vec(i))])
         arm()
-        [row_id] = await repo.index_memory_chunks(conn, f"t-{uuid.uuid4()}", [
+        [row_id] = await repo.index_memory_chunks(conn, user, [
             repo.ChunkInput("d", "s", "text", vec(1))])
     finally:
         await conn.close()
@@ -70,11 +74,16 @@ async def test_a_durable_read_cancelled_before_its_pins_is_sent_again(app_url, a
     await repo.upsert_memory_chunks(aconn, user, [repo.ChunkInput("d", "s", "text", vec(1), id="a")])
     conn = await _timed_out_connection(app_url)
     try:
+        # Enough reads first that psycopg prepares the intent's statement in the pipeline that is
+        # cancelled: sent again, it named a prepared statement the server never parsed (CI).
+        for _ in range(conn.prepare_threshold):
+            await repo.get_memory_chunks(conn, user, ["a"])
         arm()  # get_memory_chunks' first pipeline is its durable read (intent, then the rows)
         hits = await repo.get_memory_chunks(conn, user, ["a"])
+        again = await repo.get_memory_chunks(conn, user, ["a"])
     finally:
         await conn.close()
-    assert [h.text for h in hits] == ["text"] and runs() >= 2
+    assert [h.text for h in hits] == ["text"] == [h.text for h in again] and runs() >= 2
 
 
 async def test_a_cancellation_after_the_pins_is_not_retried(app_url, aconn):
