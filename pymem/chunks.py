@@ -122,7 +122,13 @@ def check_text(text: Any, max_bytes: int, name: str = "text") -> bytes:
     return data
 
 
-def _check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """Return (a copy of ``metadata``, its JSON as sealed) if it is a JSON-serializable
+    mapping of at most ``max_bytes`` as JSON (None: empty).
+
+    Raises:
+        ValueError: it is not (the message never contains a value).
+    """
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, Mapping):
@@ -196,7 +202,7 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     doc_id = check_label("doc_id", chunk.doc_id, allow_empty=False)
     source = check_label("source", chunk.source, allow_empty=True)
     text = check_text(chunk.text, max_bytes)
-    metadata, meta = _check_metadata(chunk.metadata, max_bytes)
+    metadata, meta = check_metadata(chunk.metadata, max_bytes)
     embedding = check_embedding(chunk.embedding, dim)
     if chunk.id is None:  # random: nothing to hide, nothing to seal
         row_id = keep_row_id or uuid.uuid4()

@@ -51,7 +51,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from . import connections
 from . import repository as repo
-from .chunks import ChunkInput, check_text
+from .chunks import ChunkInput, check_metadata, check_text
 from .config import get_settings
 from .db import database_url
 from .extras import require
@@ -170,6 +170,7 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     @errors
     async def remember(ctx: mcpserver.Context, text: str, metadata: dict[str, str | int | float | bool] | None = None,
                        id: str = "") -> dict[str, str]:
+        check_metadata(metadata, get_settings().max_text_bytes)  # before the embedder runs, as the text is
         chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id or None)
         if not id:
             (row_id,) = await repo.index_memory_chunks(pool_of(ctx), user_id, [chunk])
@@ -194,6 +195,7 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
     @errors
     async def update(ctx: mcpserver.Context, id: str, text: str = "",
                      metadata: dict[str, str | int | float | bool] | None = None) -> dict[str, int]:
+        check_metadata(metadata, get_settings().max_text_bytes)
         vector = await embedding(text, "text") if text else None
         change = ChunkUpdate(id, text=text or None, metadata=metadata, embedding=vector)
         return {"updated": await update_memory_chunks(pool_of(ctx), user_id, [change])}

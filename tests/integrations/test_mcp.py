@@ -105,6 +105,9 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
         # Sized before the embedder (which tokenizes everything before it truncates) runs.
         refused = await client.call_tool("recall", {"query": "memory " * 10_000})
         assert refused.is_error and "query is 70000 bytes" in refused.content[0].text
+        for tool, arguments in (("remember", {"text": "x"}), ("update", {"id": "colour", "text": "x"})):
+            refused = await client.call_tool(tool, {**arguments, "metadata": {"note": "m" * 70_000}})
+            assert refused.is_error and "metadata is 70011 bytes" in refused.content[0].text
 
 
 async def test_a_prompt_injected_tool_call_cannot_reach_another_users_memories(app_url, minilm_export):
