@@ -13,7 +13,7 @@ force ran nothing, and is sent again (:func:`cancelled_in_pins`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,6 +49,38 @@ def cancelled_in_pins(cursors: Sequence, pins: Sequence[bool]) -> bool:
     return False
 
 
+async def send_pinned(conn, statements: Callable[[], Sequence[tuple[Any, Any, bool]]],
+                      pins: Sequence[bool]) -> list:
+    """Send ``statements()`` (``(query, params, binary)`` triples) in one pipeline on an
+    autocommit connection; return their cursors. ``pins``: for each, whether it is a
+    ``BEGIN`` or a pin. Cancelled in one of those (:func:`cancelled_in_pins`), the
+    pipeline is sent again, ``statements()`` made anew, up to PIN_ATTEMPTS times.
+
+    Nothing is prepared (``prepare=False``): psycopg names a statement it prepares when
+    it queues it, and forgets the name only when the result comes back, so a pipeline
+    aborted before the server parsed it (a cancellation, or an error in an earlier
+    statement) left names of statements the server never had, which the next send used
+    (CI, this revision). The functions the statements call keep their plans.
+
+    Raises:
+        psycopg.Error: a statement failed (the connection may be in a failed transaction:
+            the caller rolls it back).
+    """
+    for attempt in range(1, PIN_ATTEMPTS + 1):
+        queued: list = []
+        try:
+            async with conn.pipeline():
+                for query, params, binary in statements():
+                    queued.append(await conn.execute(query, params, binary=binary, prepare=False))
+            return queued
+        except psycopg.errors.QueryCanceled:
+            if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
+                raise
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                await conn.execute("ROLLBACK")
+    raise AssertionError("unreachable")
+
+
 def begin_statements(conn, modes: str = "") -> list[tuple[str, None]]:
     """``BEGIN`` (with ``modes``, e.g. ``ISOLATION LEVEL READ COMMITTED, READ ONLY``) and
     the pins, as ``(query, params)`` pairs for one pipeline on an autocommit connection."""
@@ -77,16 +109,10 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *
                              modes: str = "") -> AsyncIterator[list]:
     """Open a transaction on ``conn`` with the timeouts off; yield the cursors of ``statements``.
 
-    The pipeline's statements are never prepared (``prepare=False``): psycopg names a
-    statement it prepares when it queues it, and forgets the name only when the result
-    comes back, so a pipeline aborted before the server parsed it (a cancellation, or an
-    error in an earlier statement) left names of statements the server never had, which
-    the next call sent (CI, this revision). The functions they call keep their plans.
-
     ``BEGIN`` (with ``modes``), the pins and ``statements`` (``(query, params)``
     pairs, run in order before the block's body) go in one pipeline with one Sync at
-    its end: one round trip, and the server never waits idle inside the transaction
-    before the pins are in force. The block commits if it ends normally and rolls
+    its end (:func:`send_pinned`): one round trip, and the server never waits idle inside
+    the transaction before the pins are in force. The block commits if it ends normally and rolls
     back otherwise; an error in the pipeline is raised on entering, rolled back.
 
     Args:
@@ -100,22 +126,10 @@ async def pinned_transaction(conn, statements: Sequence[tuple[Any, Any]] = (), *
         raise RuntimeError("pymem opens its own transactions: conn is already in one")
     async with autocommit(conn):
         try:
-            sent = [*begin_statements(conn, modes), *statements]
-            pins = [n < len(sent) - len(statements) for n in range(len(sent))]
-            for attempt in range(1, PIN_ATTEMPTS + 1):
-                queued: list = []
-                try:
-                    async with conn.pipeline():
-                        for query, params in sent:
-                            queued.append(await conn.execute(query, params, prepare=False))
-                    break
-                except psycopg.errors.QueryCanceled:
-                    if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
-                        raise
-                    if conn.info.transaction_status == TransactionStatus.INERROR:
-                        await conn.execute("ROLLBACK")
-            cursors = queued[len(sent) - len(statements):]
-            yield cursors
+            opening = begin_statements(conn, modes)
+            sent = [(query, params, False) for query, params in [*opening, *statements]]
+            queued = await send_pinned(conn, lambda: sent, [n < len(opening) for n in range(len(sent))])
+            yield queued[len(opening):]
         except BaseException:
             if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                 await conn.execute("ROLLBACK")

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from .pins import PIN_ATTEMPTS, autocommit, begin_statements, cancelled_in_pins, pinned_transaction
+from .pins import autocommit, begin_statements, pinned_transaction, send_pinned
 from .tenant import tenant_begin_statements, tenant_transaction
 from .errors import StandbyBehind
 
@@ -138,43 +138,29 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
     begin = tenant_begin_statements(conn, user_hash)
     opening = [n < len(begin_statements(conn)) for n in range(len(begin))]  # BEGIN and the pins
     intent_sql, operation = _INTENT_SQL[read], _OPERATION[read]
+    keys_at = 2 * len(begin) + 3  # the live keys' cursor, after the read's
+
+    def statements() -> list[tuple]:
+        # A new ticket each time the pipeline is sent: an intent that committed before the
+        # pipeline was cancelled stays on record.
+        ticket = uuid.uuid4()
+        return [*((q, p, False) for q, p in begin),
+                (intent_sql, (user_hash, ticket, operation, *digest_params), False), ("COMMIT", None, False),
+                *((q, p, False) for q, p in begin), (read_sql, (user_hash, ticket, *read_params), True),
+                *([(_LIVE_KEYS_SQL, (user_hash,), False)] if with_keys else []), ("COMMIT", None, False)]
+
     pins = [*opening, False, False, *opening, False, *([False] if with_keys else []), False]
     # Autocommit for the pipeline's length (pymem.pins.autocommit): the BEGINs are
-    # explicit. Only the client's flag changes; nothing is sent. Nothing is prepared
-    # (pymem.pins.pinned_transaction says why).
+    # explicit. Only the client's flag changes; nothing is sent.
     async with autocommit(conn):
-        for attempt in range(1, PIN_ATTEMPTS + 1):
-            ticket, queued = uuid.uuid4(), []
-            try:
-                async with conn.pipeline():
-                    for statement, params in begin:
-                        queued.append(await conn.execute(statement, params, prepare=False))
-                    queued.append(await conn.execute(intent_sql, (user_hash, ticket, operation, *digest_params),
-                                                     prepare=False))
-                    queued.append(await conn.execute("COMMIT", prepare=False))
-                    for statement, params in begin:
-                        queued.append(await conn.execute(statement, params, prepare=False))
-                    cursor = await conn.execute(read_sql, (user_hash, ticket, *read_params), binary=True,
-                                                prepare=False)
-                    queued.append(cursor)
-                    keys = await conn.execute(_LIVE_KEYS_SQL, (user_hash,), prepare=False) if with_keys else None
-                    queued.extend([keys] if with_keys else [])
-                    queued.append(await conn.execute("COMMIT", prepare=False))
-                return await cursor.fetchall(), None if keys is None else dict(await keys.fetchall())
-            except psycopg.errors.QueryCanceled:
-                # Cancelled before either transaction's pins (pymem.pins.cancelled_in_pins):
-                # sent again, with a new ticket; an intent that committed stays on record.
-                if attempt == PIN_ATTEMPTS or not cancelled_in_pins(queued, pins):
-                    if conn.info.transaction_status == TransactionStatus.INERROR:
-                        await conn.execute("ROLLBACK")
-                    raise
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    await conn.execute("ROLLBACK")
-            except BaseException:
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    await conn.execute("ROLLBACK")
-                raise
-    raise AssertionError("unreachable")
+        try:
+            queued = await send_pinned(conn, statements, pins)
+        except BaseException:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                await conn.execute("ROLLBACK")
+            raise
+        rows = await queued[keys_at - 1].fetchall()
+        return rows, dict(await queued[keys_at].fetchall()) if with_keys else None
 
 
 async def read_on_standby(conn: psycopg.AsyncConnection, standby: psycopg.AsyncConnection, user_hash: str,

@@ -2,7 +2,7 @@
 -- the non-superuser pymem_owner, and the app role cannot bypass RLS.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(11);
+SELECT plan(13);
 
 SELECT ok((SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'pymem' AND c.relkind IN ('r', 'p')) >= 2,
@@ -24,6 +24,10 @@ SELECT policy_roles_are('pymem', 'memory_chunks', 'tenant_isolation', ARRAY['pym
 SELECT policies_are('pymem', 'data_keys', ARRAY['data_keys_owner'], 'data_keys has the owner''s policy only');
 SELECT policy_roles_are('pymem', 'data_keys', 'data_keys_owner', ARRAY['pymem_owner'],
                         'the data_keys policy binds the definer (owner) alone');
+-- Keyword postings (0021): the tenant policy, binding the definer (owner) alone.
+SELECT policies_are('pymem', 'memory_terms', ARRAY['tenant_isolation'], 'memory_terms has exactly the tenant policy');
+SELECT policy_roles_are('pymem', 'memory_terms', 'tenant_isolation', ARRAY['pymem_owner'],
+                        'the memory_terms policy binds the definer (owner) alone');
 SELECT ok(NOT rolsuper AND NOT rolbypassrls, 'pymem_owner is neither superuser nor BYPASSRLS')
   FROM pg_roles WHERE rolname = 'pymem_owner';
 SELECT ok(NOT rolsuper AND NOT rolbypassrls AND NOT rolcanlogin, 'pymem_app is NOLOGIN, NOSUPERUSER, NOBYPASSRLS')

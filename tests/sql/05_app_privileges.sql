@@ -2,7 +2,7 @@
 -- log or the internal functions; its only door is the SQL API.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(13);
+SELECT plan(17);
 
 SELECT table_privs_are('pymem', 'memory_chunks', 'pymem_app', ARRAY[]::text[],
                        'pymem_app has no privilege on memory_chunks');
@@ -32,6 +32,18 @@ SELECT ok(has_function_privilege('pymem_app', 'pymem.search_chunks(char, uuid, p
 SELECT ok(NOT has_function_privilege('public', 'pymem.search_chunks(char, uuid, public.vector, integer)', 'EXECUTE'),
           'PUBLIC cannot execute search_chunks');
 SELECT ok(NOT has_schema_privilege('pymem_app', 'pymem', 'CREATE'), 'the app cannot create objects in pymem');
+
+-- Keyword postings (0021): no privilege, and the functions that read and write them are
+-- internal (only the definer search and write functions call them).
+SELECT table_privs_are('pymem', 'memory_terms', 'pymem_app', ARRAY[]::text[],
+                       'pymem_app has no privilege on memory_terms');
+SELECT throws_ok($$SELECT * FROM pymem.memory_terms$$, '42501', 'permission denied for table memory_terms',
+                 'direct SELECT on memory_terms is denied');
+SELECT throws_ok($$SELECT * FROM pymem.keyword_hits(repeat('a', 64), ARRAY['\x00000000000000000000000000000000'::bytea],
+                                                     '{}', '{}', 10)$$,
+                 '42501', NULL, 'the internal keyword search is not executable by pymem_app');
+SELECT throws_ok($$SELECT pymem.put_terms(repeat('a', 64), ARRAY[gen_random_uuid()], ARRAY['\x'::bytea])$$,
+                 '42501', NULL, 'the internal postings writer is not executable by pymem_app');
 
 SELECT * FROM finish();
 ROLLBACK;
