@@ -55,7 +55,7 @@ CASE phase
     WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
     ELSE (params_digest IS NULL)
 END),
-    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text, 'update_from'::text]))),
+    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text, 'update_from'::text, 'purge'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
@@ -196,9 +196,11 @@ CREATE TABLE pymem.memory_chunks (
     ref_cipher bytea,
     meta_tags bytea[] DEFAULT '{}'::bytea[] NOT NULL,
     updated_at timestamp with time zone,
-    CONSTRAINT memory_chunks_aad_version_check CHECK ((aad_version = ANY (ARRAY[1, 2]))),
+    expires_at timestamp with time zone,
+    CONSTRAINT memory_chunks_aad_version_check CHECK ((aad_version = ANY (ARRAY[1, 2, 3]))),
     CONSTRAINT memory_chunks_doc_id_check CHECK (((length(doc_id) >= 1) AND (length(doc_id) <= 1024))),
     CONSTRAINT memory_chunks_emb_cipher_check CHECK ((octet_length(emb_cipher) >= 28)),
+    CONSTRAINT memory_chunks_expires_at_check CHECK (((expires_at >= to_timestamp((0)::double precision)) AND (expires_at <= to_timestamp(('253402128000'::bigint)::double precision)))),
     CONSTRAINT memory_chunks_key_id_check CHECK ((key_id <> 0)),
     CONSTRAINT memory_chunks_meta_cipher_check CHECK ((octet_length(meta_cipher) >= 28)),
     CONSTRAINT memory_chunks_meta_tags_check CHECK ((cardinality(meta_tags) <= 4096)),
@@ -824,6 +826,12 @@ CREATE INDEX memory_chunks_embedding_hnsw_8 ON pymem.memory_chunks USING hnsw (e
 --
 
 CREATE INDEX memory_chunks_embedding_hnsw_9 ON pymem.memory_chunks USING hnsw (embedding public.vector_cosine_ops) WHERE (pymem.search_bucket(user_hash) = 9);
+
+--
+-- Name: memory_chunks_expiry; Type: INDEX; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE INDEX memory_chunks_expiry ON pymem.memory_chunks USING btree (user_hash, expires_at) WHERE (expires_at IS NOT NULL);
 
 --
 -- Name: memory_chunks_meta_tags_idx; Type: INDEX; Schema: pymem; Owner: pymem_owner

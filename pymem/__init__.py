@@ -64,6 +64,7 @@ from .repository import (
 )
 from .security import KeyRing, generate_key, hmac_user, open_sealed, seal
 from .partial_update import ChunkUpdate, update_memory_chunks
+from .lifecycle import TimeWindow, purge_expired_chunks
 from .term_backfill import index_memory_terms
 from .tenant import set_rls_context
 
@@ -72,9 +73,9 @@ __all__ = [
     "DeviceUnavailableError", "DuplicateId", "EmbeddingMismatch", "ExportError", "KeyDestroyed", "KeyRing",
     "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra", "ModelFileError", "ModelUnavailableError",
     "NotReady", "PgvectorMissing", "PymemError", "RerankCancelled", "RerankError", "RootKeyUnavailable",
-    "StandbyBehind", "TamperedRow", "UnknownKeyId", "WrappedKeyInvalid", "__version__", "aconnect", "configure",
+    "StandbyBehind", "TamperedRow", "TimeWindow", "UnknownKeyId", "WrappedKeyInvalid", "__version__", "aconnect", "configure",
     "connect", "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk",
     "get_memory_chunks", "hmac_user", "index_memory_chunk", "index_memory_chunks", "index_memory_terms",
-    "list_memory_chunks", "open_embedding", "open_sealed", "query_memory", "reset", "seal", "set_rls_context",
-    "update_memory_chunks", "upsert_memory_chunks",
+    "list_memory_chunks", "open_embedding", "open_sealed", "purge_expired_chunks", "query_memory", "reset", "seal",
+    "set_rls_context", "update_memory_chunks", "upsert_memory_chunks",
 ]

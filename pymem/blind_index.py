@@ -27,11 +27,23 @@ Metadata tags
     ``1``); ``True`` does not match ``1``.
     Nested objects are stored (sealed) but not filterable.
 
+Key tags (revision 0022)
+    Each top-level metadata key, whatever its value, also gets a tag: the first 16 bytes
+    of HMAC(tenant index key, ``b"key\x00"`` + the key's UTF-8), and every row written
+    since carries the tenant's tag of ``b"keys\x00v1"``, which says that its key tags are
+    there. Rows written before have neither until re-written.
+
 Filters
     ``{"k": v}`` or ``{"k": {"$eq": v}}``: the key has the value (or, for a list, the
     value among its elements). ``{"k": {"$in": [v, ...]}}``: any of them.
-    ``{"$and": [f, ...]}`` and several keys in one mapping: all of them. A filter
-    compiles to clauses, each a set of tags of which a row must carry one.
+    ``{"k": {"$ne": v}}``, ``{"k": {"$nin": [v, ...]}}``: none of them (a row without the
+    key matches, ``$ne: None`` included). ``{"k": {"$exists": True}}``: the row has the key (any
+    value); ``False``: it does not. ``{"$and": [f, ...]}`` and several keys in one
+    mapping: all of them; ``{"$or": [f, ...]}``: any of them (each a positive condition).
+    A filter compiles to clauses, each a set of tags of which a row must carry one, or,
+    negated, none. ``$exists`` matches only rows that carry key tags (written since
+    revision 0022): an older row is neither found by ``$exists: True`` nor by
+    ``$exists: False`` until it is re-written.
 
 Keyword terms
     The tag of a term of a row's text (hybrid search, :mod:`pymem.terms`): the first 16
@@ -44,9 +56,9 @@ Write records
     row; see :mod:`pymem.freshness`.
 
 What the database can learn: which of one tenant's rows share a key-value pair
-(equality patterns within a tenant), how many filterable values each row has,
-and which rows a filter matched. Not the keys, the values, or anything across
-tenants.
+(equality patterns within a tenant), which share a key, how many filterable values and
+keys each row has, and which rows a filter matched. Not the keys, the values, or
+anything across tenants.
 """
 
 from __future__ import annotations
@@ -80,7 +92,11 @@ class _Budget:
         self.values += values
         if self.conditions > MAX_FILTER_CLAUSES or self.values > MAX_FILTER_TAGS:
             raise ValueError(f"a filter has at most {MAX_FILTER_CLAUSES} conditions and {MAX_FILTER_TAGS} values")
-MAX_ROW_TAGS = 4096  # a row's filterable values (memory_chunks.meta_tags holds at most this many)
+_KEY_OPERATORS = "$eq, $ne, $in, $nin or $exists"
+_OPERATORS = _KEY_OPERATORS + ", $and or $or"
+_ANY = object()  # a clause value: the key itself ($exists)
+_MARKER = object()  # a clause value: the key-tag marker, which rows written since 0022 carry
+MAX_ROW_TAGS = 4096  # a row's tags: values, keys and the key-tag marker (meta_tags holds at most this many)
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -162,13 +178,25 @@ class TenantIndex:
         pair = json.dumps([key, _canonical(value)], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return self._digest(b"meta\x00" + pair.encode("utf-8"))[:TAG_BYTES]
 
+    def _key_tag(self, key: str) -> bytes:
+        return self._digest(b"key\x00" + key.encode("utf-8"))[:TAG_BYTES]
+
+    def _keys_marker(self) -> bytes:
+        return self._digest(b"keys\x00v1")[:TAG_BYTES]
+
     def term_tag(self, scheme: str, term: str) -> bytes:
         """The tag of a keyword term (:mod:`pymem.terms`) made under ``scheme`` (its language
         and stemmer release, :func:`pymem.terms.scheme`)."""
         return self._digest(b"term\x00" + scheme.encode("ascii") + b"\x00" + term.encode("utf-8"))[:TAG_BYTES]
 
-    def metadata_tags(self, metadata: Mapping[str, Any]) -> bytes:
-        """The tags of a metadata mapping, concatenated and sorted (so their order says nothing).
+    def metadata_tags(self, metadata: Mapping[str, Any], *, key_tags: bool = True) -> bytes:
+        """The tags of a metadata mapping (as sealed: :func:`pymem.chunks.check_metadata`),
+        concatenated and sorted (so their order says nothing).
+
+        ``key_tags``: also each key's tag and the marker (rows sealed with AAD v3, since
+        revision 0022), unless values, keys and the marker together would pass MAX_ROW_TAGS:
+        such a row has its value tags only, and ``$exists`` finds it in neither form, as a
+        row written before 0022.
 
         Raises:
             ValueError: more than MAX_ROW_TAGS filterable values (counted before any is hashed).
@@ -177,31 +205,40 @@ class TenantIndex:
                   for v in (value if isinstance(value, list) else [value]) if isinstance(v, _SCALARS)]
         if len(values) > MAX_ROW_TAGS:
             raise ValueError(f"metadata has at most {MAX_ROW_TAGS} filterable values (scalars and list elements)")
-        return b"".join(sorted({self._tag(key, v) for key, v in values}))
+        tags = {self._tag(key, v) for key, v in values}
+        if key_tags and len(values) + len(metadata) + 1 <= MAX_ROW_TAGS:
+            tags |= {self._key_tag(key) for key in metadata} | {self._keys_marker()}
+        return b"".join(sorted(tags))
 
-    def satisfies(self, metadata: Mapping[str, Any], tags: Sequence[bytes], ends: Sequence[int]) -> bool:
+    def satisfies(self, metadata: Mapping[str, Any], tags: Sequence[bytes], ends: Sequence[int], *,
+                  key_tags: bool = True) -> bool:
         """Whether opened ``metadata`` meets a compiled filter (:meth:`compile_filter`).
 
         The database evaluated the filter on stored tags, which nothing binds to the
-        sealed metadata; this re-evaluates it on the plaintext, with the same tags, so
-        a row whose tags were changed to match is caught.
+        sealed metadata; this re-evaluates it on the plaintext, with the tags the row was
+        written with (``key_tags``: sealed with AAD v3, :meth:`metadata_tags`), so a row
+        whose tags were changed to match is caught.
         """
-        have = self.metadata_tags(metadata)
+        have = self.metadata_tags(metadata, key_tags=key_tags)
         held = {have[i:i + TAG_BYTES] for i in range(0, len(have), TAG_BYTES)}
         start = 0
         for end in ends:
-            if not held.intersection(tags[start:end]):
+            if bool(held.intersection(tags[start:abs(end)])) == (end < 0):  # negated: none may be held
                 return False
-            start = end
+            start = abs(end)
         return True
 
     def compile_filter(self, where: Mapping[str, Any] | None) -> tuple[list[bytes], list[int]]:
         """Compile a filter to (tags, clause ends) for the SQL API (both empty: no filter).
 
         The database evaluates a conjunction of clauses, each met by a row that holds any of
-        its tags. A key's condition (``$eq``, ``$in``) is one clause; ``$and`` joins clauses;
-        ``$or`` of key conditions (and of further ``$or``) is one clause holding all their
-        tags. An ``$and`` inside an ``$or`` is refused: it would not be one clause.
+        its tags, or, for a negated clause (its end given as ``-end``), none of them. A key's
+        condition is one clause (``$eq``, ``$in``, ``$exists: True``; negated: ``$ne``,
+        ``$nin``; ``$exists: False`` is a negated clause and the key-tag marker); ``$and``
+        joins clauses; ``$or`` of positive key conditions (and of further ``$or``) is one
+        clause holding all their tags. An ``$and``, or a negated condition, inside an ``$or``
+        is refused: it would not be one clause. Positive clauses come first, so that the
+        database can test the first with an index-friendly ``&&``.
 
         Every limit is checked before any value is hashed: at most MAX_FILTER_DEPTH nested
         ``$and``/``$or``, MAX_FILTER_CLAUSES key conditions and MAX_FILTER_TAGS values in
@@ -213,21 +250,22 @@ class TenantIndex:
         """
         if where is None:
             return [], []
-        clauses: list[list[tuple[str, Any]]] = []
+        clauses: list[tuple[bool, list[tuple[str, Any]]]] = []
         self._collect(where, clauses, 1, _Budget())
         tags, ends = [], []
-        for clause in clauses:
+        for negated, clause in sorted(clauses, key=lambda c: c[0]):  # stable: positive clauses first
             clause_tags = set()
             for key, value in clause:
                 try:
-                    clause_tags.add(self._tag(key, value))
+                    clause_tags.add(self._key_tag(key) if value is _ANY else
+                                    self._keys_marker() if value is _MARKER else self._tag(key, value))
                 except ValueError:
                     raise ValueError(f"filter values for {key!r} must be finite numbers") from None
             tags.extend(sorted(clause_tags))
-            ends.append(len(tags))
+            ends.append(-len(tags) if negated else len(tags))
         return tags, ends
 
-    def _collect(self, where: Any, clauses: list[list[tuple[str, Any]]], depth: int, budget: _Budget,
+    def _collect(self, where: Any, clauses: list[tuple[bool, list[tuple[str, Any]]]], depth: int, budget: _Budget,
                  either: list[tuple[str, Any]] | None = None) -> None:
         """Add ``where``'s clauses to ``clauses``; inside an ``$or``, its alternatives to ``either``."""
         if not isinstance(where, Mapping):
@@ -251,35 +289,46 @@ class TenantIndex:
                 for part in condition:
                     self._collect(part, clauses, depth + 1, budget, alternatives)
                 if either is None:
-                    clauses.append(alternatives)
+                    clauses.append((False, alternatives))
             elif not isinstance(key, str) or key.startswith("$"):
-                raise ValueError(f"unsupported filter operator {key!r}: use $eq, $in, $and or $or")
+                raise ValueError(f"unsupported filter operator {key!r}: use {_OPERATORS}")
             else:
-                pairs = [(key, value) for value in self._values(key, condition)]
+                negated, values = self._values(key, condition)
+                pairs = [(key, value) for value in values]
                 budget.add(len(pairs))
-                if either is None:
-                    clauses.append(pairs)
-                else:
+                if either is not None and negated:
+                    raise ValueError("$ne, $nin and $exists: False are not supported inside an $or:"
+                                     " put them outside the $or")
+                if either is not None:
                     either.extend(pairs)
+                    continue
+                clauses.append((negated, pairs))
+                if negated and values == [_ANY] and not any(v is _MARKER for _, c in clauses for _, v in c):
+                    budget.add(1)  # $exists: False, among the rows that carry key tags (once)
+                    clauses.append((False, [("", _MARKER)]))
 
     @staticmethod
-    def _values(key: str, condition: Any) -> list[Any]:
-        if isinstance(condition, Mapping):
-            if len(condition) != 1:
-                raise ValueError(f"the condition on {key!r} needs exactly one operator ($eq or $in)")
-            (operator, operand), = condition.items()
-            if operator == "$eq":
-                values = [operand]
-            elif operator == "$in":
-                if not isinstance(operand, (list, tuple)) or not operand:
-                    raise ValueError(f"$in on {key!r} takes a non-empty list of values")
-                if len(operand) > MAX_FILTER_TAGS:
-                    raise ValueError(f"a filter has at most {MAX_FILTER_TAGS} values")
-                values = list(operand)
-            else:
-                raise ValueError(f"unsupported filter operator {operator!r}: use $eq, $in, $and or $or")
+    def _values(key: str, condition: Any) -> tuple[bool, list[Any]]:
+        """Whether the key's condition is negated, and its values (``_ANY``: the key itself)."""
+        if not isinstance(condition, Mapping):
+            condition = {"$eq": condition}
+        if len(condition) != 1:
+            raise ValueError(f"the condition on {key!r} needs exactly one operator ({_KEY_OPERATORS})")
+        (operator, operand), = condition.items()
+        if operator == "$exists":
+            if not isinstance(operand, bool):
+                raise ValueError(f"$exists on {key!r} takes True or False")
+            return not operand, [_ANY]
+        if operator in ("$eq", "$ne"):
+            values = [operand]
+        elif operator in ("$in", "$nin"):
+            if not isinstance(operand, (list, tuple)) or not operand:
+                raise ValueError(f"{operator} on {key!r} takes a non-empty list of values")
+            if len(operand) > MAX_FILTER_TAGS:
+                raise ValueError(f"a filter has at most {MAX_FILTER_TAGS} values")
+            values = list(operand)
         else:
-            values = [condition]
+            raise ValueError(f"unsupported filter operator {operator!r}: use {_OPERATORS}")
         if not all(isinstance(v, _SCALARS) for v in values):
             raise ValueError(f"filter values for {key!r} must be str, int, float, bool or None")
-        return values
+        return operator in ("$ne", "$nin"), values

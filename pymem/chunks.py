@@ -10,14 +10,16 @@ tenant, row or column, or a relabelled row, fails to open with ``InvalidTag``.
 Reads also check that the searchable embedding equals its sealed copy
 (``EmbeddingMismatch``).
 
-Rows as the v2 read functions return them::
+Rows as the read functions return them (v3 adds created_at, updated_at and
+expires_at, last)::
 
     (id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version,
-     embedding, ref_cipher[, distance])
+     embedding, ref_cipher, ...)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -29,7 +31,8 @@ import numpy as np
 
 from .blind_index import TenantIndex, check_external_id
 from .errors import TamperedRow
-from .security import EmbeddingMismatch, chunk_aad
+from .lifecycle import expiry_of
+from .security import AAD_VERSION, EmbeddingMismatch, InvalidTag, chunk_aad, expiry_label
 from .tenant_keys import TenantKeys
 from .terms import row_terms
 
@@ -45,6 +48,8 @@ class ChunkInput:
 
     ``id``: the caller's id for the chunk (any str up to 256 UTF-8 bytes, unique per
     tenant); None lets pymem generate a UUID.
+    ``expires_at`` (a timezone-aware datetime) or ``ttl`` (a ``timedelta`` or seconds from
+    now): when no read returns the chunk any more (:mod:`pymem.lifecycle`); None: never.
     """
 
     doc_id: str
@@ -53,6 +58,8 @@ class ChunkInput:
     embedding: Any
     metadata: Mapping[str, Any] | None = None
     id: str | None = None
+    expires_at: dt.datetime | None = None
+    ttl: dt.timedelta | float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class SealedRow:
     embedding: np.ndarray
     external_id: str
     terms: bytes | None = None  # keyword postings (pymem.terms); None: written without
+    expires_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class OpenedRow:
     text: str
     metadata: dict[str, Any]
     embedding: np.ndarray
+    aad_version: int  # 3: its expiry is bound, and its key tags were written (pymem.blind_index)
 
 
 # ---------------------------------------------------------------------------
@@ -123,8 +132,8 @@ def check_text(text: Any, max_bytes: int, name: str = "text") -> bytes:
 
 
 def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes]:
-    """Return (a copy of ``metadata``, its JSON as sealed) if it is a JSON-serializable
-    mapping of at most ``max_bytes`` as JSON (None: empty).
+    """Return (``metadata`` as sealed: its JSON read back, and that JSON) if it is a
+    JSON-serializable mapping of at most ``max_bytes`` as JSON (None: empty).
 
     Raises:
         ValueError: it is not (the message never contains a value).
@@ -142,7 +151,9 @@ def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes
         raise ValueError(f"metadata is not JSON-serializable: {type(exc).__name__}") from None
     if len(data) > max_bytes:
         raise ValueError(f"metadata is {len(data)} bytes as JSON; the maximum is {max_bytes} (PYMEM_MAX_TEXT_BYTES)")
-    return metadata, data
+    # As sealed, and so as every read opens it: a tuple is a list, a key a str. Its tags
+    # are made from this, so that the client's check of a filter sees what the tags say.
+    return json.loads(data), data
 
 
 def check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.ndarray:
@@ -174,27 +185,38 @@ def as_chunk(item: ChunkInput | Mapping[str, Any]) -> ChunkInput:
         try:
             return ChunkInput(**item)
         except TypeError:
-            raise ValueError("each chunk needs doc_id, source, text, embedding and optional metadata and id") from None
+            raise ValueError("each chunk needs doc_id, source, text, embedding and optional metadata, id,"
+                             " expires_at or ttl") from None
     raise ValueError("chunks must be ChunkInput objects or mappings")
 
 
 # ---------------------------------------------------------------------------
 # sealing and opening
 # ---------------------------------------------------------------------------
-def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, source: str, aad_version: int) -> bytes:
-    return chunk_aad(user_hash, str(row_id), field, (doc_id, source) if aad_version == 2 else None)
+def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, source: str, aad_version: int,
+              expires_at: dt.datetime | None) -> bytes:
+    if aad_version not in (1, 2, 3):  # a version no layout has: nothing opens under it
+        raise InvalidTag()
+    labels = None if aad_version == 1 else (doc_id, source)
+    return chunk_aad(user_hash, str(row_id), field, labels, expiry_label(expires_at) if aad_version == 3 else None)
 
 
 def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
              keys: TenantKeys, key_id: int, *, keep_row_id: uuid.UUID | None = None,
-             term_language: str | None = None) -> SealedRow:
-    """Validate a chunk and seal it for the tenant (AAD v2) under ``key_id`` (one of ``keys``).
+             term_language: str | None = None, aad_version: int = AAD_VERSION,
+             stored_expiry: bool = False) -> SealedRow:
+    """Validate a chunk and seal it for the tenant under ``key_id`` (one of ``keys``): AAD v3,
+    which binds its expiry, or v2 (``aad_version``: re-keying a row written before 0022
+    keeps its layout, and so what its tags say; it has no expiry).
 
     ``term_language``: also compute the text's keyword postings (:func:`pymem.terms.row_terms`).
 
     ``keep_row_id``: re-seal a row that has no caller id (``chunk.id`` is None) under
     the row id it has (a random one pymem generated, or a UUID caller id stored
     before revision 0015), instead of a new random one.
+
+    ``stored_expiry``: ``chunk.expires_at`` is the row's own, as read (re-keying, moving a
+    tenant): sealed as it is, passed or not.
 
     Raises:
         ValueError: any field is invalid (the message never contains its value).
@@ -204,6 +226,9 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     text = check_text(chunk.text, max_bytes)
     metadata, meta = check_metadata(chunk.metadata, max_bytes)
     embedding = check_embedding(chunk.embedding, dim)
+    expires_at = chunk.expires_at if stored_expiry else expiry_of(chunk.expires_at, chunk.ttl)
+    if aad_version not in (2, 3) or (aad_version == 2 and expires_at is not None):
+        raise ValueError("rows are sealed with AAD v3, or v2 without an expiry")
     if chunk.id is None:  # random: nothing to hide, nothing to seal
         row_id = keep_row_id or uuid.uuid4()
         external_id, ref = str(row_id), None
@@ -212,12 +237,13 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
         row_id, ref = index.row_id(external_id), external_id.encode("utf-8")
 
     def sealed(data: bytes, field: str) -> bytes:
-        return keys.seal(key_id, data, _field_aad(user_hash, row_id, field, doc_id, source, 2))
+        return keys.seal(key_id, data, _field_aad(user_hash, row_id, field, doc_id, source, aad_version, expires_at))
 
     return SealedRow(id=row_id, doc_id=doc_id, source=source, text_cipher=sealed(text, "text"),
                      meta_cipher=sealed(meta, "meta"), emb_cipher=sealed(embedding.tobytes(), "emb"),
-                     ref_cipher=None if ref is None else sealed(ref, "ref"), tags=index.metadata_tags(metadata),
-                     embedding=embedding, external_id=external_id,
+                     ref_cipher=None if ref is None else sealed(ref, "ref"),
+                     tags=index.metadata_tags(metadata, key_tags=aad_version >= 3),
+                     embedding=embedding, external_id=external_id, expires_at=expires_at,
                      terms=None if term_language is None else row_terms(index, chunk.text, term_language))
 
 
@@ -248,9 +274,11 @@ def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:
         UnknownKeyId: the row's key id is not in the key ring.
     """
     row_id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher = row[:10]
+    # A v3 row's expiry is in its AAD: read rows end with it (:class:`pymem.lifecycle.RowTimes`).
+    expires_at = row[-1] if aad_version == 3 else None
 
     def opened(blob: bytes, field: str) -> bytes:
-        return keys.open(key_id, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version))
+        return keys.open(key_id, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version, expires_at))
 
     sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
     if not np.array_equal(sealed_embedding, as_float32(embedding)):
@@ -261,4 +289,4 @@ def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:
     external_id = str(row_id) if ref_cipher is None else opened(ref_cipher, "ref").decode("utf-8")
     return OpenedRow(id=row_id, external_id=external_id, doc_id=doc_id, source=source,
                      text=opened(text_cipher, "text").decode("utf-8"), metadata=json.loads(opened(meta_cipher, "meta")),
-                     embedding=sealed_embedding.copy())
+                     embedding=sealed_embedding.copy(), aad_version=aad_version)

@@ -1,7 +1,8 @@
 """The ``pymem`` command.
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
-rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, index-terms, audit-verify, audit-checkpoint, distribute, solo-graphs, export-reranker,
+rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, index-terms, purge-expired, audit-verify,
+audit-checkpoint, distribute, solo-graphs, export-reranker,
 mcp, serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
@@ -333,6 +334,34 @@ def _cmd_index_terms(args) -> int:
     return 0
 
 
+def _cmd_purge_expired(args) -> int:
+    from .db import aconnect
+    from .extras import progress_iter
+    from .lifecycle import purge_expired_of
+    from .rotation import key_usage
+    from .security import hmac_user
+
+    if args.user_ids_file:
+        with open(args.user_ids_file, encoding="utf-8") as handle:
+            user_hashes = [hmac_user(line.rstrip("\n")) for line in handle if line.strip()]
+
+    async def run():
+        conn = await aconnect()
+        try:
+            hashes = user_hashes if args.user_ids_file else await _every_tenant(conn, key_usage)
+            total = 0
+            for user_hash in progress_iter(hashes, enabled=not args.no_progress and progress_available(),
+                                           unit="tenant", desc="purging"):
+                total += await purge_expired_of(conn, user_hash)
+            return total, len(hashes)
+        finally:
+            await conn.close()
+
+    purged, tenants = asyncio.run(run())
+    print(f"purged {purged} expired chunks of {tenants} tenants")
+    return 0
+
+
 async def _every_tenant(conn, key_usage) -> list[str]:
     """Every tenant with live rows (by hash), from the key counts (pymem_maintainer)."""
     key_ids = [u.key_id for u in await key_usage(conn)]
@@ -511,6 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give every row its terms anew (after upgrading PyStemmer or changing PYMEM_TERM_LANGUAGE)")
     terms.add_argument("--no-progress", action="store_true")
     terms.set_defaults(func=_cmd_index_terms)
+
+    purge = sub.add_parser("purge-expired", help="delete expired chunks (audited as purge); safe to run from a"
+                                                 " scheduler")
+    whom = purge.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--user-ids-file", help="the users whose expired chunks to delete, one id per line")
+    whom.add_argument("--all", action="store_true", help="every tenant with rows (needs pymem_maintainer too)")
+    purge.add_argument("--no-progress", action="store_true")
+    purge.set_defaults(func=_cmd_purge_expired)
 
     retenant = sub.add_parser("rotate-tenant-key",
                               help="move users to MEMORY_TENANT_HMAC_KEY_NEW (user ids from a file, one per line)")

@@ -54,7 +54,10 @@ TENANT_FUNCTIONS_0019 = ("live_data_keys", "data_keys_of", "create_data_key")
 TENANT_FUNCTIONS_0020 = ("live_data_key_digests",)
 # 0021: writes with keyword terms, hybrid search, back-filling terms.
 TENANT_FUNCTIONS_0021 = ("write_chunks_v2", "search_hybrid_chunks", "search_hybrid_chunks_on_standby", "index_terms")
-TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020 + TENANT_FUNCTIONS_0021
+# 0022: expiries, time windows and negated filters; the purge of expired rows.
+TENANT_FUNCTIONS_0022 = ("write_chunks_v3", "search_chunks_v3", "search_chunks_on_standby_v3", "get_chunks_v3",
+                         "export_chunks_v3", "purge_expired")
+TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020 + TENANT_FUNCTIONS_0021 + TENANT_FUNCTIONS_0022
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the
@@ -326,12 +329,13 @@ def _distribute_functions(conn: psycopg.Connection) -> int:
             " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
             (list(TENANT_FUNCTIONS),)).fetchone()[0]
         # A database at an older revision lacks the later ones (0019's data-key functions,
-        # 0020's digests, 0021's hybrid search): they are delegated by the run after the
-        # upgrade that adds them.
+        # 0020's digests, 0021's hybrid search, 0022's expiry): they are delegated by the run
+        # after the upgrade that adds them.
         present = conn.execute("SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p"
                                " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
                                (list(TENANT_FUNCTIONS),)).fetchone()[0]
-    later = len(TENANT_FUNCTIONS_0019) + len(TENANT_FUNCTIONS_0020) + len(TENANT_FUNCTIONS_0021)
+    later = sum(map(len, (TENANT_FUNCTIONS_0019, TENANT_FUNCTIONS_0020, TENANT_FUNCTIONS_0021,
+                          TENANT_FUNCTIONS_0022)))
     if delegated != present or present < len(TENANT_FUNCTIONS) - later:
         raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
     return delegated

@@ -32,7 +32,9 @@ keeps each row id's latest audited event, then reads every tenant's live rows
   audited delete, or a restore from before that write;
 * an update (``update_memory_chunks``, 0021) that read a row other than the one its
   latest audited write left: an older copy put back, which the update would otherwise
-  make current (its ``update_from`` audit row names the records it read).
+  make current (its ``update_from`` audit row names the records it read);
+* a purge (0022) that removed such a row: an older copy put back whose sealed expiry had
+  passed (the ``purge`` audit row names the records it read).
 
 What it does not see: a key holder can seal any content afresh (and so combine a
 row's current fields with an older field's ciphertext through a re-key): that is
@@ -42,7 +44,7 @@ Rows last written before revision 0016 have no record and are counted as
 ``unbound``: their freshness cannot be checked until they are written again
 (``pymem rotate-key --all`` re-seals every row, binding it). A superuser who cuts a
 chain's tail is caught only against a signed checkpoint (``audit-verify``): verify
-both. The rows are read through ``export_chunks_v2``; the server's function
+both. The rows, expired ones too, are read through ``export_chunks_v3``; the server's function
 definitions are compared with the shipped ones first (as ``pymem doctor`` does), and
 any difference is a problem.
 """
@@ -63,13 +65,13 @@ from .connections import SyncConnectionAsAsync
 from .doctor import check_schema
 from .extras import progress_iter
 from .reads import commit_read_intent
-from .repository import export_pages
+from .repository import every_row_export, export_pages
 from .security import keyring
 from .tenant import tenant_transaction
 from .write_records import DIRECT_DML_RECORD, RECORD_BYTES, stored_record
 
 _WRITES = ("insert", "update")
-_REMOVALS = ("delete",)
+_REMOVALS = ("delete", "purge")  # purge: expired rows (0022), with their records as read
 _UPDATE_FROM = "update_from"  # an update's records of the rows it read (0021)
 _PAGE = 1000
 
@@ -117,19 +119,25 @@ class _Ledger:
     def _report(self, user_hash: str, ids, problem: str) -> None:
         self.problems += [FreshnessProblem(user_hash, i if isinstance(i, uuid.UUID) else None, problem) for i in ids]
 
-    def _check_read(self, user_hash: str, rows: dict, chunk_ids, params_digest) -> None:
-        """An update's records of the rows it read (0021): each must be the one its latest
-        audited write left; else the update read an older copy put back in its place."""
+    def _check_read(self, user_hash: str, rows: dict, chunk_ids, params_digest, operation: str) -> bool:
+        """The records of the rows an update (0021) or a purge (0022) read: each must be the one
+        its latest audited write left; else it read an older copy put back in its place. A purge
+        removes only rows sealed with their expiry, all written with records: one whose latest
+        write has none is reported too. Whether the audit row is well formed."""
         ids, records = list(chunk_ids or []), bytes(params_digest or b"")
         if len(records) != RECORD_BYTES * len(ids):
             self._report(user_hash, ids or [None], "an audit row of a write that no pymem function writes"
                          " (ids repeated, a count or records that do not match its ids)")
-            return
+            return False
         for n, row_id in enumerate(ids):
-            event = rows.get(row_id)
-            if event is not None and _bound(event) and records[n * RECORD_BYTES:(n + 1) * RECORD_BYTES] != event.record:
+            event, read = rows.get(row_id), records[n * RECORD_BYTES:(n + 1) * RECORD_BYTES]
+            if operation == _UPDATE_FROM and event is not None and _bound(event) and read != event.record:
                 self._report(user_hash, [row_id], "updated from a copy that is not what its latest audited write"
                              " left (put back from a copy, or changed outside pymem's API)")
+            elif operation == "purge" and (event is None or not _bound(event) or read != event.record):
+                self._report(user_hash, [row_id], "purged as expired, but not what its latest audited write left"
+                             " (an older copy put back, or changed outside pymem's API)")
+        return True
 
     def add(self, user_hash: str, operation: str, phase: str | None, chunk_ids, params_digest,
             row_count: int) -> None:
@@ -137,7 +145,9 @@ class _Ledger:
             return  # reads; quarantine and index_terms, which leave the row as it is
         rows = self.latest.setdefault(user_hash, {})
         if operation == _UPDATE_FROM:
-            self._check_read(user_hash, rows, chunk_ids, params_digest)
+            self._check_read(user_hash, rows, chunk_ids, params_digest, operation)
+            return
+        if operation == "purge" and not self._check_read(user_hash, rows, chunk_ids, params_digest, operation):
             return
         seen = self._seen.setdefault(user_hash, set())
         if operation == "truncate":
@@ -200,7 +210,7 @@ def _bound(event: _Event) -> bool:
 
 async def _live_records(conn, user_hash: str, index: TenantIndex) -> dict[uuid.UUID, bytes]:
     """Each live row's write record as the row is now, page by page (an audited export)."""
-    ticket = await commit_read_intent(conn, user_hash, "export", (None, _PAGE))
+    ticket = await commit_read_intent(conn, user_hash, "export_v3", every_row_export(None, _PAGE))
     async with tenant_transaction(conn, user_hash):
         return {row[0]: stored_record(index, row) async for page in export_pages(conn, user_hash, ticket, _PAGE)
                 for row in page}
@@ -252,7 +262,7 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
     wanted = sorted(set(ledger.latest) - {NO_TENANT} if user_hashes is None else set(user_hashes))
     chains = [FreshnessProblem(p.user_hash, None, f"audit chain, position {p.chain_pos}: {p.problem}")
               for p in walk.problems]
-    # The rows are read through export_chunks_v2, a function of the server's: one a
+    # The rows are read through export_chunks_v3, a function of the server's: one a
     # superuser replaced could leave rows out. Its definition is checked as doctor
     # checks it, and any difference fails the verification.
     schema = [FreshnessProblem(NO_TENANT, None, f"schema: {f.check}: {f.detail}")

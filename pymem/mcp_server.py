@@ -2,12 +2,13 @@
 
 Tools, for an agent to keep and find what it learns about its user:
 
-- ``remember(text, metadata=None, id=None)``: store a memory (with ``id``, replace the memory
-  of that id); returns its id.
+- ``remember(text, metadata=None, id=None, ttl_s=0)``: store a memory (with ``id``, replace the
+  memory of that id; with ``ttl_s``, forget it that many seconds from now); returns its id.
 - ``recall(query, k=5, where=None)``: the memories that best match the query, best first: by
   keyword and meaning together (hybrid search) unless ``PYMEM_TERM_TAGS`` is false, then by
-  meaning; with a metadata filter (``$eq``, ``$in``, ``$and``, ``$or``, as
-  :func:`pymem.repository.query_memory`).
+  meaning; with a metadata filter (``$eq``, ``$ne``, ``$in``, ``$nin``, ``$exists``, ``$and``,
+  ``$or``, as :func:`pymem.repository.query_memory`). Each memory says when it was created and
+  last updated (and when it expires, if it does).
 - ``update(id, text=None, metadata=None)``: change a memory's text (embedded again) or its
   metadata (replaced whole), keeping the rest; returns how many were updated.
 - ``forget(ids)``: delete memories; returns how many there were.
@@ -56,6 +57,7 @@ from .config import get_settings
 from .db import database_url
 from .extras import require
 from .failures import expected_failure
+from .lifecycle import expiry_of
 from .partial_update import ChunkUpdate, update_memory_chunks
 from .terms import term_language
 
@@ -118,7 +120,10 @@ def _check_at_most(name: str, value: int) -> None:
 
 
 def _memory(hit: repo.MemoryHit) -> dict[str, Any]:
-    memory = {"id": hit.external_id, "text": hit.text, "metadata": hit.metadata}
+    memory = {"id": hit.external_id, "text": hit.text, "metadata": hit.metadata,
+              "created_at": hit.created_at.isoformat(), "updated_at": hit.updated_at.isoformat()}
+    if hit.expires_at is not None:
+        memory["expires_at"] = hit.expires_at.isoformat()
     if hit.distance is not None:
         memory["distance"] = round(hit.distance, 6)
     return memory
@@ -166,12 +171,14 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
         return np.asarray(await asyncio.to_thread(embedder.embed, [text]), dtype=np.float32)[0]
 
     @server.tool(description="Store a memory about the user. With id, replace the memory of that id."
-                             " Returns the memory's id.")
+                             " With ttl_s, forget it that many seconds from now. Returns the memory's id.")
     @errors
     async def remember(ctx: mcpserver.Context, text: str, metadata: dict[str, str | int | float | bool] | None = None,
-                       id: str = "") -> dict[str, str]:
+                       id: str = "", ttl_s: float = 0) -> dict[str, str]:
         check_metadata(metadata, get_settings().max_text_bytes)  # before the embedder runs, as the text is
-        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id or None)
+        expiry_of(None, ttl_s or None)  # checked before the embedder runs too
+        chunk = ChunkInput(DOC_ID, DOC_ID, text, await embedding(text, "text"), metadata=metadata, id=id or None,
+                           ttl=ttl_s or None)
         if not id:
             (row_id,) = await repo.index_memory_chunks(pool_of(ctx), user_id, [chunk])
             return {"id": str(row_id)}
@@ -179,8 +186,9 @@ def build_server(user_id: str, embedder: Any, *, dsn: str | None = None, pool_si
         return {"id": id}
 
     @server.tool(description="The user's memories that best match a question (by words and meaning), best first."
-                             ' where filters on metadata: {"key": value}, {"key": {"$in": [...]}}, {"$and": [...]},'
-                             ' {"$or": [...]}.')
+                             ' where filters on metadata: {"key": value}, {"key": {"$in": [...]}},'
+                             ' {"key": {"$ne": value}}, {"key": {"$nin": [...]}}, {"key": {"$exists": true}},'
+                             ' {"$and": [...]}, {"$or": [...]}.')
     @errors
     async def recall(ctx: mcpserver.Context, query: str, k: int = 5,
                      where: dict[str, Any] | None = None) -> list[dict[str, Any]]:

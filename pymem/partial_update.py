@@ -2,18 +2,20 @@
 
 :func:`update_memory_chunks` reads the chunks (an audited get), opens them, applies what
 each :class:`ChunkUpdate` gives, seals the result and replaces the rows in one
-transaction through ``pymem.write_chunks_v2`` with each row's digest as read
+transaction through ``pymem.write_chunks_v3`` with each row's digest as read
 (``pymem.chunk_digest``): the database replaces them only if every one is still as read,
 else nothing. A row changed by another writer in between is read again, up to
 :data:`ATTEMPTS` times. The replacement is audited as an update, with its write records,
 after the write records of the rows as read (``update_from``): ``pymem verify-rows``
 reports an update that read an older copy of a row put back in place of its latest
-audited write (which the update would otherwise make current). The row keeps its id and
-its ``created_at``, and its keyword terms follow the new text.
+audited write (which the update would otherwise make current). The row keeps its id,
+its ``created_at`` and its expiry (unless the update gives another), and its keyword terms
+follow the new text. An expired chunk is not found.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ from .chunks import ChunkInput, open_row, seal_row
 from .config import get_settings
 from .connections import borrow
 from .errors import ChunkNotFound
+from .lifecycle import RowTimes, expiry_of
 from .repository import MAX_IDS, _embedding_dim, _get_rows, write_sealed_rows
 from .security import hmac_user, keyring
 from .tenant import tenant_transaction
@@ -41,6 +44,8 @@ class ChunkUpdate:
 
     ``id``: the chunk's id as the caller knows it (``MemoryHit.external_id``).
     ``metadata``: the whole new mapping (``{}`` clears it), not a merge.
+    ``expires_at`` or ``ttl``: a new expiry (as :class:`~pymem.chunks.ChunkInput`); left
+    None, the chunk keeps its own (an upsert without one removes it).
     """
 
     id: str
@@ -49,6 +54,8 @@ class ChunkUpdate:
     embedding: Any = None
     doc_id: str | None = None
     source: str | None = None
+    expires_at: dt.datetime | None = None
+    ttl: dt.timedelta | float | None = None
 
 
 async def update_memory_chunks(conn, user_id: str, updates: Sequence[ChunkUpdate]) -> int:
@@ -89,7 +96,7 @@ async def update_memory_chunks(conn, user_id: str, updates: Sequence[ChunkUpdate
                 current.append((update, row, opened))
             write_keys = await keys_for_writing(conn, user_hash)
             key_id = data_key_id(write_keys.current)
-            sealed = [seal_row(user_hash, index, _merged(update, opened, row[9] is not None), dim,
+            sealed = [seal_row(user_hash, index, _merged(update, opened, row), dim,
                                settings.max_text_bytes, write_keys, key_id, keep_row_id=opened.id,
                                term_language=language)
                       for update, row, opened in current]
@@ -121,18 +128,25 @@ def _checked(updates: Sequence[ChunkUpdate]) -> list[ChunkUpdate]:
     if len({u.id for u in items}) != len(items):
         raise ValueError("an id appears twice in one update")
     if any(u.text is None and u.metadata is None and u.embedding is None and u.doc_id is None and u.source is None
-           for u in items):
+           and u.expires_at is None and u.ttl is None for u in items):
         raise ValueError("an update must change at least one field")
+    for update in items:  # before anything is read
+        expiry_of(update.expires_at, update.ttl)
     return items
 
 
-def _merged(update: ChunkUpdate, opened, has_caller_id: bool) -> ChunkInput:
+def _merged(update: ChunkUpdate, opened, row) -> ChunkInput:
     """The chunk as it will be: the update's fields where given, the opened row's elsewhere.
-    A row without a caller id keeps its generated id (``keep_row_id``)."""
+    A row without a caller id (``ref_cipher``) keeps its generated id (``keep_row_id``)."""
+    has_caller_id = row[9] is not None
+    new_expiry = update.expires_at is not None or update.ttl is not None
     return ChunkInput(
         doc_id=opened.doc_id if update.doc_id is None else update.doc_id,
         source=opened.source if update.source is None else update.source,
         text=opened.text if update.text is None else update.text,
         embedding=opened.embedding if update.embedding is None else update.embedding,
         metadata=opened.metadata if update.metadata is None else update.metadata,
-        id=opened.external_id if has_caller_id else None)
+        id=opened.external_id if has_caller_id else None,
+        # Its own expiry is the one its AAD (v3) bound; a v2 row has none, whatever the table says.
+        expires_at=update.expires_at if new_expiry else RowTimes.of(row).expires_at if row[7] == 3 else None,
+        ttl=update.ttl)

@@ -50,6 +50,12 @@ _DIGEST_SQL = {
                                 " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[])"),
     "get": ("get", "pymem.get_digest(%b::pg_catalog.uuid[])"),
     "export": ("export", "pymem.export_digest(%b::pg_catalog.int4[], %s::pg_catalog.int4)"),
+    # 0022: search_chunks_v3 (vector or hybrid, time window) and export_chunks_v3.
+    "search_v3": ("search", "pymem.search_digest_v3(%b::public.vector, %s::pg_catalog.int4,"
+                            " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.timestamptz[],"
+                            " %b::pg_catalog.bytea[])"),
+    "export_v3": ("export", "pymem.export_digest_v3(%b::pg_catalog.int4[], %s::pg_catalog.int4,"
+                            " %b::pg_catalog.timestamptz[], %s::pg_catalog.text)"),
 }
 _OPERATION = {read: operation for read, (operation, _) in _DIGEST_SQL.items()}
 _INTENT_SQL = {
@@ -77,8 +83,11 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read
         read: ``search`` (``search_chunks``; params: query vector, k),
             ``filtered_search`` (``search_chunks_v2``; params: query vector, k,
             filter tags, clause ends), ``hybrid_search`` (``search_hybrid_chunks``; the
-            same and the query's term tags), ``get`` (params: list of ids) or ``export``
-            (params: key ids or None, page size).
+            same and the query's term tags), ``get`` (params: list of ids), ``export``
+            (params: key ids or None, page size), ``search_v3`` (``search_chunks_v3``: query
+            vector, k, filter tags, clause ends, time window, term tags or None) or
+            ``export_v3`` (``export_chunks_v3``: key ids or None, page size, time window,
+            which rows: ``live``, ``all`` or ``expired``).
         proof: the tenant's proof, when not the key ring's (:func:`pymem.tenant.enter_tenant_call`).
 
     Raises:

@@ -1,8 +1,8 @@
 """The app's read/write path: seal before writing, open after reading, rerank last.
 
 Every call runs in its own tenant transaction (:func:`pymem.tenant.set_rls_context`)
-and reaches rows only through the SQL API (``pymem.write_chunks``,
-``search_chunks_v2``, ``get_chunks_v2``, ``export_chunks_v2``, ``delete_chunk_ids``,
+and reaches rows only through the SQL API (``pymem.write_chunks_v3``,
+``search_chunks_v3``, ``get_chunks_v3``, ``export_chunks_v3``, ``delete_chunk_ids``,
 ``delete_document``, ``erase_tenant``), which audits every call. Reads first
 commit a read intent (:mod:`pymem.reads`), so they stay on record even if their
 own transaction is rolled back. What is sealed and how: :mod:`pymem.chunks`;
@@ -18,6 +18,7 @@ transaction: bad input raises ``ValueError`` and writes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -33,6 +34,7 @@ from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
+from .lifecycle import RowTimes, TimeWindow, current_rows
 from .ranking import RerankedResult, ann_order
 from .reads import durable_read_with_keys, read_on_standby
 from .security import AAD_VERSION, hmac_user, keyring
@@ -57,33 +59,34 @@ MAX_IDS = 10_000  # ids per get or delete call (the SQL API's limit)
 # otherwise resolve first. %b: binary parameters; with %s, psycopg dumps each
 # vector as text in Python (about 0.3 ms per 384-d vector, measured).
 _WRITE_SQL = (
-    "SELECT pymem.write_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
+    "SELECT pymem.write_chunks_v3(%s::pg_catalog.bpchar, %s::pg_catalog.bool, %b::pg_catalog.uuid[],"
     " %b::pg_catalog.text[], %b::pg_catalog.text[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
     " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.int4[],"
     " %b::public.vector[], %s::pg_catalog.int2, %b::pg_catalog.bytea[], %b::pg_catalog.bytea[],"
-    " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[])"
+    " %b::pg_catalog.bytea[], %b::pg_catalog.bytea[], %b::pg_catalog.timestamptz[])"
 )
 _ROW_COLUMNS = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding"
+_TIMES = "created_at, updated_at, expires_at"
+# One search for vector and hybrid (terms NULL: vector alone). Row layout: the sealed row,
+# then [10] distance, [11] keyword score, [12] term positions, and the timestamps last.
 _SEARCH_TEMPLATE = (
-    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance FROM pymem.{{}}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
-    " %b::public.vector, %s::pg_catalog.int4, %b::pg_catalog.bytea[], %b::pg_catalog.int4[])"
-)
-_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v2")
-_STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v2")
-_HYBRID_TEMPLATE = (
-    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance, keyword_score, term_positions"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, distance, keyword_score, term_positions, {_TIMES}"
     " FROM pymem.{}(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::public.vector, %s::pg_catalog.int4,"
-    " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.bytea[])"
+    " %b::pg_catalog.bytea[], %b::pg_catalog.int4[], %b::pg_catalog.timestamptz[], %b::pg_catalog.bytea[])"
 )
-_HYBRID_SQL = _HYBRID_TEMPLATE.format("search_hybrid_chunks")
-_STANDBY_HYBRID_SQL = _HYBRID_TEMPLATE.format("search_hybrid_chunks_on_standby")
+_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_v3")
+_STANDBY_SEARCH_SQL = _SEARCH_TEMPLATE.format("search_chunks_on_standby_v3")
 _GET_SQL = (
-    f"SELECT {_ROW_COLUMNS}, ref_cipher"
-    " FROM pymem.get_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, {_TIMES}"
+    " FROM pymem.get_chunks_v3(%s::pg_catalog.bpchar, %s::pg_catalog.uuid, %b::pg_catalog.uuid[])"
 )
+# Parameters: key ids, after, page size, time window, which rows ('live': unexpired, as
+# listings read; 'all': re-keying and verification; 'expired': the purge). The intent names
+# all but after (export_digest_v3).
 EXPORT_SQL = (
-    f"SELECT {_ROW_COLUMNS}, ref_cipher FROM pymem.export_chunks_v2(%s::pg_catalog.bpchar, %s::pg_catalog.uuid,"
-    " %b::pg_catalog.int4[], %s::pg_catalog.uuid, %s::pg_catalog.int4)"
+    f"SELECT {_ROW_COLUMNS}, ref_cipher, {_TIMES} FROM pymem.export_chunks_v3(%s::pg_catalog.bpchar,"
+    " %s::pg_catalog.uuid, %b::pg_catalog.int4[], %s::pg_catalog.uuid, %s::pg_catalog.int4,"
+    " %b::pg_catalog.timestamptz[], %s::pg_catalog.text)"
 )
 _DELETE_IDS_SQL = "SELECT pymem.delete_chunk_ids(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[])"
 
@@ -112,6 +115,13 @@ class MemoryHit:
         rank: 1-based, in the returned order.
         embedding: the opened float32 embedding when asked for
             (``include_embedding=True``), else None.
+        created_at: when the chunk was first written (an upsert or update keeps it).
+        updated_at: when it was last replaced; ``created_at`` if never.
+        expires_at: when it stops being returned (:mod:`pymem.lifecycle`); None: never.
+            Its AAD binds it (v3), so a changed one does not open; created_at and updated_at
+            are the database's clock and word.
+        aad_version: the AAD layout the chunk was sealed with: 3 since revision 0022 (its
+            expiry bound, its key tags written: :mod:`pymem.blind_index`), 2 or 1 before.
     """
 
     id: uuid.UUID
@@ -126,6 +136,10 @@ class MemoryHit:
     reranked: bool = False
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
     keyword_score: float | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    aad_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,10 +150,13 @@ class MemoryPage:
     next_cursor: str | None
 
 
-def _hit(opened: OpenedRow, *, include_embedding: bool = True, **scores: Any) -> MemoryHit:
+def _hit(opened: OpenedRow, row: Sequence, *, include_embedding: bool = True, **scores: Any) -> MemoryHit:
+    times = RowTimes.of(row)
     return MemoryHit(id=opened.id, external_id=opened.external_id, doc_id=opened.doc_id, source=opened.source,
                      text=opened.text, metadata=opened.metadata,
-                     embedding=opened.embedding if include_embedding else None, **scores)
+                     embedding=opened.embedding if include_embedding else None, created_at=times.created_at,
+                     updated_at=times.updated_at, expires_at=times.expires_at, aad_version=opened.aad_version,
+                     **scores)
 
 
 def _check_count(name: str, value: Any, maximum: int = 1000) -> int:
@@ -212,13 +229,19 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
                     raise
 
 
+def every_row_export(key_ids: list[int] | None, page_size: int) -> tuple:
+    """The digest parameters of a maintenance export: every row (expired ones too, for
+    re-keying and verification), no time window."""
+    return key_ids, page_size, [], "all"
+
+
 async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIterator[list[tuple]]:
-    """Every row of the tenant, sealed, in id order, a page of ``page_size`` at a time
-    (``export_chunks_v2``), inside the caller's tenant transaction and under the
-    export intent ``ticket`` (``commit_read_intent(..., "export", (None, page_size))``)."""
+    """Every row of the tenant, expired ones too, sealed, in id order, a page of ``page_size``
+    at a time (``export_chunks_v3``), inside the caller's tenant transaction and under the
+    export intent ``ticket`` (``commit_read_intent(..., "export_v3", every_row_export(None, page_size))``)."""
     after = None
     while True:
-        cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, None, after, page_size))
+        cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, None, after, page_size, [], "all"))
         page = await cursor.fetchall()
         if page:
             yield page
@@ -230,9 +253,9 @@ async def export_pages(conn, user_hash: str, ticket, page_size: int) -> AsyncIte
 async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequence[SealedRow], key_id: int, *,
                             upsert: bool = False, progress: bool = False,
                             read: Sequence[tuple] | None = None) -> None:
-    """Send sealed rows through ``pymem.write_chunks_v2``, with their write records under
-    the tenant's ``index`` (:mod:`pymem.write_records`) and their keyword terms (none if a
-    row of the batch has none), inside the caller's tenant transaction.
+    """Send sealed rows through ``pymem.write_chunks_v3``, with their write records under
+    the tenant's ``index`` (:mod:`pymem.write_records`), their keyword terms (none if a
+    row of the batch has none) and their expiries, inside the caller's tenant transaction.
 
     ``read`` (with ``upsert``): an update: the rows as read, parallel to ``rows``. The
     database replaces them only if every one is still so (:func:`pymem.chunks.chunk_digest`),
@@ -260,6 +283,7 @@ async def write_sealed_rows(conn, user_hash: str, index: TenantIndex, rows: Sequ
             None if any(r.terms is None for r in part) else [r.terms for r in part],
             None if read is None else [chunk_digest(row) for row in read[start:start + WRITE_BATCH_ROWS]],
             None if read is None else [stored_record(index, row) for row in read[start:start + WRITE_BATCH_ROWS]],
+            None if all(r.expires_at is None for r in part) else [r.expires_at for r in part],
         ))
         bar.update(len(part))
     bar.close()
@@ -384,6 +408,7 @@ async def erase_user(conn, user_id: str) -> int:
 async def _get_rows(conn, user_hash: str, row_ids: list[uuid.UUID]) -> tuple[list[tuple], TenantKeys]:
     async with borrow(conn) as conn:
         rows, live = await durable_read_with_keys(conn, user_hash, "get", (row_ids,), _GET_SQL, (row_ids,))
+        rows = current_rows(rows, TimeWindow())
         return rows, await keys_of_rows(conn, user_hash, rows, live)
 
 
@@ -414,23 +439,29 @@ async def get_memory_chunks(conn, user_id: str, ids: Sequence[str], *,
     for external_id, row_ids in candidates.items():
         found = next((by_row[r] for r in row_ids if r in by_row), None)
         if found is not None:
-            hit = _hit(open_row(user_hash, found, keys), include_embedding=include_embedding)
+            hit = _hit(open_row(user_hash, found, keys), found, include_embedding=include_embedding)
             if hit.external_id == external_id:  # a row is returned for the id it was stored under
                 hits.append(hit)
     return hits
 
 
 async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, limit: int = 100,
-                             include_embedding: bool = False) -> MemoryPage:
-    """One page of the tenant's chunks, in a stable order (by row id), audited as an export.
+                             include_embedding: bool = False, created_after: dt.datetime | None = None,
+                             created_before: dt.datetime | None = None, updated_after: dt.datetime | None = None,
+                             updated_before: dt.datetime | None = None) -> MemoryPage:
+    """One page of the tenant's unexpired chunks, in a stable order (by row id), audited as an export.
 
     Args:
         after: the previous page's ``next_cursor`` (None: the first page).
-        limit: chunks per page (1..10,000).
+        limit: chunks per page (1..10,000); a page may hold fewer and still have a next one.
+        created_after, created_before, updated_after, updated_before: a time window
+            (:class:`pymem.lifecycle.TimeWindow`; aware datetimes, strict bounds).
 
     Raises:
-        ValueError: a bad cursor or limit.
+        ValueError: a bad cursor, limit or bound.
+        TamperedRow: the database returned a row outside the window by its own timestamps.
     """
+    window = TimeWindow(created_after, created_before, updated_after, updated_before)
     _check_count("limit", limit, MAX_IDS)
     try:
         start = None if after is None else uuid.UUID(after)
@@ -438,11 +469,13 @@ async def list_memory_chunks(conn, user_id: str, *, after: str | None = None, li
         raise ValueError("after must be a next_cursor from list_memory_chunks") from None
     user_hash = hmac_user(user_id)
     async with borrow(conn) as conn:
-        rows, live = await durable_read_with_keys(conn, user_hash, "export", (None, limit), EXPORT_SQL,
-                                                  (None, start, limit))
-        keys = await keys_of_rows(conn, user_hash, rows, live)
-    hits = [_hit(open_row(user_hash, row, keys), include_embedding=include_embedding) for row in rows]
-    return MemoryPage(hits, str(rows[-1][0]) if len(rows) == limit else None)
+        listing = (None, limit, window.bounds(), "live")
+        page = await durable_read_with_keys(conn, user_hash, "export_v3", listing, EXPORT_SQL,
+                                            (None, start, limit, window.bounds(), "live"))
+        rows = current_rows(page[0], window)
+        keys = await keys_of_rows(conn, user_hash, rows, page[1])
+    hits = [_hit(open_row(user_hash, row, keys), row, include_embedding=include_embedding) for row in rows]
+    return MemoryPage(hits, str(page[0][-1][0]) if len(page[0]) == limit else None)
 
 
 async def get_chunk(conn, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit | None:
@@ -456,7 +489,7 @@ async def get_chunk(conn, user_id: str, chunk_id: uuid.UUID | str) -> MemoryHit 
     row_id = _check_chunk_id(chunk_id)
     user_hash = hmac_user(user_id)
     rows, keys = await _get_rows(conn, user_hash, [row_id])
-    return _hit(open_row(user_hash, rows[0], keys), include_embedding=False) if rows else None
+    return _hit(open_row(user_hash, rows[0], keys), rows[0], include_embedding=False) if rows else None
 
 
 def _check_chunk_id(chunk_id: Any) -> uuid.UUID:
@@ -492,6 +525,10 @@ async def query_memory(
     include_embedding: bool = False,
     standby: Any = None,
     hybrid: bool = False,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    updated_after: dt.datetime | None = None,
+    updated_before: dt.datetime | None = None,
 ) -> list[MemoryHit]:
     """Search the tenant's memory, open the hits, rerank them, return the top ``k``.
 
@@ -506,8 +543,8 @@ async def query_memory(
         k: results to return (1..1000).
         candidates: ANN candidates to fetch and rerank (at least ``k``; 24 by default).
         rerank: False skips the reranker (the search's order), whatever RERANK_ENABLED says.
-        where: a metadata filter (``$eq``, ``$in``, ``$and``, ``$or``; see
-            :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.
+        where: a metadata filter (``$eq``, ``$ne``, ``$in``, ``$nin``, ``$exists``, ``$and``,
+            ``$or``; see :mod:`pymem.blind_index`), evaluated in the database on blind-index tags.
         max_distance: drop candidates whose cosine distance exceeds it (0..2),
             before reranking.
         include_embedding: put each hit's opened embedding in ``MemoryHit.embedding`` (for MMR).
@@ -518,6 +555,9 @@ async def query_memory(
             keyword terms (:mod:`pymem.terms`), fused by reciprocal rank in the database.
             Rows written without terms are found by the vector side only. A query with
             no words searches by vector alone.
+        created_after, created_before, updated_after, updated_before: only chunks created
+            (last updated) strictly after / before these aware datetimes
+            (:class:`pymem.lifecycle.TimeWindow`). Expired chunks are never returned.
 
     Returns:
         Up to ``k`` :class:`MemoryHit`, best first, each with its cosine distance (and,
@@ -530,8 +570,8 @@ async def query_memory(
             ``PYMEM_TERM_TAGS`` false.
         InvalidTag: a stored ciphertext failed to open, or (``EmbeddingMismatch``)
             a stored embedding was changed, or (``TamperedRow``) a returned row does
-            not meet ``where`` once opened, or does not hold the query terms the
-            database said it holds: fail closed.
+            not meet ``where`` once opened, does not hold the query terms the
+            database said it holds, or lies outside the time window: fail closed.
         pymem.reads.StandbyBehind: the standby had not replayed the intent in time.
     """
     _check_count("k", k)
@@ -552,30 +592,30 @@ async def query_memory(
     index = keyring().tenant_index(user_hash)
     term_tags, words = query_terms(index, query, language) if language else ([], [])
     tags, ends = index.compile_filter(where)
+    window = TimeWindow(created_after, created_before, updated_after, updated_before)
     async with borrow(conn) as conn:
         vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
-        if words:
-            read, params = "hybrid_search", (vector, fetch, tags, ends, term_tags)
-            primary_sql, standby_sql = _HYBRID_SQL, _STANDBY_HYBRID_SQL
-        else:
-            read, params = "filtered_search", (vector, fetch, tags, ends)
-            primary_sql, standby_sql = _SEARCH_SQL, _STANDBY_SEARCH_SQL
+        params = (vector, fetch, tags, ends, window.bounds(), term_tags if words else None)
         if standby is None:
-            rows, live = await durable_read_with_keys(conn, user_hash, read, params, primary_sql, params)
+            rows, live = await durable_read_with_keys(conn, user_hash, "search_v3", params, _SEARCH_SQL, params)
         else:
             async with borrow(standby) as standby:
-                rows, live = await read_on_standby(conn, standby, user_hash, read, params, standby_sql, params)
+                rows, live = await read_on_standby(conn, standby, user_hash, "search_v3", params,
+                                                   _STANDBY_SEARCH_SQL, params)
+        rows = current_rows(rows, window)
         keys = await keys_of_rows(conn, user_hash, rows, live)
     # Opening and reranking happen after COMMIT: the transaction stays short.
     opened = [(open_row(user_hash, row, keys), row) for row in rows
               if max_distance is None or row[10] <= max_distance]
-    if tags and not all(index.satisfies(hit.metadata, tags, ends) for hit, _ in opened):
+    if tags and not all(index.satisfies(hit.metadata, tags, ends, key_tags=hit.aad_version >= 3)
+                        for hit, _ in opened):
         raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")
     if words and not all(claims_hold(hit.text, language, words, row[11], row[12]) for hit, row in opened):
         raise TamperedRow("the database returned a row that does not hold the query terms it said it holds"
                           " (its keyword postings were changed)")
     order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
-    return [_hit(opened[r.index][0], include_embedding=include_embedding, distance=float(opened[r.index][1][10]),
+    return [_hit(opened[r.index][0], opened[r.index][1], include_embedding=include_embedding,
+                 distance=float(opened[r.index][1][10]),
                  keyword_score=None if not words or opened[r.index][1][11] is None else float(opened[r.index][1][11]),
                  score=r.score, rank=rank, reranked=r.reranked)
             for rank, r in enumerate(order[:k], start=1)]

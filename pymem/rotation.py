@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import sys
@@ -39,9 +40,10 @@ from .blind_index import TenantIndex, index_master_key
 from .chunks import ChunkInput, SealedRow, open_row, seal_row
 from .connections import borrowing
 from .extras import progress_bar, progress_iter
-from .repository import EXPORT_SQL, export_pages, write_sealed_rows
+from .lifecycle import RowTimes
+from .repository import EXPORT_SQL, every_row_export, export_pages, write_sealed_rows
 from .errors import KeyDestroyed
-from .security import AAD_VERSION, UnknownKeyId, keyring, tenant_proof, tenant_proof_key
+from .security import UnknownKeyId, keyring, tenant_proof, tenant_proof_key
 from .tenant import check_user_hash, enter_tenant_call, tenant_transaction
 from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, new_current_key, tenant_keys
 from .terms import term_language
@@ -91,9 +93,9 @@ async def key_usage(conn: psycopg.AsyncConnection) -> list[KeyUsage]:
 
 
 def _resealed(row: tuple, old_hash: str, new_hash: str, index: TenantIndex, old_keys: TenantKeys,
-              new_keys: TenantKeys) -> SealedRow:
+              new_keys: TenantKeys, *, upgrade: bool = False) -> SealedRow:
     """Open an exported row under ``old_keys`` and seal it again under the current data key
-    of ``new_keys`` (AAD v2) for ``new_hash``.
+    of ``new_keys`` for ``new_hash``.
 
     Re-keying passes the same hash (and keys) twice; moving a user to a new HMAC key
     passes the old and new hash and the new key's blind index, so the AAD, the hashed
@@ -101,14 +103,19 @@ def _resealed(row: tuple, old_hash: str, new_hash: str, index: TenantIndex, old_
     """
     opened = open_row(old_hash, row, old_keys)
     has_caller_id = row[9] is not None  # ref_cipher
+    # Re-keyed in place, a row keeps its AAD layout (v1 becomes v2) and so what its tags say
+    # (they are not rewritten); ``upgrade`` (a move, which writes its tags anew) seals it as v3.
+    # Either way it keeps its expiry, which v3 binds and a v2 row cannot have.
+    version = 3 if upgrade or opened.aad_version == 3 else 2
     chunk = ChunkInput(opened.doc_id, opened.source, opened.text, opened.embedding, opened.metadata,
-                       id=opened.external_id if has_caller_id else None)
+                       id=opened.external_id if has_caller_id else None,
+                       expires_at=RowTimes.of(row).expires_at if opened.aad_version == 3 else None)
     # No size limit: the row was accepted when it was written. A row without a caller
     # id keeps its row id; a caller id is keyed again under ``index``.
     # Keyword terms are tagged under the new blind index too, as a write would.
     return seal_row(new_hash, index, chunk, len(opened.embedding), sys.maxsize, new_keys,
                     data_key_id(new_keys.current), keep_row_id=None if has_caller_id else opened.id,
-                    term_language=term_language(get_settings()))
+                    term_language=term_language(get_settings()), aad_version=version, stored_expiry=True)
 
 
 class RateLimit:
@@ -192,9 +199,9 @@ async def rotate_encryption_key(conn: psycopg.AsyncConnection, *, batch_size: in
         old_ids = usage if every_row else [k for k in (ring_ids if user_hashes is None else usage) if k != target]
         after = None  # keyset paging: quarantined rows are passed over, not read again
         while old_ids:
-            ticket = await commit_read_intent(conn, user_hash, "export", (old_ids, batch_size))
+            ticket = await commit_read_intent(conn, user_hash, "export_v3", every_row_export(old_ids, batch_size))
             async with tenant_transaction(conn, user_hash):
-                cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, old_ids, after, batch_size))
+                cursor = await conn.execute(EXPORT_SQL, (user_hash, ticket, old_ids, after, batch_size, [], "all"))
                 rows = await cursor.fetchall()
                 if not rows:
                     break
@@ -230,12 +237,14 @@ async def _reseal_batch(conn: psycopg.AsyncConnection, user_hash: str, rows: lis
         except InvalidTag:  # EmbeddingMismatch included
             bad["does not open"].append(row[0])
     changed = 0
-    if fresh:
-        cursor = await conn.execute(_REKEY_SQL, (
-            user_hash, [f.id for _, f in fresh], [r[6] for r, _ in fresh], [f.text_cipher for _, f in fresh],
-            [f.meta_cipher for _, f in fresh], [f.emb_cipher for _, f in fresh], [f.ref_cipher for _, f in fresh],
-            target, AAD_VERSION, [sealed_record(index, f, target, AAD_VERSION) for _, f in fresh]))
-        changed = (await cursor.fetchone())[0]
+    for version in (2, 3):  # rekey_chunks_v2 takes one AAD version a call
+        group = [(r, f) for r, f in fresh if (r[7] == 3) == (version == 3)]
+        if group:
+            cursor = await conn.execute(_REKEY_SQL, (
+                user_hash, [f.id for _, f in group], [r[6] for r, _ in group], [f.text_cipher for _, f in group],
+                [f.meta_cipher for _, f in group], [f.emb_cipher for _, f in group], [f.ref_cipher for _, f in group],
+                target, version, [sealed_record(index, f, target, version) for _, f in group]))
+            changed += (await cursor.fetchone())[0]
     for reason, ids in bad.items():
         if ids:
             await conn.execute(_QUARANTINE_SQL, (user_hash, ids, reason))
@@ -289,7 +298,8 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
         old_proof, new_proof = tenant_proof(old_proof_key, old_hash), tenant_proof(new_proof_key, new_hash)
         old_keys = await tenant_keys(conn, old_hash, proof=old_proof)
         new_keys = await keys_for_writing(conn, new_hash, proof=new_proof)
-        ticket = await commit_read_intent(conn, old_hash, "export", (None, page_size), proof=old_proof)
+        ticket = await commit_read_intent(conn, old_hash, "export_v3", every_row_export(None, page_size),
+                                          proof=old_proof)
         async with tenant_transaction(conn, old_hash, proof=old_proof):
             rows = [row async for page in export_pages(conn, old_hash, ticket, page_size) for row in page]
             cursor = await conn.execute(_ERASE_SQL, (old_hash,))
@@ -297,9 +307,17 @@ async def rotate_tenant_key(conn: psycopg.AsyncConnection, user_ids: Iterable[st
                 raise RuntimeError("rows changed during the move; nothing was moved for this user")
             await conn.execute(*enter_tenant_call(new_hash, new_proof))
             index = TenantIndex(new_index_master, new_hash)
-            await write_sealed_rows(conn, new_hash, index,
-                                    [_resealed(row, old_hash, new_hash, index, old_keys, new_keys) for row in rows],
-                                    data_key_id(new_keys.current))
+            # A row keeps its expiry (its AAD binds it: a changed one does not open); an expired
+            # one is erased with the rest and not moved.
+            # (Only a v3 row has an expiry: one the table gives a v2 row is not its own.)
+            # Every row is opened first (a v3 row only with the expiry it was sealed with).
+            now = dt.datetime.now(dt.timezone.utc)
+            moving = [sealed for row, sealed in
+                      ((row, _resealed(row, old_hash, new_hash, index, old_keys, new_keys, upgrade=True))
+                       for row in rows)
+                      if not (row[7] == 3 and RowTimes.of(row).expired(now))]
+            if moving:
+                await write_sealed_rows(conn, new_hash, index, moving, data_key_id(new_keys.current))
         forget(old_hash)  # erase_tenant destroyed its data keys
-        moved += len(rows)
+        moved += len(moving)
     return moved

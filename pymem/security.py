@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import os
@@ -45,14 +46,15 @@ from .config import KeyMaterial, key_material
 from .errors import EmbeddingMismatch, UnknownKeyId
 
 __all__ = [
-    "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "generate_key",
+    "AAD_VERSION", "EmbeddingMismatch", "InvalidTag", "KeyRing", "UnknownKeyId", "chunk_aad", "expiry_label",
+    "generate_key",
     "hmac_user", "keyring", "local_root_key", "open_sealed", "open_with", "reload_keys", "seal", "seal_with",
     "tenant_proof", "tenant_proof_key",
 ]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
-AAD_VERSION = 2  # what new rows are sealed with; rows store theirs (memory_chunks.aad_version)
+AAD_VERSION = 3  # what new rows are sealed with; rows store theirs (memory_chunks.aad_version)
 
 
 def generate_key() -> str:
@@ -328,23 +330,36 @@ def open_with(aead: AESGCM, blob: bytes, aad: bytes = b"") -> bytes:
         raise InvalidTag() from None
 
 
-def chunk_aad(user_hash: str, chunk_id: str, field: str, labels: tuple[str, str] | None = None) -> bytes:
+def chunk_aad(user_hash: str, chunk_id: str, field: str, labels: tuple[str, str] | None = None,
+              expiry: str | None = None) -> bytes:
     """AAD for one sealed field of one chunk.
 
-    Layouts (``|`` separated; v2 prefixes each label with its UTF-8 byte length,
+    Layouts (``|`` separated; v2 and v3 prefix each label with its UTF-8 byte length,
     so no choice of labels can produce another's bytes)::
 
-        v1 (labels None):              pymem:v1|<user_hash>|<chunk_id>|<field>
-        v2 (labels=(doc_id, source)):  pymem:v2|<user_hash>|<chunk_id>|<field>|<n>:<doc_id>|<m>:<source>
+        v1 (labels None):                pymem:v1|<user_hash>|<chunk_id>|<field>
+        v2 (labels=(doc_id, source)):    pymem:v2|<user_hash>|<chunk_id>|<field>|<n>:<doc_id>|<m>:<source>
+        v3 (labels, expiry):             pymem:v3|<user_hash>|<chunk_id>|<field>|<n>:<doc_id>|<m>:<source>|<k>:<expiry>
 
     Binding tenant, row and column means a ciphertext copied to another tenant,
     row or column no longer opens (InvalidTag); v2 also fails when the row's
-    ``doc_id`` or ``source`` was changed in the table. New rows use v2; v1 rows
-    (written before migration 0005) keep opening until re-sealed.
+    ``doc_id`` or ``source`` was changed in the table, and v3 (revision 0022) when its
+    ``expires_at`` was (``expiry``: :func:`expiry_label`, empty for none). New rows use
+    v3; v1 and v2 rows keep opening until re-sealed.
     """
-    head = [b"pymem:v1" if labels is None else b"pymem:v2", user_hash.encode(), chunk_id.encode(), field.encode()]
-    if labels is not None:
-        for label in labels:
-            data = label.encode("utf-8")
-            head.append(b"%d:%s" % (len(data), data))
+    version = b"pymem:v1" if labels is None else b"pymem:v2" if expiry is None else b"pymem:v3"
+    head = [version, user_hash.encode(), chunk_id.encode(), field.encode()]
+    for label in [] if labels is None else [*labels] if expiry is None else [*labels, expiry]:
+        data = label.encode("utf-8")
+        head.append(b"%d:%s" % (len(data), data))
     return b"|".join(head)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def expiry_label(expires_at: dt.datetime | None) -> str:
+    """A row's expiry as AAD v3 binds it: whole microseconds since 1970-01-01 UTC, in decimal
+    (PostgreSQL's timestamptz keeps microseconds: the value read back is the one sealed); empty
+    for none."""
+    return "" if expires_at is None else str((expires_at - _EPOCH) // dt.timedelta(microseconds=1))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from . import partial_update, repository, root_rotation, rotation, term_backfill
+from . import lifecycle, partial_update, repository, root_rotation, rotation, term_backfill
 from .connections import configure_sync as configure
 from .connections import reset_sync as reset
 from .repository import ChunkInput, DuplicateId, MemoryHit, MemoryPage
@@ -33,7 +33,8 @@ __all__ = [
     "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "configure", "delete_document", "delete_memory_chunks",
     "erase_user", "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks", "index_memory_terms",
     "key_usage",
-    "list_memory_chunks", "open_embedding", "query_memory", "reset", "retire_root_key", "root_key_usage",
+    "list_memory_chunks", "open_embedding", "purge_expired_chunks", "query_memory", "reset", "retire_root_key",
+    "root_key_usage",
     "rotate_encryption_key", "rotate_root_key", "rotate_tenant_key", "run", "update_memory_chunks",
     "upsert_memory_chunks",
 ]
@@ -105,6 +106,7 @@ delete_document = _blocking(repository.delete_document)
 erase_user = _blocking(repository.erase_user)
 index_memory_terms = _blocking(term_backfill.index_memory_terms)
 update_memory_chunks = _blocking(partial_update.update_memory_chunks)
+purge_expired_chunks = _blocking(lifecycle.purge_expired_chunks)
 key_usage = _blocking(rotation.key_usage)
 rotate_encryption_key = _blocking(rotation.rotate_encryption_key)
 rotate_tenant_key = _blocking(rotation.rotate_tenant_key)

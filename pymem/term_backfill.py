@@ -57,8 +57,9 @@ async def index_terms_of(conn, user_hash: str, *, rebuild: bool = False, progres
     bar = progress_bar(None, enabled=progress, unit="chunk", desc="indexing terms")
     async with borrow(conn) as conn:
         while True:
-            rows, live = await durable_read_with_keys(conn, user_hash, "export", (None, PAGE_ROWS), EXPORT_SQL,
-                                                      (None, after, PAGE_ROWS))
+            # Unexpired rows only: an expired row is never found again, so it needs no terms.
+            rows, live = await durable_read_with_keys(conn, user_hash, "export_v3", (None, PAGE_ROWS, [], "live"),
+                                                      EXPORT_SQL, (None, after, PAGE_ROWS, [], "live"))
             if not rows:
                 break
             keys = await keys_of_rows(conn, user_hash, rows, live)

@@ -176,22 +176,23 @@ def open_everything(admin_url: str) -> dict[int, int]:
     key unwrapped under its root key); return rows per key id. Raises InvalidTag if one
     does not open."""
     from pymem.root_keys import KeyContext, provider_of
-    from pymem.security import chunk_aad, open_sealed, open_with
+    from pymem.security import chunk_aad, expiry_label, open_sealed, open_with
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     per_key: dict[int, int] = {}
     with psycopg.connect(admin_url) as conn:
-        rows = conn.execute("SELECT id, user_hash, doc_id, source, aad_version, text_cipher, meta_cipher,"
-                            " emb_cipher, key_id FROM pymem.memory_chunks").fetchall()
+        rows = conn.execute("SELECT id, user_hash, doc_id, source, aad_version, expires_at, text_cipher,"
+                            " meta_cipher, emb_cipher, key_id FROM pymem.memory_chunks").fetchall()
         data_keys = {(h, v): (root, bytes(wrapped)) for h, v, root, wrapped in conn.execute(
             "SELECT user_hash, version, root_key, wrapped FROM pymem.data_keys WHERE wrapped IS NOT NULL")}
-    for chunk_id, user_hash, doc_id, source, aad_version, *blobs, key_id in rows:
-        labels = (doc_id, source) if aad_version == 2 else None
+    for chunk_id, user_hash, doc_id, source, aad_version, expires_at, *blobs, key_id in rows:
+        labels = None if aad_version == 1 else (doc_id, source)
+        expiry = expiry_label(expires_at) if aad_version == 3 else None
         if key_id < 0:
             root, wrapped = data_keys[(user_hash, -key_id)]
             aead = AESGCM(provider_of(root).unwrap(root, wrapped, KeyContext(user_hash, -key_id)))
         for blob, field_name in zip(blobs, ("text", "meta", "emb")):
-            aad = chunk_aad(user_hash, str(chunk_id), field_name, labels)
+            aad = chunk_aad(user_hash, str(chunk_id), field_name, labels, expiry)
             if key_id < 0:
                 open_with(aead, blob, aad)
             else:

@@ -17,8 +17,8 @@ ids are sealed; ids and metadata filters use per-tenant blind indexes; every cal
 is audited; the store keeps no state of its own, so ids survive a restart.
 
 ``Document.id`` is the caller's id (pymem's ``external_id``); ``metadata`` is
-stored sealed and returned as given. Filters take ``$eq``, ``$in``, ``$and`` and ``$or``
-(:mod:`pymem.blind_index`). Scores from ``similarity_search_with_score`` are
+stored sealed and returned as given. Filters take ``$eq``, ``$ne``, ``$in``, ``$nin``,
+``$exists``, ``$and`` and ``$or`` (:mod:`pymem.blind_index`). Scores from ``similarity_search_with_score`` are
 cosine distances (lower is closer); relevance scores are ``1 - distance``.
 """
 

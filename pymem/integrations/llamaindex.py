@@ -75,11 +75,13 @@ RESERVED_KEYS = frozenset({REF_DOC_KEY, NODE_KEY})
 DEFAULT_SCAN_PAGE = 1000
 
 #: LlamaIndex filter operators -> a pymem condition on one key. An operator missing here is
-#: refused; once pymem evaluates ``$ne`` / ``$nin``, each is one line here
-#: (``FilterOperator.NE: lambda value: {"$ne": value}``).
+#: refused (ranges: pymem filters sealed values by equality only). IS_EMPTY: the key is absent.
 _OPERATORS: dict[FilterOperator, Callable[[Any], Any]] = {
     FilterOperator.EQ: lambda value: value,
+    FilterOperator.NE: lambda value: {"$ne": value},
     FilterOperator.IN: lambda value: {"$in": list(value) if isinstance(value, (list, tuple)) else [value]},
+    FilterOperator.NIN: lambda value: {"$nin": list(value) if isinstance(value, (list, tuple)) else [value]},
+    FilterOperator.IS_EMPTY: lambda value: {"$exists": False},
 }
 #: LlamaIndex conditions -> pymem's combinators (NOT has none).
 _CONDITIONS: dict[FilterCondition, str] = {FilterCondition.AND: "$and", FilterCondition.OR: "$or"}
@@ -118,7 +120,9 @@ def _group(filters: MetadataFilters, depth: int = 1) -> dict[str, Any] | None:
 def to_where(filters: MetadataFilters | None, doc_ids: Sequence[str] | None = None) -> dict[str, Any] | None:
     """A pymem ``where`` filter for LlamaIndex ``filters`` and ``doc_ids`` (ref_doc_ids).
 
-    ``EQ`` -> ``{"k": v}``, ``IN`` -> ``{"k": {"$in": [...]}}``, ``AND`` -> ``{"$and": [...]}``,
+    ``EQ`` -> ``{"k": v}``, ``NE`` -> ``{"k": {"$ne": v}}``, ``IN`` -> ``{"k": {"$in": [...]}}``,
+    ``NIN`` -> ``{"k": {"$nin": [...]}}``, ``IS_EMPTY`` -> ``{"k": {"$exists": False}}``,
+    ``AND`` -> ``{"$and": [...]}``,
     ``OR`` -> ``{"$or": [...]}``; nested groups recurse, empty ones drop out, and a group of
     one condition is that condition. ``doc_ids`` (when not empty) add
     ``{"_ref_doc_id": {"$in": doc_ids}}`` under an ``$and``.
@@ -127,7 +131,8 @@ def to_where(filters: MetadataFilters | None, doc_ids: Sequence[str] | None = No
         The filter, or None when there is nothing to filter on.
 
     Raises:
-        ValueError: an operator or condition other than EQ, IN, AND, OR (the message names it).
+        ValueError: an operator or condition other than EQ, NE, IN, NIN, IS_EMPTY, AND, OR (the
+            message names it).
             pymem's own checks (an ``$and`` inside an ``$or``, values that are not scalars,
             limits) raise ``ValueError`` when the filter is used.
     """
@@ -254,7 +259,7 @@ class PymemVectorStore(BasePydanticVectorStore):
             return lambda hit: True
         index = keyring().tenant_index(hmac_user(self._user_id))
         tags, ends = index.compile_filter(where)
-        return lambda hit: index.satisfies(hit.metadata, tags, ends)
+        return lambda hit: index.satisfies(hit.metadata, tags, ends, key_tags=hit.aad_version >= 3)
 
     # -- the shared implementations (async; sync methods run them on a sync connection) --
     async def _scan(self, conn: Any, keep: Callable[[MemoryHit], bool]) -> list[MemoryHit]:

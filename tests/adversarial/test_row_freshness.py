@@ -29,8 +29,10 @@ from tests.utils import vec
 pytestmark = pytest.mark.citus
 
 _COLUMNS = ("id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, meta_tags, key_id,"
-            " embedding, aad_version")
-_EXPORTED = "id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher"
+            " embedding, aad_version, expires_at")
+# As the reads return rows (revision 0022's: the timestamps last, the expiry AAD v3 binds among them).
+_EXPORTED = ("id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, ref_cipher,"
+             " created_at, updated_at, expires_at")
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +217,7 @@ async def test_a_row_last_written_without_a_record_is_unbound_until_rotate_all_r
 
 async def test_an_export_function_replaced_to_hide_a_put_back_row_fails_the_verification(own_db, tenant,
                                                                                         second_round):
-    """verify_rows reads rows through export_chunks_v2: a superuser who makes it skip the
+    """verify_rows reads rows through export_chunks_v3: a superuser who makes it skip the
     resurrected rows (while searches and gets still return them) changes the schema."""
     aconn, admin_conn = own_db
     user_hash = hmac_user(tenant)
@@ -223,8 +225,9 @@ async def test_an_export_function_replaced_to_hide_a_put_back_row_fails_the_veri
     copy = _copy(admin_conn, user_hash)
     await repo.erase_user(aconn, tenant)
     _put_back(admin_conn, copy, triggers=False)
-    definition = admin_conn.execute("SELECT pg_catalog.pg_get_functiondef('pymem.export_chunks_v2(char, uuid,"
-                                    " integer[], uuid, integer)'::pg_catalog.regprocedure)").fetchone()[0]
+    definition = admin_conn.execute("SELECT pg_catalog.pg_get_functiondef('pymem.export_chunks_v3(char, uuid,"
+                                    " integer[], uuid, integer, timestamptz[], text)'::pg_catalog.regprocedure)"
+                                    ).fetchone()[0]
     admin_conn.execute(definition.replace("WHERE c.user_hash = p_user_hash",
                                           "WHERE c.user_hash = p_user_hash AND false"))
     problems = [p.problem for p in verify_rows(admin_conn, [user_hash]).problems]

@@ -90,7 +90,8 @@ async def test_pg_stat_activity_shows_another_session_of_the_login_no_hash_or_pr
     second_round("A1: pg_stat_activity shows no tenant hash or proof")
 
 
-@pytest.mark.parametrize("call", ["search", "get", "erase", "write", "read_intent"])
+@pytest.mark.parametrize("call", ["search", "get", "erase", "write", "read_intent", "search_v3", "export_v3",
+                                  "purge_expired", "get_v3", "write_v3"])
 async def test_a_keyless_login_that_knows_a_hash_cannot_act_as_the_tenant(app_url, call, second_round):
     user, user_hash = await _victim(app_url)
     statements = {
@@ -101,6 +102,19 @@ async def test_a_keyless_login_that_knows_a_hash_cannot_act_as_the_tenant(app_ur
         "write": ("SELECT pymem.delete_document(%s::bpchar, 'doc')", (user_hash,)),
         "read_intent": ("SELECT pymem.read_intent(%s::bpchar, gen_random_uuid(), 'search', sha256('x'))",
                         (user_hash,)),
+        # Revision 0022's functions, expired rows included where they can be asked for.
+        "search_v3": ("SELECT count(*) FROM pymem.search_chunks_v3(%s::bpchar, %s::uuid, %b::public.vector, 10,"
+                      " '{}', '{}', '{}', NULL)", (user_hash, uuid.uuid4(), vec(7))),
+        "export_v3": ("SELECT count(*) FROM pymem.export_chunks_v3(%s::bpchar, %s::uuid, NULL, NULL, 10, '{}', 'all')",
+                      (user_hash, uuid.uuid4())),
+        "purge_expired": ("SELECT pymem.purge_expired(%s::bpchar, ARRAY[gen_random_uuid()], ARRAY[sha256('x')],"
+                          " ARRAY[sha256('x')])",
+                          (user_hash,)),
+        "get_v3": ("SELECT count(*) FROM pymem.get_chunks_v3(%s::bpchar, %s::uuid, ARRAY[gen_random_uuid()])",
+                   (user_hash, uuid.uuid4())),
+        "write_v3": ("SELECT pymem.write_chunks_v3(%s::bpchar, true, ARRAY[gen_random_uuid()], '{d}', '{s}',"
+                     " '{x}', '{x}', '{x}', '{NULL}', '{x}', '{1}', ARRAY[%b::public.vector], 3::int2, NULL, NULL,"
+                     " NULL, NULL, NULL)", (user_hash, vec(7))),
     }
     statement, params = statements[call]
     with connect(app_url) as attacker:

@@ -173,7 +173,7 @@ def workload(workload_db):
 def test_every_api_call_runs_on_exactly_one_shard_group(report, workload):
     admin, _, log, _ = workload
     names = {name for name, _ in log.calls}
-    assert {"write_chunks_v2", "read_intent", "search_chunks_v2", "search_hybrid_chunks", "get_chunks_v2",
+    assert {"write_chunks_v3", "read_intent", "search_chunks_v3", "get_chunks_v3",
             "delete_document", "erase_tenant"} <= names
     assert names <= set(TENANT_FUNCTIONS)
     one_group = [groups for _, groups in log.calls if len(groups) == 1]
@@ -194,11 +194,10 @@ def test_every_write_and_read_left_its_audit_row(workload):
         rows = dict(conn.execute("SELECT phase, count(*) FROM pymem.audit_log GROUP BY phase").fetchall())
     calls = [name for name, _ in log.calls]
     assert rows["intent"] == calls.count("read_intent")
-    assert rows["result"] == (calls.count("search_chunks_v2") + calls.count("search_hybrid_chunks")
-                              + calls.count("get_chunks_v2"))
+    assert rows["result"] == calls.count("search_chunks_v3") + calls.count("get_chunks_v3")
     # An erasure writes two (the rows' delete and the data keys' destruction); a key load
     # (data_keys_of) and a key made or handed back (create_data_key) one each.
-    assert rows["write"] == (calls.count("write_chunks_v2") + calls.count("delete_document")
+    assert rows["write"] == (calls.count("write_chunks_v3") + calls.count("delete_document")
                              + 2 * calls.count("erase_tenant") + calls.count("data_keys_of")
                              + calls.count("create_data_key"))
     assert verify_audit_log(connect(admin)) == []

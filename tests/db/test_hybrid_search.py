@@ -177,13 +177,17 @@ async def test_a_hybrid_search_of_k_0_is_refused_not_audited_as_empty(aconn, ten
     import psycopg
 
     from pymem.reads import durable_read
-    from pymem.repository import _HYBRID_SQL
+    from pymem.repository import _SEARCH_SQL
 
+    hybrid_0021 = "SELECT id FROM pymem.search_hybrid_chunks(%s, %s, %b, %s, %b, %b, %b)"
     await repo.upsert_memory_chunks(aconn, tenant, crowd(3))
     for k in (0, -1, 1001):
         params = (vec(1), k, [], [], [b"\x00" * 16])
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between"):
-            await durable_read(aconn, hmac_user(tenant), "hybrid_search", params, _HYBRID_SQL, params)
+            await durable_read(aconn, hmac_user(tenant), "hybrid_search", params, hybrid_0021, params)
+        params = (vec(1), k, [], [], [], [b"\x00" * 16])  # revision 0022's search
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be between"):
+            await durable_read(aconn, hmac_user(tenant), "search_v3", params, _SEARCH_SQL, params)
 
 
 async def test_after_a_stemmer_upgrade_old_postings_miss_until_rebuilt_never_a_false_alarm(aconn, tenant,

@@ -21,7 +21,7 @@ from pymem import repository as repo
 from pymem.db import aconnect, connect
 from pymem.repository import ChunkInput
 from pymem.rotation import key_usage, rotate_encryption_key, rotate_tenant_key
-from pymem.security import generate_key, hmac_user
+from pymem.security import generate_key, hmac_user, keyring
 from tests.utils import DIM, ROOT, open_everything, vec, write_ring_rows
 
 # Also run through a Citus coordinator (make test-citus).
@@ -187,6 +187,40 @@ async def test_hmac_rotation_moves_users_and_reseals_under_the_new_aad(ops_url, 
                                   " AND operation IN ('insert', 'delete') GROUP BY 1", ([old_hash, new_hash],)))
         assert ops_seen == {"insert": 30, "delete": 15}  # 15 first written + 15 moved in; 15 moved out
         assert c.execute("SELECT count(*) FROM pymem.audit_verify()").fetchone()[0] == 0
+
+
+async def test_a_move_keeps_expiries_leaves_expired_rows_and_drops_none_the_table_calls_expired(ops_url, keys):
+    """A move re-seals each row with the expiry its AAD bound, leaves the expired ones (erased
+    with the old tenant), and opens every row first: one whose expiry the DBA set in the past
+    stops the move (InvalidTag), nothing moved, instead of being dropped (the second review)."""
+    from cryptography.exceptions import InvalidTag
+
+    admin, ops = ops_url
+    k1, old_hmac, new_hmac = generate_key(), generate_key(), generate_key()
+    keys.ring(1, {1: k1}, hmac_key=old_hmac)
+    conn = await aconnect(ops)
+    try:
+        await repo.upsert_memory_chunks(conn, "mover", [ChunkInput("d", "s", f"t{i}", vec(i), id=f"c{i}",
+                                                                   ttl=[None, 3600, 1][i]) for i in range(3)])
+        await asyncio.sleep(1.2)  # c2 expires
+        old_hash = hmac_user("mover")
+        c0 = keyring().tenant_index(old_hash).row_id("c0")
+        with connect(admin) as c, c.transaction():
+            c.execute("SET LOCAL session_replication_role = replica")
+            c.execute("UPDATE pymem.memory_chunks SET expires_at = now() - interval '1 s' WHERE id = %s", (c0,))
+        with pytest.raises(InvalidTag):
+            await rotate_tenant_key(conn, ["mover"], old_hmac, new_hmac)
+        with connect(admin) as c:
+            assert c.execute("SELECT count(*) FROM pymem.memory_chunks WHERE user_hash = %s",
+                             (old_hash,)).fetchone()[0] == 3  # nothing moved, nothing erased
+            c.execute("SET session_replication_role = replica")
+            c.execute("UPDATE pymem.memory_chunks SET expires_at = NULL WHERE id = %s", (c0,))  # put c0 right again
+        assert await rotate_tenant_key(conn, ["mover"], old_hmac, new_hmac) == 2  # c2 expired: not moved
+        keys.ring(1, {1: k1}, hmac_key=new_hmac)
+        hits = {h.external_id: h for h in (await repo.list_memory_chunks(conn, "mover")).hits}
+        assert set(hits) == {"c0", "c1"} and hits["c0"].expires_at is None and hits["c1"].expires_at is not None
+    finally:
+        await conn.close()
 
 
 async def test_hmac_rotation_rejects_bad_keys(ops_url):

@@ -85,7 +85,7 @@ async def test_the_standby_refuses_a_read_without_a_committed_intent(replicated)
     try:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no read intent"):
             async with tenant_transaction(standby, user_hash, read_only=True):
-                await standby.execute(_STANDBY_SEARCH_SQL, (user_hash, uuid.uuid4(), vec(1, DIM), 3, [], []))
+                await standby.execute(_STANDBY_SEARCH_SQL, (user_hash, uuid.uuid4(), vec(1, DIM), 3, [], [], [], None))
     finally:
         await standby.close()
 
@@ -94,17 +94,17 @@ async def test_the_standby_refuses_another_tenants_intent_and_the_primary_the_st
     _, app, standby_app = replicated
     conn, standby = await aconnect(app), await aconnect(standby_app)
     try:
-        bob_ticket = await commit_read_intent(conn, hmac_user("standby-bob"), "filtered_search", (vec(1, DIM), 3, [], []))
+        bob_ticket = await commit_read_intent(conn, hmac_user("standby-bob"), "search_v3", (vec(1, DIM), 3, [], [], [], None))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             async with tenant_transaction(standby, hmac_user("standby-alice"), read_only=True):
-                await standby.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], []))
+                await standby.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], [], [], None))
         # The standby path on the primary: refused by pymem, and by the database.
         with pytest.raises(ValueError, match="not to a hot standby"):
-            await read_on_standby(conn, conn, hmac_user("standby-bob"), "filtered_search", (vec(1, DIM), 3, [], []),
-                                  _STANDBY_SEARCH_SQL, (vec(1, DIM), 3, [], []))
+            await read_on_standby(conn, conn, hmac_user("standby-bob"), "search_v3", (vec(1, DIM), 3, [], [], [], None),
+                                  _STANDBY_SEARCH_SQL, (vec(1, DIM), 3, [], [], [], None))
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="serves hot standbys"):
             async with tenant_transaction(conn, hmac_user("standby-bob")):
-                await conn.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], []))
+                await conn.execute(_STANDBY_SEARCH_SQL, (hmac_user("standby-bob"), bob_ticket, vec(1, DIM), 3, [], [], [], None))
     finally:
         await conn.close()
         await standby.close()
@@ -118,8 +118,8 @@ async def test_a_standby_that_has_not_replayed_the_intent_is_not_read(replicated
             superuser.execute("SELECT pg_wal_replay_pause()")
             try:
                 with pytest.raises(StandbyBehind):
-                    await read_on_standby(conn, standby, hmac_user("standby-alice"), "filtered_search",
-                                          (vec(2, DIM), 3, [], []), _STANDBY_SEARCH_SQL, (vec(2, DIM), 3, [], []), wait_s=0.3)
+                    await read_on_standby(conn, standby, hmac_user("standby-alice"), "search_v3",
+                                          (vec(2, DIM), 3, [], [], [], None), _STANDBY_SEARCH_SQL, (vec(2, DIM), 3, [], [], [], None), wait_s=0.3)
             finally:
                 superuser.execute("SELECT pg_wal_replay_resume()")
     finally:

@@ -163,7 +163,7 @@ async def test_a_row_stored_under_a_uuid_caller_id_before_0015_keeps_working(aco
     with admin_conn.transaction():  # ...re-stored under the caller's UUID as 0014 did (sealed for that id)
         index = keyring().tenant_index(user_hash)
         legacy = seal_row(user_hash, index, chunk(1), DIM, 65536, TenantKeys(user_hash, None, 0),
-                          keyring().active_key_id, keep_row_id=uuid.UUID(given))
+                          keyring().active_key_id, keep_row_id=uuid.UUID(given), aad_version=2)
         admin_conn.execute("DELETE FROM pymem.memory_chunks WHERE user_hash = %s AND id = %s", (user_hash, row_id))
         admin_conn.execute("INSERT INTO pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"
                            " emb_cipher, key_id, embedding, aad_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 2)",
@@ -273,7 +273,8 @@ async def test_filter_values_never_reach_the_database(aconn, admin_conn, tenant)
     await repo.upsert_memory_chunks(aconn, tenant, [chunk(1, metadata={"project": "Operation-Nightjar"})])
     raw = admin_conn.execute("SELECT meta_tags::text FROM pymem.memory_chunks WHERE user_hash = %s",
                              (hmac_user(tenant),)).fetchone()[0]
-    assert "Nightjar" not in raw and "project" not in raw and raw.count("\\\\x") == 1
+    # Three tags: the key's value, the key (for $exists) and the key-tag marker (0022).
+    assert "Nightjar" not in raw and "project" not in raw and raw.count("\\\\x") == 3
     hits = await repo.query_memory(aconn, tenant, "q", vec(1), rerank=False, where={"project": "Operation-Nightjar"})
     assert len(hits) == 1
 
@@ -370,7 +371,8 @@ def test_operator_functions_take_a_sync_pool_too(cluster, admin_url, app_url, te
 
 @pytest.mark.parametrize("internal", [
     "pymem.search_rows_v2(%s::bpchar, %s::public.vector, 3, '{}'::bytea[], '{}'::int[])",
-    "pymem.tags_match('{}'::bytea[], '{}'::bytea[], '{}'::int[])",
+    "pymem.filter_match('{}'::bytea[], '{}'::bytea[], '{}'::int[])",
+    "pymem.search_rows_v3(%s::bpchar, %s::public.vector, 3, '{}'::bytea[], '{}'::int[], '{}'::timestamptz[])",
 ])
 def test_the_app_cannot_call_the_internal_search_and_skip_its_audit(conn, tenant, internal):
     user_hash = hmac_user(tenant)

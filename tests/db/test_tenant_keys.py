@@ -80,7 +80,7 @@ def test_each_tenant_s_rows_are_sealed_under_its_own_data_key_and_the_database_h
     # The environment's key opens none of them: each is sealed under its tenant's key.
     user_hash, _, text_cipher, row_id, doc_id, source = rows[0]
     with pytest.raises(InvalidTag):
-        open_sealed(bytes(text_cipher), chunk_aad(user_hash, str(row_id), "text", (doc_id, source)))
+        open_sealed(bytes(text_cipher), chunk_aad(user_hash, str(row_id), "text", (doc_id, source), ""))  # AAD v3
     assert read_all(url, "alice") == [f"alice secret {i}" for i in range(3)]
     assert "key_create" in operations(admin_url, alice) and "key_unwrap" in operations(admin_url, alice)
 

@@ -7,6 +7,8 @@ is the server's configuration; the attack tests show a tool call cannot name ano
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -21,7 +23,7 @@ from pymem.db import aconnect
 from pymem.security import hmac_user
 from tests.utils import ROOT
 
-TOOLS = {"remember": {"text", "metadata", "id"}, "recall": {"query", "k", "where"}, "forget": {"ids"},
+TOOLS = {"remember": {"text", "metadata", "id", "ttl_s"}, "recall": {"query", "k", "where"}, "forget": {"ids"},
          "list_memories": {"limit", "after"}, "update": {"id", "text", "metadata"}}
 
 
@@ -66,6 +68,10 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
         filtered = await call(client, "recall", {"query": "What kind of animal does Ada own?",
                                                  "where": {"topic": {"$in": ["food", "work"]}}})
         assert {m["text"] for m in filtered} == {facts["food"], facts["work"]}
+        negated = await call(client, "recall", {"query": "What kind of animal does Ada own?", "k": 10,
+                                                "where": {"topic": {"$nin": ["food", "work"]}}})
+        assert {facts["food"], facts["work"]}.isdisjoint({m["text"] for m in negated}) and negated
+        assert all(m["created_at"] <= m["updated_at"] for m in negated)
 
         first = await call(client, "list_memories", {"limit": 3})
         rest = await call(client, "list_memories", {"limit": 3, "after": first["next"]})
@@ -93,6 +99,11 @@ async def test_an_agent_remembers_recalls_filters_lists_and_forgets_through_the_
         missing = await client.call_tool("update", {"id": "nope", "text": "x"})
         assert missing.is_error and "not one of the tenant's chunks" in missing.content[0].text
         assert await call(client, "forget", {"ids": [f"locker-{n}" for n in range(20)]}) == {"deleted": 20}
+        # A memory kept for a second is recalled, then no longer.
+        await call(client, "remember", {"text": "Ada's gate code today is 8812.", "id": "gate", "ttl_s": 1})
+        assert (await call(client, "recall", {"query": "gate code", "k": 1}))[0]["id"] == "gate"
+        await asyncio.sleep(1.2)
+        assert "gate" not in {m["id"] for m in await call(client, "recall", {"query": "gate code", "k": 10})}
 
         assert await call(client, "forget", {"ids": [ids["pet"], "colour"]}) == {"deleted": 2}
         after = await call(client, "recall", {"query": "What kind of animal does Ada own?", "k": 5})

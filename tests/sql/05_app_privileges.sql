@@ -2,7 +2,7 @@
 -- log or the internal functions; its only door is the SQL API.
 BEGIN;
 SET LOCAL ROLE pymem_app;
-SELECT plan(17);
+SELECT plan(22);
 
 SELECT table_privs_are('pymem', 'memory_chunks', 'pymem_app', ARRAY[]::text[],
                        'pymem_app has no privilege on memory_chunks');
@@ -39,11 +39,24 @@ SELECT table_privs_are('pymem', 'memory_terms', 'pymem_app', ARRAY[]::text[],
                        'pymem_app has no privilege on memory_terms');
 SELECT throws_ok($$SELECT * FROM pymem.memory_terms$$, '42501', 'permission denied for table memory_terms',
                  'direct SELECT on memory_terms is denied');
-SELECT throws_ok($$SELECT * FROM pymem.keyword_hits(repeat('a', 64), ARRAY['\x00000000000000000000000000000000'::bytea],
-                                                     '{}', '{}', 10)$$,
+SELECT throws_ok($$SELECT * FROM pymem.keyword_hits_v2(repeat('a', 64), ARRAY['\x00000000000000000000000000000000'::bytea],
+                                                        '{}', '{}', '{}', 10)$$,
                  '42501', NULL, 'the internal keyword search is not executable by pymem_app');
 SELECT throws_ok($$SELECT pymem.put_terms(repeat('a', 64), ARRAY[gen_random_uuid()], ARRAY['\x'::bytea])$$,
                  '42501', NULL, 'the internal postings writer is not executable by pymem_app');
+
+-- Revision 0022's internal functions: the search, its parts, and the fused search. Only
+-- the audited API functions call them.
+SELECT throws_ok($$SELECT * FROM pymem.search_rows_v3(repeat('a', 64), NULL, 3, '{}', '{}', '{}')$$,
+                 '42501', NULL, 'the internal search (0022) is not executable by pymem_app');
+SELECT throws_ok($$SELECT * FROM pymem.filtered_nearest_v2(repeat('a', 64), NULL, 3, '{}', '{}', 0, '{}', 10)$$,
+                 '42501', NULL, 'the internal exact filtered search is not executable by pymem_app');
+SELECT throws_ok($$SELECT pymem.solo_graph_walk_v2(repeat('a', 64))$$,
+                 '42501', NULL, 'the internal solo-graph walk is not executable by pymem_app');
+SELECT throws_ok($$SELECT * FROM pymem.hybrid_rows_v2(repeat('a', 64), NULL, 3, '{}', '{}', '{}', NULL)$$,
+                 '42501', NULL, 'the internal fused search is not executable by pymem_app');
+SELECT throws_ok($$SELECT pymem.row_in_window(now(), now(), NULL, '{}')$$,
+                 '42501', NULL, 'the internal expiry and window test is not executable by pymem_app');
 
 SELECT * FROM finish();
 ROLLBACK;

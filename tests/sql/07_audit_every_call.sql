@@ -4,7 +4,7 @@ SET ROLE pymem_app;
 SELECT tests.intend('alice', 'search', pymem.search_digest('[1,0,0]', 2));
 SELECT tests.intend('alice', 'get', pymem.get_digest(ARRAY['aaaaaaaa-0000-0000-0000-000000000003'::uuid]));
 BEGIN;
-SELECT plan(13);
+SELECT plan(14);
 
 SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE phase = 'intent' AND operation = 'search'
                    AND user_hash = tests.tenant('alice')),
@@ -31,6 +31,11 @@ SELECT tests.delete_document('no-such-doc');
 SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
                    AND operation = 'delete' AND row_count = 0 AND user_hash = tests.tenant('alice')),
           'a delete that matches nothing is audited too');
+SELECT pymem.purge_expired(tests.tenant('alice'), ARRAY['aaaaaaaa-0000-0000-0000-0000000000ff'::uuid],
+                           ARRAY[sha256('x')], ARRAY[sha256('x')]);
+SELECT ok(EXISTS (SELECT 1 FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
+                   AND operation = 'purge' AND row_count = 0 AND user_hash = tests.tenant('alice')),
+          'a purge (0022) is audited, also when it removes nothing');
 SELECT is((SELECT count(*) FROM tests.audit_rows() WHERE txid = pg_current_xact_id()
              AND user_hash <> tests.tenant('alice')), 0::bigint, 'every row of alice''s calls is in her chain');
 SELECT is(tests.audit_problems(), 0::bigint, 'the audit hash chains verify');

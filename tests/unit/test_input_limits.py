@@ -75,7 +75,15 @@ def test_metadata_with_more_filterable_values_than_a_row_holds_is_refused_before
     with pytest.raises(ValueError, match=f"at most {MAX_ROW_TAGS} filterable values"):
         index.metadata_tags({"tags": list(range(5_000))})
     assert hashes[0] == 0
+    # With its key tag and the key-tag marker (0022), a row holds MAX_ROW_TAGS tags at most ...
+    assert len(index.metadata_tags({"tags": list(range(MAX_ROW_TAGS - 2))})) == 16 * MAX_ROW_TAGS
+    # ... and one whose values alone reach it, as revision 0021 allowed, gets its value tags only:
+    # it is still written, filtered, updated and re-keyed, and $exists finds it in neither form.
     assert len(index.metadata_tags({"tags": list(range(MAX_ROW_TAGS))})) == 16 * MAX_ROW_TAGS
+    tags, ends = index.compile_filter({"tags": {"$exists": False}})
+    assert not index.satisfies({"tags": list(range(MAX_ROW_TAGS))}, tags, ends)
+    assert not index.satisfies({"other": 1}, tags, ends, key_tags=False)  # sealed before 0022: no marker
+    assert index.satisfies({"other": 1}, tags, ends)
 
 
 def test_a_malformed_old_key_leaves_no_key_bytes_in_the_errors_frames(second_round):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from pymem.blind_index import TenantIndex, index_master_key
 from pymem.chunks import ChunkInput, seal_row
 from pymem.tenant_keys import TenantKeys
-from pymem.security import chunk_aad, generate_key, hmac_user, open_sealed
+from pymem.security import chunk_aad, expiry_label, generate_key, hmac_user, open_sealed
 from pymem.write_records import row_bytes
 from tests.data import generate_kats
 from tests.utils import DATA_DIR
@@ -50,6 +51,14 @@ def test_chunk_aad_matches_its_known_answer(case):
     assert chunk_aad(case["user_hash"], case["chunk_id"], case["field"], labels).hex() == case["aad_hex"]
 
 
+@pytest.mark.parametrize("case", KAT["aad_v3"], ids=lambda c: f"{c['field']}-v3-{c['expiry_label'] or 'none'}")
+def test_aad_v3_binds_the_expiry_as_its_known_answer(case):
+    at = None if case["expires_at"] is None else datetime.fromisoformat(case["expires_at"])
+    assert expiry_label(at) == case["expiry_label"]
+    aad = chunk_aad(case["user_hash"], case["chunk_id"], case["field"], tuple(case["labels"]), expiry_label(at))
+    assert aad.hex() == case["aad_hex"]
+
+
 def test_the_blind_index_master_key_matches_its_known_answer():
     assert index_master_key(HMAC_KEY).hex() == INDEX["master_key_hex"]
 
@@ -73,8 +82,11 @@ def test_row_ids_stored_before_0015_are_still_looked_up(case):
 
 @pytest.mark.parametrize("case", INDEX["tags"], ids=lambda c: f"{c['key']}={c['value']!r}")
 def test_metadata_tags_match_their_known_answers(case):
+    """One key's row tags: its value's tag, its key tag and the marker (revision 0022)."""
     index = TenantIndex(index_master_key(HMAC_KEY), case["user_hash"])
-    assert index.metadata_tags({case["key"]: case["value"]}).hex() == case["tag_hex"]
+    tags = index.metadata_tags({case["key"]: case["value"]})
+    assert tags.hex() == case["row_tags_hex"]
+    assert bytes.fromhex(case["tag_hex"]) in {tags[i:i + 16] for i in range(0, len(tags), 16)}
 
 
 def test_a_rows_tags_are_sorted_and_concatenated():
@@ -92,8 +104,8 @@ def test_sealed_fields_hold_the_documented_plaintexts(kat_keys):
                    keys=TenantKeys(user_hash, None, 0), key_id=1)
     assert str(row.id) == next(c["row_id"] for c in INDEX["row_ids"] if c["external_id"] == "note-17")
 
-    def opened(blob: bytes, field: str) -> bytes:
-        return open_sealed(blob, chunk_aad(user_hash, str(row.id), field, ("doc-7", "chat")), key_id=1)
+    def opened(blob: bytes, field: str) -> bytes:  # AAD v3, no expiry
+        return open_sealed(blob, chunk_aad(user_hash, str(row.id), field, ("doc-7", "chat"), ""), key_id=1)
 
     assert opened(row.text_cipher, "text") == "ünï text".encode("utf-8")
     assert opened(row.meta_cipher, "meta") == plain["metadata_json"].encode("ascii")
@@ -111,5 +123,6 @@ def test_write_records_match_their_known_answers(case):
     encoded = row_bytes(uuid.UUID(row["id"]), row["doc_id"], row["source"], bytes.fromhex(row["text_hex"]),
                         bytes.fromhex(row["meta_hex"]), bytes.fromhex(row["emb_hex"]),
                         None if row["ref_hex"] is None else bytes.fromhex(row["ref_hex"]), row["key_id"],
-                        row["aad_version"])
+                        row["aad_version"],
+                        None if row.get("expires_at") is None else datetime.fromisoformat(row["expires_at"]))
     assert index.write_record(encoded).hex() == case["record_hex"]

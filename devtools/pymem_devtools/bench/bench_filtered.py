@@ -108,7 +108,7 @@ def run(scale: str) -> dict:
             for tenant in tenants:
                 rows = positions[tenant]
                 matching = rows[[_metadata(p)[attribute] == 0 for p in range(len(rows))]]
-                tag = keyring().tenant_index(dataset.tenant_hashes[tenant]).metadata_tags({attribute: 0})
+                [tag] = keyring().tenant_index(dataset.tenant_hashes[tenant]).compile_filter({attribute: 0})[0]
                 work += [(tenant, q, matching, [tag]) for q in queries_for(dataset, tenant, per_tenant,
                                                                          seed=5000 + tenant)]
             if work:

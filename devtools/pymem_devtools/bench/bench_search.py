@@ -276,7 +276,7 @@ def _crowded(app, owner, dataset, victim: int, topic: int, rows: np.ndarray, row
     queries for reference. ``suffix`` names a run of pymem's searches alone."""
     user_hash = dataset.tenant_hashes[victim]
     half = rows[::2]  # positions 0, 2, ...: {"half": 0}
-    tags = [keyring().tenant_index(user_hash).metadata_tags({"half": 0})]
+    tags = keyring().tenant_index(user_hash).compile_filter({"half": 0})[0]
     queries = centre_queries(dataset, topic, WARM_UP_SEARCHES + count, seed=7000 + victim)
     passes = {
         DURABLE + suffix: (lambda q: _measure(app, DURABLE, [], _PYMEM_SQL, user_hash, q)[0], rows),

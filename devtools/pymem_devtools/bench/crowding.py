@@ -88,8 +88,17 @@ def centre_queries(dataset: Dataset, topic: int, count: int, seed: int) -> np.nd
 BEFORE = "0015"
 
 
+# The internal functions an older search_rows_v2 calls, which revision 0022 replaced.
+_SEARCH_PARTS = ("tags_match", "filtered_nearest", "solo_graph_walk")
+
+
 def released_search(revision: str) -> str:
-    """``pymem.search_rows_v2`` as revision ``revision`` released it (its CREATE statement)."""
+    """``pymem.search_rows_v2`` as revision ``revision`` released it, with the internal
+    functions it calls as that revision had them (their CREATE statements)."""
     bundle = (SQL_DIR / "released" / f"{revision}.sql").read_text()
-    start = bundle.index("CREATE OR REPLACE FUNCTION pymem.search_rows_v2(")
-    return bundle[start:bundle.index("COMMENT ON FUNCTION pymem.search_rows_v2(", start)]
+
+    def created(name: str) -> str:
+        start = bundle.find(f"CREATE OR REPLACE FUNCTION pymem.{name}(")
+        return "" if start < 0 else bundle[start:bundle.index(f"COMMENT ON FUNCTION pymem.{name}(", start)]
+
+    return "".join(created(name) for name in (*_SEARCH_PARTS, "search_rows_v2"))

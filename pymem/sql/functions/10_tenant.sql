@@ -289,10 +289,12 @@ CREATE OR REPLACE FUNCTION pymem.check_aad_version(p_aad_version smallint) RETUR
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_aad_version IS DISTINCT FROM 2 THEN
-        RAISE EXCEPTION 'pymem: new rows must be sealed with AAD version 2' USING ERRCODE = 'invalid_parameter_value';
+    -- 3 since revision 0022 (it binds the row's expiry); 2 from apps of 0021 until they are upgraded.
+    IF p_aad_version IS NULL OR p_aad_version NOT IN (2, 3) THEN
+        RAISE EXCEPTION 'pymem: new rows must be sealed with AAD version 3 (or 2, without an expiry)'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END
 $$;
 COMMENT ON FUNCTION pymem.check_aad_version(smallint) IS
-    'Raises invalid_parameter_value unless new rows are sealed with AAD version 2.';
+    'Raises invalid_parameter_value unless new rows are sealed with AAD version 3 or 2.';

@@ -41,6 +41,29 @@ CREATE OR REPLACE FUNCTION pymem.export_digest(p_key_ids integer[], p_limit inte
 COMMENT ON FUNCTION pymem.export_digest(integer[], integer) IS
     'The read-intent digest of an export: its key ids and page size (every page of one export).';
 
+-- Revision 0022's reads. A search names its time window and (hybrid) its terms; an
+-- export its window and which rows (live, all, expired).
+CREATE OR REPLACE FUNCTION pymem.search_digest_v3(p_query public.vector, p_k integer, p_filter bytea[],
+                                                  p_ends integer[], p_window timestamptz[], p_terms bytea[])
+    RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN sha256(convert_to('search_v3', 'UTF8') || pymem.filtered_search_digest(p_query, p_k, p_filter, p_ends)
+                  || coalesce(sha256(array_send(p_window)), '\x00'::bytea)
+                  || coalesce(sha256(array_send(p_terms)), '\x00'::bytea));
+COMMENT ON FUNCTION pymem.search_digest_v3(public.vector, integer, bytea[], integer[], timestamptz[], bytea[]) IS
+    'The read-intent digest of a search_chunks_v3 call: query, k, filter, time window and term tags (or none).';
+
+CREATE OR REPLACE FUNCTION pymem.export_digest_v3(p_key_ids integer[], p_limit integer, p_window timestamptz[],
+                                                  p_rows text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+    RETURN sha256(convert_to('export_v3', 'UTF8') || pymem.export_digest(p_key_ids, p_limit)
+                  || coalesce(sha256(array_send(p_window)), '\x00'::bytea)
+                  || convert_to(coalesce(p_rows, '-'), 'UTF8'));
+COMMENT ON FUNCTION pymem.export_digest_v3(integer[], integer, timestamptz[], text) IS
+    'The read-intent digest of an export_chunks_v3 call: key ids, page size, time window, which rows.';
+
 -- What the audit log keeps of a read's parameters: their digest under the
 -- tenant's read-digest key (set by enter_tenant, derived from the tenant's proof),
 -- in the hash-of-hash form of context_mac. Equal parameters of one tenant give

@@ -90,7 +90,7 @@ COMMENT ON FUNCTION pymem.put_terms(char, uuid[], bytea[]) IS
 -- delete removed (revision 0016). The database cannot check a record.
 -- One INSERT ... SELECT for the whole call: an INSERT per row opened the table's
 -- indexes and prepared the 64 bucket graphs' predicates once per row.
-CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
+CREATE OR REPLACE FUNCTION pymem.write_chunks_v3(
     p_user_hash    char(64),
     p_upsert       boolean,
     p_ids          uuid[],
@@ -107,7 +107,8 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
     p_records      bytea[],
     p_terms        bytea[],
     p_expected     bytea[],
-    p_read_records bytea[])
+    p_read_records bytea[],
+    p_expires_at   timestamptz[])
     RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -123,12 +124,12 @@ DECLARE
 BEGIN
     PERFORM pymem.check_tenant(p_user_hash);
     IF p_upsert IS NULL OR v_n IS NULL OR v_n = 0 THEN
-        RAISE EXCEPTION 'write_chunks_v2: no chunks given' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'write_chunks_v3: no chunks given' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_expected IS NOT NULL AND (NOT p_upsert OR cardinality(p_expected) <> v_n OR array_ndims(p_expected) > 1
        OR EXISTS (SELECT 1 FROM unnest(p_expected) AS e(d) WHERE e.d IS NULL OR octet_length(e.d) <> 32)
        OR cardinality(p_read_records) IS DISTINCT FROM v_n) THEN
-        RAISE EXCEPTION 'write_chunks_v2: an update gives each row''s 32-byte digest and write record as read,'
+        RAISE EXCEPTION 'write_chunks_v3: an update gives each row''s 32-byte digest and write record as read,'
                         ' with p_upsert' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_expected IS NOT NULL THEN
@@ -138,18 +139,28 @@ BEGIN
        OR cardinality(p_meta_ciphers) <> v_n OR cardinality(p_emb_ciphers) <> v_n
        OR cardinality(p_ref_ciphers) <> v_n OR cardinality(p_tags) <> v_n
        OR cardinality(p_key_ids) <> v_n OR cardinality(p_embeddings) <> v_n
-       OR cardinality(p_records) IS DISTINCT FROM v_n THEN
-        RAISE EXCEPTION 'write_chunks_v2: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
+       OR cardinality(p_records) IS DISTINCT FROM v_n
+       OR (p_expires_at IS NOT NULL AND (cardinality(p_expires_at) <> v_n OR array_ndims(p_expires_at) > 1)) THEN
+        RAISE EXCEPTION 'write_chunks_v3: argument arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(p_tags) AS t(tags) WHERE t.tags IS NULL OR octet_length(t.tags) % 16 <> 0) THEN
-        RAISE EXCEPTION 'write_chunks_v2: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'write_chunks_v3: tags are 16 bytes each' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pymem.check_write_records(p_records);
+    -- An expiry is in the future (a row written already expired is more likely a clock or
+    -- unit mistake), before 9999-12-30 (read back in any time zone, it is before year 10000),
+    -- and bound by the row's AAD (version 3).
+    IF EXISTS (SELECT 1 FROM unnest(p_expires_at) AS e(at)
+                WHERE e.at <= now() OR e.at > '9999-12-30 00:00:00+00'::timestamptz
+                   OR (e.at IS NOT NULL AND p_aad_version IS DISTINCT FROM 3)) THEN
+        RAISE EXCEPTION 'write_chunks_v3: an expiry must be in the future, before 9999-12-30, and sealed with AAD v3'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF p_terms IS NOT NULL THEN
         PERFORM pymem.check_row_terms(p_terms, v_n);
     END IF;
     IF (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> v_n THEN
-        RAISE EXCEPTION 'write_chunks_v2: an id appears twice in one call' USING ERRCODE = 'unique_violation';
+        RAISE EXCEPTION 'write_chunks_v3: an id appears twice in one call' USING ERRCODE = 'unique_violation';
     END IF;
     PERFORM pymem.check_aad_version(p_aad_version);
     -- Lock order: the chain head, then rows, then key_stats. The head lock also
@@ -171,24 +182,26 @@ BEGIN
     IF p_upsert THEN
         FOR v_row IN
             DELETE FROM pymem.memory_chunks c WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
-            RETURNING c.id, c.key_id, c.created_at
+            RETURNING c.id, c.key_id, c.created_at, c.expires_at
         LOOP
             v_replaced := v_replaced || v_row.id;
             v_old_keys := v_old_keys || v_row.key_id;
-            v_created := v_created || v_row.created_at;
+            -- An expired row (not purged yet) is replaced by a new one, created now.
+            v_created := v_created || CASE WHEN v_row.expires_at <= now() THEN now() ELSE v_row.created_at END;
         END LOOP;
     END IF;
     -- A replaced row keeps when it was created, and records when it was updated (0021).
     INSERT INTO pymem.memory_chunks
         (id, user_hash, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, meta_tags, key_id,
-         embedding, aad_version, created_at, updated_at)
+         embedding, aad_version, created_at, updated_at, expires_at)
     SELECT u.id, p_user_hash, u.doc_id, u.source, u.text_cipher, u.meta_cipher, u.emb_cipher, u.ref_cipher,
            ARRAY(SELECT substring(u.tags FROM o FOR 16) FROM generate_series(1, octet_length(u.tags), 16) AS o),
            u.key_id, u.embedding, p_aad_version, coalesce(r.created_at, now()),
-           CASE WHEN r.id IS NOT NULL THEN now() END
+           CASE WHEN r.id IS NOT NULL THEN now() END, u.expires_at
       FROM unnest(p_ids, p_doc_ids, p_sources, p_text_ciphers, p_meta_ciphers, p_emb_ciphers, p_ref_ciphers,
-                  p_tags, p_key_ids, p_embeddings)
-           AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding)
+                  p_tags, p_key_ids, p_embeddings, p_expires_at)
+           AS u(id, doc_id, source, text_cipher, meta_cipher, emb_cipher, ref_cipher, tags, key_id, embedding,
+                expires_at)
       LEFT JOIN unnest(v_replaced, v_created) AS r(id, created_at) ON r.id = u.id;
     -- Postings of a replaced row go with it; a row written without terms has none.
     PERFORM pymem.put_terms(p_user_hash, p_ids,
@@ -219,13 +232,50 @@ BEGIN
     RETURN v_n;
 END
 $$;
+COMMENT ON FUNCTION pymem.write_chunks_v3(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
+                                          bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[],
+                                          bytea[], bytea[], timestamptz[]) IS
+    'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
+    '(p_terms NULL: none) and expiries (p_expires_at NULL, or an element NULL: none); with p_expected, replaces '
+    'only rows still as read (all or none), and audits the records of the rows read (update_from). Audits an '
+    'insert row and an update row with the ids, sorted, and their write records. Returns the number of chunks '
+    'written.';
+
+-- Revision 0021's signature, for apps that set no expiry.
+CREATE OR REPLACE FUNCTION pymem.write_chunks_v2(
+    p_user_hash    char(64),
+    p_upsert       boolean,
+    p_ids          uuid[],
+    p_doc_ids      text[],
+    p_sources      text[],
+    p_text_ciphers bytea[],
+    p_meta_ciphers bytea[],
+    p_emb_ciphers  bytea[],
+    p_ref_ciphers  bytea[],
+    p_tags         bytea[],
+    p_key_ids      integer[],
+    p_embeddings   public.vector[],
+    p_aad_version  smallint,
+    p_records      bytea[],
+    p_terms        bytea[],
+    p_expected     bytea[],
+    p_read_records bytea[])
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    -- plpgsql: a SQL-standard body would make write_chunks_v3 undroppable by a downgrade.
+    RETURN pymem.write_chunks_v3(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
+                                 p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
+                                 p_aad_version, p_records, p_terms, p_expected, p_read_records, NULL);
+END
+$$;
 COMMENT ON FUNCTION pymem.write_chunks_v2(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
                                           bytea[], bytea[], integer[], public.vector[], smallint, bytea[], bytea[],
                                           bytea[], bytea[]) IS
-    'Inserts (or, with p_upsert, replaces) sealed chunks of the caller''s tenant, with their keyword terms '
-    '(p_terms NULL: none); with p_expected, replaces only rows still as read (all or none), and audits the '
-    'records of the rows read (update_from). Audits an insert row and an update row with the ids, sorted, and '
-    'their write records. Returns the number of chunks written.';
+    'write_chunks_v3 without expiries (revision 0021''s signature).';
 
 -- The digest an update names a row by, as read (pymem.update_memory_chunks): its ciphertexts.
 CREATE OR REPLACE FUNCTION pymem.chunk_digest(p_text_cipher bytea, p_meta_cipher bytea, p_emb_cipher bytea)
@@ -260,10 +310,10 @@ CREATE OR REPLACE FUNCTION pymem.write_chunks(
     SET row_security = on
 AS $$
 BEGIN
-    -- plpgsql: a SQL-standard body would make write_chunks_v2 undroppable by a downgrade.
-    RETURN pymem.write_chunks_v2(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
+    -- plpgsql: a SQL-standard body would make write_chunks_v3 undroppable by a downgrade.
+    RETURN pymem.write_chunks_v3(p_user_hash, p_upsert, p_ids, p_doc_ids, p_sources, p_text_ciphers,
                                  p_meta_ciphers, p_emb_ciphers, p_ref_ciphers, p_tags, p_key_ids, p_embeddings,
-                                 p_aad_version, p_records, NULL, NULL, NULL);
+                                 p_aad_version, p_records, NULL, NULL, NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[],
@@ -302,6 +352,58 @@ $$;
 COMMENT ON FUNCTION pymem.delete_chunk_ids(char, uuid[]) IS
     'Deletes the tenant''s rows among 1 to 10,000 ids (the rest are ignored); audited, also when nothing '
     'matched. Returns the number deleted.';
+
+-- Expiry (revision 0022): no read returns a row whose expires_at has passed. The client
+-- removes them: it reads them (export_chunks_v3, 'expired'), opens each, whose AAD binds its
+-- expiry, and names here the ones whose sealed expiry has passed, each by its digest as read
+-- (pymem.chunk_digest) and its write record as read. A row is deleted, with its postings,
+-- only if it is still as read and expired by the database's clock too: whoever writes the
+-- table cannot get a row purged by giving it a past expires_at. Audited as 'purge' with the
+-- ids removed and their records as read, which pymem verify-rows checks against each row's
+-- latest audited write (an older copy put back, its sealed expiry passed, is reported).
+CREATE OR REPLACE FUNCTION pymem.purge_expired(p_user_hash char(64), p_ids uuid[], p_digests bytea[],
+                                               p_records bytea[])
+    RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_ids  uuid[] := '{}';
+    v_keys integer[] := '{}';
+    v_row  record;
+BEGIN
+    PERFORM pymem.check_tenant(p_user_hash);
+    IF cardinality(p_ids) IS NULL OR cardinality(p_ids) NOT BETWEEN 1 AND 10000
+       OR cardinality(p_digests) IS DISTINCT FROM cardinality(p_ids)
+       OR cardinality(p_records) IS DISTINCT FROM cardinality(p_ids)
+       OR (SELECT count(DISTINCT i) FROM unnest(p_ids) AS i) <> cardinality(p_ids) THEN
+        RAISE EXCEPTION 'purge_expired: give 1 to 10000 distinct ids, each with its digest and write record as read'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pymem.check_write_records(p_records);
+    PERFORM pymem.audit_lock_chain(p_user_hash);
+    FOR v_row IN
+        DELETE FROM pymem.memory_chunks c
+         USING unnest(p_ids, p_digests) AS u(id, digest)
+         WHERE c.user_hash = p_user_hash AND c.id = u.id AND c.expires_at <= now()
+           AND pymem.chunk_digest(c.text_cipher, c.meta_cipher, c.emb_cipher) = u.digest
+        RETURNING c.id, c.key_id
+    LOOP
+        v_ids := v_ids || v_row.id;
+        v_keys := v_keys || v_row.key_id;
+    END LOOP;
+    DELETE FROM pymem.memory_terms t WHERE t.user_hash = p_user_hash AND t.chunk_id = ANY (v_ids);
+    PERFORM pymem.count_keys(p_user_hash, v_keys, NULL, -1);
+    PERFORM pymem.audit_append(p_user_hash, 'purge', 'write', NULL, pymem.write_records_of(p_ids, p_records, v_ids),
+                               ARRAY(SELECT i FROM unnest(v_ids) AS i ORDER BY i));
+    RETURN cardinality(v_ids);
+END
+$$;
+COMMENT ON FUNCTION pymem.purge_expired(char, uuid[], bytea[], bytea[]) IS
+    'Deletes the tenant''s rows among p_ids that are still as read (p_digests: pymem.chunk_digest) and expired, '
+    'with their postings; audited as purge with the ids and their write records as read. Returns the number '
+    'deleted.';
 
 -- p_doc_id NULL: every chunk of the tenant.
 CREATE OR REPLACE FUNCTION pymem.delete_chunks(p_user_hash char(64), p_doc_id text) RETURNS integer

@@ -1,19 +1,22 @@
--- pymem.filtered_nearest: for search_rows_v2, the tenant's k rows nearest the query
--- among the filter's first p_limit matches, exact, each with the number of matches
+-- pymem.filtered_nearest_v2: for search_rows_v3, the tenant's k rows nearest the query
+-- among the first p_limit rows that meet the filter and the time window (and have not
+-- expired), exact, each with the number of matches
 -- read (the caller uses the rows only when fewer than p_limit matched: then they are
 -- the k nearest of all). One statement, so the count and the rows come from one scan
 -- and one snapshot (a ctid then names the row version the scan saw). It keeps every
 -- match it reads, with its distance (about 40 bytes, and one distance of the query
 -- each): for a bounded read, not for all of a large filter's matches. The scan goes through the tenant's btree: row security keeps
--- the GIN index on meta_tags out of the plan (&& is not leakproof); tags_match checks
--- every clause. Counting in one statement and reading in another read a rare
+-- the GIN index on meta_tags out of the plan (&& is not leakproof); filter_match checks
+-- every clause (p_lead: the tags of a leading positive clause, 0 if none). Counting in one statement and reading in another read a rare
 -- filter's tenant twice. plpgsql, not a SQL-standard body: that would make the
 -- table's columns depend on this function (no ALTER COLUMN without dropping it).
-CREATE OR REPLACE FUNCTION pymem.filtered_nearest(p_user_hash char(64), p_query public.vector, p_k integer,
-                                                  p_filter bytea[], p_ends integer[], p_limit integer)
+CREATE OR REPLACE FUNCTION pymem.filtered_nearest_v2(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                     p_filter bytea[], p_ends integer[], p_lead integer,
+                                                     p_window timestamptz[], p_limit integer)
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
-                   distance double precision, ref_cipher bytea, matches bigint)
+                   distance double precision, ref_cipher bytea, created_at timestamptz,
+                   updated_at timestamptz, expires_at timestamptz, matches bigint)
     LANGUAGE plpgsql STABLE SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $body$
@@ -23,24 +26,26 @@ BEGIN
         SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
           FROM pymem.memory_chunks n
          WHERE n.user_hash OPERATOR(pg_catalog.=) p_user_hash
-           AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-           AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
-                OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
+           AND (p_lead OPERATOR(pg_catalog.=) 0 OR n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_lead])
+           AND pymem.filter_match(n.meta_tags, p_filter, p_ends)
+           AND pymem.row_in_window(n.created_at, n.updated_at, n.expires_at, p_window)
          LIMIT p_limit),
     t AS (SELECT m.tid, m.distance FROM m ORDER BY m.distance LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-           c.embedding, t.distance, c.ref_cipher, (SELECT pg_catalog.count(*) FROM m)
+           c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at,
+           (SELECT pg_catalog.count(*) FROM m)
       FROM t JOIN pymem.memory_chunks c ON c.ctid OPERATOR(pg_catalog.=) t.tid
      WHERE c.user_hash OPERATOR(pg_catalog.=) p_user_hash
      ORDER BY t.distance;
 END
 $body$;
-COMMENT ON FUNCTION pymem.filtered_nearest(char, public.vector, integer, bytea[], integer[], integer) IS
-    'Internal: the tenant''s k rows nearest the query among a filter''s matches (at most p_limit of them read), '
-    'each with the number read; for search_rows_v2.';
+COMMENT ON FUNCTION pymem.filtered_nearest_v2(char, public.vector, integer, bytea[], integer[], integer,
+                                              timestamptz[], integer) IS
+    'Internal: the tenant''s k rows nearest the query among a filter''s and a time window''s matches (at most '
+    'p_limit of them read), each with the number read; for search_rows_v3.';
 
--- pymem.search_rows_v2: the search itself, for search_chunks_v2 (primary),
--- search_chunks_on_standby_v2 and the v1 search functions. Internal: callers go
+-- pymem.search_rows_v3: the search itself, for search_chunks_v3 (primary),
+-- search_chunks_on_standby_v3, hybrid_rows_v2 and, through search_rows_v2, the older search functions. Internal: callers go
 -- through those, which check the tenant and the read intent and audit the result.
 --
 -- Which rows it examines depends on no caller setting: every setting that steers
@@ -89,11 +94,12 @@ COMMENT ON FUNCTION pymem.filtered_nearest(char, public.vector, integer, bytea[]
 -- The 64 arms of the CASE differ only in their bucket literal. The arm for bucket
 -- 0 is the template: `pymem-dev sql arms` writes the other 63 from it, and a test
 -- checks that they match it.
-CREATE OR REPLACE FUNCTION pymem.search_rows_v2(p_user_hash char(64), p_query public.vector, p_k integer,
-                                                p_filter bytea[], p_ends integer[])
+CREATE OR REPLACE FUNCTION pymem.search_rows_v3(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                p_filter bytea[], p_ends integer[], p_window timestamptz[])
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
-                   distance double precision, ref_cipher bytea)
+                   distance double precision, ref_cipher bytea, created_at timestamptz,
+                   updated_at timestamptz, expires_at timestamptz)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET row_security = on
@@ -113,6 +119,11 @@ CREATE OR REPLACE FUNCTION pymem.search_rows_v2(p_user_hash char(64), p_query pu
 AS $body$
 DECLARE
     v_filtered  boolean;
+    -- The tags of the filter's first clause when it is positive (the client puts positive
+    -- clauses first), which the walk tests with && before the whole filter; 0 if none.
+    v_lead      integer := CASE WHEN p_ends[1] > 0 THEN p_ends[1] ELSE 0 END;
+    -- No clause, or one positive clause: && on v_lead decides, filter_match is skipped.
+    v_one       boolean := cardinality(p_ends) = 0 OR (cardinality(p_ends) = 1 AND p_ends[1] > 0);
     v_exact_max integer;
     v_rows      bigint;
     v_graph     double precision;
@@ -123,8 +134,11 @@ BEGIN
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pymem.check_filter(p_filter, p_ends);
-    v_filtered := cardinality(p_ends) > 0;
+    PERFORM pymem.check_filter_v2(p_filter, p_ends);
+    PERFORM pymem.check_window(p_window);
+    -- A time window narrows the rows as a filter does. Expiry does not count: expired
+    -- rows are few until a purge, and a walk left short of k by them answers exactly.
+    v_filtered := cardinality(p_ends) > 0 OR EXISTS (SELECT 1 FROM unnest(p_window) AS w(at) WHERE w.at IS NOT NULL);
     SELECT CASE WHEN v_filtered THEN t.filtered_exact_max_rows ELSE t.exact_search_max_rows END
       INTO v_exact_max FROM pymem.tuning t;
     IF v_filtered THEN
@@ -133,9 +147,9 @@ BEGIN
         IF v_solo THEN
             -- The first walk (see above): its ef_search nearest rows, no iterative scan.
             v_ef := pymem.solo_graph_ef_search(v_graph);
-            v_solo_walk := pymem.solo_graph_walk(p_user_hash);
+            v_solo_walk := pymem.solo_graph_walk_v2(p_user_hash);
             PERFORM set_config('hnsw.ef_search', v_ef::text, true);  -- local to this call
-            RETURN QUERY EXECUTE v_solo_walk USING p_query, v_filtered, p_filter, p_ends, p_k;
+            RETURN QUERY EXECUTE v_solo_walk USING p_query, v_lead, p_filter, p_ends, p_k, v_one, p_window;
             IF FOUND THEN
                 RETURN;
             END IF;
@@ -147,8 +161,9 @@ BEGIN
         -- More: v_rows is v_exact_max + 1, and the graph answers (below).
         v_rows := 0;
         FOR id, doc_id, source, text_cipher, meta_cipher, emb_cipher, key_id, aad_version, embedding, distance,
-            ref_cipher, v_rows IN
-            SELECT * FROM pymem.filtered_nearest(p_user_hash, p_query, p_k, p_filter, p_ends, v_exact_max + 1)
+            ref_cipher, created_at, updated_at, expires_at, v_rows IN
+            SELECT * FROM pymem.filtered_nearest_v2(p_user_hash, p_query, p_k, p_filter, p_ends, v_lead, p_window,
+                                                    v_exact_max + 1)
         LOOP
             EXIT WHEN v_rows > v_exact_max;
             RETURN NEXT;
@@ -164,7 +179,7 @@ BEGIN
             v_solo := v_graph IS NOT NULL;
             IF v_solo THEN
                 v_ef := pymem.solo_graph_ef_search(v_graph);
-                v_solo_walk := pymem.solo_graph_walk(p_user_hash);
+                v_solo_walk := pymem.solo_graph_walk_v2(p_user_hash);
             END IF;
         END IF;
     END IF;
@@ -196,7 +211,7 @@ BEGIN
             IF v_filtered THEN
                 PERFORM set_config('hnsw.iterative_scan', 'strict_order', true);
             END IF;
-            RETURN QUERY EXECUTE v_solo_walk USING p_query, v_filtered, p_filter, p_ends, p_k;
+            RETURN QUERY EXECUTE v_solo_walk USING p_query, v_lead, p_filter, p_ends, p_k, v_one, p_window;
         ELSE
             -- One statement per bucket graph, its bucket a literal, so the planner
             -- proves that graph's partial index applies. Plain PostgreSQL keeps one
@@ -216,12 +231,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 0
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -233,12 +249,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 1
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -249,12 +266,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 2
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -265,12 +283,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 3
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -281,12 +300,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 4
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -297,12 +317,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 5
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -313,12 +334,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 6
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -329,12 +351,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 7
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -345,12 +368,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 8
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -361,12 +385,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 9
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -377,12 +402,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 10
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -393,12 +419,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 11
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -409,12 +436,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 12
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -425,12 +453,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 13
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -441,12 +470,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 14
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -457,12 +487,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 15
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -473,12 +504,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 16
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -489,12 +521,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 17
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -505,12 +538,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 18
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -521,12 +555,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 19
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -537,12 +572,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 20
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -553,12 +589,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 21
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -569,12 +606,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 22
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -585,12 +623,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 23
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -601,12 +640,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 24
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -617,12 +657,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 25
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -633,12 +674,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 26
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -649,12 +691,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 27
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -665,12 +708,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 28
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -681,12 +725,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 29
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -697,12 +742,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 30
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -713,12 +759,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 31
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -729,12 +776,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 32
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -745,12 +793,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 33
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -761,12 +810,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 34
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -777,12 +827,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 35
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -793,12 +844,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 36
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -809,12 +861,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 37
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -825,12 +878,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 38
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -841,12 +895,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 39
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -857,12 +912,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 40
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -873,12 +929,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 41
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -889,12 +946,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 42
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -905,12 +963,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 43
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -921,12 +980,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 44
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -937,12 +997,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 45
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -953,12 +1014,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 46
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -969,12 +1031,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 47
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -985,12 +1048,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 48
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1001,12 +1065,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 49
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1017,12 +1082,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 50
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1033,12 +1099,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 51
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1049,12 +1116,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 52
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1065,12 +1133,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 53
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1081,12 +1150,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 54
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1097,12 +1167,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 55
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1113,12 +1184,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 56
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1129,12 +1201,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 57
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1145,12 +1218,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 58
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1161,12 +1235,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 59
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1177,12 +1252,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 60
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1193,12 +1269,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 61
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1209,12 +1286,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 62
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1225,12 +1303,13 @@ BEGIN
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
                                    c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
-                                   c.ref_cipher
+                                   c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
                                AND pymem.search_bucket(c.user_hash) OPERATOR(pg_catalog.=) 63
-                               AND (NOT v_filtered OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]])
-                               AND (cardinality(p_ends) <= 1 OR pymem.tags_match(c.meta_tags, p_filter, p_ends))
+                               AND (v_lead = 0 OR c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                               AND (v_one OR pymem.filter_match(c.meta_tags, p_filter, p_ends))
+                               AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
                              ORDER BY c.embedding OPERATOR(public.<=>) p_query
                              LIMIT p_k)
                         SELECT * FROM hits h
@@ -1253,12 +1332,13 @@ BEGIN
         -- tenant's btree and the top k are exact.
         RETURN QUERY
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-                   c.embedding, t.distance, c.ref_cipher
+                   c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
               FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
                       FROM pymem.memory_chunks n
                      WHERE n.user_hash = p_user_hash
-                       AND n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-                       AND (cardinality(p_ends) = 1 OR pymem.tags_match(n.meta_tags, p_filter, p_ends))
+                       AND (v_lead = 0 OR n.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:v_lead])
+                       AND (v_one OR pymem.filter_match(n.meta_tags, p_filter, p_ends))
+                       AND pymem.row_in_window(n.created_at, n.updated_at, n.expires_at, p_window)
                      ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
                      LIMIT p_k) t
               JOIN pymem.memory_chunks c ON c.ctid = t.tid
@@ -1276,10 +1356,11 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-                   c.embedding, t.distance, c.ref_cipher
+                   c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
               FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
                       FROM pymem.memory_chunks n
                      WHERE n.user_hash = p_user_hash
+                       AND pymem.row_in_window(n.created_at, n.updated_at, n.expires_at, p_window)
                      ORDER BY (n.embedding OPERATOR(public.<=>) p_query) + 0
                      LIMIT p_k) t
               JOIN pymem.memory_chunks c ON c.ctid = t.tid
@@ -1288,6 +1369,31 @@ BEGIN
     END IF;
 END
 $body$;
+COMMENT ON FUNCTION pymem.search_rows_v3(char, public.vector, integer, bytea[], integer[], timestamptz[]) IS
+    'Internal: the tenant''s k nearest rows that meet the filter (negated clauses too) and the time window and '
+    'have not expired, exact or on its solo or bucket graph, with every setting that steers the search pinned. '
+    'Not audited itself: called by the audited search functions.';
+
+-- Revision 0016's search, for search_chunks_v2 and the older functions: search_rows_v3
+-- without a time window (expired rows are left out all the same), after the filter check
+-- of its time (positive clauses only).
+CREATE OR REPLACE FUNCTION pymem.search_rows_v2(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                p_filter bytea[], p_ends integer[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $body$
+BEGIN
+    PERFORM pymem.check_filter(p_filter, p_ends);
+    RETURN QUERY
+    SELECT r.id, r.doc_id, r.source, r.text_cipher, r.meta_cipher, r.emb_cipher, r.key_id, r.aad_version,
+           r.embedding, r.distance, r.ref_cipher
+      FROM pymem.search_rows_v3(p_user_hash, p_query, p_k, p_filter, p_ends, '{}') AS r;
+END
+$body$;
 COMMENT ON FUNCTION pymem.search_rows_v2(char, public.vector, integer, bytea[], integer[]) IS
-    'Internal: the tenant''s k nearest rows, exact or on its solo or bucket graph, with every setting that steers '
-    'the search pinned. Not audited itself: called by the audited search functions.';
+    'Internal: search_rows_v3 without a time window, for the searches of revisions before 0022. Not audited '
+    'itself: called by the audited search functions.';

@@ -3,7 +3,7 @@
 -- tags (pymem.terms: normalised, stemmed, HMAC'd under the tenant's blind-index key);
 -- the database scores the tenant's rows that hold them from their postings
 -- (memory_terms, written with the rows) and fuses that ranking with the vector search's
--- (search_rows_v2) by reciprocal rank. It never sees a term, only which of the tenant's
+-- (search_rows_v3) by reciprocal rank. It never sees a term, only which of the tenant's
 -- rows share one, and which tags a query asks for.
 
 CREATE OR REPLACE FUNCTION pymem.check_terms(p_terms bytea[]) RETURNS void
@@ -56,8 +56,8 @@ COMMENT ON FUNCTION pymem.hybrid_search_digest(public.vector, integer, bytea[], 
 --   question's own words, "what do I need to know about", outweighed the name.)
 -- N, df and so the ranking are the database's to state: whoever can write the tables
 -- can reorder the rows that hold query terms (threat model), not add one that holds none.
-CREATE OR REPLACE FUNCTION pymem.keyword_hits(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
-                                              p_ends integer[], p_k integer)
+CREATE OR REPLACE FUNCTION pymem.keyword_hits_v2(p_user_hash char(64), p_terms bytea[], p_filter bytea[],
+                                                 p_ends integer[], p_window timestamptz[], p_k integer)
     RETURNS TABLE (chunk_id uuid, score double precision, positions integer[])
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
@@ -104,31 +104,32 @@ BEGIN
       FROM s JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) s.chunk_id
      WHERE s.rare >= 0.5 * (SELECT sum(r.idf) FROM r WHERE r.rare)
-       AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 0
-            OR (c.meta_tags OPERATOR(pg_catalog.&&) p_filter[1:p_ends[1]]
-                AND (pg_catalog.cardinality(p_ends) OPERATOR(pg_catalog.=) 1
-                     OR pymem.tags_match(c.meta_tags, p_filter, p_ends))))
+       AND pymem.filter_match(c.meta_tags, p_filter, p_ends)
+       AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, p_window)
      ORDER BY s.score DESC, s.chunk_id
      LIMIT p_k;
 END
 $body$;
-COMMENT ON FUNCTION pymem.keyword_hits(char, bytea[], bytea[], integer[], integer) IS
-    'Internal: the tenant''s p_k best rows by keyword relevance over the term tags, among those meeting the '
-    'filter, with the positions of the terms each holds; for hybrid_rows.';
+COMMENT ON FUNCTION pymem.keyword_hits_v2(char, bytea[], bytea[], integer[], timestamptz[], integer) IS
+    'Internal: the tenant''s p_k best unexpired rows by keyword relevance over the term tags, among those '
+    'meeting the filter and the time window, with the positions of the terms each holds; for hybrid_rows_v2.';
 
--- pymem.hybrid_rows: the fused search, for search_hybrid_chunks (primary) and its
--- standby twin, which check the tenant and the read intent and audit the result.
--- The vector search's p_k (search_rows_v2, filtered) and the keyword search's p_k are
+-- pymem.hybrid_rows_v2: the fused search, for search_chunks_v3 (primary) and its
+-- standby twin, which check the tenant and the read intent and audit the result, and
+-- for search_hybrid_chunks through hybrid_rows. p_terms NULL: the vector search alone.
+-- The vector search's p_k (search_rows_v3, filtered) and the keyword search's p_k are
 -- fused by reciprocal rank (1/(60 + rank) from each list a row is in; a tie goes to
 -- the row the keyword side found, then to the lower id); the p_k best are returned,
 -- best first, each with its cosine distance, its keyword score and the query terms it
 -- holds (both NULL when it is not among the keyword hits).
-CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
-                                             p_filter bytea[], p_ends integer[], p_terms bytea[])
+CREATE OR REPLACE FUNCTION pymem.hybrid_rows_v2(p_user_hash char(64), p_query public.vector, p_k integer,
+                                                p_filter bytea[], p_ends integer[], p_window timestamptz[],
+                                                p_terms bytea[])
     RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
                    emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
                    distance double precision, ref_cipher bytea, keyword_score double precision,
-                   term_positions integer[])
+                   term_positions integer[], created_at timestamptz, updated_at timestamptz,
+                   expires_at timestamptz)
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
     -- Plans only, never results (ties are broken by id), but pinned like search_rows_v2's:
@@ -143,7 +144,15 @@ CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query publi
     SET plan_cache_mode = 'auto'
 AS $body$
 BEGIN
-    -- Checked here too: with k = 0 the LIMITs below would skip search_rows_v2 and its check.
+    IF p_terms IS NULL THEN
+        RETURN QUERY
+        SELECT r.id, r.doc_id, r.source, r.text_cipher, r.meta_cipher, r.emb_cipher, r.key_id, r.aad_version,
+               r.embedding, r.distance, r.ref_cipher, NULL::double precision, NULL::integer[], r.created_at,
+               r.updated_at, r.expires_at
+          FROM pymem.search_rows_v3(p_user_hash, p_query, p_k, p_filter, p_ends, p_window) AS r;
+        RETURN;
+    END IF;
+    -- Checked here too: with k = 0 the LIMITs below would skip search_rows_v3 and its check.
     IF p_k IS NULL OR p_k NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'search_chunks: k must be between 1 and 1000' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -151,11 +160,11 @@ BEGIN
     RETURN QUERY
     WITH v AS MATERIALIZED (
         SELECT r.id, row_number() OVER (ORDER BY r.distance, r.id) AS rank
-          FROM pymem.search_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends) AS r),
+          FROM pymem.search_rows_v3(p_user_hash, p_query, p_k, p_filter, p_ends, p_window) AS r),
     kw AS MATERIALIZED (
         SELECT h.chunk_id, h.score, h.positions,
                row_number() OVER (ORDER BY h.score DESC, h.chunk_id) AS rank
-          FROM pymem.keyword_hits(p_user_hash, p_terms, p_filter, p_ends, p_k) AS h),
+          FROM pymem.keyword_hits_v2(p_user_hash, p_terms, p_filter, p_ends, p_window, p_k) AS h),
     f AS MATERIALIZED (
         SELECT coalesce(v.id, kw.chunk_id) AS id, kw.score, kw.positions,
                coalesce(1.0 / (60 + v.rank), 0) + coalesce(1.0 / (60 + kw.rank), 0) AS fused
@@ -163,15 +172,42 @@ BEGIN
          ORDER BY 4 DESC, kw.score IS NULL, 1
          LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions
+           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions,
+           c.created_at, c.updated_at, c.expires_at
       FROM f JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
+     -- Both sides left expired rows out; a row that expired since is left out here too.
+     WHERE pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, '{}')
      ORDER BY f.fused DESC, f.score IS NULL, f.id;
 END
 $body$;
+COMMENT ON FUNCTION pymem.hybrid_rows_v2(char, public.vector, integer, bytea[], integer[], timestamptz[],
+                                         bytea[]) IS
+    'Internal: the tenant''s p_k best unexpired rows in the time window by reciprocal-rank fusion of the vector '
+    'and keyword searches (p_terms NULL: the vector search alone); for search_chunks_v3.';
+
+-- Revision 0021's fused search, for search_hybrid_chunks: hybrid_rows_v2 without a time
+-- window (expired rows are left out all the same), after that revision's filter check.
+CREATE OR REPLACE FUNCTION pymem.hybrid_rows(p_user_hash char(64), p_query public.vector, p_k integer,
+                                             p_filter bytea[], p_ends integer[], p_terms bytea[])
+    RETURNS TABLE (id uuid, doc_id text, source text, text_cipher bytea, meta_cipher bytea,
+                   emb_cipher bytea, key_id integer, aad_version smallint, embedding public.vector,
+                   distance double precision, ref_cipher bytea, keyword_score double precision,
+                   term_positions integer[])
+    LANGUAGE plpgsql SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+    PERFORM pymem.check_filter(p_filter, p_ends);
+    PERFORM pymem.check_terms(p_terms);
+    RETURN QUERY
+    SELECT r.id, r.doc_id, r.source, r.text_cipher, r.meta_cipher, r.emb_cipher, r.key_id, r.aad_version,
+           r.embedding, r.distance, r.ref_cipher, r.keyword_score, r.term_positions
+      FROM pymem.hybrid_rows_v2(p_user_hash, p_query, p_k, p_filter, p_ends, '{}', p_terms) AS r;
+END
+$body$;
 COMMENT ON FUNCTION pymem.hybrid_rows(char, public.vector, integer, bytea[], integer[], bytea[]) IS
-    'Internal: the tenant''s p_k best rows by reciprocal-rank fusion of the vector and keyword searches; '
-    'for search_hybrid_chunks.';
+    'Internal: hybrid_rows_v2 without a time window, for search_hybrid_chunks (revision 0021).';
 
 CREATE OR REPLACE FUNCTION pymem.search_hybrid_chunks(p_user_hash char(64), p_ticket uuid, p_query public.vector,
                                                       p_k integer, p_filter bytea[], p_ends integer[],

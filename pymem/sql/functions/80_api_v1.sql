@@ -81,6 +81,7 @@ BEGIN
                c.embedding
           FROM pymem.memory_chunks c
          WHERE c.user_hash = p_user_hash AND c.id = ANY (p_ids)
+           AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, '{}')  -- not expired (0022)
          ORDER BY c.id
     LOOP
         v_ids := v_ids || id;
@@ -183,6 +184,7 @@ BEGIN
          WHERE c.user_hash = p_user_hash
            AND (p_key_ids IS NULL OR c.key_id = ANY (p_key_ids))
            AND (p_after IS NULL OR c.id > p_after)
+           AND pymem.row_in_window(c.created_at, c.updated_at, c.expires_at, '{}')  -- not expired (0022)
          ORDER BY c.id
          LIMIT p_limit
     LOOP
