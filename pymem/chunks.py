@@ -7,8 +7,8 @@ its metadata (:mod:`pymem.blind_index`) and the plaintext embedding for ANN.
 Each sealed field's AAD binds tenant, row id, field, ``doc_id`` and ``source``
 (AAD v2, :func:`pymem.security.chunk_aad`), so a ciphertext moved to another
 tenant, row or column, or a relabelled row, fails to open with ``InvalidTag``.
-Reads also check that the searchable embedding equals its sealed copy
-(``EmbeddingMismatch``).
+Reads also check that the searchable embedding equals its sealed copy, or its
+float16 rounding where the schema stores halfvec (``EmbeddingMismatch``).
 
 Rows as the read functions return them (v3 adds created_at, updated_at and
 expires_at, last)::
@@ -247,6 +247,16 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
                      terms=None if term_language is None else row_terms(index, chunk.text, term_language))
 
 
+def searchable_copy_of(sealed: np.ndarray, searchable: np.ndarray) -> bool:
+    """Whether ``searchable`` (as read) is the searchable copy of ``sealed``: equal, or, in a
+    schema that stores embeddings at half precision (revision 0023, ``PYMEM_EMBEDDING_TYPE=halfvec``),
+    equal to it rounded to float16 as pgvector rounds (to nearest, ties to even)."""
+    if np.array_equal(sealed, searchable):
+        return True
+    with np.errstate(over="ignore"):
+        return np.array_equal(sealed.astype(np.float16).astype(EMBEDDING_DTYPE), searchable)
+
+
 def as_float32(embedding: Any) -> np.ndarray:
     """A vector as read from Postgres (pgvector's binary format loads as ``Vector``) as float32."""
     if hasattr(embedding, "to_numpy"):
@@ -281,7 +291,7 @@ def open_row(user_hash: str, row: tuple, keys: TenantKeys) -> OpenedRow:
         return keys.open(key_id, blob, _field_aad(user_hash, row_id, field, doc_id, source, aad_version, expires_at))
 
     sealed_embedding = np.frombuffer(opened(emb_cipher, "emb"), dtype=EMBEDDING_DTYPE)
-    if not np.array_equal(sealed_embedding, as_float32(embedding)):
+    if not searchable_copy_of(sealed_embedding, as_float32(embedding)):
         raise EmbeddingMismatch("a stored embedding differs from its sealed copy")
     if ref_cipher is None and row_id.version == 8:
         # A keyed id (UUIDv8) is only ever stored with its caller id sealed beside it.

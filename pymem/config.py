@@ -9,8 +9,13 @@ Database
     ``PYMEM_DATABASE_URL``   libpq DSN/URL of your Postgres. Unset: an embedded server.
     ``PYMEM_HOME``           state dir for the embedded server (default ``~/.pymem``).
     ``PYMEM_PG_VERSION``     embedded Postgres major version, 16 or 18 (default 18).
-    ``PYMEM_EMBEDDING_DIM``  embedding dimension of a new schema (default 384); a database
-                             created with another one refuses to migrate with it.
+    ``PYMEM_EMBEDDING_DIM``  embedding dimension of a new schema (default 384; at most 2000,
+                             or 4000 with halfvec); a database created with another one refuses
+                             to migrate with it.
+    ``PYMEM_EMBEDDING_TYPE`` how the searchable copy of embeddings is stored: ``vector``
+                             (float32, the default) or ``halfvec`` (float16: half the memory, up
+                             to 4000 dimensions); chosen when the schema is created, or when
+                             upgrading to revision 0023, and fixed afterwards.
     ``PYMEM_MAX_TEXT_BYTES`` largest accepted chunk text in UTF-8 bytes (default 65536).
     ``PYMEM_TERM_TAGS``      write each row's keyword terms as keyed tags, for hybrid search
                              (default true; false: rows get none and hybrid search is refused).
@@ -67,6 +72,9 @@ from .errors import ConfigurationError
 
 #: The embedding dimension of a new schema when none is asked for.
 DEFAULT_EMBEDDING_DIM = 384
+EMBEDDING_TYPES = ("vector", "halfvec")
+# HNSW indexes vector of up to 2,000 dimensions and halfvec of up to 4,000 (pgvector).
+MAX_VECTOR_DIM, MAX_HALFVEC_DIM = 2000, 4000
 #: The reranker's directory under ``$PYMEM_HOME/models`` unless PYMEM_RERANK_MODEL says otherwise.
 DEFAULT_RERANKER_NAME = "ms-marco-TinyBERT-L2-v2"
 
@@ -114,6 +122,7 @@ class Settings:
     home: Path
     pg_version: int
     embedding_dim: int | None
+    embedding_type: str | None
     max_text_bytes: int
     rerank_enabled: bool
     rerank_circuit_ms: float
@@ -176,8 +185,10 @@ def get_settings() -> Settings:
         database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
         home=home,
         pg_version=pg_version,
-        embedding_dim=(_env_number("PYMEM_EMBEDDING_DIM", DEFAULT_EMBEDDING_DIM, int, 1, 2000)
+        embedding_dim=(_env_number("PYMEM_EMBEDDING_DIM", DEFAULT_EMBEDDING_DIM, int, 1, MAX_HALFVEC_DIM)
                        if os.environ.get("PYMEM_EMBEDDING_DIM", "").strip() else None),
+        embedding_type=(_env_choice("PYMEM_EMBEDDING_TYPE", "vector", EMBEDDING_TYPES)
+                        if os.environ.get("PYMEM_EMBEDDING_TYPE", "").strip() else None),
         max_text_bytes=_env_number("PYMEM_MAX_TEXT_BYTES", 64 * 1024, int, 1, 1 << 30),
         rerank_enabled=_env_bool("RERANK_ENABLED", True),
         rerank_circuit_ms=_env_number("RERANK_CIRCUIT_MS", 250.0, float, 1.0, 60_000.0),

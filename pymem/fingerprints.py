@@ -90,8 +90,10 @@ WITH tables AS (
     UNION ALL
     SELECT 'column ' || c.relname || '.' || a.attname,
            pg_catalog.format('%s|%s|%s|%s|default %s|grants %s',
-               pg_catalog.format_type(a.atttypid, CASE WHEN a.atttypid = pg_catalog.to_regtype('public.vector')
-                                                       THEN NULL ELSE a.atttypmod END),
+               -- The embedding's dimension and type (vector, or halfvec since 0023) are the deployment's.
+               CASE WHEN a.atttypid IN (pg_catalog.to_regtype('public.vector'), pg_catalog.to_regtype('public.halfvec'))
+                    THEN pg_catalog.format_type(pg_catalog.to_regtype('public.vector'), NULL)
+                    ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END,
                a.attcollation::pg_catalog.regcollation, a.attnotnull, a.attgenerated,
                pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attacl)
       FROM tables c

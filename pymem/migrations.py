@@ -42,6 +42,10 @@ SQL_DIR: Traversable = files("pymem") / "sql"
 ALEMBIC_SCRIPTS = "pymem:alembic"
 #: Directories whose files a database can run; each file's sha256 is recorded.
 FROZEN_DIRS = ("history", "schema", "released")
+# Revision 0023 stores embeddings as halfvec when asked (PYMEM_EMBEDDING_TYPE); before it, a
+# halfvec schema wider than HNSW indexes as vector is created at this dimension (step_dim).
+TYPED_FROM = "0023"
+PLACEHOLDER_DIM = 2000
 
 
 def recorded_checksums() -> dict[str, str]:
@@ -145,10 +149,20 @@ def revision_steps(name: str) -> tuple[Callable[[], None], Callable[[], None]]:
     def step(direction: str) -> None:
         from alembic import context, op
 
-        dim = context.config.attributes["embedding_dim_resolved"]
-        migrate_step(op, name, direction, settings={"pymem.embedding_dim": str(dim)})
+        attributes = context.config.attributes
+        dim, kind = attributes["embedding_dim_resolved"], attributes.get("embedding_type_resolved", "vector")
+        migrate_step(op, name, direction, settings={"pymem.embedding_dim": str(step_dim(name, dim, kind)),
+                                                    "pymem.embedding_type": kind})
 
     return (lambda: step("up")), (lambda: step("down"))
+
+
+def step_dim(name: str, dim: int, kind: str) -> int:
+    """The dimension revision ``name`` creates the schema with: ``dim``, except that before
+    revision 0023 (which stores halfvec) a halfvec schema of more dimensions than HNSW indexes
+    as vector is created at :data:`PLACEHOLDER_DIM`, on a table still empty, and 0023 gives
+    it ``dim``."""
+    return PLACEHOLDER_DIM if kind == "halfvec" and dim > PLACEHOLDER_DIM and name[:4] < TYPED_FROM else dim
 
 
 def head_revision() -> str:
@@ -194,8 +208,8 @@ def reapply_functions(dsn: str) -> str:
     return bundle
 
 
-def alembic_config(dsn: str | None = None, embedding_dim: int | None = None):
-    """An alembic ``Config`` for this project, optionally for a given DSN and dimension."""
+def alembic_config(dsn: str | None = None, embedding_dim: int | None = None, embedding_type: str | None = None):
+    """An alembic ``Config`` for this project, optionally for a given DSN, dimension and type."""
     from alembic.config import Config
 
     cfg = Config()
@@ -204,20 +218,29 @@ def alembic_config(dsn: str | None = None, embedding_dim: int | None = None):
         cfg.attributes["dsn"] = dsn
     if embedding_dim is not None:
         cfg.attributes["embedding_dim"] = int(embedding_dim)
+    if embedding_type is not None:
+        cfg.attributes["embedding_type"] = embedding_type
     return cfg
 
 
-def upgrade(dsn: str | None = None, revision: str = "head", embedding_dim: int | None = None) -> None:
+def upgrade(dsn: str | None = None, revision: str = "head", embedding_dim: int | None = None,
+            embedding_type: str | None = None) -> None:
     """``alembic upgrade`` against ``dsn`` (default: :func:`pymem.db.database_url`).
 
+    Args:
+        embedding_dim, embedding_type: the schema's embeddings (``PYMEM_EMBEDDING_DIM``,
+            ``PYMEM_EMBEDDING_TYPE``: ``vector`` or ``halfvec``), for a new schema; an
+            existing one keeps its own, except that the upgrade to revision 0023 may
+            store a vector schema as halfvec.
+
     Raises:
-        MigrationRefused: ``embedding_dim`` differs from the dimension the database
-            was first migrated with.
+        MigrationRefused: ``embedding_dim`` or ``embedding_type`` differs from what the
+            database was migrated with.
         ChecksumMismatch: a SQL file is not the reviewed one.
     """
     from alembic import command
 
-    command.upgrade(alembic_config(dsn, embedding_dim), revision)
+    command.upgrade(alembic_config(dsn, embedding_dim, embedding_type), revision)
 
 
 def downgrade(dsn: str | None = None, revision: str = "base") -> None:

@@ -152,6 +152,16 @@ class SoloGraphReport:
     failed: list[str]
 
 
+def embedding_opclass(conn: psycopg.Connection) -> str:
+    """The HNSW operator class of the schema's embeddings: ``halfvec_cosine_ops`` where they are
+    stored at half precision (revision 0023), else ``vector_cosine_ops``."""
+    (kind,) = conn.execute("SELECT t.typname::pg_catalog.text FROM pg_catalog.pg_attribute a"
+                           " JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
+                           " WHERE a.attrelid OPERATOR(pg_catalog.=) 'pymem.memory_chunks'::pg_catalog.regclass"
+                           " AND a.attname OPERATOR(pg_catalog.=) 'embedding'").fetchone()
+    return "halfvec_cosine_ops" if kind == "halfvec" else "vector_cosine_ops"
+
+
 def apply_solo_graphs(conn: psycopg.Connection, plan: SoloGraphPlan, *, progress: bool = True) -> SoloGraphReport:
     """Drop, then build, the solo graphs of ``plan``, each concurrently with writes.
 
@@ -179,6 +189,7 @@ def apply_solo_graphs(conn: psycopg.Connection, plan: SoloGraphPlan, *, progress
     try:
         conn.execute("SET ROLE pymem_owner")
         session_kb = current_maintenance_work_mem_kb(conn)
+        opclass = embedding_opclass(conn)
         for graph in plan.drop:
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS pymem.{}").format(sql.Identifier(graph)))
         for user_hash, live_rows in progress_iter(plan.build, enabled=progress, desc="building solo graphs",
@@ -188,9 +199,10 @@ def apply_solo_graphs(conn: psycopg.Connection, plan: SoloGraphPlan, *, progress
             (graph,) = conn.execute("SELECT pymem.solo_graph_name(%s)", (user_hash,)).fetchone()
             try:
                 conn.execute(sql.SQL("CREATE INDEX CONCURRENTLY {} ON pymem.memory_chunks"
-                                     " USING hnsw (embedding public.vector_cosine_ops) WITH ({})"
+                                     " USING hnsw (embedding public.{}) WITH ({})"
                                      " WHERE user_hash OPERATOR(pg_catalog.=) {}::pg_catalog.bpchar")
-                             .format(sql.Identifier(graph), sql.SQL(_SOLO_GRAPH_WITH), sql.Literal(user_hash)))
+                             .format(sql.Identifier(graph), sql.Identifier(opclass), sql.SQL(_SOLO_GRAPH_WITH),
+                                     sql.Literal(user_hash)))
             except psycopg.Error as exc:  # the message may quote the hash: only its SQLSTATE is kept
                 failed.append(exc.sqlstate or type(exc).__name__)
         conn.execute("SELECT pg_catalog.set_config('maintenance_work_mem', %s, false)", (f"{session_kb}kB",))

@@ -48,13 +48,14 @@ class Cluster:
             extra.update(user=user, password="")
         return make_conninfo(self.admin_url, **extra)
 
-    def fresh_database(self, name: str, embedding_dim: int = 384, migrate: bool = True) -> str:
+    def fresh_database(self, name: str, embedding_dim: int = 384, migrate: bool = True,
+                       embedding_type: str = "vector") -> str:
         """Drop and recreate ``name``, migrate it to head; return its admin DSN."""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         url = ensure_database(self.admin_url, name)
         if migrate:
-            migrations.upgrade(url, embedding_dim=embedding_dim)
+            migrations.upgrade(url, embedding_dim=embedding_dim, embedding_type=embedding_type)
         return url
 
     def login_role(self, name: str, member_of: list[str], inherit: bool = True) -> None:

@@ -3,10 +3,11 @@
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from pymem.config import DEFAULT_EMBEDDING_DIM, get_settings
+from pymem.config import DEFAULT_EMBEDDING_DIM, EMBEDDING_TYPES, MAX_HALFVEC_DIM, MAX_VECTOR_DIM, get_settings
 from pymem.db import database_url, sqlalchemy_url
 from pymem.distribute import migration_connect_args
 from pymem.errors import MigrationRefused
+from pymem.migrations import PLACEHOLDER_DIM, TYPED_FROM
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("dsn"):
@@ -14,40 +15,69 @@ if config.config_file_name is not None and not config.attributes.get("dsn"):
 
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-# The dimension memory_chunks.embedding has, when the schema exists.
-# Operators qualified: a database's search path must not pick them.
-_EXISTING_DIM = text("SELECT a.atttypmod FROM pg_catalog.pg_attribute a"
-                     " WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pymem.memory_chunks')"
-                     " AND a.attname OPERATOR(pg_catalog.=) 'embedding'")
+# The dimension and type of memory_chunks.embedding, and the schema's revision, when the
+# schema exists. Operators qualified: a database's search path must not pick them.
+_EXISTING = text("SELECT a.atttypmod, t.typname::pg_catalog.text FROM pg_catalog.pg_attribute a"
+                 " JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid"
+                 " WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pymem.memory_chunks')"
+                 " AND a.attname OPERATOR(pg_catalog.=) 'embedding'")
+_REVISION = text("SELECT version_num FROM public.alembic_version")
 
 
-def _requested_dim() -> int | None:
-    """-x embedding_dim=N, else the caller's attribute, else PYMEM_EMBEDDING_DIM; None when none is given."""
-    raw = context.get_x_argument(as_dictionary=True).get("embedding_dim")
+def _requested(name: str, setting):
+    """-x name=..., else the caller's attribute, else the setting; None when none is given."""
+    raw = context.get_x_argument(as_dictionary=True).get(name)
+    return config.attributes.get(name) or setting if raw is None else raw
+
+
+def _requested_type() -> str | None:
+    kind = _requested("embedding_type", get_settings().embedding_type)
+    if kind is not None and kind not in EMBEDDING_TYPES:
+        raise SystemExit(f"-x embedding_type must be one of {', '.join(EMBEDDING_TYPES)}")
+    return kind
+
+
+def _requested_dim(kind: str) -> int | None:
+    raw = _requested("embedding_dim", get_settings().embedding_dim)
     if raw is None:
-        given = config.attributes.get("embedding_dim") or get_settings().embedding_dim
-        return None if given is None else int(given)
+        return None
     try:
         dim = int(raw)
     except ValueError:
         raise SystemExit("-x embedding_dim must be an integer") from None
-    if not 1 <= dim <= 2000:
-        raise SystemExit("-x embedding_dim must be between 1 and 2000 (HNSW's limit)")
+    limit = MAX_HALFVEC_DIM if kind == "halfvec" else MAX_VECTOR_DIM
+    if not 1 <= dim <= limit:
+        raise SystemExit(f"-x embedding_dim must be between 1 and {limit} for {kind} (HNSW's limit)")
     return dim
 
 
-def _embedding_dim(connection) -> int:
-    """The dimension to migrate with: the database's own once it has one (a different request is refused)."""
-    requested = _requested_dim()
-    existing = connection.execute(_EXISTING_DIM).scalar()
+def _embedding(connection) -> tuple[int, str]:
+    """The dimension and type to migrate with: the database's own once it has them (a different
+    request is refused), except that revision 0023 may turn a vector schema into halfvec."""
+    existing_dim, existing_type = connection.execute(_EXISTING).one_or_none() or (None, None)
+    revision = (connection.execute(_REVISION).scalar()
+                if connection.execute(text("SELECT pg_catalog.to_regclass('public.alembic_version')")).scalar()
+                else None)
     connection.commit()
-    if existing is None:
-        return requested or DEFAULT_EMBEDDING_DIM
-    if requested is not None and requested != existing:
+    requested_type = _requested_type()
+    kind = requested_type or existing_type or "vector"
+    requested_dim = _requested_dim(kind)
+    if existing_dim is None:
+        return requested_dim or DEFAULT_EMBEDDING_DIM, kind
+    before_types = revision is not None and revision < TYPED_FROM
+    if requested_type is not None and requested_type != existing_type and not (
+            before_types and existing_type == "vector"):
         raise MigrationRefused(
-            f"this database stores {existing}-dimensional embeddings; it cannot be migrated to {requested}"
+            f"this database stores {existing_type} embeddings; it cannot be migrated to {requested_type}"
+            f" (the type is fixed when the schema is created, or when it is upgraded to revision {TYPED_FROM})")
+    # A halfvec schema of more than 2,000 dimensions is created at a placeholder dimension
+    # until revision 0023 gives it its own; a migration interrupted before then goes on.
+    resumed = before_types and kind == "halfvec" and existing_dim == PLACEHOLDER_DIM
+    if requested_dim is not None and requested_dim != existing_dim and not resumed:
+        raise MigrationRefused(
+            f"this database stores {existing_dim}-dimensional embeddings; it cannot be migrated to {requested_dim}"
             " (the dimension is fixed when the schema is first created: use a new database for another model)")
-    return existing
+    return (requested_dim if resumed and requested_dim else existing_dim), kind
 
 
 def run_migrations_online() -> None:
@@ -55,7 +85,9 @@ def run_migrations_online() -> None:
     # On a Citus coordinator not yet distributed, the DDL stays local (pymem distribute).
     engine = create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool, connect_args=migration_connect_args(dsn))
     with engine.connect() as connection:
-        context.config.attributes["embedding_dim_resolved"] = _embedding_dim(connection)
+        dim, kind = _embedding(connection)
+        context.config.attributes["embedding_dim_resolved"] = dim
+        context.config.attributes["embedding_type_resolved"] = kind
         context.configure(
             connection=connection,
             target_metadata=None,

@@ -46,6 +46,11 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
     for kind in ("vector", "halfvec"):
         assert 0.0 <= half[kind]["recall_at_10"] <= 1.0 and half[kind]["index_mb"] > 0
 
+    halfvec = written["benches"]["halfvec"]["results"]
+    assert set(halfvec["systems"]) == {"vector", "halfvec", "halfvec 3072-d"}
+    assert all(0.0 <= s["recall_at_10"] <= 1.0 and s["graphs_bytes"] > 0 for s in halfvec["systems"].values())
+    assert halfvec["ratios"]["graphs_halfvec_over_vector"] > 0
+
     search = written["benches"]["search"]["results"]["classes"]
     assert search, "at least one size class was measured"
     for info in search.values():

@@ -25,6 +25,7 @@ from functools import cached_property
 
 import numpy as np
 import psycopg
+from pgvector.utils import HalfVector
 from pgvector.psycopg import register_vector
 from tqdm import tqdm
 
@@ -180,16 +181,22 @@ def load(admin_dsn: str, dataset: Dataset, progress: bool = True) -> tuple[list[
     fake_emb = bytes(4 * dataset.vectors.shape[1] + 28)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         register_vector(conn)
+        # vector, or halfvec where the schema stores embeddings at half precision (0023).
+        (kind,) = conn.execute("SELECT t.typname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+                               " WHERE a.attrelid = 'pymem.memory_chunks'::regclass"
+                               " AND a.attname = 'embedding'").fetchone()
+        as_sent = HalfVector if kind == "halfvec" else np.asarray
         definitions = drop_search_indexes(conn)
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL session_replication_role = replica")
             with cur.copy("COPY pymem.memory_chunks (id, user_hash, doc_id, source, text_cipher, meta_cipher,"
                           " emb_cipher, key_id, embedding, aad_version) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", "vector", "int2"])
+                copy.set_types(["uuid", "text", "text", "text", "bytea", "bytea", "bytea", "int4", kind, "int2"])
                 for i in tqdm(range(dataset.n), desc="loading rows", unit="row", disable=not progress,
                               mininterval=5):
                     copy.write_row((ids[i], dataset.tenant_hashes[dataset.tenant_of_row[i]], f"doc-{i // 20}",
-                                    "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1, dataset.vectors[i], 2))
+                                    "bench", FAKE_TEXT_CIPHER, FAKE_META_CIPHER, fake_emb, 1,
+                                    as_sent(dataset.vectors[i]), 2))
         conn.execute("INSERT INTO pymem.key_stats (key_id, user_hash, live_rows, seals)"
                      " SELECT key_id, user_hash, count(*), 3 * count(*) FROM pymem.memory_chunks GROUP BY 1, 2")
         start = time.perf_counter()

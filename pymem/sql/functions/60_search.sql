@@ -223,7 +223,7 @@ CREATE OR REPLACE FUNCTION pymem.solo_graph_walk_v2(p_user_hash char(64)) RETURN
     RETURN pg_catalog.format($walk$
         WITH hits AS MATERIALIZED (
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) $1 AS distance,
+                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) $1 AS distance,
                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
               FROM pymem.memory_chunks c
              WHERE c.user_hash OPERATOR(pg_catalog.=) %L::pg_catalog.bpchar

@@ -32,7 +32,7 @@ BEGIN
          LIMIT p_limit),
     t AS (SELECT m.tid, m.distance FROM m ORDER BY m.distance LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-           c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at,
+           c.embedding::public.vector, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at,
            (SELECT pg_catalog.count(*) FROM m)
       FROM t JOIN pymem.memory_chunks c ON c.ctid OPERATOR(pg_catalog.=) t.tid
      WHERE c.user_hash OPERATOR(pg_catalog.=) p_user_hash
@@ -230,7 +230,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -248,7 +248,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -265,7 +265,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -282,7 +282,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -299,7 +299,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -316,7 +316,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -333,7 +333,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -350,7 +350,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -367,7 +367,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -384,7 +384,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -401,7 +401,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -418,7 +418,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -435,7 +435,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -452,7 +452,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -469,7 +469,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -486,7 +486,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -503,7 +503,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -520,7 +520,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -537,7 +537,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -554,7 +554,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -571,7 +571,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -588,7 +588,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -605,7 +605,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -622,7 +622,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -639,7 +639,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -656,7 +656,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -673,7 +673,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -690,7 +690,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -707,7 +707,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -724,7 +724,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -741,7 +741,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -758,7 +758,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -775,7 +775,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -792,7 +792,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -809,7 +809,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -826,7 +826,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -843,7 +843,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -860,7 +860,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -877,7 +877,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -894,7 +894,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -911,7 +911,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -928,7 +928,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -945,7 +945,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -962,7 +962,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -979,7 +979,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -996,7 +996,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1013,7 +1013,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1030,7 +1030,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1047,7 +1047,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1064,7 +1064,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1081,7 +1081,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1098,7 +1098,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1115,7 +1115,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1132,7 +1132,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1149,7 +1149,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1166,7 +1166,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1183,7 +1183,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1200,7 +1200,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1217,7 +1217,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1234,7 +1234,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1251,7 +1251,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1268,7 +1268,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1285,7 +1285,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1302,7 +1302,7 @@ BEGIN
                     RETURN QUERY
                         WITH hits AS MATERIALIZED (
                             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id,
-                                   c.aad_version, c.embedding, c.embedding OPERATOR(public.<=>) p_query AS distance,
+                                   c.aad_version, c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query AS distance,
                                    c.ref_cipher, c.created_at, c.updated_at, c.expires_at
                               FROM pymem.memory_chunks c
                              WHERE c.user_hash = p_user_hash
@@ -1332,7 +1332,7 @@ BEGIN
         -- tenant's btree and the top k are exact.
         RETURN QUERY
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-                   c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
+                   c.embedding::public.vector, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
               FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
                       FROM pymem.memory_chunks n
                      WHERE n.user_hash = p_user_hash
@@ -1356,7 +1356,7 @@ BEGIN
         END IF;
         RETURN QUERY
             SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-                   c.embedding, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
+                   c.embedding::public.vector, t.distance, c.ref_cipher, c.created_at, c.updated_at, c.expires_at
               FROM (SELECT n.ctid AS tid, n.embedding OPERATOR(public.<=>) p_query AS distance
                       FROM pymem.memory_chunks n
                      WHERE n.user_hash = p_user_hash

@@ -172,7 +172,7 @@ BEGIN
          ORDER BY 4 DESC, kw.score IS NULL, 1
          LIMIT p_k)
     SELECT c.id, c.doc_id, c.source, c.text_cipher, c.meta_cipher, c.emb_cipher, c.key_id, c.aad_version,
-           c.embedding, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions,
+           c.embedding::public.vector, c.embedding OPERATOR(public.<=>) p_query, c.ref_cipher, f.score, f.positions,
            c.created_at, c.updated_at, c.expires_at
       FROM f JOIN pymem.memory_chunks c
            ON c.user_hash OPERATOR(pg_catalog.=) p_user_hash AND c.id OPERATOR(pg_catalog.=) f.id
