@@ -307,11 +307,14 @@ def _cmd_rotate_tenant_key(args) -> int:
     return 0
 
 
-def _cmd_index_terms(args) -> int:
+def _each_tenant(args, work, bar: str | None = None) -> tuple[int, int]:
+    """``await work(conn, user_hash)`` for the users of ``--user-ids-file`` or, with ``--all``,
+    every tenant with rows, under a progress bar of tenants named ``bar`` (unless
+    ``--no-progress``); return (the sum of what it returned, the tenants)."""
     from .db import aconnect
+    from .extras import progress_iter
     from .rotation import key_usage
     from .security import hmac_user
-    from .term_backfill import index_terms_of
 
     if args.user_ids_file:
         with open(args.user_ids_file, encoding="utf-8") as handle:
@@ -321,43 +324,30 @@ def _cmd_index_terms(args) -> int:
         conn = await aconnect()
         try:
             hashes = user_hashes if args.user_ids_file else await _every_tenant(conn, key_usage)
-            total = 0
-            for user_hash in hashes:
-                total += await index_terms_of(conn, user_hash, rebuild=args.rebuild,
-                                              progress=not args.no_progress and progress_available())
-            return total, len(hashes)
+            shown = bar is not None and not args.no_progress and progress_available()
+            return sum([await work(conn, user_hash)
+                        for user_hash in progress_iter(hashes, enabled=shown, unit="tenant", desc=bar)]), len(hashes)
         finally:
             await conn.close()
 
-    indexed, tenants = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def _cmd_index_terms(args) -> int:
+    from .term_backfill import index_terms_of
+
+    progress = not args.no_progress and progress_available()
+    indexed, tenants = _each_tenant(args, lambda conn, user_hash: index_terms_of(conn, user_hash,
+                                                                                  rebuild=args.rebuild,
+                                                                                  progress=progress))
     print(f"gave keyword terms to {indexed} rows of {tenants} tenants")
     return 0
 
 
 def _cmd_purge_expired(args) -> int:
-    from .db import aconnect
-    from .extras import progress_iter
     from .lifecycle import purge_expired_of
-    from .rotation import key_usage
-    from .security import hmac_user
 
-    if args.user_ids_file:
-        with open(args.user_ids_file, encoding="utf-8") as handle:
-            user_hashes = [hmac_user(line.rstrip("\n")) for line in handle if line.strip()]
-
-    async def run():
-        conn = await aconnect()
-        try:
-            hashes = user_hashes if args.user_ids_file else await _every_tenant(conn, key_usage)
-            total = 0
-            for user_hash in progress_iter(hashes, enabled=not args.no_progress and progress_available(),
-                                           unit="tenant", desc="purging"):
-                total += await purge_expired_of(conn, user_hash)
-            return total, len(hashes)
-        finally:
-            await conn.close()
-
-    purged, tenants = asyncio.run(run())
+    purged, tenants = _each_tenant(args, purge_expired_of, bar="purging")
     print(f"purged {purged} expired chunks of {tenants} tenants")
     return 0
 

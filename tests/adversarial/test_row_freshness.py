@@ -51,23 +51,6 @@ def tenant() -> str:
     return f"freshness-{uuid.uuid4()}"
 
 
-@pytest.fixture
-async def own_db(server, request):
-    """(async app connection, superuser connection) to a fresh database: for tests
-    that re-seal every row of the database."""
-    from pymem.db import aconnect, connect
-
-    name = f"pymem_fresh_{request.node.name[5:25].lower()}"
-    admin = server.fresh_database(name, embedding_dim=384)
-    server.login_role("pymem_test_app", ["pymem_app"])
-    app = await aconnect(server.url(name, user="pymem_test_app"))
-    try:
-        with connect(admin) as admin_conn:
-            yield app, admin_conn
-    finally:
-        await app.close()
-
-
 async def _write(aconn, tenant: str, text: str, ids=("a", "b")) -> None:
     await repo.upsert_memory_chunks(aconn, tenant, [ChunkInput("d", "s", f"{text} {i}", vec(n + 1), {"v": text}, id=i)
                                                     for n, i in enumerate(ids)])

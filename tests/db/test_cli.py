@@ -311,3 +311,26 @@ def test_index_terms_rebuild_gives_every_row_its_terms_anew(cli_db, capsys):
     assert "gave keyword terms to 0 rows of 1 tenants" in capsys.readouterr().out
     assert main(["index-terms", "--all", "--rebuild", "--no-progress"]) == 0
     assert "gave keyword terms to 1 rows of 1 tenants" in capsys.readouterr().out
+
+
+def test_purge_expired_removes_expired_chunks_of_every_tenant_or_a_listed_one(cli_db, capsys, tmp_path):
+    async def write() -> None:
+        conn = await aconnect(cli_db)
+        await conn.execute("SET ROLE pymem_app")
+        try:
+            await repo.upsert_memory_chunks(conn, "cli-user", [repo.ChunkInput("d", "s", "brief", np.ones(8), ttl=1),
+                                                               repo.ChunkInput("d", "s", "kept", np.ones(8))])
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+    asyncio.run(asyncio.sleep(1.2))
+    users = tmp_path / "users.txt"
+    users.write_text("someone-else\n")
+    assert main(["purge-expired", "--user-ids-file", str(users), "--no-progress"]) == 0
+    assert "purged 0 expired chunks of 1 tenants" in capsys.readouterr().out
+    assert main(["purge-expired", "--all", "--no-progress"]) == 0
+    assert "purged 1 expired chunks of 1 tenants" in capsys.readouterr().out
+    with psycopg.connect(cli_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pymem.audit_log WHERE operation = 'purge'").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM pymem.memory_chunks").fetchone()[0] == 1

@@ -219,23 +219,6 @@ async def test_negations_it_cannot_evaluate_are_refused(aconn, tenant, where):
 
 # -- what whoever writes the tables can and cannot do with expiry (the DBA review of 0022) --
 
-@pytest.fixture
-async def own_db(server, request):
-    """(async app connection, superuser connection) to a fresh database: for tests that
-    replace a function of the server's."""
-    from pymem.db import aconnect, connect
-
-    name = f"pymem_life_{request.node.name[5:25].lower()}"
-    admin = server.fresh_database(name, embedding_dim=384)
-    server.login_role("pymem_test_app", ["pymem_app"])
-    app = await aconnect(server.url(name, user="pymem_test_app"))
-    try:
-        with connect(admin) as admin_conn:
-            yield app, admin_conn
-    finally:
-        await app.close()
-
-
 def _set_expiry(admin_conn, tenant: str, external_id: str, sql_value: str) -> None:
     row_id = keyring().tenant_index(hmac_user(tenant)).row_id(external_id)
     with admin_conn.transaction():
