@@ -156,8 +156,15 @@ def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict[str, Any], bytes
     return json.loads(data), data
 
 
-def check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.ndarray:
-    """Return ``embedding`` as float32 of ``dim`` finite, not all zero values, else raise ValueError."""
+HALF_MAX = 65504.0  # the largest float16
+
+
+def check_embedding(embedding: Any, dim: int, name: str = "embedding", *, half: bool = False) -> np.ndarray:
+    """Return ``embedding`` as float32 of ``dim`` finite, not all zero values, else raise ValueError.
+
+    ``half``: the schema stores the searchable copy as halfvec (revision 0023): every value must
+    be within float16's range, and not all of them may round to zero in it.
+    """
     try:
         raw = np.asarray(embedding)
     except (TypeError, ValueError, OverflowError):
@@ -174,6 +181,9 @@ def check_embedding(embedding: Any, dim: int, name: str = "embedding") -> np.nda
         raise ValueError(f"{name} contains NaN or infinity, or values beyond float32")
     if not vector.any():
         raise ValueError(f"{name} is all zeros: cosine distance is undefined for it")
+    if half and (np.abs(vector).max() > HALF_MAX or not vector.astype(np.float16).any()):
+        raise ValueError(f"{name} does not fit this schema's halfvec embeddings: values beyond ±65504,"
+                         " or so small that all round to zero")
     return vector
 
 
@@ -204,7 +214,7 @@ def _field_aad(user_hash: str, row_id: uuid.UUID, field: str, doc_id: str, sourc
 def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, max_bytes: int,
              keys: TenantKeys, key_id: int, *, keep_row_id: uuid.UUID | None = None,
              term_language: str | None = None, aad_version: int = AAD_VERSION,
-             stored_expiry: bool = False) -> SealedRow:
+             stored_expiry: bool = False, half: bool = False) -> SealedRow:
     """Validate a chunk and seal it for the tenant under ``key_id`` (one of ``keys``): AAD v3,
     which binds its expiry, or v2 (``aad_version``: re-keying a row written before 0022
     keeps its layout, and so what its tags say; it has no expiry).
@@ -218,6 +228,8 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     ``stored_expiry``: ``chunk.expires_at`` is the row's own, as read (re-keying, moving a
     tenant): sealed as it is, passed or not.
 
+    ``half``: the schema stores embeddings as halfvec (:func:`check_embedding`).
+
     Raises:
         ValueError: any field is invalid (the message never contains its value).
     """
@@ -225,7 +237,7 @@ def seal_row(user_hash: str, index: TenantIndex, chunk: ChunkInput, dim: int, ma
     source = check_label("source", chunk.source, allow_empty=True)
     text = check_text(chunk.text, max_bytes)
     metadata, meta = check_metadata(chunk.metadata, max_bytes)
-    embedding = check_embedding(chunk.embedding, dim)
+    embedding = check_embedding(chunk.embedding, dim, half=half)
     expires_at = chunk.expires_at if stored_expiry else expiry_of(chunk.expires_at, chunk.ttl)
     if aad_version not in (2, 3) or (aad_version == 2 and expires_at is not None):
         raise ValueError("rows are sealed with AAD v3, or v2 without an expiry")

@@ -52,7 +52,7 @@ def _cmd_migrate(args) -> int:
         bundle = migrations.reapply_functions(dsn)
         print(f"re-applied the function definitions and grants of revision {bundle}")
         return 0
-    migrations.upgrade(dsn, args.revision, embedding_dim=args.embedding_dim)
+    migrations.upgrade(dsn, args.revision, embedding_dim=args.embedding_dim, embedding_type=args.embedding_type)
     print(f"migrated to {args.revision}")
     return 0
 
@@ -416,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head")
     migrate.add_argument("--embedding-dim", type=int, default=None,
                          help="vector dimension of a new schema (384); an existing one keeps its own")
+    migrate.add_argument("--embedding-type", choices=("vector", "halfvec"), default=None,
+                         help="how a new schema (or the upgrade to revision 0023) stores searchable embeddings:"
+                              " vector (float32) or halfvec (float16, up to 4000 dimensions)")
     migrate.add_argument("--reapply-functions", action="store_true",
                          help="re-apply the shipped function definitions and grants (after pymem doctor found "
                               "one replaced); tables and rows are untouched")

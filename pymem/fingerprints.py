@@ -48,22 +48,34 @@ WITH tables AS (
     SELECT c.* FROM pg_catalog.pg_class c
      WHERE c.relnamespace = pg_catalog.to_regnamespace('pymem') AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 ), pgvector_used(what, fn) AS (
-    SELECT 'type vector ' || io.what, io.fn
+    -- vector's, and since revision 0023 halfvec's, which a halfvec schema searches with.
+    SELECT 'type ' || t.typname || ' ' || io.what, io.fn
       FROM pg_catalog.pg_type t,
            LATERAL (VALUES ('input', t.typinput), ('output', t.typoutput), ('receive', t.typreceive),
                            ('send', t.typsend), ('typmod input', t.typmodin), ('typmod output', t.typmodout),
                            ('analyze', t.typanalyze)) AS io(what, fn)
-     WHERE t.oid = pg_catalog.to_regtype('public.vector')
+     WHERE t.oid IN (pg_catalog.to_regtype('public.vector'), pg_catalog.to_regtype('public.halfvec'))
     UNION ALL
-    SELECT 'operator <=>', o.oprcode FROM pg_catalog.pg_operator o
-     WHERE o.oid = pg_catalog.to_regoperator('public.<=>(public.vector, public.vector)')
+    SELECT CASE WHEN o.oprleft = pg_catalog.to_regtype('public.vector') THEN 'operator <=>'
+                ELSE 'operator <=> (halfvec)' END, o.oprcode
+      FROM pg_catalog.pg_operator o
+     WHERE o.oid IN (pg_catalog.to_regoperator('public.<=>(public.vector, public.vector)'),
+                     pg_catalog.to_regoperator('public.<=>(public.halfvec, public.halfvec)'))
     UNION ALL
-    SELECT 'cast vector to vector', c.castfunc FROM pg_catalog.pg_cast c
-     WHERE c.castsource = pg_catalog.to_regtype('public.vector') AND c.casttarget = c.castsource
+    SELECT CASE WHEN c.castsource = c.casttarget AND c.castsource = pg_catalog.to_regtype('public.vector')
+                THEN 'cast vector to vector'
+                ELSE pg_catalog.format('cast %s to %s', src.typname, dst.typname)  -- names, not search-path-relative
+           END, c.castfunc
+      FROM pg_catalog.pg_cast c
+      JOIN pg_catalog.pg_type src ON src.oid = c.castsource
+      JOIN pg_catalog.pg_type dst ON dst.oid = c.casttarget
+     WHERE c.castsource IN (pg_catalog.to_regtype('public.vector'), pg_catalog.to_regtype('public.halfvec'))
+       AND c.casttarget IN (pg_catalog.to_regtype('public.vector'), pg_catalog.to_regtype('public.halfvec'))
     UNION ALL
-    SELECT 'hnsw vector_cosine_ops support ' || ap.amprocnum, ap.amproc
+    SELECT CASE WHEN f.opfname = 'vector_cosine_ops' THEN 'hnsw vector_cosine_ops support ' || ap.amprocnum
+                ELSE 'hnsw halfvec_cosine_ops support ' || ap.amprocnum END, ap.amproc
       FROM pg_catalog.pg_amproc ap
-      JOIN pg_catalog.pg_opfamily f ON f.oid = ap.amprocfamily AND f.opfname = 'vector_cosine_ops'
+      JOIN pg_catalog.pg_opfamily f ON f.oid = ap.amprocfamily AND f.opfname IN ('vector_cosine_ops', 'halfvec_cosine_ops')
                                     AND f.opfnamespace = pg_catalog.to_regnamespace('public')
       JOIN pg_catalog.pg_am am ON am.oid = f.opfmethod AND am.amname = 'hnsw'
 ), objects(name, body) AS (

@@ -27,7 +27,7 @@ from .config import get_settings
 from .connections import borrow
 from .errors import ChunkNotFound
 from .lifecycle import RowTimes, expiry_of
-from .repository import MAX_IDS, _embedding_dim, _get_rows, write_sealed_rows
+from .repository import MAX_IDS, _embedding_shape, _get_rows, write_sealed_rows
 from .security import hmac_user, keyring
 from .tenant import tenant_transaction
 from .tenant_keys import data_key_id, forget, keys_for_writing
@@ -80,7 +80,7 @@ async def update_memory_chunks(conn, user_id: str, updates: Sequence[ChunkUpdate
     settings = get_settings()
     language = term_language(settings)
     async with borrow(conn) as conn:
-        dim = await _embedding_dim(conn)
+        dim, half = await _embedding_shape(conn)
         for attempt in range(1, ATTEMPTS + 1):
             wanted = {u.id: index.row_ids(u.id) for u in items}
             rows, keys = await _get_rows(conn, user_hash, [r for ids in wanted.values() for r in ids])
@@ -98,7 +98,7 @@ async def update_memory_chunks(conn, user_id: str, updates: Sequence[ChunkUpdate
             key_id = data_key_id(write_keys.current)
             sealed = [seal_row(user_hash, index, _merged(update, opened, row), dim,
                                settings.max_text_bytes, write_keys, key_id, keep_row_id=opened.id,
-                               term_language=language)
+                               term_language=language, half=half)
                       for update, row, opened in current]
             try:
                 async with tenant_transaction(conn, user_hash):

@@ -90,7 +90,7 @@ EXPORT_SQL = (
 )
 _DELETE_IDS_SQL = "SELECT pymem.delete_chunk_ids(%s::pg_catalog.bpchar, %b::pg_catalog.uuid[])"
 
-_dims: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -175,17 +175,24 @@ def _check_ids(ids: Any) -> list[str]:
     return checked
 
 
-async def _embedding_dim(conn) -> int:
-    """The deployment's dimension (fixed at migration time), cached per connection."""
+async def _embedding_shape(conn) -> tuple[int, bool]:
+    """The deployment's dimension and whether it stores halfvec (both fixed at migration time),
+    cached per connection."""
     key = connection_key(conn)
-    dim = _dims.get(key)
-    if dim is None:
+    shape = _shapes.get(key)
+    if shape is None:
         # Outside a transaction, its own one: a connection that is not in
         # autocommit mode must not be left inside an implicit transaction.
-        async with pinned_transaction(conn, [("SELECT pymem.embedding_dim()", None)]) as (cursor,):
-            dim = (await cursor.fetchone())[0]
-        _dims[key] = dim
-    return dim
+        async with pinned_transaction(conn, [("SELECT pymem.embedding_dim(), pymem.embedding_type()", None)]) as (
+                cursor,):
+            dim, kind = await cursor.fetchone()
+        shape = _shapes[key] = (dim, kind == "halfvec")
+    return shape
+
+
+async def _embedding_dim(conn) -> int:
+    """The deployment's dimension (fixed at migration time), cached per connection."""
+    return (await _embedding_shape(conn))[0]
 
 
 # ---------------------------------------------------------------------------
@@ -199,13 +206,13 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
     settings = get_settings()
     max_bytes, language = settings.max_text_bytes, term_language(settings)
     async with borrow(conn) as conn:
-        dim = await _embedding_dim(conn)
+        dim, half = await _embedding_shape(conn)
         user_hash = hmac_user(user_id)
         index = keyring().tenant_index(user_hash)
         for attempt in (1, 2):
             keys = await keys_for_writing(conn, user_hash)
             key_id = data_key_id(keys.current)
-            rows = [seal_row(user_hash, index, item, dim, max_bytes, keys, key_id, term_language=language)
+            rows = [seal_row(user_hash, index, item, dim, max_bytes, keys, key_id, term_language=language, half=half)
                     for item in items]
             if len({r.id for r in rows}) != len(rows):
                 raise ValueError("an id appears twice in one call")
@@ -594,7 +601,8 @@ async def query_memory(
     tags, ends = index.compile_filter(where)
     window = TimeWindow(created_after, created_before, updated_after, updated_before)
     async with borrow(conn) as conn:
-        vector = check_embedding(query_embedding, await _embedding_dim(conn), "query_embedding")
+        dim, half = await _embedding_shape(conn)
+        vector = check_embedding(query_embedding, dim, "query_embedding", half=half)
         params = (vector, fetch, tags, ends, window.bounds(), term_tags if words else None)
         if standby is None:
             rows, live = await durable_read_with_keys(conn, user_hash, "search_v3", params, _SEARCH_SQL, params)

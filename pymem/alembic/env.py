@@ -27,13 +27,17 @@ _REVISION = text("SELECT version_num FROM public.alembic_version")
 def _requested(name: str, setting):
     """-x name=..., else the caller's attribute, else the setting; None when none is given."""
     raw = context.get_x_argument(as_dictionary=True).get(name)
-    return config.attributes.get(name) or setting if raw is None else raw
+    if raw is not None:
+        return raw
+    given = config.attributes.get(name)
+    return setting if given is None else given
 
 
 def _requested_type() -> str | None:
     kind = _requested("embedding_type", get_settings().embedding_type)
+    kind = None if kind is None else str(kind).strip().lower()  # as PYMEM_EMBEDDING_TYPE is read
     if kind is not None and kind not in EMBEDDING_TYPES:
-        raise SystemExit(f"-x embedding_type must be one of {', '.join(EMBEDDING_TYPES)}")
+        raise MigrationRefused(f"the embedding type must be one of {', '.join(EMBEDDING_TYPES)}")
     return kind
 
 
@@ -44,10 +48,10 @@ def _requested_dim(kind: str) -> int | None:
     try:
         dim = int(raw)
     except ValueError:
-        raise SystemExit("-x embedding_dim must be an integer") from None
+        raise MigrationRefused("the embedding dimension must be an integer") from None
     limit = MAX_HALFVEC_DIM if kind == "halfvec" else MAX_VECTOR_DIM
     if not 1 <= dim <= limit:
-        raise SystemExit(f"-x embedding_dim must be between 1 and {limit} for {kind} (HNSW's limit)")
+        raise MigrationRefused(f"the embedding dimension must be between 1 and {limit} for {kind} (HNSW's limit)")
     return dim
 
 

@@ -101,7 +101,7 @@ def test_the_type_is_fixed_and_a_wide_schema_cannot_go_below_0023(wide_url):
     assert column_and_graphs(wide_url)[0] == "halfvec(3072)"
 
 
-async def test_an_upgrade_to_0023_stores_an_existing_schema_as_halfvec_and_back(server):
+async def test_an_upgrade_to_0023_stores_an_existing_schema_as_halfvec_and_back(server, monkeypatch):
     url = server.fresh_database("pymem_to_halfvec", embedding_dim=384, migrate=False)
     migrations.upgrade(url, "0022")
     server.login_role("pymem_to_halfvec_app", ["pymem_app"])
@@ -118,8 +118,13 @@ async def test_an_upgrade_to_0023_stores_an_existing_schema_as_halfvec_and_back(
 
     conn = await aconnect(app)
     try:
-        await repo.upsert_memory_chunks(conn, tenant, [ChunkInput("d", "s", f"t{i}", vec(i), id=f"r{i}")
-                                                       for i in range(10)])
+        async def at_0022(_conn):  # pymem.embedding_type() comes with 0023: this is a 0022 schema of 384-d vector
+            return 384, False
+
+        with monkeypatch.context() as patched:
+            patched.setattr(repo, "_embedding_shape", at_0022)
+            await repo.upsert_memory_chunks(conn, tenant, [ChunkInput("d", "s", f"t{i}", vec(i), id=f"r{i}")
+                                                           for i in range(10)])
     finally:
         await conn.close()
     migrations.upgrade(url, embedding_type="halfvec")
@@ -127,8 +132,55 @@ async def test_an_upgrade_to_0023_stores_an_existing_schema_as_halfvec_and_back(
     assert await top_and_own() == ("r4", True)  # every row converted still opens and is found
     migrations.downgrade(url, "0022")
     assert column_and_graphs(url) == ("vector(384)", {"vector_cosine_ops"})
-    assert await top_and_own() == ("r4", True)
+    with monkeypatch.context() as patched:  # a 0022 schema again (read by this release's client)
+        patched.setattr(repo, "_embedding_shape", at_0022)
+        assert await top_and_own() == ("r4", True)
     migrations.upgrade(url, "head")  # without a type asked for, a vector schema stays vector ...
     assert column_and_graphs(url)[0] == "vector(384)"
     with pytest.raises(MigrationRefused, match="stores vector embeddings"):
         migrations.upgrade(url, embedding_type="halfvec")  # ... and keeps it past 0023
+
+
+async def test_an_embedding_float16_cannot_hold_is_refused_before_anything_is_sent(wide_app):
+    """float16 ends at 65504, and values under about 6e-8 round to zero: such an embedding
+    raised the server's error (which quoted a value) or was stored as zeros (the 0023 review)."""
+    tenant = f"wide-{uuid.uuid4()}"
+    conn = await aconnect(wide_app)
+    try:
+        for bad in (unit(1, WIDE) * np.float32(1e6), unit(1, WIDE) * np.float32(1e-9)):
+            with pytest.raises(ValueError, match="halfvec"):
+                await repo.upsert_memory_chunks(conn, tenant, [ChunkInput("d", "s", "t", bad, id="x")])
+            with pytest.raises(ValueError, match="halfvec"):
+                await repo.query_memory(conn, tenant, "q", bad, rerank=False)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("kind", ["float16", "", "vector;"])
+def test_a_bad_embedding_type_is_refused_with_a_clear_error(server, kind):
+    url = server.fresh_database("pymem_halfvec_bad", embedding_dim=8, migrate=False)
+    with pytest.raises(MigrationRefused, match="embedding type must be one of"):
+        migrations.upgrade(url, embedding_type=kind)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('pymem.memory_chunks')").fetchone()[0] is None
+
+
+@pytest.mark.parametrize("swap", [
+    # halfvec's distance function pointed at its inner product: the ranking turns upside down
+    "CREATE OR REPLACE FUNCTION public.cosine_distance(public.halfvec, public.halfvec) RETURNS float8"
+    " LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS '$libdir/vector', 'halfvec_inner_product'",
+    # the cast every search returns the embedding through, re-pointed inside the extension
+    "CREATE FUNCTION public.h2v(public.halfvec, integer, boolean) RETURNS public.vector LANGUAGE sql IMMUTABLE"
+    " RETURN public.halfvec_to_vector($1, $2, $3);"
+    " ALTER EXTENSION vector DROP CAST (public.halfvec AS public.vector);"
+    " DROP CAST (public.halfvec AS public.vector);"
+    " CREATE CAST (public.halfvec AS public.vector) WITH FUNCTION public.h2v(public.halfvec, integer, boolean)"
+    " AS ASSIGNMENT; ALTER EXTENSION vector ADD CAST (public.halfvec AS public.vector)",
+], ids=["distance", "cast"])
+def test_halfvec_functions_the_searches_use_are_fingerprinted(server, swap):
+    """Doctor named a replaced vector function, not a halfvec one (the 0023 review)."""
+    url = server.fresh_database("pymem_halfvec_swap", embedding_dim=8, embedding_type="halfvec")
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert [f for f in check_schema(admin) if not f.ok] == []
+        admin.execute(swap)
+        assert "halfvec" in " ".join(f.detail for f in check_schema(admin) if not f.ok)

@@ -40,6 +40,7 @@ $revoke$;
 -- The application: its tenant's writes and audited reads.
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
+    pymem.embedding_type(),
     pymem.enter_tenant(char, bytea),
     pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                        integer[], public.vector[], smallint, bytea[]),
@@ -87,6 +88,7 @@ GRANT EXECUTE ON FUNCTION
 -- intent protocol as the app), key registration, quarantine.
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
+    pymem.embedding_type(),
     pymem.search_digest(public.vector, integer),
     pymem.get_digest(uuid[]),
     pymem.export_digest(integer[], integer),

@@ -300,6 +300,21 @@ $$;
 COMMENT ON FUNCTION pymem.embedding_dim() IS
     'The dimension of memory_chunks.embedding, fixed when the schema was first migrated.';
 
+-- vector, or halfvec (revision 0023: PYMEM_EMBEDDING_TYPE), whose range the client checks
+-- before it sends an embedding (float16 ends at 65504).
+CREATE OR REPLACE FUNCTION pymem.embedding_type() RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    RETURN (SELECT t.typname::text FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = 'pymem.memory_chunks'::regclass AND a.attname = 'embedding');
+END
+$$;
+COMMENT ON FUNCTION pymem.embedding_type() IS
+    'How memory_chunks.embedding stores the searchable copy: vector or halfvec (revision 0023).';
+
 -- The AAD version a client seals new rows with: older clients fail loudly
 -- instead of writing rows whose labels are not bound.
 CREATE OR REPLACE FUNCTION pymem.check_aad_version(p_aad_version smallint) RETURNS void
@@ -4561,6 +4576,7 @@ $revoke$;
 -- The application: its tenant's writes and audited reads.
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
+    pymem.embedding_type(),
     pymem.enter_tenant(char, bytea),
     pymem.write_chunks(char, boolean, uuid[], text[], text[], bytea[], bytea[], bytea[], bytea[], bytea[],
                        integer[], public.vector[], smallint, bytea[]),
@@ -4608,6 +4624,7 @@ GRANT EXECUTE ON FUNCTION
 -- intent protocol as the app), key registration, quarantine.
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
+    pymem.embedding_type(),
     pymem.search_digest(public.vector, integer),
     pymem.get_digest(uuid[]),
     pymem.export_digest(integer[], integer),

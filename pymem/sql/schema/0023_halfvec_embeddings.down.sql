@@ -3,6 +3,7 @@
 -- downgrade is refused. The bundle of 0022 then puts back the functions as they were.
 SET LOCAL ROLE pymem_owner;
 SET LOCAL citus.multi_shard_modify_mode = 'sequential';  -- see revision 0021
+DROP FUNCTION pymem.embedding_type();
 DO $do$
 DECLARE
     v_dim   integer;
