@@ -190,11 +190,6 @@ async def _embedding_shape(conn) -> tuple[int, bool]:
     return shape
 
 
-async def _embedding_dim(conn) -> int:
-    """The deployment's dimension (fixed at migration time), cached per connection."""
-    return (await _embedding_shape(conn))[0]
-
-
 # ---------------------------------------------------------------------------
 # writes
 # ---------------------------------------------------------------------------
