@@ -12,7 +12,7 @@ Keys and sealing: :func:`hmac_user`, :func:`seal`, :func:`open_sealed`,
 :func:`generate_key`, :class:`KeyRing`; each tenant's rows are sealed under data keys
 of its own (:mod:`pymem.tenant_keys`), wrapped by a root key (:mod:`pymem.root_keys`). Tenant transactions: :func:`set_rls_context`.
 Connections and pool hooks: :func:`connect`, :func:`aconnect`, :func:`configure`,
-:func:`reset`. Errors: :mod:`pymem.errors` (every class is here too). Reranking:
+:func:`check`, :func:`reset`. Errors: :mod:`pymem.errors` (every class is here too). Reranking:
 :mod:`pymem.rerank` (needs the ``rerank`` or ``gpu`` extra).
 
 The docs, by reader, are in the repository's ``docs/``.
@@ -21,11 +21,12 @@ The docs, by reader, are in the repository's ``docs/``.
 __version__ = "0.1.0"
 
 from .chunks import ChunkInput
-from .connections import configure, reset
+from .connections import check, configure, reset
 from .db import aconnect, connect
 from .errors import (
     ChecksumMismatch,
     ChunkNotFound,
+    CommitUnknown,
     ConfigurationError,
     DeviceUnavailableError,
     DuplicateId,
@@ -69,11 +70,11 @@ from .term_backfill import index_memory_terms
 from .tenant import set_rls_context
 
 __all__ = [
-    "ChecksumMismatch", "ChunkInput", "ChunkNotFound", "ChunkUpdate", "ConfigurationError",
+    "ChecksumMismatch", "ChunkInput", "ChunkNotFound", "ChunkUpdate", "CommitUnknown", "ConfigurationError",
     "DeviceUnavailableError", "DuplicateId", "EmbeddingMismatch", "ExportError", "KeyDestroyed", "KeyRing",
     "MemoryHit", "MemoryPage", "MigrationRefused", "MissingExtra", "ModelFileError", "ModelUnavailableError",
     "NotReady", "PgvectorMissing", "PymemError", "RerankCancelled", "RerankError", "RootKeyUnavailable",
-    "StandbyBehind", "TamperedRow", "TimeWindow", "UnknownKeyId", "WrappedKeyInvalid", "__version__", "aconnect", "configure",
+    "StandbyBehind", "TamperedRow", "TimeWindow", "UnknownKeyId", "WrappedKeyInvalid", "__version__", "aconnect", "check", "configure",
     "connect", "delete_document", "delete_memory_chunks", "erase_user", "generate_key", "get_chunk",
     "get_memory_chunks", "hmac_user", "index_memory_chunk", "index_memory_chunks", "index_memory_terms",
     "list_memory_chunks", "open_embedding", "open_sealed", "purge_expired_chunks", "query_memory", "reset", "seal",

@@ -24,7 +24,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -198,6 +198,13 @@ def as_chunk(item: ChunkInput | Mapping[str, Any]) -> ChunkInput:
             raise ValueError("each chunk needs doc_id, source, text, embedding and optional metadata, id,"
                              " expires_at or ttl") from None
     raise ValueError("chunks must be ChunkInput objects or mappings")
+
+
+def as_written(chunk: ChunkInput, row: SealedRow) -> ChunkInput:
+    """``chunk`` as ``row`` stored it: with the id it was written under (pymem's generated
+    one too) and its expiry as an absolute time, so that writing it again names the same
+    chunk (:class:`pymem.errors.CommitUnknown`)."""
+    return replace(chunk, id=row.external_id, expires_at=row.expires_at, ttl=None)
 
 
 # ---------------------------------------------------------------------------

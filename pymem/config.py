@@ -21,6 +21,15 @@ Database
                              (default true; false: rows get none and hybrid search is refused).
     ``PYMEM_TERM_LANGUAGE``  the Snowball stemmer of keyword terms (default english); terms
                              stemmed under another language never match, so set it once.
+    ``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` seconds a transaction pymem opened may wait on the client
+                             before the server ends the session (default 10; pinned in each
+                             transaction: a frozen or cut-off client cannot hold a tenant's
+                             audit chain head).
+    ``PYMEM_TRANSACTION_TIMEOUT_S`` PostgreSQL 17 and later: the longest a transaction pymem opened
+                             may last, 0 for no limit (default 0; pinned in each transaction).
+    ``PYMEM_POOL_CHECK_TIMEOUT_S`` seconds a pooled connection has to answer the pool's check and
+                             reset (:mod:`pymem.connections`, default 5): one that does not, on a
+                             silent network, is closed and replaced, not waited on.
 Keys (see :mod:`pymem.security`)
     ``MEMORY_ENCRYPTION_KEY``      active AES-256 key, base64 of exactly 32 bytes.
     ``MEMORY_ENCRYPTION_KEY_ID``   its integer id (default 1).
@@ -138,6 +147,9 @@ class Settings:
     data_key_cache_size: int = 10_000
     data_key_cache_ttl_s: float = 300.0
     term_tags: bool = True
+    idle_in_transaction_timeout_s: float = 10.0
+    transaction_timeout_s: float = 0.0
+    pool_check_timeout_s: float = 5.0
     term_language: str = "english"
 
 
@@ -209,6 +221,9 @@ def get_settings() -> Settings:
         data_key_cache_size=_env_number("PYMEM_DATA_KEY_CACHE_SIZE", 10_000, int, 1, 10_000_000),
         data_key_cache_ttl_s=_env_number("PYMEM_DATA_KEY_CACHE_TTL_S", 300.0, float, 1.0, 86_400.0),
         term_tags=_env_bool("PYMEM_TERM_TAGS", True),
+        idle_in_transaction_timeout_s=_env_number("PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0, float, 0.05, 3_600.0),
+        transaction_timeout_s=_env_number("PYMEM_TRANSACTION_TIMEOUT_S", 0.0, float, 0.0, 86_400.0),
+        pool_check_timeout_s=_env_number("PYMEM_POOL_CHECK_TIMEOUT_S", 5.0, float, 0.05, 3_600.0),
         term_language=_term_language(),
     )
 

@@ -15,26 +15,40 @@ into what the implementation awaits:
 A connection must not be inside a transaction when pymem gets it: each call opens
 its own tenant transactions (see :mod:`pymem.tenant`), autocommit or not.
 
-Pools: pass :func:`configure` and :func:`reset` (async pools) or
-:func:`configure_sync` and :func:`reset_sync` (sync pools) as the pool's
-``configure=`` and ``reset=`` callbacks. ``reset`` runs ``DISCARD ALL`` when a
-connection goes back to the pool, so temporary objects, session settings, roles
-and prepared statements a borrower left behind are gone before the next borrower.
+Pools: pass :func:`configure`, :func:`check` and :func:`reset` (async pools) or
+:func:`configure_sync`, :func:`check_sync` and :func:`reset_sync` (sync pools) as the
+pool's ``configure=``, ``check=`` and ``reset=`` callbacks. ``reset`` runs ``DISCARD ALL``
+when a connection goes back to the pool, so temporary objects, session settings, roles
+and prepared statements a borrower left behind are gone before the next borrower;
+``check`` makes sure a connection still answers before it is lent.
+
+Both wait at most ``PYMEM_POOL_CHECK_TIMEOUT_S`` (5 s by default) for the server. On a
+network that went silent (a partition that sends no FIN or RST) a connection never
+answers, and psycopg_pool runs resets on its few worker tasks: an unbounded reset
+would hold a worker for good, and three of them starve the pool. A connection that does
+not answer in time is closed; the pool opens another. A silence that starts while a
+call is on the connection is the kernel's to detect: set ``tcp_user_timeout`` and the
+keepalives in the connection string (docs/connections.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import select
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import psycopg
 from pgvector.psycopg.vector import register_vector_info
+from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from .config import get_settings
 from .errors import PgvectorMissing
 from .pins import pinned_transaction
 
@@ -108,6 +122,17 @@ def _finish(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("a coroutine on a sync connection suspended")
 
 
+async def check(conn: psycopg.AsyncConnection) -> None:
+    """An empty query, answered within ``PYMEM_POOL_CHECK_TIMEOUT_S``; use as an
+    ``AsyncConnectionPool``'s ``check`` callback.
+
+    Raises:
+        psycopg.OperationalError: the connection did not answer in time (it is closed
+            then) or is broken: the pool drops it and lends another.
+    """
+    await _answered_in_time(conn, "")
+
+
 async def reset(conn: psycopg.AsyncConnection) -> None:
     """``DISCARD ALL``: drop what a borrower left in the session (temporary types,
     functions and tables, settings, SET ROLE, prepared statements, advisory locks).
@@ -116,27 +141,86 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
     forget its own prepared statements too (see :func:`_forget_prepared`);
     pgvector's adapters stay.
     If the reset itself fails (a borrower left a ``statement_timeout`` short enough
-    to cancel it, say), the error reaches the pool, which closes that session and
-    opens a new one: nothing a borrower left survives either way.
+    to cancel it, say), or the server does not answer within ``PYMEM_POOL_CHECK_TIMEOUT_S``
+    (the connection is closed then), the error reaches the pool, which drops that
+    session and opens a new one: nothing a borrower left survives either way, and no
+    pool worker waits on a silent network.
     """
+    await _answered_in_time(conn, "DISCARD ALL")
+    _forget_prepared(conn)
+
+
+async def _answered_in_time(conn: psycopg.AsyncConnection, statement: str) -> None:
+    limit = get_settings().pool_check_timeout_s
     autocommit = conn.autocommit
     if not autocommit:  # DISCARD ALL cannot run inside a transaction block
         await conn.set_autocommit(True)
-    await conn.execute("DISCARD ALL")
-    _forget_prepared(conn)
+    try:
+        await asyncio.wait_for(conn.execute(statement), limit)
+    except TimeoutError:
+        await conn.close()
+        raise _silent(limit) from None
     if not autocommit:
         await conn.set_autocommit(False)
 
 
+def _silent(limit: float) -> psycopg.OperationalError:
+    return psycopg.OperationalError(f"the server did not answer within {limit:g} s"
+                                    " (PYMEM_POOL_CHECK_TIMEOUT_S): the connection is closed")
+
+
+def _all_results(pgconn: psycopg.pq.abc.PGconn, results: list) -> bool:
+    """Take the results libpq has whole; True once the last has come."""
+    while not pgconn.is_busy():
+        result = pgconn.get_result()
+        if result is None:
+            return True
+        results.append(result)
+    return False
+
+
+def check_sync(conn: psycopg.Connection) -> None:
+    """Sync twin of :func:`check`, for a ``ConnectionPool``."""
+    _answered_in_time_sync(conn, b"")
+
+
 def reset_sync(conn: psycopg.Connection) -> None:
     """Sync twin of :func:`reset`, for a ``ConnectionPool``."""
-    autocommit = conn.autocommit
-    if not autocommit:
-        conn.autocommit = True
-    conn.execute("DISCARD ALL")
+    _answered_in_time_sync(conn, b"DISCARD ALL")
     _forget_prepared(conn)
-    if not autocommit:
-        conn.autocommit = False
+
+
+def _answered_in_time_sync(conn: psycopg.Connection, statement: bytes) -> None:
+    """Run ``statement`` (outside any transaction), waiting at most the check timeout.
+
+    psycopg's blocking calls have no deadline, so this drives libpq itself (its
+    public ``pq`` interface) under the connection's lock: send, then read what is
+    ready until the last result, with ``select`` bounded by the time left.
+    """
+    limit = get_settings().pool_check_timeout_s
+    deadline = time.monotonic() + limit
+    pgconn = conn.pgconn
+    results = []
+    with conn.lock:
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise psycopg.OperationalError("the connection is closed or inside a transaction")
+        pgconn.send_query(statement)
+        while True:
+            sent = pgconn.flush() == 0
+            if sent:
+                pgconn.consume_input()
+                if _all_results(pgconn, results):
+                    break
+            left = deadline - time.monotonic()
+            socket = [pgconn.socket]
+            if left <= 0 or not any(select.select(socket, [] if sent else socket, [], left)):
+                conn.close()
+                raise _silent(limit)
+    failed = [r for r in results if r.status not in (ExecStatus.COMMAND_OK, ExecStatus.EMPTY_QUERY)]
+    if failed:
+        sqlstate = (failed[0].error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b"").decode()
+        raise psycopg.OperationalError(f"the server refused {statement.decode() or 'an empty query'}"
+                                       f" (SQLSTATE {sqlstate or 'none'})")
 
 
 def _forget_prepared(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:

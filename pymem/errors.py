@@ -18,6 +18,10 @@ No message carries a key, a plaintext, a raw user id or a parameter value.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
 from cryptography.exceptions import InvalidTag
 
 
@@ -124,3 +128,23 @@ class RootKeyUnavailable(PymemError, RuntimeError):
     """The root key a data key is wrapped under cannot be used: its provider is down
     or unreachable, or the key is not (or no longer) configured there. Tenants whose
     data keys are cached keep working; the message names the root key, never a key."""
+
+
+class CommitUnknown(PymemError, psycopg.OperationalError):
+    """The connection failed after a write's ``COMMIT`` was sent: the batch may be stored
+    whole, or not at all (never in part).
+
+    ``chunks`` holds the batch as it was written: every chunk with the id it was
+    written under (pymem's generated ids included) and its expiry as an absolute
+    time. Retrying with :func:`pymem.upsert_memory_chunks` (``chunks=error.chunks``) is
+    safe whichever happened: a chunk that was stored is replaced by the same chunk, one
+    that was not is written, and nothing is stored twice. Retrying the original
+    ``index_memory_chunks`` call instead would raise ``DuplicateId`` for a batch that
+    was stored, or store a second copy of chunks that had no id.
+
+    A subclass of ``psycopg.OperationalError``, as the connection error it replaces.
+    """
+
+    def __init__(self, message: str, chunks: Sequence[Any]):
+        super().__init__(message)
+        self.chunks = list(chunks)

@@ -3,12 +3,23 @@
 A setting stored for the app's login (``ALTER ROLE ... SET``, which the login may
 do to itself and which ``DISCARD ALL`` does not undo) or left on a pooled session
 applies to every later session. Those that could deny service to pymem's calls are
-switched off, to PostgreSQL's defaults, in each transaction pymem opens: the
-statement, lock, idle-in-transaction and (PostgreSQL 17 and later) transaction
-timeouts. They go first, with ``BEGIN``, in one pipeline: a timeout would otherwise
-apply to the statements before them, and an idle-in-transaction timeout to the
-round trip after ``BEGIN``. A pipeline such a timeout cancelled before its pins were in
-force ran nothing, and is sent again (:func:`cancelled_in_pins`).
+pinned in each transaction pymem opens: the statement and lock timeouts switched off
+(PostgreSQL's defaults), the idle-in-transaction timeout set to
+``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` (10 s by default) and, on PostgreSQL 17 and
+later, the transaction timeout to ``PYMEM_TRANSACTION_TIMEOUT_S`` (0, none, by default).
+
+The idle-in-transaction limit is what frees a tenant whose client froze, or lost its
+network, inside a write: the write holds the tenant's audit chain head (a row lock)
+until its transaction ends, and every other read and write of the tenant waits on it.
+The server ends such a session once it has waited that long on the client; the
+transaction rolls back and nothing of it stays. A shorter limit stored for the login
+cannot cut pymem's own transactions short, and a longer one (or none) cannot let them
+hold the head longer.
+
+The pins go first, with ``BEGIN``, in one pipeline: a timeout would otherwise apply to
+the statements before them, and an idle-in-transaction timeout to the round trip after
+``BEGIN``. A pipeline such a timeout cancelled before its pins were in force ran
+nothing, and is sent again (:func:`cancelled_in_pins`).
 """
 
 from __future__ import annotations
@@ -20,16 +31,22 @@ from typing import Any
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 
-_TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0",
-                 "SET LOCAL idle_in_transaction_session_timeout = 0")
-_TRANSACTION_TIMEOUT_OFF = "SET LOCAL transaction_timeout = 0"
+from .config import get_settings
+
+_TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0")
 PIN_ATTEMPTS = 3  # sends of a pipeline a stored timeout cancelled before its pins (cancelled_in_pins)
 _COMPLETED = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 
-def timeouts_off(conn) -> tuple[str, ...]:
+def timeout_pins(conn) -> tuple[str, ...]:
     """The timeout pins this server knows, one statement each (for pipeline mode)."""
-    return _TIMEOUTS_OFF + ((_TRANSACTION_TIMEOUT_OFF,) if conn.info.server_version >= 170000 else ())
+    settings = get_settings()
+    # Whole milliseconds, at least one: the settings are validated numbers, never text.
+    idle_ms = max(1, round(settings.idle_in_transaction_timeout_s * 1000))
+    pins = (*_TIMEOUTS_OFF, f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}")
+    if conn.info.server_version >= 170000:
+        pins += (f"SET LOCAL transaction_timeout = {round(settings.transaction_timeout_s * 1000)}",)
+    return pins
 
 
 def cancelled_in_pins(cursors: Sequence, pins: Sequence[bool]) -> bool:
@@ -84,7 +101,7 @@ async def send_pinned(conn, statements: Callable[[], Sequence[tuple[Any, Any, bo
 def begin_statements(conn, modes: str = "") -> list[tuple[str, None]]:
     """``BEGIN`` (with ``modes``, e.g. ``ISOLATION LEVEL READ COMMITTED, READ ONLY``) and
     the pins, as ``(query, params)`` pairs for one pipeline on an autocommit connection."""
-    return [(f"BEGIN {modes}".rstrip(), None), *((pin, None) for pin in timeouts_off(conn))]
+    return [(f"BEGIN {modes}".rstrip(), None), *((pin, None) for pin in timeout_pins(conn))]
 
 
 @asynccontextmanager

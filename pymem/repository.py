@@ -29,8 +29,8 @@ import numpy as np
 import psycopg
 
 from .blind_index import TenantIndex, check_external_id
-from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, check_embedding, check_label, check_text, chunk_digest,
-                     open_row, seal_row)
+from .chunks import (ChunkInput, OpenedRow, SealedRow, as_chunk, as_written, check_embedding, check_label, check_text,
+                     chunk_digest, open_row, seal_row)
 from .config import get_settings, rerank_enabled_now
 from .connections import borrow, connection_key
 from .extras import progress_bar
@@ -40,7 +40,7 @@ from .reads import durable_read_with_keys, read_on_standby
 from .security import AAD_VERSION, hmac_user, keyring
 from .pins import pinned_transaction
 from .tenant import set_rls_context, tenant_transaction
-from .errors import DuplicateId, TamperedRow
+from .errors import CommitUnknown, DuplicateId, TamperedRow
 from .tenant_keys import TenantKeys, data_key_id, forget, keys_for_writing, tenant_keys
 from .terms import claims_hold, query_terms, term_language
 from .write_records import sealed_record, stored_record
@@ -214,12 +214,22 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
             # Rows stored before 0015 under a caller's UUID as it was: an upsert replaces them too.
             legacy = [r for row in rows if upsert and row.ref_cipher is not None
                       for r in index.row_ids(row.external_id)[1:]]
+            committing = False
             try:
                 async with tenant_transaction(conn, user_hash):
                     if legacy:
                         await conn.execute(_DELETE_IDS_SQL, (user_hash, legacy))
                     await write_sealed_rows(conn, user_hash, index, rows, key_id, upsert=upsert, progress=progress)
+                    committing = True
                 return rows
+            except psycopg.OperationalError as error:
+                # No SQLSTATE: no answer came. An error the server sent in answer to COMMIT
+                # (an idle-in-transaction timeout that ended the session, say) says it failed.
+                if committing and error.sqlstate is None and conn.info.status != psycopg.pq.ConnStatus.OK:
+                    raise CommitUnknown("the connection failed after COMMIT was sent: the batch is stored whole"
+                                        " or not at all; retry with upsert_memory_chunks(..., error.chunks)",
+                                        [as_written(item, row) for item, row in zip(items, rows)]) from error
+                raise
             except psycopg.errors.UniqueViolation:
                 raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
                                   " nothing was written") from None

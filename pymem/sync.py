@@ -9,7 +9,7 @@ calling thread; the reranker's latency budget is kept by that loop. Called from 
 thread that is running an event loop (sync code inside async code), the call runs
 on a helper thread instead, and blocks the caller until it is done.
 
-Pools: ``ConnectionPool(..., configure=pymem.sync.configure, reset=pymem.sync.reset)``.
+Pools: ``ConnectionPool(..., configure=pymem.sync.configure, check=pymem.sync.check, reset=pymem.sync.reset)``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import lifecycle, partial_update, repository, root_rotation, rotation, term_backfill
+from .connections import check_sync as check
 from .connections import configure_sync as configure
 from .connections import reset_sync as reset
 from .repository import ChunkInput, DuplicateId, MemoryHit, MemoryPage
@@ -30,7 +31,7 @@ from .repository import ChunkInput, DuplicateId, MemoryHit, MemoryPage
 T = TypeVar("T")
 
 __all__ = [
-    "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "configure", "delete_document", "delete_memory_chunks",
+    "ChunkInput", "DuplicateId", "MemoryHit", "MemoryPage", "check", "configure", "delete_document", "delete_memory_chunks",
     "erase_user", "get_chunk", "get_memory_chunks", "index_memory_chunk", "index_memory_chunks", "index_memory_terms",
     "key_usage",
     "list_memory_chunks", "open_embedding", "purge_expired_chunks", "query_memory", "reset", "retire_root_key",
