@@ -182,6 +182,13 @@ def rerank_enabled_now(default: bool) -> bool:
     return _env_bool("RERANK_ENABLED", default)
 
 
+def transaction_limits() -> tuple[float, float]:
+    """``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` and ``PYMEM_TRANSACTION_TIMEOUT_S``, validated: read
+    alone, without the rest of :func:`get_settings`, by every transaction pymem opens."""
+    return (_env_number("PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0, float, 0.05, 3_600.0),
+            _env_number("PYMEM_TRANSACTION_TIMEOUT_S", 0.0, float, 0.0, 86_400.0))
+
+
 def get_settings() -> Settings:
     """Read and validate the settings from the environment.
 
@@ -193,6 +200,7 @@ def get_settings() -> Settings:
     if pg_version not in (16, 18):
         raise ConfigurationError("PYMEM_PG_VERSION must be 16 or 18")
     home = Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser().absolute()
+    idle_s, transaction_s = transaction_limits()
     return Settings(
         database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
         home=home,
@@ -221,8 +229,8 @@ def get_settings() -> Settings:
         data_key_cache_size=_env_number("PYMEM_DATA_KEY_CACHE_SIZE", 10_000, int, 1, 10_000_000),
         data_key_cache_ttl_s=_env_number("PYMEM_DATA_KEY_CACHE_TTL_S", 300.0, float, 1.0, 86_400.0),
         term_tags=_env_bool("PYMEM_TERM_TAGS", True),
-        idle_in_transaction_timeout_s=_env_number("PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0, float, 0.05, 3_600.0),
-        transaction_timeout_s=_env_number("PYMEM_TRANSACTION_TIMEOUT_S", 0.0, float, 0.0, 86_400.0),
+        idle_in_transaction_timeout_s=idle_s,
+        transaction_timeout_s=transaction_s,
         pool_check_timeout_s=_env_number("PYMEM_POOL_CHECK_TIMEOUT_S", 5.0, float, 0.05, 3_600.0),
         term_language=_term_language(),
     )

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 
-from .config import get_settings
+from .config import transaction_limits
 
 _TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0")
 PIN_ATTEMPTS = 3  # sends of a pipeline a stored timeout cancelled before its pins (cancelled_in_pins)
@@ -40,12 +40,11 @@ _COMPLETED = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 def timeout_pins(conn) -> tuple[str, ...]:
     """The timeout pins this server knows, one statement each (for pipeline mode)."""
-    settings = get_settings()
+    idle_s, transaction_s = transaction_limits()
     # Whole milliseconds, at least one: the settings are validated numbers, never text.
-    idle_ms = max(1, round(settings.idle_in_transaction_timeout_s * 1000))
-    pins = (*_TIMEOUTS_OFF, f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}")
+    pins = (*_TIMEOUTS_OFF, f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(idle_s * 1000))}")
     if conn.info.server_version >= 170000:
-        pins += (f"SET LOCAL transaction_timeout = {round(settings.transaction_timeout_s * 1000)}",)
+        pins += (f"SET LOCAL transaction_timeout = {round(transaction_s * 1000)}",)
     return pins
 
 

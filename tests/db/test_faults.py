@@ -6,18 +6,26 @@ and that the audit log still verifies."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from pymem_devtools.clusters import as_server_user, free_port
 
 from pymem import connections
 from pymem import repository as repo
 from pymem.audit import verify_audit_log
 from pymem.db import aconnect, connect
 from pymem.errors import CommitUnknown, DuplicateId
+from pymem.security import hmac_user
 from tests.fault_proxy import FaultProxy
 from tests.utils import vec
 
@@ -192,3 +200,69 @@ async def test_a_batch_cut_off_before_its_commit_is_not_stored_and_not_called_am
         assert [hit.external_id for hit in await repo.get_memory_chunks(fresh, user, ["warm-up", "a"])] == ["warm-up"]
     finally:
         await fresh.close()
+
+
+@pytest.fixture
+def crashable(cluster, admin_url, app_url):
+    """A copy of the test server (pg_basebackup) that a test may crash: (superuser DSN, app
+    DSN, crash-and-restart). Its WAL writer waits 10 s between flushes, so a commit that
+    did not wait for its own flush is still unflushed when the server is killed."""
+    if cluster.bin_dir is None:
+        pytest.fail("the crash test needs the embedded server (pg_basebackup, pg_ctl)")
+    source = conninfo_to_dict(cluster.admin_url)
+    data = Path(tempfile.mkdtemp(prefix="pymem-crash-"))
+    os.chmod(data, 0o777)
+    target, port = data / "copy", free_port()
+    subprocess.run(as_server_user([str(cluster.bin_dir / "pg_basebackup"), "-D", str(target), "-X", "stream",
+                                    "-c", "fast", "-h", source["host"], "-p", source.get("port", "5432"),
+                                    "-U", source["user"]]), check=True, capture_output=True)
+    with open(target / "postgresql.conf", "a") as conf:
+        conf.write(f"\nport = {port}\nunix_socket_directories = '{data}'\nwal_writer_delay = '10s'\n")
+
+    def pg_ctl(*args: str) -> None:
+        subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-l", str(data / "log"),
+                                        *args]), check=True, capture_output=True)
+
+    def crash_and_restart() -> None:
+        pg_ctl("-m", "immediate", "stop")
+        pg_ctl("-w", "start")
+
+    pg_ctl("-w", "start")
+    try:
+        yield (make_conninfo(admin_url, host=str(data), port=port),
+               make_conninfo(app_url, host=str(data), port=port), crash_and_restart)
+    finally:
+        subprocess.run(as_server_user([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m", "immediate",
+                                        "stop"]), capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def test_a_read_intent_outlives_a_crash_when_the_login_stored_synchronous_commit_off(crashable):
+    """The intent must be on disk before the read's rows return, whatever the login stored
+    for itself: ``synchronous_commit = off`` would leave it in the WAL buffers until the WAL
+    writer's next flush, and a crash then would erase the trace of a read that happened."""
+    admin, app, crash_and_restart = crashable
+    user = f"crash-{uuid.uuid4()}"
+    conn = await aconnect(app)
+    try:
+        await repo.index_memory_chunks(conn, user, [_chunk(1, id="a")])
+    finally:
+        await conn.close()
+    with connect(admin) as owner:
+        owner.execute("CHECKPOINT")  # the row is on disk before the login's setting changes anything
+        owner.execute(psycopg.sql.SQL("ALTER ROLE {} SET synchronous_commit = off").format(
+            psycopg.sql.Identifier(conninfo_to_dict(app)["user"])))
+    conn = await aconnect(app)
+    try:
+        assert (await (await conn.execute("SHOW synchronous_commit")).fetchone())[0] == "off"
+        [hit] = await repo.get_memory_chunks(conn, user, ["a"])
+        assert hit.text == "text 1"
+    finally:
+        await conn.close()
+    crash_and_restart()
+    with connect(admin) as owner:
+        phases = owner.execute("SELECT phase FROM pymem.audit_log WHERE user_hash = %s AND operation = 'get'",
+                               (hmac_user(user),)).fetchall()
+        owner.execute(psycopg.sql.SQL("ALTER ROLE {} RESET ALL").format(
+            psycopg.sql.Identifier(conninfo_to_dict(app)["user"])))
+    assert ("intent",) in phases

@@ -9,11 +9,8 @@ the latency is measured in the same run.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import tempfile
 import time
-from pathlib import Path
 
 from pymem import repository
 from pymem.db import aconnect
@@ -23,6 +20,7 @@ from pymem_devtools.bench.common import (
     bench_cluster,
     markdown_table,
     percentiles_ms,
+    tiny_reranker,
 )
 from pymem_devtools.bench.dataset import make_dataset, queries_for
 from pymem_devtools.keys import ephemeral_keys
@@ -67,27 +65,15 @@ async def _run(dsn: str, dataset, n_queries: int) -> dict:
 
 def run(scale: str) -> dict:
     from pymem import rerank
-    from pymem.onnx_export import export_reranker
-    from pymem_devtools.tiny_reranker import build_tiny_cross_encoder
 
     ephemeral_keys()
     n_rows, n_tenants, n_queries = SCALES[scale]
     cluster = bench_cluster(scale)
     dataset = make_dataset(n_rows, n_tenants)
     cluster.fresh_database("pymem_bench_e2e", embedding_dim=dataset.vectors.shape[1])
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        checkpoint = build_tiny_cross_encoder(Path(tmp) / "checkpoint")
-        export_reranker(str(checkpoint), Path(tmp) / "onnx", int8=True, progress=False)
-        saved = {k: os.environ.get(k) for k in ("PYMEM_RERANK_MODEL", "PYMEM_RERANK_DEVICE", "RERANK_ENABLED")}
-        os.environ.update(PYMEM_RERANK_MODEL=str(Path(tmp) / "onnx"), PYMEM_RERANK_DEVICE="auto", RERANK_ENABLED="true")
-        rerank.reset_reranker()
-        try:
-            timings = asyncio.run(_run(app_dsn(cluster, "pymem_bench_e2e"), dataset, n_queries))
-            metrics = rerank.get_rerank_metrics()
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-            rerank.reset_reranker()
+    with tiny_reranker():
+        timings = asyncio.run(_run(app_dsn(cluster, "pymem_bench_e2e"), dataset, n_queries))
+        metrics = rerank.get_rerank_metrics()
     results = {"rows": n_rows, "tenants": n_tenants, "queries": n_queries, "candidates": CANDIDATES, "k": K,
                "device": metrics["device"], "rerank_skipped_total": metrics["rerank_skipped_total"], **timings}
     table = markdown_table(["query_memory (k=10 of 24 candidates)", "p50 ms", "p95 ms", "p99 ms", "max ms"],

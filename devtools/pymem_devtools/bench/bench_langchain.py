@@ -74,11 +74,11 @@ def _asyncpg_url(dsn: str) -> URL:
                       database=info.get("dbname"), query=query)
 
 
-def _peer_store(admin: str, embeddings: Embeddings, dim: int):
+def _peer_store(admin: str, embeddings: Embeddings, dim: int, **engine_options):
     from langchain_postgres import Column, PGEngine, PGVectorStore
     from langchain_postgres.v2.indexes import HNSWIndex
 
-    engine = PGEngine.from_connection_string(_asyncpg_url(admin))
+    engine = PGEngine.from_connection_string(_asyncpg_url(admin), **engine_options)
     engine.init_vectorstore_table("lc_bench", dim, metadata_columns=[Column("tenant", "TEXT")],
                                   overwrite_existing=True)
     store = PGVectorStore.create_sync(engine, embeddings, "lc_bench", metadata_columns=["tenant"])

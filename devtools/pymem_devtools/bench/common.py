@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -127,3 +130,26 @@ def drop_solo_graphs(admin_dsn: str) -> None:
             "SELECT indexname FROM pg_catalog.pg_indexes WHERE schemaname = 'pymem'"
             " AND indexname LIKE 'memory\\_chunks\\_solo\\_%'").fetchall()]
         apply_solo_graphs(conn, SoloGraphPlan(0, 0, [], names, 0), progress=False)
+
+
+@contextlib.contextmanager
+def tiny_reranker() -> Iterator[None]:
+    """Rerank with the tiny random-weight cross-encoder (TinyBERT-L2's shape, exported by the
+    real code, int8) for the block: the reranker's cost without a model download. The
+    settings it changes are put back after."""
+    from pymem import rerank
+    from pymem.onnx_export import export_reranker
+    from pymem_devtools.tiny_reranker import build_tiny_cross_encoder
+
+    with tempfile.TemporaryDirectory(prefix="bench-reranker-") as tmp:
+        checkpoint = build_tiny_cross_encoder(Path(tmp) / "checkpoint")
+        export_reranker(str(checkpoint), Path(tmp) / "onnx", int8=True, progress=False)
+        saved = {k: os.environ.get(k) for k in ("PYMEM_RERANK_MODEL", "PYMEM_RERANK_DEVICE", "RERANK_ENABLED")}
+        os.environ.update(PYMEM_RERANK_MODEL=str(Path(tmp) / "onnx"), PYMEM_RERANK_DEVICE="auto", RERANK_ENABLED="true")
+        rerank.reset_reranker()
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+            rerank.reset_reranker()
