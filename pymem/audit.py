@@ -43,6 +43,7 @@ from .audit_chain import OnRow, verify_chains
 from .config import key_material
 
 CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
+NO_TENANT = "0" * 64  # the chain of rows that name no tenant
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class AuditProblem:
 
     @property
     def chain_label(self) -> str:
-        return "(no tenant)" if self.user_hash == "0" * 64 else f"{self.user_hash[:12]}…"
+        return "(no tenant)" if self.user_hash == NO_TENANT else f"{self.user_hash[:12]}…"
 
 
 @contextmanager
@@ -77,7 +78,7 @@ def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None, *,
-                     on_row: OnRow | None = None) -> list[AuditProblem]:
+                     on_row: OnRow | None = None, database: str | None = None) -> list[AuditProblem]:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
     One pass over the log, in one transaction, calling no function of pymem's (see
@@ -87,15 +88,23 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
 
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
-        checkpoint: a file written by :func:`write_checkpoint`.
+        checkpoint: a file written by :func:`write_checkpoint`. It names the database it was
+            taken of; a checkpoint of another database is reported, not compared.
         on_row: called with each row the walk recomputes (see :func:`pymem.audit_chain.verify_chains`).
+        database: the database name the checkpoint must name, when this one was restored
+            under another (default: this database's name).
 
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under
             ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
     """
-    heads = _read_checkpoint(checkpoint)["heads"] if checkpoint is not None else []
+    body = _read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
+    heads = body["heads"]
     with as_auditor(conn):
+        expected = database or conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        if checkpoint is not None and body.get("database") != expected:
+            return [AuditProblem(NO_TENANT, 0, f"the checkpoint is of database {body.get('database')!r}, not"
+                                               f" {expected!r}: use that database's checkpoints")]
         walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row)
     problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
     for user_hash, chain_pos, row_hash in heads:

@@ -80,7 +80,7 @@ def _cmd_audit_verify(args) -> int:
     from .doctor import check_schema
 
     with connect() as conn:
-        problems = verify_audit_log(conn, args.checkpoint)
+        problems = verify_audit_log(conn, args.checkpoint, database=args.as_database)
         # The chains were recomputed here; the functions that write them, and the
         # tables and policies the walk read, are checked as doctor checks them.
         schema = [f for f in check_schema(conn) if not f.ok]
@@ -431,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("audit-verify", help="verify the audit log's hash chains (as pymem_auditor)")
     verify.add_argument("--checkpoint", help="also check a signed checkpoint (PYMEM_AUDIT_VERIFY_KEY)")
+    verify.add_argument("--as-database", metavar="NAME",
+                        help="the database the checkpoint was taken of, when this one is a restore of it"
+                             " under another name")
     verify.set_defaults(func=_cmd_audit_verify)
 
     rows = sub.add_parser("verify-rows", help="check every live row against its latest audited write (with the keys;"

@@ -26,7 +26,7 @@ Database
                              transaction: a frozen or cut-off client cannot hold a tenant's
                              audit chain head).
     ``PYMEM_TRANSACTION_TIMEOUT_S`` PostgreSQL 17 and later: the longest a transaction pymem opened
-                             may last, 0 for no limit (default 0; pinned in each transaction).
+                             may last, 0 for no limit (default 300; pinned in each transaction).
     ``PYMEM_POOL_CHECK_TIMEOUT_S`` seconds a pooled connection has to answer the pool's check and
                              reset (:mod:`pymem.connections`, default 5): one that does not, on a
                              silent network, is closed and replaced, not waited on.
@@ -148,7 +148,7 @@ class Settings:
     data_key_cache_ttl_s: float = 300.0
     term_tags: bool = True
     idle_in_transaction_timeout_s: float = 10.0
-    transaction_timeout_s: float = 0.0
+    transaction_timeout_s: float = 300.0
     pool_check_timeout_s: float = 5.0
     term_language: str = "english"
 
@@ -186,7 +186,7 @@ def transaction_limits() -> tuple[float, float]:
     """``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` and ``PYMEM_TRANSACTION_TIMEOUT_S``, validated: read
     alone, without the rest of :func:`get_settings`, by every transaction pymem opens."""
     return (_env_number("PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0, float, 0.05, 3_600.0),
-            _env_number("PYMEM_TRANSACTION_TIMEOUT_S", 0.0, float, 0.0, 86_400.0))
+            _env_number("PYMEM_TRANSACTION_TIMEOUT_S", 300.0, float, 0.0, 86_400.0))
 
 
 def get_settings() -> Settings:

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from pgvector.psycopg.vector import register_vector_info
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from psycopg.types import TypeInfo
@@ -94,11 +95,30 @@ async def configure(conn: psycopg.AsyncConnection) -> None:
     register_vector_info(conn, _vector_info(row))
 
 
+def session_pins(conn) -> list[str]:
+    """Session settings pymem makes on each connection it configures (and again after each
+    pool reset, which undoes them): the timeouts that act between transactions switched
+    off. A value the login stored for ``idle_session_timeout`` would end pooled sessions
+    between calls, and one for ``transaction_timeout`` would start at each ``BEGIN``,
+    before pymem's pins (:mod:`pymem.pins`) can stop it."""
+    return ["SET idle_session_timeout = 0",
+            *(["SET transaction_timeout = 0"] if conn.info.server_version >= 170000 else [])]
+
+
+def startup_options(dsn: str, options: str | None = None) -> str:
+    """``options`` for a new connection: ``-c idle_session_timeout=0`` before the DSN's own (or
+    ``options``): sent with the startup packet, it outranks a value stored for the login
+    from the session's first moment, before :func:`configure` runs."""
+    given = options if options is not None else conninfo_to_dict(dsn).get("options")
+    return " ".join(part for part in ("-c idle_session_timeout=0", given) if part)
+
+
 async def _vector_row(conn) -> tuple | None:
     # Its own transaction: a connection that is not in autocommit mode must not
     # be left inside the implicit one the catalog query would open. Pinned, so a
-    # timeout stored for the login cannot fail it.
-    async with pinned_transaction(conn, [(_VECTOR_TYPE_SQL, None)]) as (cursor,):
+    # timeout stored for the login cannot fail it; the session pins go with it.
+    async with pinned_transaction(conn, [(_VECTOR_TYPE_SQL, None), *((pin, None) for pin in session_pins(conn))]) \
+            as (cursor, *_):
         return await cursor.fetchone()
 
 
@@ -140,14 +160,18 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
     Use as an ``AsyncConnectionPool``'s ``reset`` callback. psycopg is made to
     forget its own prepared statements too (see :func:`_forget_prepared`);
     pgvector's adapters stay.
+    The session pins (:func:`session_pins`) are made again after it.
     If the reset itself fails (a borrower left a ``statement_timeout`` short enough
     to cancel it, say), or the server does not answer within ``PYMEM_POOL_CHECK_TIMEOUT_S``
     (the connection is closed then), the error reaches the pool, which drops that
     session and opens a new one: nothing a borrower left survives either way, and no
-    pool worker waits on a silent network.
+    pool worker waits on a silent network in the reset. (psycopg_pool rolls back a
+    connection given back inside a transaction before calling the reset, without a bound;
+    pymem's calls give connections back outside transactions.)
     """
     await _answered_in_time(conn, "DISCARD ALL")
     _forget_prepared(conn)
+    await _answered_in_time(conn, "; ".join(session_pins(conn)))
 
 
 async def _answered_in_time(conn: psycopg.AsyncConnection, statement: str) -> None:
@@ -188,6 +212,7 @@ def reset_sync(conn: psycopg.Connection) -> None:
     """Sync twin of :func:`reset`, for a ``ConnectionPool``."""
     _answered_in_time_sync(conn, b"DISCARD ALL")
     _forget_prepared(conn)
+    _answered_in_time_sync(conn, "; ".join(session_pins(conn)).encode())
 
 
 def _answered_in_time_sync(conn: psycopg.Connection, statement: bytes) -> None:

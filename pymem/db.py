@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 from .config import get_settings
-from .connections import PgvectorMissing, configure, configure_sync
+from .connections import PgvectorMissing, configure, configure_sync, startup_options
 from .errors import ConfigurationError
 from .extras import require
 
@@ -191,7 +191,9 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
         dsn: overrides :func:`database_url`.
         **kwargs: passed to ``psycopg.connect``.
     """
-    conn = psycopg.connect(dsn or database_url(), autocommit=True, **{"client_encoding": "UTF8", **kwargs})
+    dsn = dsn or database_url()
+    conn = psycopg.connect(dsn, autocommit=True, **{"client_encoding": "UTF8", **kwargs,
+                                                    "options": startup_options(dsn, kwargs.get("options"))})
     # Operators' tools also connect before migrating, when there is no pgvector yet.
     with contextlib.suppress(PgvectorMissing):
         configure_sync(conn)
@@ -200,7 +202,8 @@ def connect(dsn: str | None = None, **kwargs) -> psycopg.Connection:
 
 async def aconnect(dsn: str | None = None, **kwargs) -> psycopg.AsyncConnection:
     """Async twin of :func:`connect`."""
-    conn = await psycopg.AsyncConnection.connect(dsn or database_url(), autocommit=True,
-                                                 **{"client_encoding": "UTF8", **kwargs})
+    dsn = dsn or database_url()
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **{
+        "client_encoding": "UTF8", **kwargs, "options": startup_options(dsn, kwargs.get("options"))})
     await configure(conn)
     return conn

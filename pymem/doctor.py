@@ -1,7 +1,9 @@
 """``pymem doctor``: check a deployment: the schema against what this pymem ships, and the
 hardening of the app's login that SQL migrations cannot impose.
 
-The schema: the database must be at this pymem's head revision, and every object
+The schema: pymem's roles must exist and own it (a database restored without them,
+:mod:`pymem.restores`, is reported with the fix); the database must be at this pymem's
+head revision, and every object
 :mod:`pymem.fingerprints` covers (functions, tables and their columns, constraints,
 policies, triggers, the pymem roles, event triggers, the pgvector functions pymem
 uses) must be the one shipped; pgvector's functions must be the extension's own;
@@ -55,6 +57,7 @@ import psycopg
 from . import fingerprints, migrations
 from .distribute import chunks_distributed, citus_installed, workers_showing_query_text
 from .errors import MigrationRefused, PymemError
+from .restores import FIX, RESTORE_CHECK_SQL, restore_problems
 from .root_keys import provider
 from .solo_graphs import plan_solo_graphs
 
@@ -127,6 +130,9 @@ def check_schema(conn: psycopg.Connection) -> list[Finding]:
     """The database's revision, and what it runs against what this pymem ships."""
     head = migrations.head_revision()
     at = database_revision(conn)
+    restored = restore_problems(conn.execute(RESTORE_CHECK_SQL).fetchone()) if at else []
+    if restored:
+        return [Finding("pymem's roles own the schema", False, f"{'; '.join(restored)}: {FIX}")]
     if at != head:
         where = f"is at revision {at}" if at else "has no pymem schema yet"
         return [Finding("schema revision", False, f"the database {where}; this pymem ships {head}: run pymem migrate")]

@@ -138,7 +138,9 @@ class CommitUnknown(PymemError, psycopg.OperationalError):
     written under (pymem's generated ids included) and its expiry as an absolute
     time. Retrying with :func:`pymem.upsert_memory_chunks` (``chunks=error.chunks``) is
     safe whichever happened: a chunk that was stored is replaced by the same chunk, one
-    that was not is written, and nothing is stored twice. Retrying the original
+    that was not is written, and nothing is stored twice. Retry at once: the retry writes
+    the batch again, so a chunk deleted in between (``delete_document``, ``erase_user``)
+    would be stored again. Retrying the original
     ``index_memory_chunks`` call instead would raise ``DuplicateId`` for a batch that
     was stored, or store a second copy of chunks that had no id.
 

@@ -2,11 +2,14 @@
 
 A setting stored for the app's login (``ALTER ROLE ... SET``, which the login may
 do to itself and which ``DISCARD ALL`` does not undo) or left on a pooled session
-applies to every later session. Those that could deny service to pymem's calls are
-pinned in each transaction pymem opens: the statement and lock timeouts switched off
-(PostgreSQL's defaults), the idle-in-transaction timeout set to
-``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` (10 s by default) and, on PostgreSQL 17 and
-later, the transaction timeout to ``PYMEM_TRANSACTION_TIMEOUT_S`` (0, none, by default).
+applies to every later session. Those that could deny service to pymem's calls, or
+undo what they did, are pinned in each transaction pymem opens: the statement and lock
+timeouts switched off (PostgreSQL's defaults), the idle-in-transaction timeout set to
+``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` (10 s by default), ``synchronous_commit`` on and,
+on PostgreSQL 17 and later, the transaction timeout stopped first, then started afresh at
+``PYMEM_TRANSACTION_TIMEOUT_S`` (300 s by default). Timeouts that act between
+transactions (``idle_session_timeout``, and the transaction timeout from ``BEGIN`` to
+the first pin) are switched off for the session by :mod:`pymem.connections`.
 
 The idle-in-transaction limit is what frees a tenant whose client froze, or lost its
 network, inside a write: the write holds the tenant's audit chain head (a row lock)
@@ -14,7 +17,10 @@ until its transaction ends, and every other read and write of the tenant waits o
 The server ends such a session once it has waited that long on the client; the
 transaction rolls back and nothing of it stays. A shorter limit stored for the login
 cannot cut pymem's own transactions short, and a longer one (or none) cannot let them
-hold the head longer.
+hold the head longer. The idle timer runs only once the server has answered a whole
+pipeline (its Sync): a client that stops in the middle of one, or a network that holds
+back its last message (possible without TLS), is bounded by the transaction timeout,
+which PostgreSQL 16 does not have.
 
 The pins go first, with ``BEGIN``, in one pipeline: a timeout would otherwise apply to
 the statements before them, and an idle-in-transaction timeout to the round trip after
@@ -34,16 +40,27 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from .config import transaction_limits
 
 _TIMEOUTS_OFF = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0")
+# First, right after BEGIN: a transaction timeout stored for the login starts its timer at
+# BEGIN and ends the session (not the statement: no retry helps), so it is stopped first.
+_TRANSACTION_TIMER_OFF = ("SET LOCAL transaction_timeout = 0",)
+# Every commit waits for its WAL flush (and a synchronous standby's, where there is one):
+# with "off" stored for the login, a crash would lose acknowledged writes, deletes and
+# erasures, and the intents of reads that returned rows, with no trace in the audit log.
+_FLUSHED = "SET LOCAL synchronous_commit = on"
 PIN_ATTEMPTS = 3  # sends of a pipeline a stored timeout cancelled before its pins (cancelled_in_pins)
 _COMPLETED = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 
 def timeout_pins(conn) -> tuple[str, ...]:
-    """The timeout pins this server knows, one statement each (for pipeline mode)."""
+    """The pins this server knows, one statement each (for pipeline mode)."""
     idle_s, transaction_s = transaction_limits()
+    newer = conn.info.server_version >= 170000
     # Whole milliseconds, at least one: the settings are validated numbers, never text.
-    pins = (*_TIMEOUTS_OFF, f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(idle_s * 1000))}")
-    if conn.info.server_version >= 170000:
+    pins = (*(_TRANSACTION_TIMER_OFF if newer else ()), *_TIMEOUTS_OFF,
+            f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(idle_s * 1000))}", _FLUSHED)
+    if newer and transaction_s > 0:
+        # Set after 0, the server starts the timer afresh: setting one while another runs
+        # would leave the running one, started at BEGIN by a value the login stored.
         pins += (f"SET LOCAL transaction_timeout = {round(transaction_s * 1000)}",)
     return pins
 

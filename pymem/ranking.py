@@ -31,9 +31,7 @@ class RerankedResult:
     reranked: bool
 
 
-def ann_order(candidates: Sequence[str], total: int | None = None) -> list[RerankedResult]:
-    """The seed's fail-open answer: ANN order, score ``1 - i/n``, rank ``i + 1``; ``n`` is
-    ``total``, the number of candidates the search returned, when only the first of them
-    are given (default: all are)."""
-    n = len(candidates) if total is None else total
+def ann_order(candidates: Sequence[str]) -> list[RerankedResult]:
+    """The seed's fail-open answer: ANN order, score ``1 - i/n``, rank ``i + 1``."""
+    n = len(candidates)
     return [RerankedResult(i, text, 1.0 - i / n, i + 1, reranked=False) for i, text in enumerate(candidates)]

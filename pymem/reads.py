@@ -9,8 +9,8 @@ rollback, disconnecting, crashing) cannot erase the trace. The read then appends
 a ``result`` row naming the ids it returned, which exists only if that
 transaction commits.
 
-The intent's COMMIT waits for its WAL flush (``synchronous_commit = on`` for that
-transaction, whatever the login stored); the read's does not (``synchronous_commit = off``
+The intent's COMMIT waits for its WAL flush (``synchronous_commit = on``, pinned in every
+transaction pymem opens: :mod:`pymem.pins`); the read's does not (``synchronous_commit = off``
 for that transaction alone): one synchronous flush per read. The result row is therefore
 best effort: a server crash just after a read returned can lose it, as a ROLLBACK of the
 read drops it, while the intent stays on record.
@@ -75,10 +75,6 @@ _INTENT_SQL = {
 _REPLAYED_SQL = ("SELECT pg_catalog.pg_is_in_recovery(),"
                  " pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn")
 _LIVE_KEYS_SQL = "SELECT version, wrapped_sha256 FROM pymem.live_data_key_digests(%s::pg_catalog.bpchar)"
-# The intent's COMMIT waits for its WAL flush (and a synchronous standby's, where the server
-# has one) whatever synchronous_commit the login stored: "off" would let a crash erase an
-# intent whose read returned rows. A SET LOCAL, which Citus forwards to the workers.
-_INTENT_FLUSHED = "SET LOCAL synchronous_commit = on"
 # The read's transaction commits without waiting for its WAL flush: one synchronous flush per
 # read, the intent's, which is what must outlive a crash. The result row is best effort: a
 # crash in the moment after a read returns can lose it (as a ROLLBACK of the read drops it).
@@ -109,7 +105,6 @@ async def commit_read_intent(conn: psycopg.AsyncConnection, user_hash: str, read
     """
     ticket = uuid.uuid4()
     async with tenant_transaction(conn, user_hash, proof=proof):
-        await conn.execute(_INTENT_FLUSHED)
         await conn.execute(_INTENT_SQL[read], (user_hash, ticket, _OPERATION[read], *digest_params))
     return ticket
 
@@ -163,19 +158,19 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
     pinned = len(begin_statements(conn))
     opening = [n < pinned for n in range(len(begin))]  # BEGIN and the pins
     intent_sql, operation = _INTENT_SQL[read], _OPERATION[read]
-    keys_at = 2 * len(begin) + 5  # the live keys' cursor, after the read's
+    keys_at = 2 * len(begin) + 4  # the live keys' cursor, after the read's
 
     def statements() -> list[tuple]:
         # A new ticket each time the pipeline is sent: an intent that committed before the
         # pipeline was cancelled stays on record.
         ticket = uuid.uuid4()
-        return [*((q, p, False) for q, p in begin), (_INTENT_FLUSHED, None, False),
+        return [*((q, p, False) for q, p in begin),
                 (intent_sql, (user_hash, ticket, operation, *digest_params), False), ("COMMIT", None, False),
                 *((q, p, False) for q, p in begin), (_RESULT_NOT_FLUSHED, None, False),
                 (read_sql, (user_hash, ticket, *read_params), True),
                 *([(_LIVE_KEYS_SQL, (user_hash,), False)] if with_keys else []), ("COMMIT", None, False)]
 
-    pins = [*opening, False, False, False, *opening, False, False, *([False] if with_keys else []), False]
+    pins = [*opening, False, False, *opening, False, False, *([False] if with_keys else []), False]
     # Autocommit for the pipeline's length (pymem.pins.autocommit): the BEGINs are
     # explicit. Only the client's flag changes; nothing is sent.
     async with autocommit(conn):

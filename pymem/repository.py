@@ -545,8 +545,6 @@ async def query_memory(
     """Search the tenant's memory, open the hits, rerank them, return the top ``k``.
 
     The search is a durable read: its intent is committed first (see :mod:`pymem.reads`).
-    Without reranking (``rerank=False`` or ``RERANK_ENABLED`` false) the search's order is the
-    answer, and only the ``k`` hits returned are opened and checked.
 
     Args:
         conn: a connection or pool of a role that has ``pymem_app``.
@@ -620,18 +618,21 @@ async def query_memory(
         rows = current_rows(rows, window)
         keys = await keys_of_rows(conn, user_hash, rows, live)
     # Opening and reranking happen after COMMIT: the transaction stays short.
-    rows = [row for row in rows if max_distance is None or row[10] <= max_distance]
-    found, reranking = len(rows), rerank and rerank_enabled_now(settings.rerank_enabled)
-    if not reranking:
-        rows = rows[:k]  # the search's order is the answer: open and check only what is returned
-    opened = [(open_row(user_hash, row, keys), row) for row in rows]
+    if len(rows) > fetch:
+        raise TamperedRow("the database returned more rows than the search asked for")
+    # Every candidate is opened and checked, also those a search without reranking does not
+    # return: a row changed in the database fails the call whether or not it would have been
+    # among the top k (checking only those would let a changed embedding push a row out of
+    # them unnoticed).
+    opened = [(open_row(user_hash, row, keys), row) for row in rows
+              if max_distance is None or row[10] <= max_distance]
     if tags and not all(index.satisfies(hit.metadata, tags, ends, key_tags=hit.aad_version >= 3)
                         for hit, _ in opened):
         raise TamperedRow("the database returned a row that does not meet the filter (its tags were changed)")
     if words and not all(claims_hold(hit.text, language, words, row[11], row[12]) for hit, row in opened):
         raise TamperedRow("the database returned a row that does not hold the query terms it said it holds"
                           " (its keyword postings were changed)")
-    order = await _rerank_order(query, [hit.text for hit, _ in opened], reranking, user_hash, found)
+    order = await _rerank_order(query, [hit.text for hit, _ in opened], rerank, user_hash)
     return [_hit(opened[r.index][0], opened[r.index][1], include_embedding=include_embedding,
                  distance=float(opened[r.index][1][10]),
                  keyword_score=None if not words or opened[r.index][1][11] is None else float(opened[r.index][1][11]),
@@ -639,10 +640,8 @@ async def query_memory(
             for rank, r in enumerate(order[:k], start=1)]
 
 
-async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str,
-                        found: int) -> list[RerankedResult]:
-    """The candidates, best first: the reranker's order, or the ANN order (scored among the
-    ``found`` candidates, of which ``texts`` may be the first only)."""
+async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant: str) -> list[RerankedResult]:
+    """The candidates, best first: the reranker's order, or the ANN order."""
     if not texts:
         return []
     if enabled:
@@ -655,4 +654,4 @@ async def _rerank_order(query: str, texts: Sequence[str], enabled: bool, tenant:
             enabled = False  # switched off (RERANK_ENABLED=false), and not installed either
     if enabled:
         return await maybe_rerank(query, list(texts), tenant=tenant)
-    return ann_order(texts, found)
+    return ann_order(texts)

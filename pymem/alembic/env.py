@@ -8,6 +8,7 @@ from pymem.db import database_url, sqlalchemy_url
 from pymem.distribute import migration_connect_args
 from pymem.errors import MigrationRefused
 from pymem.migrations import PLACEHOLDER_DIM, TYPED_FROM
+from pymem.restores import FIX, RESTORE_CHECK_SQL, restore_problems
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("dsn"):
@@ -55,13 +56,23 @@ def _requested_dim(kind: str) -> int | None:
     return dim
 
 
-def _embedding(connection) -> tuple[int, str]:
-    """The dimension and type to migrate with: the database's own once it has them (a different
-    request is refused), except that revision 0023 may turn a vector schema into halfvec."""
-    existing_dim, existing_type = connection.execute(_EXISTING).one_or_none() or (None, None)
+def _revision(connection) -> str | None:
+    """The database's revision; None before its first migration. A migrated database that
+    pymem's roles do not own (restored without them: :mod:`pymem.restores`) is refused."""
     revision = (connection.execute(_REVISION).scalar()
                 if connection.execute(text("SELECT pg_catalog.to_regclass('public.alembic_version')")).scalar()
                 else None)
+    problems = restore_problems(tuple(connection.exec_driver_sql(RESTORE_CHECK_SQL).one())) if revision else []
+    connection.commit()
+    if problems:
+        raise MigrationRefused(f"{'; '.join(problems)}: {FIX}")
+    return revision
+
+
+def _embedding(connection, revision: str | None) -> tuple[int, str]:
+    """The dimension and type to migrate with: the database's own once it has them (a different
+    request is refused), except that revision 0023 may turn a vector schema into halfvec."""
+    existing_dim, existing_type = connection.execute(_EXISTING).one_or_none() or (None, None)
     connection.commit()
     requested_type = _requested_type()
     kind = requested_type or existing_type or "vector"
@@ -89,7 +100,7 @@ def run_migrations_online() -> None:
     # On a Citus coordinator not yet distributed, the DDL stays local (pymem distribute).
     engine = create_engine(sqlalchemy_url(dsn), poolclass=pool.NullPool, connect_args=migration_connect_args(dsn))
     with engine.connect() as connection:
-        dim, kind = _embedding(connection)
+        dim, kind = _embedding(connection, _revision(connection))
         context.config.attributes["embedding_dim_resolved"] = dim
         context.config.attributes["embedding_type_resolved"] = kind
         context.configure(

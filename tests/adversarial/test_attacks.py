@@ -549,6 +549,30 @@ async def test_a_changed_plaintext_embedding_is_detected_on_read(attack_failed, 
     attack_failed("swap a plaintext embedding")
 
 
+def _near(query: np.ndarray, distance: float, seed: int) -> np.ndarray:
+    moved = query + distance * vec(seed)
+    return (moved / np.linalg.norm(moved)).astype(np.float32)
+
+
+async def test_a_changed_row_past_the_top_k_still_fails_a_search_without_reranking(attack_failed, aconn,
+                                                                                   admin_conn, user):
+    """Every candidate is opened and checked, not only the k returned: a row changed in the
+    database fails the search even when it would rank k+1, and a changed embedding cannot
+    push the best row out of the top k unnoticed (review of issue 27's read path)."""
+    query = vec(1)
+    ids = await repo.index_memory_chunks(aconn, user, [ChunkInput("d", "s", f"t{i}", _near(query, 0.2 * i, 100 + i))
+                                                       for i in range(5)])
+    admin_conn.execute("UPDATE pymem.memory_chunks SET text_cipher = pg_catalog.set_byte(text_cipher, 20,"
+                       " pg_catalog.get_byte(text_cipher, 20) # 1) WHERE id = %s", (ids[2],))
+    with pytest.raises(InvalidTag):
+        await repo.query_memory(aconn, user, "q", query, k=2, rerank=False)
+    admin_conn.execute("DELETE FROM pymem.memory_chunks WHERE id = %s", (ids[2],))
+    admin_conn.execute("UPDATE pymem.memory_chunks SET embedding = %s WHERE id = %s", (_near(query, 0.5, 777), ids[0]))
+    with pytest.raises(EmbeddingMismatch):
+        await repo.query_memory(aconn, user, "q", query, k=2, rerank=False)
+    attack_failed("a changed row just past the top k of a search without reranking")
+
+
 async def test_rows_sealed_before_0005_still_open(aconn, admin_conn, user):
     """A v1 row (AAD without labels), as written before this migration, keeps opening."""
     user_hash, chunk_id, v = hmac_user(user), uuid.uuid4(), vec(3)

@@ -12,14 +12,17 @@ the tenant's worker.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from pymem import repository as repo
+from pymem.connections import check, configure, reset
 from pymem.db import aconnect, connect
 from pymem.reads import commit_read_intent
 from pymem.security import hmac_user, keyring
@@ -199,24 +202,37 @@ async def test_timeouts_a_login_stores_for_itself_do_not_fail_pymem_calls(server
 
     login = "pymem_boundary_app"
     with connect(app_url) as attacker:
-        for setting in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"):
+        # Also the timeouts that act between transactions (issue 27's review): the session's
+        # idle timeout, and (PostgreSQL 17+) the transaction timeout, whose timer starts at BEGIN.
+        newer = attacker.info.server_version >= 170000
+        for setting in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+                        "idle_session_timeout", *(["transaction_timeout"] if newer else [])):
             attacker.execute(psycopg.sql.SQL("ALTER ROLE CURRENT_USER SET {} = '1ms'").format(
                 psycopg.sql.Identifier(setting)))
     try:
         calls = 0
-        for round_ in range(5):
+
+        async def calls_of_a_tenant(source, round_: int) -> int:
             user = f"timeouts-{uuid.uuid4()}"
+            chunk_id = await repo.index_memory_chunk(source, user, "doc", "src", "text", vec(round_))
+            await asyncio.sleep(0.05)  # idle between calls, past the stored idle_session_timeout
+            assert [h.id for h in await repo.query_memory(source, user, "q", vec(round_), k=3, rerank=False)] \
+                == [chunk_id]
+            assert (await repo.get_chunk(source, user, chunk_id)).text == "text"
+            assert await repo.delete_document(source, user, "doc") == 1
+            return 4
+
+        for round_ in range(5):
             conn = await aconnect(app_url)
             try:
-                chunk_id = await repo.index_memory_chunk(conn, user, "doc", "src", "text", vec(round_))
-                assert [h.id for h in await repo.query_memory(conn, user, "q", vec(round_), k=3, rerank=False)] \
-                    == [chunk_id]
-                assert (await repo.get_chunk(conn, user, chunk_id)).text == "text"
-                assert await repo.delete_document(conn, user, "doc") == 1
-                calls += 4
+                calls += await calls_of_a_tenant(conn, round_)
             finally:
                 await conn.close()
-        assert calls == 20
+        async with AsyncConnectionPool(app_url, min_size=2, max_size=2, open=False, configure=configure,
+                                       check=check, reset=reset) as pool:
+            for round_ in range(5):
+                calls += await calls_of_a_tenant(pool, round_)
+        assert calls == 40
         with connect(server.url("pymem_boundary")) as admin:
             findings = {f.check: f for f in check_deployment(admin, login)}
         stored = findings["no settings stored for the login"]

@@ -266,3 +266,36 @@ async def test_a_read_intent_outlives_a_crash_when_the_login_stored_synchronous_
         owner.execute(psycopg.sql.SQL("ALTER ROLE {} RESET ALL").format(
             psycopg.sql.Identifier(conninfo_to_dict(app)["user"])))
     assert ("intent",) in phases
+
+
+async def test_the_transaction_timeout_bounds_a_write_whatever_the_login_stored(app_url, monkeypatch):
+    """PostgreSQL 17+: pymem's transaction timeout bounds its transactions, also when the login
+    stored a longer one (whose timer starts at BEGIN, and which setting another value while it
+    runs would leave running): pymem stops it first, then starts its own."""
+    monkeypatch.setenv("PYMEM_TRANSACTION_TIMEOUT_S", "1")
+    user = f"bounded-{uuid.uuid4()}"
+    write = repo.write_sealed_rows
+
+    async def slow_write(*args, **kwargs):
+        await write(*args, **kwargs)
+        await asyncio.sleep(2)  # inside the transaction, past the 1 s bound, under the idle timeout
+
+    conn = await aconnect(app_url)
+    try:
+        if conn.info.server_version < 170000:
+            pytest.skip("PostgreSQL 16 has no transaction_timeout")
+        with connect(app_url) as attacker:
+            attacker.execute("ALTER ROLE CURRENT_USER SET transaction_timeout = '1h'")
+        fresh = await aconnect(app_url)
+        monkeypatch.setattr(repo, "write_sealed_rows", slow_write)
+        try:
+            with pytest.raises(psycopg.errors.TransactionTimeout):
+                await repo.index_memory_chunks(fresh, user, [_chunk(1, id="slow")])
+        finally:
+            await fresh.close()
+        monkeypatch.setattr(repo, "write_sealed_rows", write)
+        assert await repo.get_memory_chunks(conn, user, ["slow"]) == []
+    finally:
+        with connect(app_url) as attacker:
+            attacker.execute("ALTER ROLE CURRENT_USER RESET transaction_timeout")
+        await conn.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from pymem_devtools.bench.common import server_settings
 
 BENCHES = ("crypto", "keys", "ingest", "search", "builds", "filtered", "langchain", "citus", "rerank", "e2e",
-           "hybrid", "halfvec", "load")
+           "hybrid", "halfvec", "load", "soak")
 SCALES = ("tiny", "quick", "full", "xl")
 # The benchmarks a scale runs when --only does not narrow it.
 SCALE_BENCHES = {"xl": ("search", "builds")}
