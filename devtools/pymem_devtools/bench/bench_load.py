@@ -234,6 +234,72 @@ def _peer_search(peer_store, data: _Data) -> Callable:
     return search
 
 
+FLOOR_SAMPLES = {"tiny": 20, "quick": 200, "full": 400}
+
+
+async def _floor(app: str, data: _Data, samples: int) -> list[tuple[str, float]]:
+    """Where one client's read goes: the same pipeline built up a part at a time (p50 ms of
+    ``samples`` each), from two empty transactions to ``query_memory`` whole."""
+    from pymem import pins, reads, tenant
+    from pymem.repository import _SEARCH_SQL
+    from pymem.security import hmac_user
+
+    conn = await pymem.aconnect(app)
+    plain = await psycopg.AsyncConnection.connect(app, autocommit=True)
+    await _plain_configure(plain)
+    rng = random.Random(9)
+
+    async def pipeline(statements) -> None:
+        async with pins.autocommit(conn):
+            await pins.send_pinned(conn, lambda: statements, [False] * len(statements))
+
+    def parts(tenant_index: int, vector) -> dict[str, list]:
+        user_hash = hmac_user(data.users[tenant_index])
+        bare = pins.begin_statements(conn, "ISOLATION LEVEL READ COMMITTED, READ WRITE")
+        entered = tenant.tenant_begin_statements(conn, user_hash)
+        params = (vector, 24, [], [], [], None)
+        intent = (reads._INTENT_SQL["search_v3"], (user_hash, uuid.uuid4(), "search", *params))
+        commit = ("COMMIT", None)
+        as_sent = lambda statements: [(q, p, False) for q, p in statements]  # noqa: E731
+        return {
+            "2 empty transactions (BEGIN, COMMIT)": as_sent([("BEGIN", None), commit] * 2),
+            "+ pymem's pins in each": as_sent([*bare, commit] * 2),
+            "+ the tenant proof checked in each": as_sent([*entered, commit] * 2),
+            "+ the intent appended to the chain, flushed": as_sent([*entered, intent, commit, *entered, commit]),
+        }
+
+    async def timed(call) -> float:
+        latencies = []
+        for _ in range(samples):
+            tenant_index, vector = data.pick(rng)
+            start = time.perf_counter()
+            await call(tenant_index, vector)
+            latencies.append(time.perf_counter() - start)
+        return percentiles_ms(latencies)["p50"]
+
+    async def durable(tenant_index, vector):
+        params = (vector, 24, [], [], [], None)
+        await reads.durable_read_with_keys(conn, hmac_user(data.users[tenant_index]), "search_v3", params,
+                                           _SEARCH_SQL, params)
+
+    try:
+        stages = [(f"{BASELINE}: search", await timed(
+            lambda t, v: _fetch(plain, _PLAIN_SEARCH, (data.users[t], v, K))))]
+        for name in parts(0, data.queries[0][0]):
+            stages.append((name, await timed(lambda t, v, name=name: pipeline(parts(t, v)[name]))))
+        stages.append(("+ the search, its result row and live keys (the durable read)", await timed(durable)))
+        stages.append(("+ opening and checking 24 candidates: query_memory, rerank off", await timed(
+            lambda t, v: repository.query_memory(conn, data.users[t], "q", v, k=K, rerank=False))))
+        return stages
+    finally:
+        await conn.close()
+        await plain.close()
+
+
+async def _fetch(conn, query, params) -> list:
+    return await (await conn.execute(query, params)).fetchall()
+
+
 async def _run(app: str, admin: str, data: _Data, seconds: float, peer_store) -> dict:
     pymem_ops, plain_ops = _pymem_ops(data, "harbor lantern orchard"), _plain_ops(data)
     results: dict[str, list[dict]] = {}
@@ -287,12 +353,14 @@ def run(scale: str) -> dict:
     admin = cluster.fresh_database("pymem_bench_load", embedding_dim=data.dataset.vectors.shape[1])
     app = app_dsn(cluster, "pymem_bench_load")
     asyncio.run(_load(app, admin, data))
+    floor = asyncio.run(_floor(app, data, FLOOR_SAMPLES[scale]))
     with tiny_reranker(), _peer(admin, data) as peer_store:
         results = asyncio.run(_run(app, admin, data, seconds, peer_store))
-    return _report(results, n_rows, n_tenants, seconds)
+    return _report(results, floor, n_rows, n_tenants, seconds)
 
 
-def _report(results: dict[str, list[dict]], n_rows: int, n_tenants: int, seconds: float) -> dict:
+def _report(results: dict[str, list[dict]], floor: list[tuple[str, float]], n_rows: int, n_tenants: int,
+            seconds: float) -> dict:
     baseline = {cell["clients"]: cell for cell in results[f"{BASELINE}: search"]}
     rows = []
     for name, cells in results.items():
@@ -310,6 +378,11 @@ def _report(results: dict[str, list[dict]], n_rows: int, n_tenants: int, seconds
               f" each client on its own pooled connection. Goals (`query_memory`, rerank off):"
               f" >= 0.6x the plain table's ops/s at 16 clients (here {goals['qps_ratio_16_clients']}x),"
               f" p50 <= 2x at 1 client (here {goals['p50_ratio_1_client']}x).")
+    steps = [[name, p50, "" if n < 2 else round(p50 - floor[n - 1][1], 3)] for n, (name, p50) in enumerate(floor)]
+    table += ("\n\nThe read path at one client, built up a part at a time (each row adds to the one above it,"
+              " except the first, the baseline):\n\n"
+              + markdown_table(["what runs", "p50 ms", "added ms"], steps))
     return {"name": "load", "results": {"rows": n_rows, "tenants": n_tenants, "seconds_per_cell": seconds,
-                                        "cells": results, "goals": goals}, "markdown": table}
+                                        "cells": results, "goals": goals, "floor_p50_ms": dict(floor)},
+            "markdown": table}
 
