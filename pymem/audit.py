@@ -78,7 +78,8 @@ def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
 
 
 def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None, *,
-                     on_row: OnRow | None = None, database: str | None = None) -> list[AuditProblem]:
+                     on_row: OnRow | None = None, database: str | None = None,
+                     since_checkpoint: bool = False) -> list[AuditProblem]:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
     One pass over the log, in one transaction, calling no function of pymem's (see
@@ -93,11 +94,18 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         on_row: called with each row the walk recomputes (see :func:`pymem.audit_chain.verify_chains`).
         database: the database name the checkpoint must name, when this one was restored
             under another (default: this database's name).
+        since_checkpoint: verify only what was appended since ``checkpoint``: each chain's
+            rows after its signed head must chain onto it (the rows up to it were verified
+            when the checkpoint was written, and are not read again: a full verification,
+            now and then, checks them again).
 
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under
-            ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint).
+            ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint); ``since_checkpoint``
+            without a checkpoint.
     """
+    if since_checkpoint and checkpoint is None:
+        raise ValueError("an incremental verification starts from a checkpoint: give one")
     body = _read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
     heads = body["heads"]
     with as_auditor(conn):
@@ -105,6 +113,9 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         if checkpoint is not None and body.get("database") != expected:
             return [AuditProblem(NO_TENANT, 0, f"the checkpoint is of database {body.get('database')!r}, not"
                                                f" {expected!r}: use that database's checkpoints")]
+        if since_checkpoint:
+            walk = verify_chains(conn, on_row=on_row, after={u: (p, bytes.fromhex(h)) for u, p, h in heads})
+            return [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
         walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row)
     problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
     for user_hash, chain_pos, row_hash in heads:

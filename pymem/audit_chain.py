@@ -22,6 +22,7 @@ chain's tail with valid hashes is caught only against a signed checkpoint.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from decimal import Decimal
 from collections.abc import Callable, Iterable, Iterator
@@ -36,9 +37,14 @@ FUTURE_SLACK_US = 300 * 1_000_000
 # Times as PostgreSQL's exact epoch microseconds (numeric: 'infinity' or a year past 9999
 # reads as a value that does not hash, not as an error that stops the walk).
 _EPOCH_US = "(pg_catalog.extract('epoch', at) * 1000000)::pg_catalog.numeric::pg_catalog.text"
-_V2_ROWS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
-            " params_digest, chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log"
-            " ORDER BY user_hash, chain_pos")
+_V2_COLUMNS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
+               " params_digest, chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log")
+_V2_ROWS = _V2_COLUMNS + " ORDER BY user_hash, chain_pos"
+# Only the rows after a checkpoint: each chain's checkpointed position looked up in a JSON
+# object (a binary search per row; the server skips the rest, the client hashes what is new).
+_V2_ROWS_AFTER = (_V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>) COALESCE((%s::pg_catalog.jsonb"
+                  " OPERATOR(pg_catalog.->>) user_hash::pg_catalog.text)::pg_catalog.int8, 0)"
+                  " ORDER BY user_hash, chain_pos")
 _V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, operation, chunk_ids, row_count,"
             " txid::pg_catalog.text, chain_pos, prev_hash, row_hash FROM pymem.audit_log_v1"
             " ORDER BY user_hash NULLS FIRST, chain_pos")
@@ -99,11 +105,11 @@ class ChainEnd:
     row_hash: bytes
 
 
-def _rows(conn: psycopg.Connection, query: str) -> Iterator[tuple]:
+def _rows(conn: psycopg.Connection, query: str, params: tuple | None = None) -> Iterator[tuple]:
     # A server-side cursor: the log may not fit in memory.
     with conn.cursor(name="pymem_audit_rows") as cursor:
         cursor.itersize = 5000
-        cursor.execute(query)
+        cursor.execute(query, params)
         yield from cursor
 
 
@@ -159,7 +165,7 @@ class ChainWalk:
 
 
 def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset(), *,
-                  on_row: OnRow | None = None) -> ChainWalk:
+                  on_row: OnRow | None = None, after: dict[str, tuple[int, bytes]] | None = None) -> ChainWalk:
     """Walk every audit chain once, recomputing it here.
 
     A signed checkpoint is compared with ``hashes`` from this same pass, so that a
@@ -173,16 +179,24 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         on_row: called with (user_hash, operation, phase, chunk_ids, params_digest,
             row_count) of every row, in chain order (v1 rows first, phase None),
             e.g. to follow each chunk's audited writes (:mod:`pymem.freshness`).
+        after: an incremental walk: for each chain a signed checkpoint names, its
+            (position, hash) there. Only the rows after it are read, and the first must
+            chain onto that hash; the rows up to it are taken as verified before (a full
+            walk checks them again). A named chain whose head row is gone is reported.
     """
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
     broken: set[str] = set()
-    v1_ends = _v1_chains(conn, problems, wanted, hashes, on_row)
+    if after is None:
+        v1_ends, rows = _v1_chains(conn, problems, wanted, hashes, on_row), _rows(conn, _V2_ROWS)
+    else:  # the first-generation log was frozen at revision 0005, before any checkpoint
+        v1_ends = {chain: ChainEnd(pos, row_hash) for chain, (pos, row_hash) in after.items()}
+        rows = _rows(conn, _V2_ROWS_AFTER, (json.dumps({chain: pos for chain, (pos, _) in after.items()}),))
     ends: dict[str, ChainEnd] = {}
     times: dict[str, Decimal] = {}
     future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
     for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
-         prev, row) in _rows(conn, _V2_ROWS):
+         prev, row) in rows:
         if user_hash not in ends:
             ends[user_hash] = v1_ends.get(user_hash, ChainEnd(0, b""))
             if any(p.user_hash == user_hash for p in problems):
@@ -213,7 +227,9 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         times[user_hash] = when
         if on_row is not None:
             on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count)
+    headless = set(after or ())
     for user_hash, chain_pos, row_hash in _rows(conn, _HEADS):
+        headless.discard(user_hash)
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
         if chain_pos == 0 and end.chain_pos == 0:
             continue  # a head created for a chain that has no row yet
@@ -228,5 +244,7 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         else:
             continue
         problems.append(ChainProblem(user_hash, chain_pos, problem))
+    problems += [ChainProblem(chain, after[chain][0], "the chain's head row is gone (the chain was deleted)")
+                 for chain in sorted(headless)]
     walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}
     return ChainWalk(problems, hashes, walked)

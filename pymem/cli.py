@@ -80,13 +80,15 @@ def _cmd_audit_verify(args) -> int:
     from .doctor import check_schema
 
     with connect() as conn:
-        problems = verify_audit_log(conn, args.checkpoint, database=args.as_database)
+        problems = verify_audit_log(conn, args.checkpoint, database=args.as_database,
+                                    since_checkpoint=args.since_checkpoint)
         # The chains were recomputed here; the functions that write them, and the
         # tables and policies the walk read, are checked as doctor checks them.
         schema = [f for f in check_schema(conn) if not f.ok]
     if not problems:
         print("audit log: every hash chain verifies, recomputed here"
-              + (" and matches the checkpoint" if args.checkpoint else ""))
+              + (" from the checkpoint on" if args.since_checkpoint else
+                 " and matches the checkpoint" if args.checkpoint else ""))
     for problem in problems:
         print(f"audit log: chain {problem.chain_label}: position {problem.chain_pos}: {problem.problem}")
     if not schema:
@@ -431,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("audit-verify", help="verify the audit log's hash chains (as pymem_auditor)")
     verify.add_argument("--checkpoint", help="also check a signed checkpoint (PYMEM_AUDIT_VERIFY_KEY)")
+    verify.add_argument("--since-checkpoint", action="store_true",
+                        help="verify only the rows appended since --checkpoint (incremental)")
     verify.add_argument("--as-database", metavar="NAME",
                         help="the database the checkpoint was taken of, when this one is a restore of it"
                              " under another name")

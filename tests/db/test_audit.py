@@ -304,3 +304,57 @@ def test_audit_verify_fails_when_a_policy_hides_rows_from_the_auditor(audited_db
     monkeypatch.setenv("PYMEM_DATABASE_URL", audited_db)
     assert main(["audit-verify"]) == 1
     assert "FAIL tables, policies, triggers and roles" in capsys.readouterr().out
+
+
+async def _more_activity(admin: str, cluster) -> None:
+    conn = await aconnect(cluster.url(psycopg.conninfo.conninfo_to_dict(admin)["dbname"],
+                                      user="pymem_test_audit_app"))
+    try:
+        for user in ("audit-a", "audit-c"):
+            await repo.index_memory_chunk(conn, user, "later", "s", "t", np.ones(8) * 3)
+    finally:
+        await conn.close()
+
+
+async def test_an_incremental_verification_reads_only_what_came_after_the_checkpoint(audited_db, audit_keys,
+                                                                                     tmp_path, monkeypatch,
+                                                                                     cluster):
+    """``audit-verify --checkpoint F --since-checkpoint``: the rows after each signed head must
+    chain onto it; those before it are not read again (a full verification checks them)."""
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    await _more_activity(audited_db, cluster)
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
+    walked = []
+    with connect(audited_db) as conn:
+        assert verify_audit_log(conn, checkpoint, since_checkpoint=True, on_row=lambda *row: walked.append(row)) == []
+        total = conn.execute("SELECT count(*) FROM pymem.audit_log").fetchone()[0]
+    # Only audit-a's new rows and audit-c's new chain are read.
+    assert 0 < len(walked) < total and {row[0] for row in walked} == {hmac_user("audit-a"), hmac_user("audit-c")}
+
+    # A row after the checkpoint changed: reported. One before it: only the full walk sees it.
+    after = chain_rows(audited_db, "audit-a")[-1]
+    before = chain_rows(audited_db, "audit-b")[2]
+    tamper(audited_db, f"UPDATE pymem.audit_log SET row_count = 99 WHERE {where('audit-a', after)};"
+                       f" UPDATE pymem.audit_log SET row_count = 99 WHERE {where('audit-b', before)}")
+    with connect(audited_db) as conn:
+        assert [(p.user_hash, p.chain_pos) for p in verify_audit_log(conn, checkpoint, since_checkpoint=True)] == [
+            (hmac_user("audit-a"), after)]
+        assert {(p.user_hash, p.chain_pos) for p in verify_audit_log(conn)} == {
+            (hmac_user("audit-a"), after), (hmac_user("audit-b"), before)}
+
+
+def test_an_incremental_verification_reports_a_checkpointed_chain_deleted_with_its_head(audited_db, audit_keys,
+                                                                                        tmp_path, monkeypatch):
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    victim = hmac_user("audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{victim}';"
+                       f" DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{victim}'")
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
+    with connect(audited_db) as conn:
+        found = verify_audit_log(conn, checkpoint, since_checkpoint=True)
+    assert [(p.user_hash, p.problem) for p in found] == [
+        (victim, "the chain's head row is gone (the chain was deleted)")]

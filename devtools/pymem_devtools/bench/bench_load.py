@@ -227,9 +227,9 @@ async def _server_counters(admin: psycopg.AsyncConnection) -> dict[str, float]:
 def _peer_search(peer_store, data: _Data) -> Callable:
     async def search(_pool, rng):
         tenant, vector = data.pick(rng)
-        docs = await peer_store.asimilarity_search_by_vector(vector.tolist(), k=K,
-                                                             filter={"tenant": data.users[tenant]})
-        assert docs
+        # Not checked for rows: its one graph, filtered after the walk, can return fewer than k
+        # for a small tenant (its recall is the langchain benchmark's).
+        await peer_store.asimilarity_search_by_vector(vector.tolist(), k=K, filter={"tenant": data.users[tenant]})
 
     return search
 
