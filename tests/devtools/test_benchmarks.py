@@ -108,6 +108,21 @@ def test_tiny_suite_writes_json_and_markdown(tmp_path):
             assert 0.0 <= cell[method]["recall_at_10"] <= 1.0
     assert written["benches"]["filtered"]["results"]["solo_graphs"]["min_rows"] > 0
 
+    load = written["benches"]["load"]["results"]
+    assert {"plain pgvector table: search", "langchain-postgres PGVectorStore: search",
+            "pymem query_memory, rerank off", "pymem query_memory, rerank on"} <= set(load["cells"])
+    for cells in load["cells"].values():
+        assert [c["clients"] for c in cells] == [1, 4, 16] and all(c["ops"] > 0 for c in cells)
+    assert all(c["wal_flushes_per_op"] >= 0 and c["audit_bytes_per_op"] > 0
+               for c in load["cells"]["pymem query_memory, rerank off"])
+    assert set(load["goals"]) == {"qps_ratio_16_clients", "p50_ratio_1_client"}
+    assert list(load["floor_p50_ms"])[-1].startswith("+ opening and checking")
+
+    soak = written["benches"]["soak"]["results"]
+    assert soak["operations"] > 0 and soak["errors"] == {}
+    assert soak["lost"] == {"missing": 0, "differing": 0, "extra": 0} and soak["table"]["audit_problems"] == 0
+    assert set(soak["drift_last_over_first"]) == {"all", "searches"} and len(soak["growth"]) == 2
+
     langchain = written["benches"]["langchain"]["results"]
     stores = {"langchain-postgres PGVectorStore", "pymem PymemVectorStore"}
     assert set(langchain["ingest_rows_per_s"]) == stores and langchain["ingest_ratio_pymem_over_peer"] > 0

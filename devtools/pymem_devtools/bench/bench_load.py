@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -190,25 +192,51 @@ def _plain_ops(data: _Data) -> dict[str, Callable]:
 
 
 async def _cell(pool, op: Callable, clients: int, seconds: float, admin: psycopg.AsyncConnection) -> dict:
-    """``clients`` workers calling ``op`` for ``seconds``; throughput, latency, WAL and audit per op."""
-    before = await _server_counters(admin)
+    """``clients`` workers calling ``op`` for ``seconds`` (after a fifth of that unmeasured, to
+    warm the caches): throughput, latency, WAL and audit per op, and the CPU time per op of
+    this client process and of the server's processes (where the server runs here)."""
     latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
 
-    async def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            await op(pool, rng)
-            latencies.append(time.perf_counter() - start)
+    async def run_for(span: float, record: bool) -> None:
+        deadline = time.perf_counter() + span
 
+        async def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                await op(pool, rng)
+                if record:
+                    latencies.append(time.perf_counter() - start)
+
+        await asyncio.gather(*(worker(seed) for seed in range(clients)))
+
+    await run_for(seconds / 5, record=False)
+    before, client_cpu, server_cpu = await _server_counters(admin), time.process_time(), _server_cpu_s()
     start = time.perf_counter()
-    await asyncio.gather(*(worker(seed) for seed in range(clients)))
+    await run_for(seconds, record=True)
     elapsed = time.perf_counter() - start
+    client_cpu, server_cpu = time.process_time() - client_cpu, _server_cpu_s() - server_cpu
     after = await _server_counters(admin)
     ops = len(latencies)
     return {"clients": clients, "ops": ops, "qps": round(ops / elapsed, 1), **percentiles_ms(latencies),
-            **{f"{name}_per_op": round((after[name] - before[name]) / ops, 2) for name in after}}
+            **{f"{name}_per_op": round((after[name] - before[name]) / ops, 2) for name in after},
+            "client_cpu_ms_per_op": round(1000 * client_cpu / ops, 3),
+            "server_cpu_ms_per_op": round(1000 * server_cpu / ops, 3) if server_cpu >= 0 else None}
+
+
+def _server_cpu_s() -> float:
+    """User + system CPU seconds of every ``postgres`` process on this machine (the embedded
+    server's backends and helpers); -1 where /proc shows none (a server elsewhere)."""
+    ticks, total, found = os.sysconf("SC_CLK_TCK"), 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if name == "postgres":
+            found, total = True, total + int(fields[11]) + int(fields[12])
+    return total / ticks if found else -1.0
 
 
 async def _server_counters(admin: psycopg.AsyncConnection) -> dict[str, float]:
@@ -368,16 +396,20 @@ def _report(results: dict[str, list[dict]], floor: list[tuple[str, float]], n_ro
             base = baseline[cell["clients"]]
             rows.append([name, cell["clients"], cell["qps"], ratio(cell["qps"], base["qps"]), cell["p50"],
                          cell["p95"], cell["p99"], round(cell["wal_bytes_per_op"]), cell["wal_flushes_per_op"],
-                         round(cell["audit_bytes_per_op"])])
+                         round(cell["audit_bytes_per_op"]), cell["client_cpu_ms_per_op"],
+                         "" if cell["server_cpu_ms_per_op"] is None else cell["server_cpu_ms_per_op"]])
     read = {c["clients"]: c for c in results["pymem query_memory, rerank off"]}
     goals = {"qps_ratio_16_clients": ratio(read[16]["qps"], baseline[16]["qps"]),
              "p50_ratio_1_client": ratio(read[1]["p50"], baseline[1]["p50"])}
     table = markdown_table(["workload", "clients", "ops/s", f"x {BASELINE} search", "p50 ms", "p95 ms", "p99 ms",
-                            "WAL B/op", "WAL flushes/op", "audit B/op"], rows)
+                            "WAL B/op", "WAL flushes/op", "audit B/op", "client CPU ms/op",
+                            "server CPU ms/op"], rows)
     table += (f"\n\n{n_rows:,} chunks, {n_tenants} Zipf-sized tenants, 384-d, k = {K}, {seconds:g} s per cell,"
               f" each client on its own pooled connection. Goals (`query_memory`, rerank off):"
               f" >= 0.6x the plain table's ops/s at 16 clients (here {goals['qps_ratio_16_clients']}x),"
-              f" p50 <= 2x at 1 client (here {goals['p50_ratio_1_client']}x).")
+              f" p50 <= 2x at 1 client (here {goals['p50_ratio_1_client']}x). Client and server share this"
+              f" machine's {os.cpu_count()} cores: at 16 clients, ops/s is about their number over the CPU"
+              f" time per op, client and server together.")
     steps = [[name, p50, "" if n < 2 else round(p50 - floor[n - 1][1], 3)] for n, (name, p50) in enumerate(floor)]
     table += ("\n\nThe read path at one client, built up a part at a time (each row adds to the one above it,"
               " except the first, the baseline):\n\n"
