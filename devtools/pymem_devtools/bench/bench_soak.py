@@ -35,7 +35,7 @@ from pymem_devtools.keys import ephemeral_keys
 
 TENANTS, CLIENTS, DIM, K = 16, 8, 384, 10
 # rows per tenant, seconds of steady load, seconds per latency bucket, growth doublings
-SCALES = {"tiny": (40, 6.0, 2.0, 1), "quick": (300, 180.0, 30.0, 2), "full": (3_000, 600.0, 60.0, 2)}
+SCALES = {"tiny": (40, 6.0, 2.0, 1), "quick": (300, 180.0, 30.0, 2), "full": (3_000, 600.0, 60.0, 1)}
 _WORDS = "ledger harbor copper meadow ember falcon willow cobalt juniper prairie".split()
 
 
