@@ -222,14 +222,6 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
                     await write_sealed_rows(conn, user_hash, index, rows, key_id, upsert=upsert, progress=progress)
                     committing = True
                 return rows
-            except psycopg.OperationalError as error:
-                # No SQLSTATE: no answer came. An error the server sent in answer to COMMIT
-                # (an idle-in-transaction timeout that ended the session, say) says it failed.
-                if committing and error.sqlstate is None and conn.info.status != psycopg.pq.ConnStatus.OK:
-                    raise CommitUnknown("the connection failed after COMMIT was sent: the batch is stored whole"
-                                        " or not at all; retry with upsert_memory_chunks(..., error.chunks)",
-                                        [as_written(item, row) for item, row in zip(items, rows)]) from error
-                raise
             except psycopg.errors.UniqueViolation:
                 raise DuplicateId("an id of this call already exists for this tenant (upsert replaces it);"
                                   " nothing was written") from None
@@ -239,6 +231,14 @@ async def _write(conn, user_id: str, chunks: Iterable[ChunkInput | Mapping[str, 
                 forget(user_hash)
                 if attempt == 2:
                     raise
+            except psycopg.OperationalError as error:  # after its subclass above
+                # No SQLSTATE: no answer came. An error the server sent in answer to COMMIT
+                # (an idle-in-transaction timeout that ended the session, say) says it failed.
+                if committing and error.sqlstate is None and conn.info.status != psycopg.pq.ConnStatus.OK:
+                    raise CommitUnknown("the connection failed after COMMIT was sent: the batch is stored whole"
+                                        " or not at all; retry with upsert_memory_chunks(..., error.chunks)",
+                                        [as_written(item, row) for item, row in zip(items, rows)]) from error
+                raise
 
 
 def every_row_export(key_ids: list[int] | None, page_size: int) -> tuple:

@@ -555,7 +555,9 @@ def test_erasure_reaches_a_full_backup_once_the_root_key_that_wrapped_it_is_reti
     # (the runbook: erase again after restoring). This is the retention window.
     in_window = restore()
     with psycopg.connect(cluster.url(in_window)) as restored_admin:
-        assert verify_audit_log(restored_admin, checkpoint=checkpoint) == []  # the chains the backup holds
+        # The chains the backup holds, against the checkpoint of the database it was taken of.
+        assert verify_audit_log(restored_admin, checkpoint=checkpoint,
+                                database=psycopg.conninfo.conninfo_to_dict(admin_url)["dbname"]) == []
     with connect(cluster.url(in_window, user="pymem_test_ops")) as conn:
         assert len(sync.list_memory_chunks(conn, "kim").hits) == 3
     keys.set(MEMORY_ENCRYPTION_OLD_KEYS="")  # destroyed where it was kept
