@@ -40,9 +40,9 @@ _EPOCH_US = "(pg_catalog.extract('epoch', at) * 1000000)::pg_catalog.numeric::pg
 _V2_COLUMNS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
                " params_digest, chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log")
 _V2_ROWS = _V2_COLUMNS + " ORDER BY user_hash, chain_pos"
-# Only the rows after a checkpoint: each chain's checkpointed position looked up in a JSON
+# Only each chain's checkpointed row and the rows after it: its position looked up in a JSON
 # object (a binary search per row; the server skips the rest, the client hashes what is new).
-_V2_ROWS_AFTER = (_V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>) COALESCE((%s::pg_catalog.jsonb"
+_V2_ROWS_AFTER = (_V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>=) COALESCE((%s::pg_catalog.jsonb"
                   " OPERATOR(pg_catalog.->>) user_hash::pg_catalog.text)::pg_catalog.int8, 0)"
                   " ORDER BY user_hash, chain_pos")
 _V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, operation, chunk_ids, row_count,"
@@ -180,9 +180,10 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
             row_count) of every row, in chain order (v1 rows first, phase None),
             e.g. to follow each chunk's audited writes (:mod:`pymem.freshness`).
         after: an incremental walk: for each chain a signed checkpoint names, its
-            (position, hash) there. Only the rows after it are read, and the first must
-            chain onto that hash; the rows up to it are taken as verified before (a full
-            walk checks them again). A named chain whose head row is gone is reported.
+            (position, hash) there. Only that row and the rows after it are read: it must
+            still hash to the signed hash, and the next must chain onto it and not precede
+            it in time; the rows before it are taken as verified before (a full walk checks
+            them again). A named chain whose checkpointed row or head row is gone is reported.
     """
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
@@ -195,8 +196,19 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
     ends: dict[str, ChainEnd] = {}
     times: dict[str, Decimal] = {}
     future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
+    unread = set(after or ())  # chains whose checkpointed row the incremental walk has yet to read
     for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
          prev, row) in rows:
+        if user_hash in unread and chain_pos == after[user_hash][0]:
+            # The checkpointed row itself: still the signed one, and the time the next must not precede.
+            unread.discard(user_hash)
+            signed = after[user_hash][1]
+            if bytes(row) != signed or row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase, ticket,
+                                                   params_digest, chunk_ids, row_count, txid) != signed:
+                problems.append(ChainProblem(user_hash, chain_pos, "checkpointed row has changed"))
+                broken.add(user_hash)
+            times[user_hash] = Decimal(at)
+            continue
         if user_hash not in ends:
             ends[user_hash] = v1_ends.get(user_hash, ChainEnd(0, b""))
             if any(p.user_hash == user_hash for p in problems):
@@ -244,6 +256,8 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         else:
             continue
         problems.append(ChainProblem(user_hash, chain_pos, problem))
+    problems += [ChainProblem(chain, after[chain][0], "checkpointed row is gone (chain cut or deleted)")
+                 for chain in sorted(unread)]
     problems += [ChainProblem(chain, after[chain][0], "the chain's head row is gone (the chain was deleted)")
                  for chain in sorted(headless)]
     walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}

@@ -27,20 +27,20 @@ SELECT (SELECT pg_catalog.pg_get_userbyid(n.nspowner)::pg_catalog.text FROM pg_c
               WHERE pg_catalog.to_regrole(r) IS NULL),
        ARRAY(SELECT DISTINCT o FROM (
                SELECT pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text AS o FROM pg_catalog.pg_class c
-                WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pymem'::pg_catalog.regnamespace
+                WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('pymem')
                UNION ALL
                SELECT pg_catalog.pg_get_userbyid(p.proowner)::pg_catalog.text FROM pg_catalog.pg_proc p
-                WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pymem'::pg_catalog.regnamespace
+                WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('pymem')
                UNION ALL
                SELECT pg_catalog.pg_get_userbyid(n.nspowner)::pg_catalog.text FROM pg_catalog.pg_namespace n
                 WHERE n.nspname OPERATOR(pg_catalog.=) 'pymem') AS owners
               WHERE o OPERATOR(pg_catalog.<>) 'pymem_owner' ORDER BY 1),
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc p,
                pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a
-         WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pymem'::pg_catalog.regnamespace
+         WHERE p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('pymem')
            AND a.grantee OPERATOR(pg_catalog.=) 0 AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'),
        ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
-              WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pymem'::pg_catalog.regnamespace
+              WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.to_regnamespace('pymem')
                 AND c.relkind IN ('r', 'p') AND NOT c.relforcerowsecurity ORDER BY 1)
 """
 

@@ -357,4 +357,52 @@ def test_an_incremental_verification_reports_a_checkpointed_chain_deleted_with_i
     with connect(audited_db) as conn:
         found = verify_audit_log(conn, checkpoint, since_checkpoint=True)
     assert [(p.user_hash, p.problem) for p in found] == [
+        (victim, "checkpointed row is gone (chain cut or deleted)"),
         (victim, "the chain's head row is gone (the chain was deleted)")]
+
+
+def test_an_incremental_verification_reports_a_chain_deleted_with_its_head_kept(audited_db, audit_keys, tmp_path,
+                                                                                 monkeypatch):
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    victim = hmac_user("audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{victim}'")
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
+    with connect(audited_db) as conn:
+        found = verify_audit_log(conn, checkpoint, since_checkpoint=True)
+    assert [(p.user_hash, p.problem) for p in found] == [(victim, "checkpointed row is gone (chain cut or deleted)")]
+
+
+async def test_an_incremental_verification_reports_new_rows_dated_before_the_checkpointed_one(
+        audited_db, audit_keys, tmp_path, monkeypatch, cluster):
+    """Rows appended since the checkpoint, redated to before it and rechained (the hash has no
+    key): the checkpointed row is read too, and the first new row may not precede it."""
+    from pymem.audit_chain import row_hash_v2
+
+    checkpoint = tmp_path / "audit.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    await _more_activity(audited_db, cluster)
+    user_hash = hmac_user("audit-a")
+    signed = {u: p for u, p, _ in json.loads(checkpoint.read_text())["heads"]}[user_hash]
+    with psycopg.connect(audited_db, autocommit=True) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("UPDATE pymem.audit_log SET at = '2001-01-01' WHERE user_hash = %s AND chain_pos > %s",
+                     (user_hash, signed))
+        prev = conn.execute("SELECT row_hash FROM pymem.audit_log WHERE user_hash = %s AND chain_pos = %s",
+                            (user_hash, signed)).fetchone()[0]
+        for row in conn.execute(
+                "SELECT chain_pos, (pg_catalog.extract('epoch', at) * 1000000)::numeric::text, db_role, operation, phase, ticket,"
+                " params_digest, chunk_ids, row_count, txid::text FROM pymem.audit_log"
+                " WHERE user_hash = %s AND chain_pos > %s ORDER BY chain_pos", (user_hash, signed)).fetchall():
+            new = row_hash_v2(prev, user_hash, row[0], *row[1:])
+            conn.execute("UPDATE pymem.audit_log SET prev_hash = %s, row_hash = %s WHERE user_hash = %s"
+                         " AND chain_pos = %s", (prev, new, user_hash, row[0]))
+            conn.execute("UPDATE pymem.audit_chain_heads SET row_hash = %s WHERE user_hash = %s", (new, user_hash))
+            prev = new
+    monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
+    with connect(audited_db) as conn:
+        found = verify_audit_log(conn, checkpoint, since_checkpoint=True)
+    assert [(p.user_hash, p.chain_pos, p.problem) for p in found] == [
+        (user_hash, signed + 1, "earlier than its predecessor (reordered)")]
