@@ -95,9 +95,10 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         database: the database name the checkpoint must name, when this one was restored
             under another (default: this database's name).
         since_checkpoint: verify only what was appended since ``checkpoint``: each chain's
-            rows after its signed head must chain onto it (the rows up to it were verified
-            when the checkpoint was written, and are not read again: a full verification,
-            now and then, checks them again).
+            checkpointed row must still hash to the signed hash, and the rows after it must
+            chain onto it (:func:`pymem.audit_chain.verify_chains`, ``after``). The rows
+            before it were verified when the checkpoint was written and are not read again:
+            a full verification, now and then, checks them again.
 
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under

@@ -147,9 +147,6 @@ class Settings:
     data_key_cache_size: int = 10_000
     data_key_cache_ttl_s: float = 300.0
     term_tags: bool = True
-    idle_in_transaction_timeout_s: float = 10.0
-    transaction_timeout_s: float = 300.0
-    pool_check_timeout_s: float = 5.0
     term_language: str = "english"
 
 
@@ -184,9 +181,22 @@ def rerank_enabled_now(default: bool) -> bool:
 
 def transaction_limits() -> tuple[float, float]:
     """``PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S`` and ``PYMEM_TRANSACTION_TIMEOUT_S``, validated: read
-    alone, without the rest of :func:`get_settings`, by every transaction pymem opens."""
+    alone, without the rest of :func:`get_settings`, by every transaction pymem opens.
+
+    Raises:
+        ConfigurationError: either is malformed or out of range.
+    """
     return (_env_number("PYMEM_IDLE_IN_TRANSACTION_TIMEOUT_S", 10.0, float, 0.05, 3_600.0),
             _env_number("PYMEM_TRANSACTION_TIMEOUT_S", 300.0, float, 0.0, 86_400.0))
+
+
+def pool_check_timeout() -> float:
+    """``PYMEM_POOL_CHECK_TIMEOUT_S``, validated: read alone by each pool check and reset.
+
+    Raises:
+        ConfigurationError: it is malformed or out of range.
+    """
+    return _env_number("PYMEM_POOL_CHECK_TIMEOUT_S", 5.0, float, 0.05, 3_600.0)
 
 
 def get_settings() -> Settings:
@@ -200,7 +210,6 @@ def get_settings() -> Settings:
     if pg_version not in (16, 18):
         raise ConfigurationError("PYMEM_PG_VERSION must be 16 or 18")
     home = Path(os.environ.get("PYMEM_HOME") or Path.home() / ".pymem").expanduser().absolute()
-    idle_s, transaction_s = transaction_limits()
     return Settings(
         database_url=os.environ.get("PYMEM_DATABASE_URL") or None,
         home=home,
@@ -229,9 +238,6 @@ def get_settings() -> Settings:
         data_key_cache_size=_env_number("PYMEM_DATA_KEY_CACHE_SIZE", 10_000, int, 1, 10_000_000),
         data_key_cache_ttl_s=_env_number("PYMEM_DATA_KEY_CACHE_TTL_S", 300.0, float, 1.0, 86_400.0),
         term_tags=_env_bool("PYMEM_TERM_TAGS", True),
-        idle_in_transaction_timeout_s=idle_s,
-        transaction_timeout_s=transaction_s,
-        pool_check_timeout_s=_env_number("PYMEM_POOL_CHECK_TIMEOUT_S", 5.0, float, 0.05, 3_600.0),
         term_language=_term_language(),
     )
 

@@ -28,7 +28,7 @@ answers, and psycopg_pool runs resets on its few worker tasks: an unbounded rese
 would hold a worker for good, and three of them starve the pool. A connection that does
 not answer in time is closed; the pool opens another. A silence that starts while a
 call is on the connection is the kernel's to detect: set ``tcp_user_timeout`` and the
-keepalives in the connection string (docs/connections.md).
+keepalives in the connection string (docs/api.md, Connections).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from psycopg.pq import ExecStatus
 from psycopg.rows import tuple_row
 from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from .config import get_settings
+from .config import pool_check_timeout
 from .errors import PgvectorMissing
 from .pins import pinned_transaction
 
@@ -175,7 +175,7 @@ async def reset(conn: psycopg.AsyncConnection) -> None:
 
 
 async def _answered_in_time(conn: psycopg.AsyncConnection, statement: str) -> None:
-    limit = get_settings().pool_check_timeout_s
+    limit = pool_check_timeout()
     autocommit = conn.autocommit
     if not autocommit:  # DISCARD ALL cannot run inside a transaction block
         await conn.set_autocommit(True)
@@ -222,7 +222,7 @@ def _answered_in_time_sync(conn: psycopg.Connection, statement: bytes) -> None:
     public ``pq`` interface) under the connection's lock: send, then read what is
     ready until the last result, with ``select`` bounded by the time left.
     """
-    limit = get_settings().pool_check_timeout_s
+    limit = pool_check_timeout()
     deadline = time.monotonic() + limit
     pgconn = conn.pgconn
     results = []

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from .pins import autocommit, begin_statements, pinned_transaction, send_pinned
+from .pins import autocommit, pinned_transaction, send_pinned
 from .tenant import tenant_begin_statements, tenant_transaction
 from .errors import StandbyBehind
 
@@ -155,8 +155,7 @@ async def _durable_read(conn, user_hash: str, read: str, digest_params: Sequence
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise RuntimeError("a durable read opens its own transactions: conn is already in one")
     begin = tenant_begin_statements(conn, user_hash)
-    pinned = len(begin_statements(conn))
-    opening = [n < pinned for n in range(len(begin))]  # BEGIN and the pins
+    opening = [True] * (len(begin) - 1) + [False]  # BEGIN and the pins, then enter_tenant
     intent_sql, operation = _INTENT_SQL[read], _OPERATION[read]
     keys_at = 2 * len(begin) + 4  # the live keys' cursor, after the read's
 

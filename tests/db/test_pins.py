@@ -9,7 +9,7 @@ import uuid
 import psycopg
 import pytest
 
-from pymem import pins, reads, tenant
+from pymem import pins, tenant
 from pymem import repository as repo
 from tests.utils import vec
 
@@ -31,7 +31,7 @@ def slow_first_pin(admin_conn, monkeypatch):
         # stored timeout cancels BEGIN itself).
         return [sleep, *real(conn, modes)]
 
-    for module in (pins, tenant, reads):
+    for module in (pins, tenant):  # reads takes its BEGIN and pins from tenant_begin_statements
         monkeypatch.setattr(module, "begin_statements", begin_statements)
 
     def arm() -> None:
