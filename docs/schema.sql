@@ -52,10 +52,10 @@ CREATE TABLE pymem.audit_log (
     CONSTRAINT audit_log_check1 CHECK (
 CASE phase
     WHEN 'intent'::text THEN (params_digest IS NOT NULL)
-    WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))))
+    WHEN 'write'::text THEN ((params_digest IS NULL) OR (octet_length(params_digest) = (32 * cardinality(chunk_ids))) OR ((operation = ANY (ARRAY['audit_retire'::text, 'audit_rebaseline'::text])) AND (cardinality(chunk_ids) = 0) AND (octet_length(params_digest) = 32)))
     ELSE (params_digest IS NULL)
 END),
-    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text, 'update_from'::text, 'purge'::text]))),
+    CONSTRAINT audit_log_operation_check1 CHECK ((operation = ANY (ARRAY['insert'::text, 'update'::text, 'delete'::text, 'truncate'::text, 'search'::text, 'get'::text, 'export'::text, 'quarantine'::text, 'key_create'::text, 'key_unwrap'::text, 'key_rewrap'::text, 'key_destroy'::text, 'root_key_retire'::text, 'index_terms'::text, 'update_from'::text, 'purge'::text, 'audit_retire'::text, 'audit_rebaseline'::text]))),
     CONSTRAINT audit_log_phase_check CHECK ((phase = ANY (ARRAY['write'::text, 'intent'::text, 'result'::text]))),
     CONSTRAINT audit_log_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
 );
@@ -64,6 +64,27 @@ ALTER TABLE ONLY pymem.audit_log FORCE ROW LEVEL SECURITY;
 
 
 ALTER TABLE pymem.audit_log OWNER TO pymem_owner;
+
+--
+-- Name: audit_anchors; Type: TABLE; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE TABLE pymem.audit_anchors (
+    user_hash bpchar NOT NULL,
+    chain_pos bigint NOT NULL,
+    row_hash bytea NOT NULL,
+    signature bytea NOT NULL,
+    retired_at timestamp with time zone NOT NULL,
+    CONSTRAINT audit_anchors_chain_pos_check CHECK ((chain_pos > 0)),
+    CONSTRAINT audit_anchors_row_hash_check CHECK ((octet_length(row_hash) = 32)),
+    CONSTRAINT audit_anchors_signature_check CHECK ((octet_length(signature) = 64)),
+    CONSTRAINT audit_anchors_user_hash_check CHECK ((user_hash ~ '^[0-9a-f]{64}$'::text))
+);
+
+ALTER TABLE ONLY pymem.audit_anchors FORCE ROW LEVEL SECURITY;
+
+
+ALTER TABLE pymem.audit_anchors OWNER TO pymem_owner;
 
 --
 -- Name: audit_log_v1; Type: TABLE; Schema: pymem; Owner: pymem_owner
@@ -320,6 +341,13 @@ ALTER TABLE ONLY pymem.tuning FORCE ROW LEVEL SECURITY;
 
 
 ALTER TABLE pymem.tuning OWNER TO pymem_owner;
+
+--
+-- Name: audit_anchors audit_anchors_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE ONLY pymem.audit_anchors
+    ADD CONSTRAINT audit_anchors_pkey PRIMARY KEY (user_hash);
 
 --
 -- Name: audit_chain_heads audit_chain_heads_pkey; Type: CONSTRAINT; Schema: pymem; Owner: pymem_owner
@@ -855,7 +883,7 @@ CREATE INDEX memory_terms_chunk ON pymem.memory_terms USING btree (chunk_id);
 -- Name: audit_log audit_log_append_only; Type: TRIGGER; Schema: pymem; Owner: pymem_owner
 --
 
-CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON pymem.audit_log FOR EACH ROW EXECUTE FUNCTION pymem.audit_reject_change();
+CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON pymem.audit_log FOR EACH ROW EXECUTE FUNCTION pymem.audit_reject_change('retired rows may go');
 
 --
 -- Name: audit_log_v1 audit_log_append_only; Type: TRIGGER; Schema: pymem; Owner: pymem_owner
@@ -899,6 +927,24 @@ CREATE TRIGGER memory_chunks_truncate BEFORE TRUNCATE ON pymem.memory_chunks FOR
 
 ALTER TABLE ONLY pymem.memory_chunks
     ADD CONSTRAINT memory_chunks_key_registered FOREIGN KEY (key_id) REFERENCES pymem.encryption_keys(key_id);
+
+--
+-- Name: audit_anchors anchors_auditor_read; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY anchors_auditor_read ON pymem.audit_anchors FOR SELECT TO pymem_auditor USING (true);
+
+--
+-- Name: audit_anchors anchors_owner; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY anchors_owner ON pymem.audit_anchors TO pymem_owner USING (true) WITH CHECK (true);
+
+--
+-- Name: audit_anchors; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
+--
+
+ALTER TABLE pymem.audit_anchors ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: audit_log audit_auditor_read; Type: POLICY; Schema: pymem; Owner: pymem_owner
@@ -953,6 +999,12 @@ CREATE POLICY audit_owner_read ON pymem.audit_log FOR SELECT TO pymem_owner USIN
 --
 
 CREATE POLICY audit_owner_read ON pymem.audit_log_v1 FOR SELECT TO pymem_owner USING (true);
+
+--
+-- Name: audit_log audit_owner_retire; Type: POLICY; Schema: pymem; Owner: pymem_owner
+--
+
+CREATE POLICY audit_owner_retire ON pymem.audit_log FOR DELETE TO pymem_owner USING (true);
 
 --
 -- Name: context_key; Type: ROW SECURITY; Schema: pymem; Owner: pymem_owner
@@ -1123,6 +1175,12 @@ GRANT SELECT ON TABLE pymem.audit_chain_heads TO pymem_auditor;
 --
 
 GRANT SELECT ON TABLE pymem.audit_log TO pymem_auditor;
+
+--
+-- Name: TABLE audit_anchors; Type: ACL; Schema: pymem; Owner: pymem_owner
+--
+
+GRANT SELECT ON TABLE pymem.audit_anchors TO pymem_auditor;
 
 --
 -- Name: TABLE audit_log_v1; Type: ACL; Schema: pymem; Owner: pymem_owner

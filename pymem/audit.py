@@ -30,7 +30,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from .audit_archive import anchor_statement, canonical, read_archive
 from .audit_chain import OnRow, verify_chains
 from .config import key_material
 
@@ -77,9 +78,70 @@ def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
+def signed_anchors(conn: psycopg.Connection, database: str) -> tuple[dict[str, tuple[int, bytes]],
+                                                                      list[AuditProblem]]:
+    """Where each chain whose old rows were retired starts now (revision 0024), for each
+    anchor whose signature verifies under ``PYMEM_AUDIT_VERIFY_KEY``; and a problem for each
+    one that does not (rows deleted without a signed archive). In the caller's transaction.
+
+    Raises:
+        ValueError: there are anchors and no key to check them with.
+    """
+    if conn.execute("SELECT pg_catalog.to_regclass('pymem.audit_anchors') IS NULL").fetchone()[0]:
+        return {}, []  # a schema before 0024
+    rows = conn.execute("SELECT user_hash::pg_catalog.text, chain_pos, row_hash, signature"
+                        " FROM pymem.audit_anchors ORDER BY user_hash").fetchall()
+    if not rows:
+        return {}, []
+    try:
+        key = verify_key()
+    except ValueError as error:
+        raise ValueError(f"the log has retired segments, whose anchors are signed: {error}") from None
+    anchors, problems = {}, []
+    for user_hash, chain_pos, row_hash, signature in rows:
+        try:
+            key.verify(bytes(signature), anchor_statement(database, user_hash, chain_pos, bytes(row_hash)))
+        except InvalidSignature:
+            problems.append(AuditProblem(user_hash, chain_pos, "the chain's anchor is not signed by the audit key"
+                                                               " (rows were deleted without a signed archive)"))
+            continue
+        anchors[user_hash] = (chain_pos, bytes(row_hash))
+    return anchors, problems
+
+
+def uncovered_chains(conn: psycopg.Connection, archives: Sequence[str | Path] = ()) -> set[str]:
+    """The chains whose old rows were retired (they have an anchor) and that none of
+    ``archives`` names: their rows' earlier audited events are not at hand. (Which chains
+    an archive names is read off its manifest, unchecked: :func:`verify_audit_log` checks it.)"""
+    with as_auditor(conn):
+        if conn.execute("SELECT pg_catalog.to_regclass('pymem.audit_anchors') IS NULL").fetchone()[0]:
+            return set()
+        anchored = {row[0] for row in conn.execute("SELECT user_hash::pg_catalog.text FROM pymem.audit_anchors")}
+    covered = set()
+    for path in archives:
+        try:
+            covered |= {segment[0] for segment in json.loads(Path(path).read_text(encoding="utf-8"))["segments"]}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue  # reported by verify_audit_log
+    return anchored - covered
+
+
+def _archived_rows(archives: Sequence[str | Path], database: str) -> tuple[list[tuple], list[AuditProblem]]:
+    """The rows of this database's archives that verify, in chain order; a problem for
+    each archive that does not."""
+    rows, problems = [], []
+    for path in archives:
+        archive = read_archive(path, verify_key())
+        if archive.database not in (None, database):
+            archive.problems.append(f"it is of database {archive.database!r}, not {database!r}")
+        problems += [AuditProblem(NO_TENANT, 0, f"archive {archive.manifest.name}: {p}") for p in archive.problems]
+        rows += [] if archive.problems else archive.rows
+    return sorted(rows, key=lambda row: (row[0], row[1])), problems
+
+
 def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None, *,
                      on_row: OnRow | None = None, database: str | None = None,
-                     since_checkpoint: bool = False) -> list[AuditProblem]:
+                     since_checkpoint: bool = False, archives: Sequence[str | Path] = ()) -> list[AuditProblem]:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
     One pass over the log, in one transaction, calling no function of pymem's (see
@@ -99,15 +161,19 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
             chain onto it (:func:`pymem.audit_chain.verify_chains`, ``after``). The rows
             before it were verified when the checkpoint was written and are not read again:
             a full verification, now and then, checks them again.
+        archives: manifests of retired segments (``pymem audit-archive``): their rows are
+            walked ahead of the log's, so that the chains they reach back into are verified
+            whole (and ``on_row`` sees them). Without them, a chain whose old rows were retired
+            is walked from its signed anchor, and checkpointed rows before it are not looked for.
 
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under
             ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint); ``since_checkpoint``
-            without a checkpoint.
+            without a checkpoint; there are retired segments and no key to check their anchors.
     """
     if since_checkpoint and checkpoint is None:
         raise ValueError("an incremental verification starts from a checkpoint: give one")
-    body = _read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
+    body = read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
     heads = body["heads"]
     with as_auditor(conn):
         expected = database or conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
@@ -115,13 +181,20 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         if checkpoint is not None and body.get("database", expected) != expected:
             return [AuditProblem(NO_TENANT, 0, f"the checkpoint is of database {body.get('database')!r}, not"
                                                f" {expected!r}: use that database's checkpoints")]
+        anchors, problems = signed_anchors(conn, expected)
+        archived, archive_problems = _archived_rows(list(archives), expected)
+        problems += archive_problems
         if since_checkpoint:
-            walk = verify_chains(conn, on_row=on_row, after={u: (p, bytes.fromhex(h)) for u, p, h in heads})
-            return [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
-        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row)
-    problems = [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
+            walk = verify_chains(conn, on_row=on_row, after={u: (p, bytes.fromhex(h)) for u, p, h in heads},
+                                 anchors=anchors, archived=archived)
+            return problems + [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
+        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row, anchors=anchors,
+                             archived=archived)
+    problems += [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
     for user_hash, chain_pos, row_hash in heads:
         now = walk.hashes.get((user_hash, chain_pos))
+        if now is None and chain_pos < anchors.get(user_hash, (0,))[0]:
+            continue  # retired behind a signed anchor: in an archive, not in the log
         if now is None:
             # Absent, or its chain broken before it (the walk names the break).
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
@@ -150,24 +223,20 @@ def generate_signing_key() -> tuple[str, str]:
     return base64.b64encode(seed).decode(), base64.b64encode(public).decode()
 
 
-def _signing_key() -> Ed25519PrivateKey:
+def signing_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(
         _decode_key("PYMEM_AUDIT_SIGNING_KEY", key_material().audit_signing_key))
 
 
-def _verify_key() -> Ed25519PublicKey:
+def verify_key() -> Ed25519PublicKey:
     """PYMEM_AUDIT_VERIFY_KEY, else the public half of PYMEM_AUDIT_SIGNING_KEY."""
     raw = key_material().audit_verify_key
     if raw:
         return Ed25519PublicKey.from_public_bytes(_decode_key("PYMEM_AUDIT_VERIFY_KEY", raw))
-    return _signing_key().public_key()
+    return signing_key().public_key()
 
 
-def _signed_bytes(body: dict) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
-def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
+def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: dict | None = None) -> int:
     """Walk every chain here and sign each chain's last row into ``path`` (atomically).
 
     The heads signed are those the walk computed, not what the server says they are;
@@ -176,6 +245,8 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
     Args:
         conn: a connection whose role is, or may SET ROLE to, ``pymem_auditor``.
         path: where the operator keeps checkpoints (not the database).
+        rebaseline: what this checkpoint re-baselines from, signed with it
+            (:func:`pymem.audit_retention.rebaseline`).
 
     Returns:
         The number of chains checkpointed.
@@ -184,26 +255,33 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path) -> int:
         ValueError: ``PYMEM_AUDIT_SIGNING_KEY`` is missing or malformed, or the log does
             not verify (run ``pymem audit-verify``).
     """
-    key = _signing_key()
+    key = signing_key()
     with as_auditor(conn):
-        walk = verify_chains(conn)
         database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-    if walk.problems:
-        raise ValueError(f"the audit log does not verify ({len(walk.problems)} problems): pymem audit-verify"
-                         " names them; nothing was signed")
+        anchors, problems = signed_anchors(conn, database)
+        walk = verify_chains(conn, anchors=anchors)
+    if problems or walk.problems:
+        raise ValueError(f"the audit log does not verify ({len(problems) + len(walk.problems)} problems):"
+                         " pymem audit-verify names them; nothing was signed")
     body = {"format": CHECKPOINT_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
             "database": database,
             "heads": [[u, int(p), h.hex()] for u, (p, h) in sorted(walk.ends.items()) if p > 0]}
-    body["signature"] = base64.b64encode(key.sign(_signed_bytes(body))).decode()
-    target = Path(path)
+    if rebaseline is not None:
+        body["rebaseline"] = rebaseline
+    body["signature"] = base64.b64encode(key.sign(canonical(body))).decode()
+    write_json(Path(path), body)
+    return len(body["heads"])
+
+
+def write_json(target: Path, body: dict) -> None:
+    """Write a signed file whole or not at all (a temporary file, renamed over ``target``)."""
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(body, out, indent=1)
     os.replace(tmp, target)
-    return len(body["heads"])
 
 
-def _read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path) -> dict:
     """A checkpoint's body, its signature verified under ``PYMEM_AUDIT_VERIFY_KEY``.
 
     Raises:
@@ -217,7 +295,7 @@ def _read_checkpoint(path: str | Path) -> dict:
     except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise ValueError(f"{path} is not a readable pymem audit checkpoint") from None
     try:
-        _verify_key().verify(signature, _signed_bytes(body))
+        verify_key().verify(signature, canonical(body))
     except InvalidSignature:
         raise ValueError(f"{path}: the checkpoint's signature does not verify (forged or edited)") from None
     return body

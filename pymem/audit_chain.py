@@ -22,6 +22,7 @@ chain's tail with valid hashes is caught only against a signed checkpoint.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import time
 from decimal import Decimal
@@ -37,12 +38,12 @@ FUTURE_SLACK_US = 300 * 1_000_000
 # Times as PostgreSQL's exact epoch microseconds (numeric: 'infinity' or a year past 9999
 # reads as a value that does not hash, not as an error that stops the walk).
 _EPOCH_US = "(pg_catalog.extract('epoch', at) * 1000000)::pg_catalog.numeric::pg_catalog.text"
-_V2_COLUMNS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
+V2_COLUMNS = (f"SELECT user_hash::pg_catalog.text, chain_pos, {_EPOCH_US}, db_role, operation, phase, ticket,"
                " params_digest, chunk_ids, row_count, txid::pg_catalog.text, prev_hash, row_hash FROM pymem.audit_log")
-_V2_ROWS = _V2_COLUMNS + " ORDER BY user_hash, chain_pos"
+_V2_ROWS = V2_COLUMNS + " ORDER BY user_hash, chain_pos"
 # Only each chain's checkpointed row and the rows after it: its position looked up in a JSON
 # object (a binary search per row; the server skips the rest, the client hashes what is new).
-_V2_ROWS_AFTER = (_V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>=) COALESCE((%s::pg_catalog.jsonb"
+_V2_ROWS_AFTER = (V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>=) COALESCE((%s::pg_catalog.jsonb"
                   " OPERATOR(pg_catalog.->>) user_hash::pg_catalog.text)::pg_catalog.int8, 0)"
                   " ORDER BY user_hash, chain_pos")
 _V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, operation, chunk_ids, row_count,"
@@ -97,6 +98,23 @@ def row_hash_v1(prev_hash: bytes, seq: int, at: str, db_role: str, user_hash: st
                                _array_text(chunk_ids), row_count, txid, chain_pos))
 
 
+def _without_repeats(rows: Iterator[tuple], problems: list[ChainProblem]) -> Iterator[tuple]:
+    """Rows in chain order, each position once: where an archive and the log (or two
+    archives) both hold a row, it must be the same row."""
+    last = None
+    for row in rows:
+        if last is not None and row[:2] == last[:2]:
+            if tuple(map(_comparable, row)) != tuple(map(_comparable, last)):
+                problems.append(ChainProblem(row[0], row[1], "the archived row differs from the log's"))
+            continue
+        last = row
+        yield row
+
+
+def _comparable(value):
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
 @dataclass
 class ChainEnd:
     """Where a chain's last verified row is: its position and hash."""
@@ -105,7 +123,7 @@ class ChainEnd:
     row_hash: bytes
 
 
-def _rows(conn: psycopg.Connection, query: str, params: tuple | None = None) -> Iterator[tuple]:
+def read_rows(conn: psycopg.Connection, query: str, params: tuple | None = None) -> Iterator[tuple]:
     # A server-side cursor: the log may not fit in memory.
     with conn.cursor(name="pymem_audit_rows") as cursor:
         cursor.itersize = 5000
@@ -119,7 +137,7 @@ def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem], wanted: f
     ends: dict[str, ChainEnd] = {}
     broken: set[str] = set()
     seqs: dict[str, int] = {}
-    for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, row in _rows(
+    for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, row in read_rows(
             conn, _V1_ROWS):
         chain = user_hash or NO_TENANT
         if chain in broken:
@@ -165,7 +183,8 @@ class ChainWalk:
 
 
 def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset(), *,
-                  on_row: OnRow | None = None, after: dict[str, tuple[int, bytes]] | None = None) -> ChainWalk:
+                  on_row: OnRow | None = None, after: dict[str, tuple[int, bytes]] | None = None,
+                  anchors: dict[str, tuple[int, bytes]] | None = None, archived: Iterable[tuple] = ()) -> ChainWalk:
     """Walk every audit chain once, recomputing it here.
 
     A signed checkpoint is compared with ``hashes`` from this same pass, so that a
@@ -184,30 +203,53 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
             still hash to the signed hash, and the next must chain onto it and not precede
             it in time; the rows before it are taken as verified before (a full walk checks
             them again). A named chain whose checkpointed row or head row is gone is reported.
+        anchors: for each chain whose old rows were retired (revision 0024), where it starts
+            now: (position, hash), authenticated by the caller (:mod:`pymem.audit_retention`).
+            The chain is walked from that row, as from a checkpointed one; the first log is
+            walked too.
+        archived: rows of retired segments, read back from their archives and authenticated
+            by the caller, as the log's rows (``V2_COLUMNS``), ordered by chain and position:
+            walked ahead of the log's own rows, so that a chain they reach back to its start is
+            walked whole (a row both hold must be the same row).
     """
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
     broken: set[str] = set()
-    if after is None:
-        v1_ends, rows = _v1_chains(conn, problems, wanted, hashes, on_row), _rows(conn, _V2_ROWS)
-    else:  # the first-generation log was frozen at revision 0005, before any checkpoint
-        v1_ends = {chain: ChainEnd(pos, row_hash) for chain, (pos, row_hash) in after.items()}
-        rows = _rows(conn, _V2_ROWS_AFTER, (json.dumps({chain: pos for chain, (pos, _) in after.items()}),))
+    starts = dict(anchors or {})
+    # A chain starts at the later of its anchor and its checkpointed row.
+    starts.update((chain, start) for chain, start in (after or {}).items()
+                  if chain not in starts or start[0] > starts[chain][0])
+    v1_ends = {} if after is not None else _v1_chains(conn, problems, wanted, hashes, on_row)
+    # (The first-generation log was frozen at revision 0005, before any checkpoint.)
+    db_rows = read_rows(conn, _V2_ROWS_AFTER, (json.dumps({chain: pos for chain, (pos, _) in starts.items()}),)
+                    ) if starts else read_rows(conn, _V2_ROWS)
+    archived = list(archived)
+    # A chain its archives reach back into starts at their first row instead.
+    starts.update({row[0]: (row[1], bytes(row[12])) for row in reversed(archived)})
+    in_archives = {row[0] for row in archived}
+    kinds = {chain: "archived" if chain in in_archives else
+             "checkpointed" if after and after.get(chain) == start else "anchored" for chain, start in starts.items()}
+    rows = _without_repeats(heapq.merge(archived, db_rows, key=lambda row: (row[0], row[1])), problems)
+    v1_ends.update((chain, ChainEnd(pos, row_hash)) for chain, (pos, row_hash) in starts.items())
     ends: dict[str, ChainEnd] = {}
     times: dict[str, Decimal] = {}
     future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
-    unread = set(after or ())  # chains whose checkpointed row the incremental walk has yet to read
+    unread = set(starts)  # chains whose first row (checkpointed, anchored or archived) the walk has yet to read
     for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
          prev, row) in rows:
-        if user_hash in unread and chain_pos == after[user_hash][0]:
-            # The checkpointed row itself: still the signed one, and the time the next must not precede.
+        if user_hash in unread and chain_pos == starts[user_hash][0]:
+            # The starting row itself: still the signed one, and the time the next must not precede.
             unread.discard(user_hash)
-            signed = after[user_hash][1]
+            signed = starts[user_hash][1]
             if bytes(row) != signed or row_hash_v2(prev, user_hash, chain_pos, at, db_role, operation, phase, ticket,
                                                    params_digest, chunk_ids, row_count, txid) != signed:
-                problems.append(ChainProblem(user_hash, chain_pos, "checkpointed row has changed"))
+                problems.append(ChainProblem(user_hash, chain_pos, f"{kinds[user_hash]} row has changed"))
                 broken.add(user_hash)
+            if (user_hash, chain_pos) in wanted and user_hash not in broken:
+                hashes[(user_hash, chain_pos)] = signed
             times[user_hash] = Decimal(at)
+            if on_row is not None and kinds[user_hash] != "checkpointed":  # an incremental walk: seen before
+                on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count)
             continue
         if user_hash not in ends:
             ends[user_hash] = v1_ends.get(user_hash, ChainEnd(0, b""))
@@ -239,8 +281,8 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         times[user_hash] = when
         if on_row is not None:
             on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count)
-    headless = set(after or ())
-    for user_hash, chain_pos, row_hash in _rows(conn, _HEADS):
+    headless = set(starts)
+    for user_hash, chain_pos, row_hash in read_rows(conn, _HEADS):
         headless.discard(user_hash)
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
         if chain_pos == 0 and end.chain_pos == 0:
@@ -256,9 +298,9 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         else:
             continue
         problems.append(ChainProblem(user_hash, chain_pos, problem))
-    problems += [ChainProblem(chain, after[chain][0], "checkpointed row is gone (chain cut or deleted)")
+    problems += [ChainProblem(chain, starts[chain][0], f"{kinds[chain]} row is gone (chain cut or deleted)")
                  for chain in sorted(unread)]
-    problems += [ChainProblem(chain, after[chain][0], "the chain's head row is gone (the chain was deleted)")
+    problems += [ChainProblem(chain, starts[chain][0], "the chain's head row is gone (the chain was deleted)")
                  for chain in sorted(headless)]
     walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}
     return ChainWalk(problems, hashes, walked)

@@ -2,7 +2,8 @@
 
 Subcommands: local-db, migrate, doctor, keygen, register-key, register-tenants, rotate-key, key-usage,
 rotate-root-key, retire-root-key, root-keys, rotate-tenant-key, index-terms, purge-expired, audit-verify,
-audit-checkpoint, distribute, solo-graphs, export-reranker,
+audit-checkpoint, audit-archive, audit-verify-archive, audit-retire, audit-rebaseline, distribute, solo-graphs,
+export-reranker,
 mcp, serve-metrics. ``pymem <command> --help`` describes each; ``pymem --version``.
 
 An expected failure (a bad setting, a missing extra, a database that refuses or
@@ -81,7 +82,7 @@ def _cmd_audit_verify(args) -> int:
 
     with connect() as conn:
         problems = verify_audit_log(conn, args.checkpoint, database=args.as_database,
-                                    since_checkpoint=args.since_checkpoint)
+                                    since_checkpoint=args.since_checkpoint, archives=args.archive)
         # The chains were recomputed here; the functions that write them, and the
         # tables and policies the walk read, are checked as doctor checks them.
         schema = [f for f in check_schema(conn) if not f.ok]
@@ -101,7 +102,7 @@ def _cmd_verify_rows(args) -> int:
     from .freshness import verify_rows
 
     with connect() as conn:
-        report = verify_rows(conn, progress=not args.no_progress and progress_available())
+        report = verify_rows(conn, progress=not args.no_progress and progress_available(), archives=args.archive)
     for problem in report.problems:
         where = f" row {problem.row_id}" if problem.row_id else ""
         print(f"tenant {problem.user_hash[:12]}...{where}: {problem.problem}")
@@ -109,6 +110,9 @@ def _cmd_verify_rows(args) -> int:
     if report.unbound:
         print(f"{report.unbound} rows were last written before revision 0016 and have no write record:"
               " `pymem rotate-key --all` re-seals them with one")
+    if report.retired:
+        print(f"{report.retired} tenants were not checked: their old audit rows were retired; pass their archives"
+              " with --archive")
     return 1 if report.problems else 0
 
 
@@ -119,6 +123,55 @@ def _cmd_audit_checkpoint(args) -> int:
     with connect() as conn:
         chains = write_checkpoint(conn, args.out)
     print(f"signed the heads of {chains} chains into {args.out}")
+    return 0
+
+
+def _cmd_audit_archive(args) -> int:
+    from .audit_retention import archive_segments
+    from .db import connect
+
+    with connect() as conn:
+        report = archive_segments(conn, args.checkpoint, args.out)
+    if report.manifest is None:
+        print("nothing to archive: every chain starts at or after the checkpoint's heads")
+        return 0
+    print(f"archived {report.rows} rows of {report.chains} chains: {report.manifest}")
+    print("keep it with the checkpoints, check it (pymem audit-verify-archive), then pymem audit-retire")
+    return 0
+
+
+def _cmd_audit_verify_archive(args) -> int:
+    from .audit import verify_key
+    from .audit_archive import read_archive
+
+    failed = False
+    for manifest in args.manifest:
+        archive = read_archive(manifest, verify_key())
+        for problem in archive.problems:
+            print(f"{manifest}: {problem}")
+        if not archive.problems:
+            print(f"{manifest}: {len(archive.rows)} rows of {len(archive.anchors)} chains verify")
+        failed = failed or bool(archive.problems)
+    return 1 if failed else 0
+
+
+def _cmd_audit_retire(args) -> int:
+    from .audit_retention import retire_segments
+    from .db import connect
+
+    with connect() as conn:
+        deleted = retire_segments(conn, args.manifest, progress=not args.no_progress and progress_available())
+    print(f"retired {deleted} audit rows behind the archive's signed anchors")
+    return 0
+
+
+def _cmd_audit_rebaseline(args) -> int:
+    from .audit_retention import rebaseline
+    from .db import connect
+
+    with connect() as conn:
+        position = rebaseline(conn, args.checkpoint, args.out, args.reason)
+    print(f"re-baseline recorded in the audit log (no-tenant chain, position {position}); new checkpoint: {args.out}")
     return 0
 
 
@@ -438,17 +491,46 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--as-database", metavar="NAME",
                         help="the database the checkpoint was taken of, when this one is a restore of it"
                              " under another name")
+    verify.add_argument("--archive", action="append", default=[], metavar="MANIFEST",
+                        help="an archive of retired rows (pymem audit-archive), walked ahead of the log; repeatable")
     verify.set_defaults(func=_cmd_audit_verify)
 
     rows = sub.add_parser("verify-rows", help="check every live row against its latest audited write (with the keys;"
                           " needs pymem_auditor and pymem_maintainer)")
     rows.add_argument("--no-progress", action="store_true")
+    rows.add_argument("--archive", action="append", default=[], metavar="MANIFEST",
+                      help="an archive of retired audit rows (pymem audit-archive); repeatable")
     rows.set_defaults(func=_cmd_verify_rows)
 
     checkpoint = sub.add_parser("audit-checkpoint",
                                 help="sign every chain head into a file (PYMEM_AUDIT_SIGNING_KEY)")
     checkpoint.add_argument("--out", required=True, help="checkpoint file, kept outside the database")
     checkpoint.set_defaults(func=_cmd_audit_checkpoint)
+
+    archive = sub.add_parser("audit-archive", help="archive each chain's rows up to a signed checkpoint's heads and"
+                             " sign the chains' new starts (PYMEM_AUDIT_SIGNING_KEY; as pymem_auditor)")
+    archive.add_argument("--checkpoint", required=True, help="the checkpoint whose heads the rows up to may go")
+    archive.add_argument("--out", required=True, help="a folder, kept with the checkpoints, outside the database")
+    archive.set_defaults(func=_cmd_audit_archive)
+
+    verify_archive = sub.add_parser("audit-verify-archive", help="check archives of retired audit rows"
+                                    " (PYMEM_AUDIT_VERIFY_KEY); needs no database")
+    verify_archive.add_argument("manifest", nargs="+", help="an archive's .manifest.json")
+    verify_archive.set_defaults(func=_cmd_audit_verify_archive)
+
+    retire = sub.add_parser("audit-retire", help="delete the rows an archive holds from the log, behind its signed"
+                            " anchors (PYMEM_AUDIT_VERIFY_KEY; needs pymem_maintainer)")
+    retire.add_argument("--manifest", required=True, help="the archive's .manifest.json")
+    retire.add_argument("--no-progress", action="store_true")
+    retire.set_defaults(func=_cmd_audit_retire)
+
+    rebaseline = sub.add_parser("audit-rebaseline", help="after a deliberate point-in-time restore: record it in the"
+                                " log and sign a new checkpoint (needs pymem_auditor and pymem_maintainer)")
+    rebaseline.add_argument("--checkpoint", required=True,
+                            help="the last checkpoint written before the restore's target")
+    rebaseline.add_argument("--out", required=True, help="the new checkpoint")
+    rebaseline.add_argument("--reason", required=True, help="why (a change ticket, say); recorded, not secret")
+    rebaseline.set_defaults(func=_cmd_audit_rebaseline)
 
     register = sub.add_parser("register-key", help="allow rows under an AES key id (needs pymem_maintainer)")
     register.add_argument("key_id", type=int)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Co-located with memory_chunks, distributed by user_hash; the first is the anchor.
 DISTRIBUTED_TABLES = ("memory_chunks", "audit_log", "audit_chain_heads", "key_stats", "quarantined_chunks",
-                      "data_keys", "memory_terms")
+                      "data_keys", "memory_terms", "audit_anchors")
 REFERENCE_TABLES = ("tuning", "encryption_keys", "root_keys")
 # API functions whose first argument, p_user_hash, routes the whole call.
 TENANT_FUNCTIONS = ("read_intent", "read_result", "put_chunks", "get_chunks", "search_chunks",
@@ -57,7 +57,10 @@ TENANT_FUNCTIONS_0021 = ("write_chunks_v2", "search_hybrid_chunks", "search_hybr
 # 0022: expiries, time windows and negated filters; the purge of expired rows.
 TENANT_FUNCTIONS_0022 = ("write_chunks_v3", "search_chunks_v3", "search_chunks_on_standby_v3", "get_chunks_v3",
                          "export_chunks_v3", "purge_expired")
-TENANT_FUNCTIONS += TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020 + TENANT_FUNCTIONS_0021 + TENANT_FUNCTIONS_0022
+# 0024: a chain's retirement (its anchor, the rows it deletes and its audit row are the tenant's).
+TENANT_FUNCTIONS_0024 = ("audit_retire",)
+TENANT_FUNCTIONS += (TENANT_FUNCTIONS_0019 + TENANT_FUNCTIONS_0020 + TENANT_FUNCTIONS_0021 + TENANT_FUNCTIONS_0022
+                     + TENANT_FUNCTIONS_0024)
 # Citus copies a function's GRANTs to the workers but not the REVOKE from PUBLIC
 # that the migrations made on the coordinator: without these, any login that can
 # reach a worker could call every internal function there. The REVOKE runs on the
@@ -329,13 +332,13 @@ def _distribute_functions(conn: psycopg.Connection) -> int:
             " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
             (list(TENANT_FUNCTIONS),)).fetchone()[0]
         # A database at an older revision lacks the later ones (0019's data-key functions,
-        # 0020's digests, 0021's hybrid search, 0022's expiry): they are delegated by the run
+        # 0020's digests, 0021's hybrid search, 0022's expiry, 0024's retirement): they are delegated by the run
         # after the upgrade that adds them.
         present = conn.execute("SELECT count(DISTINCT p.proname) FROM pg_catalog.pg_proc p"
                                " WHERE p.pronamespace = 'pymem'::pg_catalog.regnamespace AND p.proname = ANY (%s)",
                                (list(TENANT_FUNCTIONS),)).fetchone()[0]
     later = sum(map(len, (TENANT_FUNCTIONS_0019, TENANT_FUNCTIONS_0020, TENANT_FUNCTIONS_0021,
-                          TENANT_FUNCTIONS_0022)))
+                          TENANT_FUNCTIONS_0022, TENANT_FUNCTIONS_0024)))
     if delegated != present or present < len(TENANT_FUNCTIONS) - later:
         raise NotReady(f"expected {len(TENANT_FUNCTIONS)} tenant API functions, found {delegated}")
     return delegated

@@ -52,14 +52,15 @@ any difference is a problem.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 
 from . import sync
-from .audit import as_auditor
-from .audit_chain import NO_TENANT, verify_chains
+from .audit import uncovered_chains, verify_audit_log
+from .audit_chain import NO_TENANT
 from .blind_index import TenantIndex
 from .connections import SyncConnectionAsAsync
 from .doctor import check_schema
@@ -93,6 +94,7 @@ class FreshnessReport:
     tenants: int = 0
     rows_checked: int = 0
     unbound: int = 0
+    retired: int = 0  # tenants not checked: their old audit rows were retired, and no archive was given
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def _verify_tenant(conn: psycopg.Connection, user_hash: str, events: dict[uuid.U
 
 
 def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = None, *,
-                progress: bool = False) -> FreshnessReport:
+                progress: bool = False, archives: Sequence[str | Path] = ()) -> FreshnessReport:
     """Check every live row against its latest audited write; see the module docstring.
 
     Args:
@@ -248,6 +250,10 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
         user_hashes: the tenants to check (default: every tenant with a chain, and
             every chain's problems).
         progress: show a progress bar over the tenants.
+        archives: manifests of the retired segments (``pymem audit-archive``): a tenant
+            whose old audit rows were retired (revision 0024) is checked only when these
+            hold them, since its rows' earlier writes are there; else it is counted in
+            ``retired``, not checked.
 
     Returns:
         The report; no ``problems`` means every live row is what its latest audited
@@ -257,18 +263,18 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
         ValueError: the keys are missing or malformed.
     """
     ledger = _Ledger()
-    with as_auditor(conn):
-        walk = verify_chains(conn, on_row=ledger.add)
-    wanted = sorted(set(ledger.latest) - {NO_TENANT} if user_hashes is None else set(user_hashes))
+    walked = verify_audit_log(conn, on_row=ledger.add, archives=archives)
+    retired = uncovered_chains(conn, archives)
+    wanted = sorted((set(ledger.latest) if user_hashes is None else set(user_hashes)) - {NO_TENANT} - retired)
     chains = [FreshnessProblem(p.user_hash, None, f"audit chain, position {p.chain_pos}: {p.problem}")
-              for p in walk.problems]
+              for p in walked]
     # The rows are read through export_chunks_v3, a function of the server's: one a
     # superuser replaced could leave rows out. Its definition is checked as doctor
     # checks it, and any difference fails the verification.
     schema = [FreshnessProblem(NO_TENANT, None, f"schema: {f.check}: {f.detail}")
               for f in check_schema(conn) if not f.ok]
     report = FreshnessReport(schema + [p for p in chains + ledger.problems
-                                       if user_hashes is None or p.user_hash in wanted])
+                                       if user_hashes is None or p.user_hash in wanted], retired=len(retired))
     for user_hash in progress_iter(wanted, enabled=progress, unit="tenant", desc="verifying rows"):
         _verify_tenant(conn, user_hash, ledger.latest.get(user_hash, {}), report)
         report.tenants += 1

@@ -18,48 +18,11 @@ from pymem.audit import verify_audit_log, verify_checkpoint, write_checkpoint
 from pymem.db import aconnect, connect
 from pymem.doctor import check_schema
 from pymem.security import hmac_user
+from tests.fixtures.fix_audit import chain_rows, more_activity, tamper, where
 from tests.utils import ROOT
 
 # Also run through a Citus coordinator (make test-citus).
 pytestmark = pytest.mark.citus
-
-
-@pytest.fixture
-async def audited_db(cluster, request):
-    """A fresh database with some audited activity by two tenants; yields its admin DSN."""
-    name = f"pymem_audit_{request.node.name[:24].lower()}"
-    admin = cluster.fresh_database(name, embedding_dim=8)
-    # A login with pymem_app, as an app connects (on Citus, SET ROLE to the
-    # NOLOGIN pymem_app would not work: Citus reaches workers as the current user).
-    cluster.login_role("pymem_test_audit_app", ["pymem_app"])
-    conn = await aconnect(cluster.url(name, user="pymem_test_audit_app"))
-    try:
-        for user in ("audit-a", "audit-b"):
-            for i in range(3):
-                await repo.index_memory_chunk(conn, user, f"d{i}", "s", "t", np.ones(8) + i)
-                await repo.query_memory(conn, user, "q", np.ones(8), k=2, rerank=False)
-    finally:
-        await conn.close()
-    return admin
-
-
-def tamper(admin: str, statement: str) -> None:
-    """Rewrite the log as a superuser would: with triggers off for the transaction
-    (forwarded to the workers on Citus)."""
-    with psycopg.connect(admin, autocommit=True) as conn, conn.transaction():
-        conn.execute("SET LOCAL session_replication_role = replica")
-        conn.execute(statement)
-
-
-def chain_rows(admin: str, user: str) -> list[int]:
-    """The chain positions of a tenant's audit rows, in order."""
-    with psycopg.connect(admin) as conn:
-        return [r[0] for r in conn.execute("SELECT chain_pos FROM pymem.audit_log WHERE user_hash = %s"
-                                           " ORDER BY chain_pos", (hmac_user(user),))]
-
-
-def where(user: str, pos: int) -> str:
-    return f"user_hash = '{hmac_user(user)}' AND chain_pos = {pos}"
 
 
 def problems(admin: str):
@@ -113,16 +76,6 @@ def test_rows_cut_from_the_end_of_a_chain_are_reported(audited_db):
                        f" AND chain_pos > {positions[-3]}")
     assert [(p.chain_pos, p.problem) for p in problems(audited_db)] == [
         (positions[-1], f"rows missing at the end (head says {positions[-1]})")]
-
-
-@pytest.fixture
-def audit_keys(monkeypatch):
-    from pymem.audit import generate_signing_key
-
-    signing, verify = generate_signing_key()
-    monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", signing)
-    monkeypatch.delenv("PYMEM_AUDIT_VERIFY_KEY", raising=False)
-    return signing, verify
 
 
 def test_whole_chain_deleted_with_its_head_is_caught_by_the_signed_checkpoint(audited_db, audit_keys, tmp_path,
@@ -181,9 +134,14 @@ def test_owner_can_neither_rewrite_nor_truncate(audited_db):
         before = conn.execute("SELECT count(*), sum(row_count) FROM pymem.audit_log").fetchone()
         with conn.transaction():
             conn.execute("SET LOCAL ROLE pymem_owner")
-            # RLS gives the owner no UPDATE/DELETE policy on the log: nothing qualifies.
-            assert conn.execute("DELETE FROM pymem.audit_log").rowcount == 0
+            # RLS gives the owner no UPDATE policy on the log: nothing qualifies.
             assert conn.execute("UPDATE pymem.audit_log SET row_count = 0").rowcount == 0
+        # Its DELETE policy (0024) serves retention: the trigger lets a row go only before
+        # its chain's signed anchor, and no chain has one.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: DELETE"):
+            with conn.transaction():
+                conn.execute("SET LOCAL ROLE pymem_owner")
+                conn.execute("DELETE FROM pymem.audit_log")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: TRUNCATE"):
             with conn.transaction():
                 conn.execute("SET LOCAL ROLE pymem_owner")
@@ -306,16 +264,6 @@ def test_audit_verify_fails_when_a_policy_hides_rows_from_the_auditor(audited_db
     assert "FAIL tables, policies, triggers and roles" in capsys.readouterr().out
 
 
-async def _more_activity(admin: str, cluster) -> None:
-    conn = await aconnect(cluster.url(psycopg.conninfo.conninfo_to_dict(admin)["dbname"],
-                                      user="pymem_test_audit_app"))
-    try:
-        for user in ("audit-a", "audit-c"):
-            await repo.index_memory_chunk(conn, user, "later", "s", "t", np.ones(8) * 3)
-    finally:
-        await conn.close()
-
-
 async def test_an_incremental_verification_reads_only_what_came_after_the_checkpoint(audited_db, audit_keys,
                                                                                      tmp_path, monkeypatch,
                                                                                      cluster):
@@ -324,7 +272,7 @@ async def test_an_incremental_verification_reads_only_what_came_after_the_checkp
     checkpoint = tmp_path / "audit.checkpoint"
     with connect(audited_db) as conn:
         write_checkpoint(conn, checkpoint)
-    await _more_activity(audited_db, cluster)
+    await more_activity(audited_db, cluster)
     monkeypatch.setenv("PYMEM_AUDIT_VERIFY_KEY", audit_keys[1])
     walked = []
     with connect(audited_db) as conn:
@@ -383,7 +331,7 @@ async def test_an_incremental_verification_reports_new_rows_dated_before_the_che
     checkpoint = tmp_path / "audit.checkpoint"
     with connect(audited_db) as conn:
         write_checkpoint(conn, checkpoint)
-    await _more_activity(audited_db, cluster)
+    await more_activity(audited_db, cluster)
     user_hash = hmac_user("audit-a")
     signed = {u: p for u, p, _ in json.loads(checkpoint.read_text())["heads"]}[user_hash]
     with psycopg.connect(audited_db, autocommit=True) as conn, conn.transaction():

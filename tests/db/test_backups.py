@@ -144,3 +144,58 @@ def test_a_checkpoint_of_another_database_is_reported_not_compared(source, tmp_p
         [problem] = verify_audit_log(conn, tmp_path / "cp.json")
         assert "checkpoint is of database 'pymem_backup_src'" in problem.problem
         assert verify_audit_log(conn, tmp_path / "cp.json", database=DB)  # compared: its rows are not here
+
+
+async def test_a_deliberate_point_in_time_restore_is_re_baselined_and_the_re_baseline_audited(cluster, tmp_path,
+                                                                                            monkeypatch):
+    """The database goes back to a moment T (a copy taken at T replaces it, as a PITR
+    would): checkpoints written after T name rows it no longer has; ``pymem
+    audit-rebaseline`` from the last checkpoint before T records the re-baseline in the
+    log and signs a new checkpoint that carries it."""
+    import hashlib
+    import json
+
+    from pymem.audit import generate_signing_key, write_checkpoint
+    from pymem.audit_archive import canonical
+    from pymem.audit_retention import rebaseline
+
+    monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", generate_signing_key()[0])
+    monkeypatch.delenv("PYMEM_AUDIT_VERIFY_KEY", raising=False)
+    name, at_t = "pymem_rebaseline", "pymem_rebaseline_at_t"
+    admin = cluster.fresh_database(name, embedding_dim=8)
+    cluster.login_role(APP, ["pymem_app"])
+
+    async def write(text: str) -> None:
+        conn = await aconnect(cluster.url(name, user=APP))
+        try:
+            await repo.index_memory_chunk(conn, USERS[0], "doc", "src", text, vec(1, 8))
+        finally:
+            await conn.close()
+
+    await write("before T")
+    with connect(admin) as conn:
+        write_checkpoint(conn, tmp_path / "before-t.json")
+    with psycopg.connect(cluster.admin_url, autocommit=True) as su:
+        su.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(at_t), sql.Identifier(name)))
+    await write("after T")
+    with connect(admin) as conn:
+        write_checkpoint(conn, tmp_path / "after-t.json")
+    with psycopg.connect(cluster.admin_url, autocommit=True) as su:  # the restore to T
+        su.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+        su.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(at_t), sql.Identifier(name)))
+
+    with connect(admin) as conn:
+        assert "checkpointed row is gone" in verify_audit_log(conn, tmp_path / "after-t.json")[0].problem
+        with pytest.raises(ValueError, match="nothing was recorded"):
+            rebaseline(conn, tmp_path / "after-t.json", tmp_path / "new.json", "PITR, change 42")
+        position = rebaseline(conn, tmp_path / "before-t.json", tmp_path / "new.json", "PITR, change 42")
+        assert verify_audit_log(conn, tmp_path / "new.json") == []
+        operation, digest = conn.execute(
+            "SELECT operation, params_digest FROM pymem.audit_log WHERE user_hash = repeat('0', 64)"
+            " AND chain_pos = %s", (position,)).fetchone()
+        assert conn.execute("SELECT count(*) FROM pymem.audit_log WHERE operation = 'audit_rebaseline'"
+                            ).fetchone()[0] == 1
+    statement = json.loads((tmp_path / "new.json").read_text())["rebaseline"]
+    assert statement.pop("recorded_at") == position and statement["reason"] == "PITR, change 42"
+    assert statement["from_sha256"] == hashlib.sha256((tmp_path / "before-t.json").read_bytes()).hexdigest()
+    assert (operation, bytes(digest)) == ("audit_rebaseline", hashlib.sha256(canonical(statement)).digest())

@@ -43,18 +43,25 @@ COMMENT ON FUNCTION pymem.audit_row_digest_v1(bytea, bigint, timestamptz, text, 
     'The row hash of the read-only pymem.audit_log_v1.';
 
 -- Even the owner cannot rewrite history; only a superuser disabling the
--- trigger can, and audit_verify() then reports it.
+-- trigger can, and audit_verify() then reports it. The live log's row trigger
+-- passes an argument (revision 0024): there, a DELETE of a row before its
+-- chain's anchor goes through (pymem.audit_retire, which records the anchor).
 CREATE OR REPLACE FUNCTION pymem.audit_reject_change() RETURNS trigger
     LANGUAGE plpgsql SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF TG_OP = 'DELETE' AND TG_NARGS = 1 AND TG_ARGV[0] = 'retired rows may go'
+       AND OLD.chain_pos < (SELECT a.chain_pos FROM pymem.audit_anchors a WHERE a.user_hash = OLD.user_hash) THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION 'pymem.audit_log is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
 COMMENT ON FUNCTION pymem.audit_reject_change() IS
-    'Trigger: refuses UPDATE, DELETE and TRUNCATE on the audit logs, whoever runs them.';
+    'Trigger: refuses UPDATE, DELETE and TRUNCATE on the audit logs, whoever runs them; on the live log '
+    '(argument ''retired rows may go'') a DELETE of a row before its chain''s anchor passes.';
 
 -- Lock a chain's head row until commit, creating it on first use.
 -- READ COMMITTED (what pymem's client pins) waits and then sees the newest head.
@@ -139,6 +146,79 @@ END
 $$;
 COMMENT ON FUNCTION pymem.audit_direct_write() IS
     'Trigger: audits each chunk row written by anyone but pymem_owner (a superuser''s direct DML, say).';
+
+-- Retention (revision 0024): the chain now starts at (p_chain_pos, p_row_hash); the rows
+-- before it are deleted, after the caller archived them (pymem audit-archive, which signs
+-- the anchor: p_signature, checked by the verifier, which the database cannot do). The
+-- anchor only moves forward, to a row that is there with that hash; the retirement is
+-- appended to the chain, naming the anchor's hash. Under the chain's lock, so no write
+-- of the tenant interleaves.
+CREATE OR REPLACE FUNCTION pymem.audit_retire(p_user_hash char(64), p_chain_pos bigint, p_row_hash bytea,
+                                              p_signature bytea)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+DECLARE
+    v_head    pymem.audit_chain_heads := pymem.audit_lock_chain(p_user_hash);
+    v_anchor  bigint;
+    v_hash    bytea;
+    v_deleted bigint;
+BEGIN
+    IF octet_length(p_row_hash) IS DISTINCT FROM 32 OR octet_length(p_signature) IS DISTINCT FROM 64 THEN
+        RAISE EXCEPTION 'audit_retire: an anchor is a 32-byte row hash and a 64-byte signature'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT a.chain_pos, a.row_hash INTO v_anchor, v_hash FROM pymem.audit_anchors a
+     WHERE a.user_hash = p_user_hash FOR UPDATE;
+    IF v_anchor = p_chain_pos AND v_hash = p_row_hash THEN
+        RETURN 0;  -- retired already (a retirement run again)
+    END IF;
+    IF p_chain_pos IS NULL OR p_chain_pos <= coalesce(v_anchor, 1) OR p_chain_pos > v_head.chain_pos THEN
+        RAISE EXCEPTION 'audit_retire: the chain may start at a later row than it does now (%), up to its head (%)',
+                        coalesce(v_anchor, 1), v_head.chain_pos
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pymem.audit_log l
+                    WHERE l.user_hash = p_user_hash AND l.chain_pos = p_chain_pos AND l.row_hash = p_row_hash) THEN
+        RAISE EXCEPTION 'audit_retire: the chain has no row % with that hash', p_chain_pos
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO pymem.audit_anchors (user_hash, chain_pos, row_hash, signature, retired_at)
+    VALUES (p_user_hash, p_chain_pos, p_row_hash, p_signature, clock_timestamp())
+    ON CONFLICT (user_hash) DO UPDATE
+       SET chain_pos = excluded.chain_pos, row_hash = excluded.row_hash, signature = excluded.signature,
+           retired_at = excluded.retired_at;
+    DELETE FROM pymem.audit_log l WHERE l.user_hash = p_user_hash AND l.chain_pos < p_chain_pos;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    PERFORM pymem.audit_append(p_user_hash, 'audit_retire', 'write', NULL, p_row_hash, '{}');
+    RETURN v_deleted;
+END
+$$;
+COMMENT ON FUNCTION pymem.audit_retire(char, bigint, bytea, bytea) IS
+    'Moves a chain''s start forward to an existing row (a signed anchor, pymem.audit_anchors), deletes the rows '
+    'before it and audits the retirement as audit_retire; returns the number of rows deleted (0, and nothing '
+    'audited, when the chain starts there already).';
+
+-- A deliberate point-in-time restore (pymem audit-rebaseline): the log records, in the
+-- chain of calls without a tenant, that its checkpoints were re-baselined, naming the
+-- digest of what they were re-baselined from and why.
+CREATE OR REPLACE FUNCTION pymem.audit_rebaseline(p_digest bytea) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET row_security = on
+AS $$
+BEGIN
+    IF octet_length(p_digest) IS DISTINCT FROM 32 THEN
+        RAISE EXCEPTION 'audit_rebaseline: give a 32-byte digest' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN pymem.audit_append(pymem.no_tenant(), 'audit_rebaseline', 'write', NULL, p_digest, '{}');
+END
+$$;
+COMMENT ON FUNCTION pymem.audit_rebaseline(bytea) IS
+    'Records a re-baseline of the audit checkpoints (after a deliberate point-in-time restore) in the no-tenant '
+    'chain, with the digest of what it re-baselined from; returns its chain position.';
 
 -- The last v1 row of a chain (v1 chained calls without a tenant under NULL).
 CREATE OR REPLACE FUNCTION pymem.audit_v1_tail(p_user_hash char(64), OUT chain_pos bigint, OUT row_hash bytea)
@@ -227,6 +307,7 @@ AS $$
 DECLARE
     v_row       pymem.audit_log;
     v_tail      record;
+    v_anchor    record;
     v_head      record;
     v_chain     char(64);
     v_expect    bigint;
@@ -235,17 +316,28 @@ DECLARE
 BEGIN
     FOR v_row IN SELECT a.* FROM pymem.audit_log a ORDER BY a.user_hash, a.chain_pos LOOP
         IF v_chain IS NULL OR v_row.user_hash <> v_chain THEN
-            -- A chain that began in v1 links its first v2 row to v1's last.
+            -- A chain that began in v1 links its first v2 row to v1's last; a chain whose
+            -- old rows were retired starts at its anchor (whose signature only the
+            -- client's verifier can check: pymem audit-verify).
             v_chain := v_row.user_hash;
-            SELECT * INTO v_tail FROM pymem.audit_v1_tail(v_chain);
-            v_expect := coalesce(v_tail.chain_pos, 0) + 1;
-            v_prev_hash := coalesce(v_tail.row_hash, '\x');
+            SELECT a.chain_pos, a.row_hash INTO v_anchor FROM pymem.audit_anchors a WHERE a.user_hash = v_chain;
+            IF v_anchor.chain_pos IS NOT NULL THEN
+                v_expect := v_anchor.chain_pos;
+                v_prev_hash := NULL;
+            ELSE
+                SELECT * INTO v_tail FROM pymem.audit_v1_tail(v_chain);
+                v_expect := coalesce(v_tail.chain_pos, 0) + 1;
+                v_prev_hash := coalesce(v_tail.row_hash, '\x');
+            END IF;
             v_prev_at := '-infinity';
         END IF;
         user_hash := v_row.user_hash;
         chain_pos := v_row.chain_pos;
         IF v_row.chain_pos <> v_expect THEN
             problem := 'missing row(s) before this one (deleted)';
+            RETURN NEXT;
+        ELSIF v_prev_hash IS NULL AND v_row.row_hash <> v_anchor.row_hash THEN
+            problem := 'not the row the chain''s anchor names (retired rows rewritten)';
             RETURN NEXT;
         ELSIF v_row.prev_hash <> v_prev_hash THEN
             problem := 'previous hash does not match (a predecessor was altered, or rows were reordered)';

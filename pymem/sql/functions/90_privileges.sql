@@ -85,7 +85,8 @@ GRANT EXECUTE ON FUNCTION
     TO pymem_app;
 
 -- The maintainer: key rotation (which reads a tenant's rows through the same
--- intent protocol as the app), key registration, quarantine.
+-- intent protocol as the app), key registration, quarantine; audit retention
+-- and re-baselines (pymem audit-retire, audit-rebaseline).
 GRANT EXECUTE ON FUNCTION
     pymem.embedding_dim(),
     pymem.embedding_type(),
@@ -112,7 +113,9 @@ GRANT EXECUTE ON FUNCTION
     pymem.data_keys_to_rewrap(text, integer),
     pymem.rewrap_data_keys(char[], bytea[], integer[], text[], text, bytea[]),
     pymem.root_key_usage(),
-    pymem.retire_root_key(text)
+    pymem.retire_root_key(text),
+    pymem.audit_retire(char, bigint, bytea, bytea),
+    pymem.audit_rebaseline(bytea)
     TO pymem_maintainer;
 
 -- The auditor: verification, checkpoints, key counts. No content.
@@ -127,5 +130,5 @@ GRANT EXECUTE ON FUNCTION
     TO pymem_auditor;
 
 GRANT USAGE ON SCHEMA pymem TO pymem_app, pymem_auditor, pymem_maintainer;
-GRANT SELECT ON pymem.audit_log, pymem.audit_log_v1, pymem.audit_chain_heads TO pymem_auditor;
+GRANT SELECT ON pymem.audit_log, pymem.audit_log_v1, pymem.audit_chain_heads, pymem.audit_anchors TO pymem_auditor;
 GRANT SELECT ON pymem.tuning, pymem.encryption_keys TO pymem_maintainer, pymem_auditor;

@@ -1,0 +1,158 @@
+"""The archive of retired audit segments: its files, and checking one (revision 0024).
+
+``pymem audit-archive`` (:mod:`pymem.audit_retention`) copies each chain's rows up to
+a signed checkpoint's head into two files, kept wherever the operator keeps
+checkpoints:
+
+* ``<name>.jsonl``: one row per line, in chain order, as the verifier reads it
+  (:data:`pymem.audit_chain._V2_COLUMNS`): ``[user_hash, chain_pos, epoch_us, db_role,
+  operation, phase, ticket, params_digest_hex, [chunk_id, ...], row_count, txid,
+  prev_hash_hex, row_hash_hex]``;
+* ``<name>.manifest.json``: the rows file's name and sha256, one segment per chain
+  (``[user_hash, first_pos, last_pos, last_row_hash_hex, anchor_signature_b64]``), the
+  database's name, and an Ed25519 signature of all that under the audit signing key.
+
+Each segment's last row is the chain's new start, its **anchor**: the signature of
+:func:`anchor_statement` travels to the database with it (``pymem.audit_anchors``),
+where the verifier checks it, the database being unable to. A row of an archive
+is trusted because its segment hashes, link by link, to the signed anchor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .audit_chain import row_hash_v2
+
+ARCHIVE_FORMAT = "pymem-audit-archive/1"
+ANCHOR_FORMAT = "pymem-audit-anchor/1"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def canonical(body: dict) -> bytes:
+    """The bytes a signature covers: the JSON with sorted keys and no spaces."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def anchor_statement(database: str, user_hash: str, chain_pos: int, row_hash: bytes) -> bytes:
+    """What an anchor's signature covers: this chain of this database starts at this row."""
+    return canonical({"format": ANCHOR_FORMAT, "database": database, "user_hash": user_hash,
+                      "chain_pos": int(chain_pos), "row_hash": bytes(row_hash).hex()})
+
+
+def row_to_json(row: tuple) -> list:
+    """A log row as read by the verifier, as one line of the rows file."""
+    (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
+     prev, row_hash) = row
+    return [user_hash, chain_pos, at, db_role, operation, phase, None if ticket is None else str(ticket),
+            None if params_digest is None else bytes(params_digest).hex(),
+            None if chunk_ids is None else [str(i) for i in chunk_ids], row_count, txid,
+            bytes(prev).hex(), bytes(row_hash).hex()]
+
+
+def row_from_json(line: list) -> tuple:
+    """One line of the rows file, as the verifier reads a log row (so both compare equal)."""
+    (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
+     prev, row_hash) = line
+    return (user_hash, int(chain_pos), at, db_role, operation, phase, None if ticket is None else uuid.UUID(ticket),
+            None if params_digest is None else bytes.fromhex(params_digest),
+            None if chunk_ids is None else [uuid.UUID(i) for i in chunk_ids], row_count, txid,
+            bytes.fromhex(prev), bytes.fromhex(row_hash))
+
+
+def segment_problem(rows: list[tuple], last_pos: int, last_hash: bytes, first_hash: bytes | None = None
+                    ) -> str | None:
+    """Why one chain's archived rows are not a segment ending at (``last_pos``, ``last_hash``),
+    or None: each row hashes as it says, links to the one before, and the positions run on."""
+    if not rows:
+        return "the segment has no rows"
+    if first_hash is not None and rows[0][12] != first_hash:
+        return "the segment does not start at the chain's anchor"
+    for n, row in enumerate(rows):
+        if row_hash_v2(row[11], *row[:11]) != row[12]:
+            return f"row {row[1]} does not hash as it says (changed)"
+        if n and (row[1] != rows[n - 1][1] + 1 or row[11] != rows[n - 1][12]):
+            return f"row {row[1]} does not follow row {rows[n - 1][1]} (missing, reordered or changed)"
+    if rows[-1][1] != last_pos or rows[-1][12] != last_hash:
+        return "the segment does not end at its signed anchor"
+    return None
+
+
+@dataclass
+class Archive:
+    """An archive read back and checked: its rows (chain order), the chains' anchors, and
+    what does not verify (then ``rows`` is empty: none of it is used)."""
+
+    manifest: Path
+    database: str | None
+    rows: list[tuple]
+    anchors: dict[str, tuple[int, bytes, bytes]]
+    problems: list[str]
+
+
+def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
+    """Read and check an archive: the manifest's signature, the rows file's sha256, and
+    each segment (:func:`segment_problem`) with its anchor's signature.
+
+    Never raises for a bad archive: what is wrong is in ``problems``.
+    """
+    path = Path(manifest)
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        signature = base64.b64decode(body.pop("signature"), validate=True)
+        if body.get("format") != ARCHIVE_FORMAT:
+            raise ValueError
+        verify_key.verify(signature, canonical(body))
+    except InvalidSignature:
+        return Archive(path, None, [], {}, ["the manifest's signature does not verify (forged or edited)"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return Archive(path, None, [], {}, ["not a readable pymem audit archive manifest"])
+    database = body["database"]
+    rows_path = path.parent / Path(body["rows"]).name
+    try:
+        raw = rows_path.read_bytes()
+    except OSError:
+        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing"])
+    if hashlib.sha256(raw).hexdigest() != body["rows_sha256"]:
+        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} was changed (sha256 differs)"])
+    rows = [row_from_json(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line]
+    by_chain: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_chain.setdefault(row[0], []).append(row)
+    problems, anchors = [], {}
+    for user_hash, first_pos, last_pos, last_hash, anchor_signature in body["segments"]:
+        segment = by_chain.pop(user_hash, [])
+        problem = segment_problem(segment, last_pos, bytes.fromhex(last_hash))
+        if problem is None and segment[0][1] != first_pos:
+            problem = "the segment does not start where the manifest says"
+        signature = base64.b64decode(anchor_signature)
+        try:
+            verify_key.verify(signature, anchor_statement(database, user_hash, last_pos, bytes.fromhex(last_hash)))
+        except InvalidSignature:
+            problem = problem or "its anchor's signature does not verify"
+        if problem:
+            problems.append(f"chain {user_hash[:12]}…: {problem}")
+        anchors[user_hash] = (last_pos, bytes.fromhex(last_hash), signature)
+    problems += [f"chain {chain[:12]}…: rows that no segment names" for chain in by_chain]
+    return Archive(path, database, [] if problems else rows, anchors, problems)
+
+
+def write_rows(path: Path, rows: Iterable[tuple]) -> str:
+    """Write the rows file; return its sha256 (hex)."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for row in rows:
+            line = (json.dumps(row_to_json(row), separators=(",", ":")) + "\n").encode("utf-8")
+            digest.update(line)
+            out.write(line)
+    return digest.hexdigest()
