@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .audit_archive import anchor_statement, canonical, read_archive
-from .audit_chain import OnRow, verify_chains
+from .audit_chain import ChainWalk, OnRow, v1_tails, verify_chains
 from .config import key_material
 
 CHECKPOINT_FORMAT = "pymem-audit-checkpoint/1"
@@ -97,33 +97,35 @@ def signed_anchors(conn: psycopg.Connection, database: str) -> tuple[dict[str, t
         key = verify_key()
     except ValueError as error:
         raise ValueError(f"the log has retired segments, whose anchors are signed: {error}") from None
-    anchors, problems = {}, []
+    anchors, problems, tails = {}, [], v1_tails(conn)
     for user_hash, chain_pos, row_hash, signature in rows:
         try:
-            key.verify(bytes(signature), anchor_statement(database, user_hash, chain_pos, bytes(row_hash)))
-        except InvalidSignature:
-            problems.append(AuditProblem(user_hash, chain_pos, "the chain's anchor is not signed by the audit key"
-                                                               " (rows were deleted without a signed archive)"))
+            key.verify(bytes(signature), anchor_statement(database, user_hash, chain_pos, bytes(row_hash),
+                                                          tails.get(user_hash)))
+        except (InvalidSignature, TypeError, ValueError):  # (NULLs where the constraints were dropped)
+            problems.append(AuditProblem(user_hash, chain_pos or 0, "the chain's anchor is not signed by the audit"
+                                         " key (rows were deleted without a signed archive, or its first-log rows"
+                                         " changed)"))
             continue
         anchors[user_hash] = (chain_pos, bytes(row_hash))
     return anchors, problems
 
 
-def uncovered_chains(conn: psycopg.Connection, archives: Sequence[str | Path] = ()) -> set[str]:
-    """The chains whose old rows were retired (they have an anchor) and that none of
-    ``archives`` names: their rows' earlier audited events are not at hand. (Which chains
-    an archive names is read off its manifest, unchecked: :func:`verify_audit_log` checks it.)"""
-    with as_auditor(conn):
-        if conn.execute("SELECT pg_catalog.to_regclass('pymem.audit_anchors') IS NULL").fetchone()[0]:
-            return set()
-        anchored = {row[0] for row in conn.execute("SELECT user_hash::pg_catalog.text FROM pymem.audit_anchors")}
-    covered = set()
-    for path in archives:
-        try:
-            covered |= {segment[0] for segment in json.loads(Path(path).read_text(encoding="utf-8"))["segments"]}
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            continue  # reported by verify_audit_log
-    return anchored - covered
+def walk_log(conn: psycopg.Connection, database: str, wanted: frozenset[tuple[str, int]] = frozenset(), *,
+             on_row: OnRow | None = None, after: dict[str, tuple[int, bytes]] | None = None,
+             archives: Sequence[str | Path] = ()) -> tuple[list[AuditProblem], ChainWalk]:
+    """Walk every chain (:func:`pymem.audit_chain.verify_chains`) from where it starts: its
+    signed anchor (:func:`signed_anchors`), or the archives given that verify, or ``after``.
+    In the caller's auditor transaction.
+
+    Returns:
+        The problems (anchors' and archives' first), and the walk.
+    """
+    anchors, problems = signed_anchors(conn, database)
+    archived, archive_problems = _archived_rows(archives, database)
+    walk = verify_chains(conn, wanted, on_row=on_row, after=after, anchors=anchors, archived=archived)
+    return problems + archive_problems + [AuditProblem(p.user_hash, p.chain_pos, p.problem)
+                                          for p in walk.problems], walk
 
 
 def _archived_rows(archives: Sequence[str | Path], database: str) -> tuple[list[tuple], list[AuditProblem]]:
@@ -173,6 +175,8 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
     """
     if since_checkpoint and checkpoint is None:
         raise ValueError("an incremental verification starts from a checkpoint: give one")
+    if since_checkpoint and archives:
+        raise ValueError("archives are walked by a full verification, not an incremental one")
     body = read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
     heads = body["heads"]
     with as_auditor(conn):
@@ -181,20 +185,23 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         if checkpoint is not None and body.get("database", expected) != expected:
             return [AuditProblem(NO_TENANT, 0, f"the checkpoint is of database {body.get('database')!r}, not"
                                                f" {expected!r}: use that database's checkpoints")]
-        anchors, problems = signed_anchors(conn, expected)
-        archived, archive_problems = _archived_rows(list(archives), expected)
-        problems += archive_problems
         if since_checkpoint:
-            walk = verify_chains(conn, on_row=on_row, after={u: (p, bytes.fromhex(h)) for u, p, h in heads},
-                                 anchors=anchors, archived=archived)
-            return problems + [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
-        walk = verify_chains(conn, frozenset((h[0], h[1]) for h in heads), on_row=on_row, anchors=anchors,
-                             archived=archived)
-    problems += [AuditProblem(p.user_hash, p.chain_pos, p.problem) for p in walk.problems]
+            return walk_log(conn, expected, on_row=on_row,
+                            after={u: (p, bytes.fromhex(h)) for u, p, h in heads})[0]
+        problems, walk = walk_log(conn, expected, frozenset((h[0], h[1]) for h in heads), on_row=on_row,
+                                  archives=archives)
+    return problems + checkpoint_problems(heads, walk)
+
+
+def checkpoint_problems(heads: list, walk: ChainWalk) -> list[AuditProblem]:
+    """Each row a checkpoint signed (``heads``) that the walk did not reach with its chain
+    intact, or reached with another hash. A row before where the walk of its chain began
+    (retired behind a signed anchor, and in no archive given) is not looked for."""
+    problems = []
     for user_hash, chain_pos, row_hash in heads:
         now = walk.hashes.get((user_hash, chain_pos))
-        if now is None and chain_pos < anchors.get(user_hash, (0,))[0]:
-            continue  # retired behind a signed anchor: in an archive, not in the log
+        if now is None and chain_pos < walk.partial.get(user_hash, 0):
+            continue
         if now is None:
             # Absent, or its chain broken before it (the walk names the break).
             problems.append(AuditProblem(user_hash, chain_pos, "checkpointed row is gone (chain cut or deleted)"))
@@ -236,7 +243,8 @@ def verify_key() -> Ed25519PublicKey:
     return signing_key().public_key()
 
 
-def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: dict | None = None) -> int:
+def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: dict | None = None,
+                     against: list | None = None) -> int:
     """Walk every chain here and sign each chain's last row into ``path`` (atomically).
 
     The heads signed are those the walk computed, not what the server says they are;
@@ -247,6 +255,8 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: 
         path: where the operator keeps checkpoints (not the database).
         rebaseline: what this checkpoint re-baselines from, signed with it
             (:func:`pymem.audit_retention.rebaseline`).
+        against: the heads of an earlier checkpoint that the log must still verify against,
+            in the same walk as the one signed.
 
     Returns:
         The number of chains checkpointed.
@@ -258,10 +268,10 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: 
     key = signing_key()
     with as_auditor(conn):
         database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        anchors, problems = signed_anchors(conn, database)
-        walk = verify_chains(conn, anchors=anchors)
-    if problems or walk.problems:
-        raise ValueError(f"the audit log does not verify ({len(problems) + len(walk.problems)} problems):"
+        problems, walk = walk_log(conn, database, frozenset((h[0], h[1]) for h in against or ()))
+        problems += checkpoint_problems(against or [], walk)
+    if problems:
+        raise ValueError(f"the audit log does not verify ({len(problems)} problems):"
                          " pymem audit-verify names them; nothing was signed")
     body = {"format": CHECKPOINT_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
             "database": database,
@@ -292,7 +302,7 @@ def read_checkpoint(path: str | Path) -> dict:
         signature = base64.b64decode(body.pop("signature"), validate=True)
         if body.get("format") != CHECKPOINT_FORMAT:
             raise ValueError
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
         raise ValueError(f"{path} is not a readable pymem audit checkpoint") from None
     try:
         verify_key().verify(signature, canonical(body))

@@ -9,8 +9,10 @@ checkpoints:
   operation, phase, ticket, params_digest_hex, [chunk_id, ...], row_count, txid,
   prev_hash_hex, row_hash_hex]``;
 * ``<name>.manifest.json``: the rows file's name and sha256, one segment per chain
-  (``[user_hash, first_pos, last_pos, last_row_hash_hex, anchor_signature_b64]``), the
-  database's name, and an Ed25519 signature of all that under the audit signing key.
+  (``[user_hash, first_pos, last_pos, last_row_hash_hex, anchor_signature_b64,
+  first_log_tail]``, the last: ``[position, hash_hex]`` of the chain's last row in the
+  first-generation log, or null), the database's name, and an Ed25519 signature of all
+  that under the audit signing key.
 
 Each segment's last row is the chain's new start, its **anchor**: the signature of
 :func:`anchor_statement` travels to the database with it (``pymem.audit_anchors``),
@@ -44,10 +46,14 @@ def canonical(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def anchor_statement(database: str, user_hash: str, chain_pos: int, row_hash: bytes) -> bytes:
-    """What an anchor's signature covers: this chain of this database starts at this row."""
+def anchor_statement(database: str, user_hash: str, chain_pos: int, row_hash: bytes,
+                     first_log_tail: tuple[int, bytes] | None) -> bytes:
+    """What an anchor's signature covers: this chain of this database starts at this row, and
+    its rows in the first-generation log end at ``first_log_tail`` (position, hash; None:
+    none), which a walk from the anchor no longer reaches."""
+    tail = None if first_log_tail is None else [int(first_log_tail[0]), bytes(first_log_tail[1]).hex()]
     return canonical({"format": ANCHOR_FORMAT, "database": database, "user_hash": user_hash,
-                      "chain_pos": int(chain_pos), "row_hash": bytes(row_hash).hex()})
+                      "chain_pos": int(chain_pos), "row_hash": bytes(row_hash).hex(), "first_log_tail": tail})
 
 
 def row_to_json(row: tuple) -> list:
@@ -70,14 +76,11 @@ def row_from_json(line: list) -> tuple:
             bytes.fromhex(prev), bytes.fromhex(row_hash))
 
 
-def segment_problem(rows: list[tuple], last_pos: int, last_hash: bytes, first_hash: bytes | None = None
-                    ) -> str | None:
+def segment_problem(rows: list[tuple], last_pos: int, last_hash: bytes) -> str | None:
     """Why one chain's archived rows are not a segment ending at (``last_pos``, ``last_hash``),
     or None: each row hashes as it says, links to the one before, and the positions run on."""
     if not rows:
         return "the segment has no rows"
-    if first_hash is not None and rows[0][12] != first_hash:
-        return "the segment does not start at the chain's anchor"
     for n, row in enumerate(rows):
         if row_hash_v2(row[11], *row[:11]) != row[12]:
             return f"row {row[1]} does not hash as it says (changed)"
@@ -115,14 +118,16 @@ def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
         verify_key.verify(signature, canonical(body))
     except InvalidSignature:
         return Archive(path, None, [], {}, ["the manifest's signature does not verify (forged or edited)"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
         return Archive(path, None, [], {}, ["not a readable pymem audit archive manifest"])
     database = body["database"]
     rows_path = path.parent / Path(body["rows"]).name
+    if not rows_path.is_file():  # a pipe or a device would never end
+        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing (or not a file)"])
     try:
         raw = rows_path.read_bytes()
     except OSError:
-        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing"])
+        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} cannot be read"])
     if hashlib.sha256(raw).hexdigest() != body["rows_sha256"]:
         return Archive(path, database, [], {}, [f"its rows file {rows_path.name} was changed (sha256 differs)"])
     rows = [row_from_json(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line]
@@ -130,14 +135,16 @@ def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
     for row in rows:
         by_chain.setdefault(row[0], []).append(row)
     problems, anchors = [], {}
-    for user_hash, first_pos, last_pos, last_hash, anchor_signature in body["segments"]:
+    for user_hash, first_pos, last_pos, last_hash, anchor_signature, first_log_tail in body["segments"]:
         segment = by_chain.pop(user_hash, [])
         problem = segment_problem(segment, last_pos, bytes.fromhex(last_hash))
         if problem is None and segment[0][1] != first_pos:
             problem = "the segment does not start where the manifest says"
         signature = base64.b64decode(anchor_signature)
+        tail = None if first_log_tail is None else (first_log_tail[0], bytes.fromhex(first_log_tail[1]))
         try:
-            verify_key.verify(signature, anchor_statement(database, user_hash, last_pos, bytes.fromhex(last_hash)))
+            verify_key.verify(signature, anchor_statement(database, user_hash, last_pos, bytes.fromhex(last_hash),
+                                                          tail))
         except InvalidSignature:
             problem = problem or "its anchor's signature does not verify"
         if problem:

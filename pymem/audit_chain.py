@@ -49,6 +49,15 @@ _V2_ROWS_AFTER = (V2_COLUMNS + " WHERE chain_pos OPERATOR(pg_catalog.>=) COALESC
 _V1_ROWS = (f"SELECT user_hash::pg_catalog.text, seq, {_EPOCH_US}, db_role, operation, chunk_ids, row_count,"
             " txid::pg_catalog.text, chain_pos, prev_hash, row_hash FROM pymem.audit_log_v1"
             " ORDER BY user_hash NULLS FIRST, chain_pos")
+# Each chain's last row in the first log (no tenant: NULL there), which a retired chain's signed
+# anchor names, since the walk from the anchor no longer links the chain to it.
+_V1_TAILS = ("SELECT DISTINCT ON (COALESCE(user_hash::pg_catalog.text, pg_catalog.repeat('0', 64)))"
+             " COALESCE(user_hash::pg_catalog.text, pg_catalog.repeat('0', 64)), chain_pos, row_hash"
+             " FROM pymem.audit_log_v1 ORDER BY 1, chain_pos DESC")
+# Rows a retired chain still has before its anchor: pymem.audit_retire deletes them all.
+_V2_BELOW = ("SELECT user_hash::pg_catalog.text, pg_catalog.count(*) FROM pymem.audit_log"
+             " WHERE chain_pos OPERATOR(pg_catalog.<) COALESCE((%s::pg_catalog.jsonb"
+             " OPERATOR(pg_catalog.->>) user_hash::pg_catalog.text)::pg_catalog.int8, 0) GROUP BY 1 ORDER BY 1")
 _HEADS = ("SELECT user_hash::pg_catalog.text, chain_pos, row_hash FROM pymem.audit_chain_heads"
           " ORDER BY user_hash")
 
@@ -115,6 +124,11 @@ def _comparable(value):
     return bytes(value) if isinstance(value, memoryview) else value
 
 
+def v1_tails(conn: psycopg.Connection) -> dict[str, tuple[int, bytes]]:
+    """Each chain's last row in the first-generation log: (position, hash)."""
+    return {chain: (pos, bytes(row_hash)) for chain, pos, row_hash in conn.execute(_V1_TAILS)}
+
+
 @dataclass
 class ChainEnd:
     """Where a chain's last verified row is: its position and hash."""
@@ -175,11 +189,15 @@ class ChainWalk:
     ``v1: ``), plus rows dated in the future; [] when intact. ``hashes``: for each
     position of ``wanted`` the walk reached with its chain intact up to it, the hash
     it computed there. ``ends``: each chain's last row (position, hash), as walked.
+    ``partial``: the chains walked from a later row than their first (a checkpointed or
+    anchored one, or where the archives given begin), and that row's position: their
+    earlier rows were not read.
     """
 
     problems: list[ChainProblem]
     hashes: dict[tuple[str, int], bytes]
     ends: dict[str, tuple[int, bytes]]
+    partial: dict[str, int]
 
 
 def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] = frozenset(), *,
@@ -208,9 +226,11 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
             The chain is walked from that row, as from a checkpointed one; the first log is
             walked too.
         archived: rows of retired segments, read back from their archives and authenticated
-            by the caller, as the log's rows (``V2_COLUMNS``), ordered by chain and position:
-            walked ahead of the log's own rows, so that a chain they reach back to its start is
-            walked whole (a row both hold must be the same row).
+            by the caller, as the log's rows (``V2_COLUMNS``), ordered by chain and position.
+            Only an anchored chain's rows up to its anchor are used: walked ahead of the log's
+            own rows, which must still hold the anchor row (a row both hold must be the same
+            row). A chain they reach back to its first row is walked whole; else from where
+            they begin. Not with ``after``.
     """
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
@@ -223,17 +243,39 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
     # (The first-generation log was frozen at revision 0005, before any checkpoint.)
     db_rows = read_rows(conn, _V2_ROWS_AFTER, (json.dumps({chain: pos for chain, (pos, _) in starts.items()}),)
                     ) if starts else read_rows(conn, _V2_ROWS)
-    archived = list(archived)
-    # A chain its archives reach back into starts at their first row instead.
-    starts.update({row[0]: (row[1], bytes(row[12])) for row in reversed(archived)})
-    in_archives = {row[0] for row in archived}
-    kinds = {chain: "archived" if chain in in_archives else
+    anchors = anchors or {}
+    # Archived rows fill only what a signed anchor retired (a chain's positions up to its anchor):
+    # never rows the log must still hold, so a row deleted from the log is not hidden by its copy.
+    archived = [row for row in archived if row[0] in anchors and row[1] <= anchors[row[0]][0]]
+    firsts: dict[str, tuple] = {}
+    for row in archived:
+        firsts.setdefault(row[0], row)
+    for chain, row in firsts.items():
+        genesis = v1_ends.get(chain, ChainEnd(0, b""))
+        if row[1] <= genesis.chain_pos + 1:
+            del starts[chain]  # the archives reach back to the chain's first row: walked whole, linked
+        else:
+            starts[chain] = (row[1], bytes(row[12]))  # from where the archives begin, as they vouch
+    kinds = {chain: "archived" if chain in firsts else
              "checkpointed" if after and after.get(chain) == start else "anchored" for chain, start in starts.items()}
+    # Where archives fill a retired segment, the log must still hold the anchor row, unchanged.
+    anchor_rows_seen: set[str] = set()
+
+    def noting_anchor_rows(rows: Iterator[tuple]) -> Iterator[tuple]:
+        for row in rows:
+            if row[0] in firsts and row[1] == anchors[row[0]][0]:
+                anchor_rows_seen.add(row[0])
+                if bytes(row[12]) != anchors[row[0]][1]:
+                    problems.append(ChainProblem(row[0], row[1], "anchored row has changed"))
+            yield row
+
+    db_rows = noting_anchor_rows(db_rows)
     rows = _without_repeats(heapq.merge(archived, db_rows, key=lambda row: (row[0], row[1])), problems)
     v1_ends.update((chain, ChainEnd(pos, row_hash)) for chain, (pos, row_hash) in starts.items())
     ends: dict[str, ChainEnd] = {}
     times: dict[str, Decimal] = {}
     future = Decimal(int(time.time() * 1_000_000) + FUTURE_SLACK_US)
+    retirements: set[str] = set()  # anchored chains whose audit_retire row the walk read
     unread = set(starts)  # chains whose first row (checkpointed, anchored or archived) the walk has yet to read
     for (user_hash, chain_pos, at, db_role, operation, phase, ticket, params_digest, chunk_ids, row_count, txid,
          prev, row) in rows:
@@ -281,7 +323,21 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         times[user_hash] = when
         if on_row is not None:
             on_row(user_hash, operation, phase, chunk_ids, params_digest, row_count)
-    headless = set(starts)
+        if operation == "audit_retire" and user_hash in anchors and chain_pos > anchors[user_hash][0] \
+                and params_digest is not None and bytes(params_digest) == anchors[user_hash][1]:
+            retirements.add(user_hash)
+    if anchors:
+        below = json.dumps({chain: pos for chain, (pos, _) in anchors.items()})
+        problems += [ChainProblem(chain, anchors[chain][0], f"{count} row(s) before the chain's anchor (retired"
+                                                            " rows put back, or forged)")
+                     for chain, count in read_rows(conn, _V2_BELOW, (below,))]
+    # pymem.audit_retire appends its row after the anchor it sets; an anchor written into the
+    # table directly has none. (An incremental walk from a later row does not read that far back.)
+    problems += [ChainProblem(chain, anchors[chain][0], "the chain was retired without its audit_retire row"
+                                                        " (the anchors table was written directly)")
+                 for chain in sorted(set(anchors) - retirements)
+                 if not (after and chain in after and after[chain][0] > anchors[chain][0])]
+    headless = set(starts) | set(anchors)
     for user_hash, chain_pos, row_hash in read_rows(conn, _HEADS):
         headless.discard(user_hash)
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
@@ -300,7 +356,9 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
         problems.append(ChainProblem(user_hash, chain_pos, problem))
     problems += [ChainProblem(chain, starts[chain][0], f"{kinds[chain]} row is gone (chain cut or deleted)")
                  for chain in sorted(unread)]
+    problems += [ChainProblem(chain, anchors[chain][0], "anchored row is gone (chain cut or deleted)")
+                 for chain in sorted(set(firsts) - anchor_rows_seen)]
     problems += [ChainProblem(chain, starts[chain][0], "the chain's head row is gone (the chain was deleted)")
                  for chain in sorted(headless)]
     walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}
-    return ChainWalk(problems, hashes, walked)
+    return ChainWalk(problems, hashes, walked, {chain: pos for chain, (pos, _) in starts.items()})

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import psycopg
 
-from .audit import (as_auditor, read_checkpoint, signed_anchors, signing_key, verify_audit_log, verify_key,
-                    write_checkpoint, write_json)
+from .audit import (as_auditor, checkpoint_problems, read_checkpoint, signing_key, verify_audit_log, verify_key,
+                    walk_log, write_checkpoint, write_json)
 from .audit_archive import (ARCHIVE_FORMAT, MANIFEST_SUFFIX, anchor_statement, canonical, read_archive,
                             segment_problem, write_rows)
-from .audit_chain import V2_COLUMNS, read_rows
+from .audit_chain import V2_COLUMNS, read_rows, v1_tails
 from .extras import progress_iter
 
 REBASELINE_FORMAT = "pymem-audit-rebaseline/1"
@@ -72,29 +72,37 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
             of another database, or the log does not verify against it (nothing is written).
     """
     key = signing_key()
-    heads = read_checkpoint(checkpoint)["heads"]
-    problems = verify_audit_log(conn, checkpoint)
-    if problems:
-        raise ValueError(f"the audit log does not verify against {checkpoint} ({len(problems)} problems):"
-                         " pymem audit-verify names them; nothing was archived")
+    body = read_checkpoint(checkpoint)
+    heads = body["heads"]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = Path(out_dir)
     rows_path = out / f"pymem-audit-{stamp}.jsonl"
     segments, rows = [], []
+    # One snapshot: the walk that verifies the log against the checkpoint, and the segments
+    # read after it, see the same rows (a change committed in between would otherwise be
+    # archived and signed).
     with as_auditor(conn):
         database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
-        anchors, _ = signed_anchors(conn, database)
+        if body.get("database", database) != database:
+            raise ValueError(f"{checkpoint} is a checkpoint of database {body.get('database')!r}, not {database!r}")
+        problems, walk = walk_log(conn, database, frozenset((h[0], h[1]) for h in heads))
+        problems += checkpoint_problems(heads, walk)
+        if problems:
+            raise ValueError(f"the audit log does not verify against {checkpoint} ({len(problems)} problems):"
+                             " pymem audit-verify names them; nothing was archived")
+        tails = v1_tails(conn)
         for user_hash, chain_pos, row_hash in heads:
-            start, start_hash = anchors.get(user_hash, (0, None))
+            start = walk.partial.get(user_hash, 0)  # its anchor; else its first row (walked whole)
             if chain_pos <= start:
                 continue  # retired up to there, or further, already
             segment = list(read_rows(conn, _SEGMENT, (user_hash, start, chain_pos)))
-            # Read twice in one snapshot (the walk, then here): checked again as it is written.
-            problem = segment_problem(segment, chain_pos, bytes.fromhex(row_hash), start_hash)
+            problem = segment_problem(segment, chain_pos, bytes.fromhex(row_hash))
             if problem:
                 raise ValueError(f"chain {user_hash[:12]}…: {problem}; nothing was archived")
-            signature = key.sign(anchor_statement(database, user_hash, chain_pos, bytes.fromhex(row_hash)))
-            segments.append([user_hash, segment[0][1], chain_pos, row_hash, base64.b64encode(signature).decode()])
+            tail = tails.get(user_hash)
+            signature = key.sign(anchor_statement(database, user_hash, chain_pos, bytes.fromhex(row_hash), tail))
+            segments.append([user_hash, segment[0][1], chain_pos, row_hash, base64.b64encode(signature).decode(),
+                             None if tail is None else [tail[0], tail[1].hex()]])
             rows += segment
     if not segments:
         return ArchiveReport(None, 0, 0)
@@ -171,6 +179,11 @@ def rebaseline(conn: psycopg.Connection, checkpoint: str | Path, out: str | Path
     with conn.transaction():
         position = conn.execute("SELECT pymem.audit_rebaseline(%s)",
                                 (hashlib.sha256(canonical(statement)).digest(),)).fetchone()[0]
-    write_checkpoint(conn, out, rebaseline={**statement, "recorded_at": position})
+    # Signed from a walk that checks the old checkpoint again: a change made since the check
+    # above is refused, not signed.
+    try:
+        write_checkpoint(conn, out, rebaseline={**statement, "recorded_at": position}, against=old["heads"])
+    except ValueError as error:
+        raise ValueError(f"the re-baseline was recorded (no-tenant chain, position {position}), but {error}")
     return position
 

@@ -113,7 +113,7 @@ def _cmd_verify_rows(args) -> int:
     if report.retired:
         print(f"{report.retired} tenants were not checked: their old audit rows were retired; pass their archives"
               " with --archive")
-    return 1 if report.problems else 0
+    return 1 if report.problems else 3 if report.retired else 0
 
 
 def _cmd_audit_checkpoint(args) -> int:

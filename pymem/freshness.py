@@ -59,7 +59,7 @@ from pathlib import Path
 import psycopg
 
 from . import sync
-from .audit import uncovered_chains, verify_audit_log
+from .audit import as_auditor, walk_log
 from .audit_chain import NO_TENANT
 from .blind_index import TenantIndex
 from .connections import SyncConnectionAsAsync
@@ -251,9 +251,9 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
             every chain's problems).
         progress: show a progress bar over the tenants.
         archives: manifests of the retired segments (``pymem audit-archive``): a tenant
-            whose old audit rows were retired (revision 0024) is checked only when these
-            hold them, since its rows' earlier writes are there; else it is counted in
-            ``retired``, not checked.
+            whose old audit rows were retired (revision 0024) is checked only when those that
+            verify reach back to its chain's first row, since its rows' earlier writes are
+            there; else it is counted in ``retired``, not checked.
 
     Returns:
         The report; no ``problems`` means every live row is what its latest audited
@@ -263,8 +263,12 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
         ValueError: the keys are missing or malformed.
     """
     ledger = _Ledger()
-    walked = verify_audit_log(conn, on_row=ledger.add, archives=archives)
-    retired = uncovered_chains(conn, archives)
+    with as_auditor(conn):
+        database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        walked, walk = walk_log(conn, database, on_row=ledger.add, archives=archives)
+    # A chain walked from a later row than its first (retired, and the archives given do not
+    # reach back to its start) lacks its rows' earlier writes: its tenant is not checked.
+    retired = (set(walk.partial) if user_hashes is None else set(walk.partial) & set(user_hashes)) - {NO_TENANT}
     wanted = sorted((set(ledger.latest) if user_hashes is None else set(user_hashes)) - {NO_TENANT} - retired)
     chains = [FreshnessProblem(p.user_hash, None, f"audit chain, position {p.chain_pos}: {p.problem}")
               for p in walked]
@@ -273,8 +277,10 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
     # checks it, and any difference fails the verification.
     schema = [FreshnessProblem(NO_TENANT, None, f"schema: {f.check}: {f.detail}")
               for f in check_schema(conn) if not f.ok]
+    # The no-tenant chain's problems (an archive that does not verify among them) are always reported.
     report = FreshnessReport(schema + [p for p in chains + ledger.problems
-                                       if user_hashes is None or p.user_hash in wanted], retired=len(retired))
+                                       if user_hashes is None or p.user_hash in wanted or p.user_hash == NO_TENANT],
+                             retired=len(retired))
     for user_hash in progress_iter(wanted, enabled=progress, unit="tenant", desc="verifying rows"):
         _verify_tenant(conn, user_hash, ledger.latest.get(user_hash, {}), report)
         report.tenants += 1

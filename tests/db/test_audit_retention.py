@@ -5,6 +5,8 @@ archive, an unsigned anchor, and each role's reach (docs/threat-model.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -149,7 +151,8 @@ def test_rows_deleted_behind_an_unsigned_anchor_are_reported(audited_db, audit_k
     with connect(audited_db) as conn:
         found = verify_audit_log(conn)
     assert [(p.user_hash, p.chain_pos, p.problem) for p in found] == [
-        (a, target, "the chain's anchor is not signed by the audit key (rows were deleted without a signed archive)"),
+        (a, target, "the chain's anchor is not signed by the audit key (rows were deleted without a signed archive,"
+                    " or its first-log rows changed)"),
         (a, target, "missing row(s) before this one (deleted)")]
 
 
@@ -163,9 +166,30 @@ def test_the_maintainer_can_move_a_chain_start_only_forward_to_a_row_that_is_the
         attempts = {"back to an earlier row": (anchor - 1, b"\x01" * 32),
                     "past the head": (before["audit-a"][-1] + 5, b"\x01" * 32),
                     "to a row that is not there": (anchor + 1, b"\x01" * 32)}
+        refusals = set()
         for what, (position, row_hash) in attempts.items():
-            with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+            with pytest.raises(psycopg.errors.InvalidParameterValue) as refused, conn.transaction():
                 conn.execute("SELECT pymem.audit_retire(%s, %s, %s, %s)", (a, position, row_hash, b"\x00" * 64))
+            refusals.add(str(refused.value))
+    assert chain_rows(audited_db, "audit-a")[0] == anchor
+    # One message for every refusal: it shows nothing of where the chain starts or ends.
+    [message] = refusals
+    assert not any(str(n) in message for n in (anchor, before["audit-a"][-1]))
+
+
+async def test_a_retirement_that_changes_nothing_does_not_hold_the_tenants_chain(audited_db, archived,
+                                                                                 maintainer_url, cluster):
+    """A maintainer who repeats a chain's current anchor inside a transaction it keeps open
+    would hold the chain's lock, and every write and read of the tenant with it: it does not."""
+    _, report, _ = archived
+    a = hmac_user("audit-a")
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, report.manifest)
+        anchor, row_hash, signature = read_archive(report.manifest, _verify_key()).anchors[a]
+        with conn.transaction():
+            assert conn.execute("SELECT pymem.audit_retire(%s, %s, %s, %s)",
+                                (a, anchor, row_hash, b"\x00" * 64)).fetchone()[0] == 0
+            await asyncio.wait_for(more_activity(audited_db, cluster), timeout=30)
     assert chain_rows(audited_db, "audit-a")[0] == anchor
 
 
@@ -231,3 +255,219 @@ def _verify_key():
     from pymem.audit import verify_key
 
     return verify_key()
+
+
+async def test_two_retirements_verify_with_both_archives_either_the_latest_or_none(audited_db, archived,
+                                                                                   maintainer_url, cluster,
+                                                                                   tmp_path):
+    checkpoint, first, _ = archived
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, first.manifest)
+    await more_activity(audited_db, cluster)
+    (tmp_path / "second").mkdir()
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, tmp_path / "second.checkpoint")
+        second = archive_segments(conn, tmp_path / "second.checkpoint", tmp_path / "second")
+    # audit-c's chain is archived whole this time; audit-a's and audit-b's from their anchors on.
+    assert second.chains == 3
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, second.manifest)
+    with connect(audited_db) as conn:
+        assert verify_audit_log(conn) == []
+        assert verify_audit_log(conn, checkpoint) == []
+        assert verify_audit_log(conn, archives=[first.manifest, second.manifest]) == []
+        assert verify_audit_log(conn, archives=[second.manifest]) == []
+        # Only the first: audit-a's rows between its two anchors are in neither the log nor the
+        # archive. (audit-b's second segment was its anchor and its retirement's row: the log
+        # still holds the latter.)
+        gaps = verify_audit_log(conn, archives=[first.manifest])
+        assert [(p.user_hash, p.problem) for p in gaps] == [
+            (hmac_user("audit-a"), "missing row(s) before this one (deleted)")]
+        assert verify_rows(conn, archives=[first.manifest, second.manifest]).problems == []
+
+
+async def test_verify_rows_checks_a_tenant_only_with_archives_that_reach_back_to_its_first_row(
+        audited_db, archived, maintainer_url, cluster, tmp_path):
+    """Two retirements; only the later archive given: the walk starts where it begins, the
+    earlier writes are not at hand, and both tenants retired twice are counted as not
+    checked, audit-b, which wrote nothing since the first, too."""
+    _, first, _ = archived
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, first.manifest)
+    await more_activity(audited_db, cluster)
+    (tmp_path / "second").mkdir()
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, tmp_path / "second.checkpoint")
+        second = archive_segments(conn, tmp_path / "second.checkpoint", tmp_path / "second")
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, second.manifest)
+    with connect(audited_db) as conn:
+        partial = verify_rows(conn, archives=[second.manifest])
+        whole = verify_rows(conn, archives=[first.manifest, second.manifest])
+        # Given a tenant list and an archive that does not verify, the archive's problem stays.
+        junk = tmp_path / "junk.manifest.json"
+        junk.write_text(json.dumps({"segments": [[hmac_user("audit-a")]]}))
+        filtered = verify_rows(conn, [hmac_user("audit-a")], archives=[junk])
+    # audit-c's chain began after the first retirement: the second archive holds it whole.
+    assert (partial.problems, partial.retired, partial.tenants) == ([], 2, 1)
+    assert (whole.problems, whole.retired, whole.tenants) == ([], 0, 3)
+    assert [p.problem for p in filtered.problems] == [
+        "audit chain, position 0: archive junk.manifest.json: not a readable pymem audit archive manifest"]
+    assert filtered.retired == 1 and filtered.tenants == 0
+
+
+def test_archives_fill_only_what_a_signed_anchor_retired(audited_db, archived, maintainer_url):
+    """Rows a superuser deletes from the log are not hidden by their archived copies: before
+    the retirement (no anchor yet), and the anchor row itself after it."""
+    _, report, before = archived
+    a = hmac_user("audit-a")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{a}' AND chain_pos < {before['audit-a'][3]}")
+    with connect(audited_db) as conn:
+        assert "missing row(s) before this one (deleted)" in {
+            p.problem for p in verify_audit_log(conn, archives=[report.manifest])}
+        with pytest.raises(ValueError, match="not an incremental one"):
+            verify_audit_log(conn, report.manifest, since_checkpoint=True, archives=[report.manifest])
+
+
+def test_a_deleted_anchor_row_is_reported_with_the_archive_too(audited_db, archived, maintainer_url):
+    _, report, _ = archived
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, report.manifest)
+    a = hmac_user("audit-a")
+    anchor = chain_rows(audited_db, "audit-a")[0]
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{a}' AND chain_pos = {anchor}")
+    with connect(audited_db) as conn:
+        for archives in ([], [report.manifest]):
+            assert (a, anchor, "anchored row is gone (chain cut or deleted)") in {
+                (p.user_hash, p.chain_pos, p.problem) for p in verify_audit_log(conn, archives=archives)}
+
+
+def test_hostile_archive_files_are_reported_not_crashed_on(tmp_path):
+    nested = tmp_path / "nested.manifest.json"
+    nested.write_text("[" * 100000 + "]" * 100000)
+    assert read_archive(nested, _verify_key_of_a_fresh_pair()).problems == [
+        "not a readable pymem audit archive manifest"]
+
+
+def _verify_key_of_a_fresh_pair():
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from pymem.audit import generate_signing_key
+
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(generate_signing_key()[1]))
+
+
+def test_a_rows_file_that_is_not_a_file_is_reported_not_waited_on(archived):
+    _, report, _ = archived
+    rows = report.manifest.with_name(report.manifest.name.replace(".manifest.json", ".jsonl"))
+    rows.unlink()
+    os.mkfifo(rows)  # reading a pipe nobody writes to would never end
+    assert read_archive(report.manifest, _verify_key()).problems == [
+        f"its rows file {rows.name} is missing (or not a file)"]
+
+
+def test_anchors_written_into_the_table_directly_are_reported(audited_db, archived):
+    """Whoever can act as pymem_owner copies an archive's signed anchors into the table and
+    deletes the rows before them itself: no audit_retire row says a retirement ran."""
+    _, report, _ = archived
+    for user_hash, _, last, last_hash, signature, _ in json.loads(report.manifest.read_text())["segments"]:
+        with psycopg.connect(audited_db, autocommit=True) as su, su.transaction():
+            su.execute("SET LOCAL ROLE pymem_owner")
+            su.execute("INSERT INTO pymem.audit_anchors VALUES (%s, %s, %s, %s, now())",
+                       (user_hash, last, bytes.fromhex(last_hash), base64.b64decode(signature)))
+            su.execute("DELETE FROM pymem.audit_log WHERE user_hash = %s AND chain_pos < %s", (user_hash, last))
+    with connect(audited_db) as conn:
+        found = verify_audit_log(conn, archives=[report.manifest])
+    assert {p.problem for p in found} == {
+        "the chain was retired without its audit_retire row (the anchors table was written directly)"}
+    assert len(found) == 2
+
+
+def test_rows_put_back_before_an_anchor_are_reported(audited_db, archived, maintainer_url):
+    _, report, _ = archived
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, report.manifest)
+    a = hmac_user("audit-a")
+    anchor = chain_rows(audited_db, "audit-a")[0]
+    tamper(audited_db, f"INSERT INTO pymem.audit_log SELECT user_hash, 1, at, 'forger', operation, phase, ticket,"
+                       f" params_digest, chunk_ids, row_count, txid, prev_hash, row_hash FROM pymem.audit_log"
+                       f" WHERE user_hash = '{a}' AND chain_pos = {anchor}")
+    with connect(audited_db) as conn:
+        for archives in ([], [report.manifest]):
+            assert [(p.user_hash, p.problem) for p in verify_audit_log(conn, archives=archives)] == [
+                (a, "1 row(s) before the chain's anchor (retired rows put back, or forged)")]
+
+
+def test_a_null_anchor_is_reported_not_crashed_on(audited_db, audit_keys):
+    tamper(audited_db, "ALTER TABLE pymem.audit_anchors ALTER COLUMN signature DROP NOT NULL;"
+                       f" INSERT INTO pymem.audit_anchors VALUES ('{hmac_user('audit-a')}', 3, '\\x{'00' * 32}',"
+                       " NULL, now())")
+    run = _cli("audit-verify", PYMEM_DATABASE_URL=audited_db)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "anchor is not signed by the audit key" in run.stdout
+
+
+def test_a_checkpoint_is_signed_only_from_a_walk_that_still_verifies_against_the_old_one(audited_db, audit_keys,
+                                                                                        tmp_path):
+    """A re-baseline signs its new checkpoint from a walk that checks the old checkpoint again:
+    a chain deleted after the re-baseline's first check is refused, not signed."""
+    old = tmp_path / "old.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, old)
+    b = hmac_user("audit-b")
+    tamper(audited_db, f"DELETE FROM pymem.audit_log WHERE user_hash = '{b}';"
+                       f" DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{b}'")
+    with connect(audited_db) as conn, pytest.raises(ValueError, match="nothing was signed"):
+        write_checkpoint(conn, tmp_path / "new.checkpoint", against=json.loads(old.read_text())["heads"])
+    assert not (tmp_path / "new.checkpoint").exists()
+
+
+async def test_the_first_log_of_a_retired_chain_stays_bound_to_it(audited_db, audit_keys, tmp_path, cluster,
+                                                                   maintainer_url):
+    """A tenant whose chain began in the first-generation log (before revision 0005): once it
+    is retired, the walk no longer reaches its first-log rows, and the signed anchor names
+    their last row instead. Deleting them is reported."""
+    import numpy as np
+
+    from pymem import repository as repo
+    from pymem.db import aconnect
+
+    v = hmac_user("audit-v1")
+    with psycopg.connect(audited_db, autocommit=True) as su, su.transaction():
+        su.execute("SET LOCAL session_replication_role = replica")
+        prev = b""
+        for pos in (1, 2, 3):  # three first-log rows, as revision 0005 left such a chain
+            at, txid = su.execute("SELECT now() - interval '2 years' + %s * interval '1 s', pg_current_xact_id()",
+                                  (pos,)).fetchone()
+            prev_hash, prev = prev, su.execute(
+                "SELECT pymem.audit_row_digest_v1(%s, %s, %s, 'legacy_app', %s, 'insert', '{}'::uuid[], 0, %s, %s)",
+                (prev, 1000 + pos, at, v, txid, pos)).fetchone()[0]
+            su.execute("INSERT INTO pymem.audit_log_v1 (seq, at, db_role, user_hash, operation, chunk_ids, row_count,"
+                       " txid, chain_pos, prev_hash, row_hash) OVERRIDING SYSTEM VALUE VALUES (%s, %s, 'legacy_app',"
+                       " %s, 'insert', '{}', 0, %s, %s, %s, %s)", (1000 + pos, at, v, txid, pos, prev_hash, prev))
+        su.execute("INSERT INTO pymem.audit_chain_heads (user_hash, chain_pos, row_hash, at) VALUES (%s, 3, %s, %s)",
+                   (v, prev, at))
+    app = await aconnect(cluster.url(psycopg.conninfo.conninfo_to_dict(audited_db)["dbname"],
+                                     user="pymem_test_audit_app"))
+    try:
+        await repo.index_memory_chunk(app, "audit-v1", "v", "s", "t", np.ones(8))
+    finally:
+        await app.close()
+    checkpoint = tmp_path / "c.checkpoint"
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, checkpoint)
+    await more_activity(audited_db, cluster)
+    with connect(audited_db) as conn:
+        report = archive_segments(conn, checkpoint, tmp_path)
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, report.manifest)
+    with connect(audited_db) as conn:
+        assert verify_audit_log(conn) == [] and verify_audit_log(conn, archives=[report.manifest]) == []
+    tamper(audited_db, f"DELETE FROM pymem.audit_log_v1 WHERE user_hash = '{v}'")
+    with connect(audited_db) as conn:
+        for archives in ([], [report.manifest]):
+            assert (v, "the chain's anchor is not signed by the audit key (rows were deleted without a signed"
+                       " archive, or its first-log rows changed)") in {
+                (p.user_hash, p.problem) for p in verify_audit_log(conn, archives=archives)}

@@ -152,7 +152,9 @@ COMMENT ON FUNCTION pymem.audit_direct_write() IS
 -- the anchor: p_signature, checked by the verifier, which the database cannot do). The
 -- anchor only moves forward, to a row that is there with that hash; the retirement is
 -- appended to the chain, naming the anchor's hash. Under the chain's lock, so no write
--- of the tenant interleaves.
+-- of the tenant interleaves; a call that changes nothing returns before taking it (a
+-- login could otherwise hold any tenant's chain with it). One error for every refusal:
+-- it shows nothing of where a chain starts or ends.
 CREATE OR REPLACE FUNCTION pymem.audit_retire(p_user_hash char(64), p_chain_pos bigint, p_row_hash bytea,
                                               p_signature bytea)
     RETURNS bigint
@@ -161,28 +163,32 @@ CREATE OR REPLACE FUNCTION pymem.audit_retire(p_user_hash char(64), p_chain_pos 
     SET row_security = on
 AS $$
 DECLARE
-    v_head    pymem.audit_chain_heads := pymem.audit_lock_chain(p_user_hash);
+    v_head    pymem.audit_chain_heads;
     v_anchor  bigint;
     v_hash    bytea;
     v_deleted bigint;
 BEGIN
-    IF octet_length(p_row_hash) IS DISTINCT FROM 32 OR octet_length(p_signature) IS DISTINCT FROM 64 THEN
-        RAISE EXCEPTION 'audit_retire: an anchor is a 32-byte row hash and a 64-byte signature'
+    IF octet_length(p_row_hash) IS DISTINCT FROM 32 OR octet_length(p_signature) IS DISTINCT FROM 64
+       OR p_chain_pos IS NULL OR p_user_hash IS NULL THEN
+        RAISE EXCEPTION 'audit_retire: an anchor is a chain, a position, a 32-byte row hash and a 64-byte signature'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT a.chain_pos, a.row_hash INTO v_anchor, v_hash FROM pymem.audit_anchors a
-     WHERE a.user_hash = p_user_hash FOR UPDATE;
+     WHERE a.user_hash = p_user_hash;
     IF v_anchor = p_chain_pos AND v_hash = p_row_hash THEN
         RETURN 0;  -- retired already (a retirement run again)
     END IF;
-    IF p_chain_pos IS NULL OR p_chain_pos <= coalesce(v_anchor, 1) OR p_chain_pos > v_head.chain_pos THEN
-        RAISE EXCEPTION 'audit_retire: the chain may start at a later row than it does now (%), up to its head (%)',
-                        coalesce(v_anchor, 1), v_head.chain_pos
-            USING ERRCODE = 'invalid_parameter_value';
+    v_head := pymem.audit_lock_chain(p_user_hash);
+    SELECT a.chain_pos, a.row_hash INTO v_anchor, v_hash FROM pymem.audit_anchors a
+     WHERE a.user_hash = p_user_hash FOR UPDATE;
+    IF v_anchor = p_chain_pos AND v_hash = p_row_hash THEN
+        RETURN 0;  -- retired meanwhile by a concurrent run
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pymem.audit_log l
-                    WHERE l.user_hash = p_user_hash AND l.chain_pos = p_chain_pos AND l.row_hash = p_row_hash) THEN
-        RAISE EXCEPTION 'audit_retire: the chain has no row % with that hash', p_chain_pos
+    IF p_chain_pos <= coalesce(v_anchor, 1) OR p_chain_pos > v_head.chain_pos
+       OR NOT EXISTS (SELECT 1 FROM pymem.audit_log l
+                       WHERE l.user_hash = p_user_hash AND l.chain_pos = p_chain_pos AND l.row_hash = p_row_hash) THEN
+        RAISE EXCEPTION 'audit_retire: the chain cannot start at that row (a later row than it starts at now, '
+                        'up to its head, with that hash)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO pymem.audit_anchors (user_hash, chain_pos, row_hash, signature, retired_at)
