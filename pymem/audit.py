@@ -39,7 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .audit_archive import anchor_statement, canonical, read_archive
+from .audit_archive import Archive, anchor_statement, canonical, read_archive
 from .audit_chain import ChainWalk, OnRow, v1_tails, verify_chains
 from .config import key_material
 
@@ -58,6 +58,16 @@ class AuditProblem:
     @property
     def chain_label(self) -> str:
         return "(no tenant)" if self.user_hash == NO_TENANT else f"{self.user_hash[:12]}…"
+
+
+class AuditFindings(list):
+    """The problems (a list of :class:`AuditProblem`; empty: the log verifies), and
+    ``partial``: each chain verified only from a later row than its first (position), its
+    older rows retired and in no archive given."""
+
+    def __init__(self, problems=(), partial: dict[str, int] | None = None) -> None:
+        super().__init__(problems)
+        self.partial = partial or {}
 
 
 @contextmanager
@@ -103,20 +113,26 @@ def signed_anchors(conn: psycopg.Connection, database: str) -> tuple[dict[str, t
             key.verify(bytes(signature), anchor_statement(database, user_hash, chain_pos, bytes(row_hash),
                                                           tails.get(user_hash)))
         except (InvalidSignature, TypeError, ValueError):  # (NULLs where the constraints were dropped)
-            problems.append(AuditProblem(user_hash, chain_pos or 0, "the chain's anchor is not signed by the audit"
-                                         " key (rows were deleted without a signed archive, or its first-log rows"
-                                         " changed)"))
+            problems.append(AuditProblem(user_hash or NO_TENANT, chain_pos or 0,
+                                         "the chain's anchor is not signed by the audit key (rows were deleted"
+                                         " without a signed archive, or its first-log rows changed)"))
             continue
         anchors[user_hash] = (chain_pos, bytes(row_hash))
     return anchors, problems
 
 
+def read_archives(paths: Sequence[str | Path]) -> list[Archive]:
+    """Archives read back and checked (:func:`pymem.audit_archive.read_archive`), before any
+    transaction is opened: their files are the operator's, and may be slow to read."""
+    return [read_archive(path, verify_key()) for path in paths]
+
+
 def walk_log(conn: psycopg.Connection, database: str, wanted: frozenset[tuple[str, int]] = frozenset(), *,
              on_row: OnRow | None = None, after: dict[str, tuple[int, bytes]] | None = None,
-             archives: Sequence[str | Path] = ()) -> tuple[list[AuditProblem], ChainWalk]:
+             archives: Sequence[Archive] = ()) -> tuple[list[AuditProblem], ChainWalk]:
     """Walk every chain (:func:`pymem.audit_chain.verify_chains`) from where it starts: its
-    signed anchor (:func:`signed_anchors`), or the archives given that verify, or ``after``.
-    In the caller's auditor transaction.
+    signed anchor (:func:`signed_anchors`), or the archives given that verify
+    (:func:`read_archives`), or ``after``. In the caller's auditor transaction.
 
     Returns:
         The problems (anchors' and archives' first), and the walk.
@@ -128,12 +144,11 @@ def walk_log(conn: psycopg.Connection, database: str, wanted: frozenset[tuple[st
                                           for p in walk.problems], walk
 
 
-def _archived_rows(archives: Sequence[str | Path], database: str) -> tuple[list[tuple], list[AuditProblem]]:
+def _archived_rows(archives: Sequence[Archive], database: str) -> tuple[list[tuple], list[AuditProblem]]:
     """The rows of this database's archives that verify, in chain order; a problem for
     each archive that does not."""
     rows, problems = [], []
-    for path in archives:
-        archive = read_archive(path, verify_key())
+    for archive in archives:
         if archive.database not in (None, database):
             archive.problems.append(f"it is of database {archive.database!r}, not {database!r}")
         problems += [AuditProblem(NO_TENANT, 0, f"archive {archive.manifest.name}: {p}") for p in archive.problems]
@@ -143,7 +158,7 @@ def _archived_rows(archives: Sequence[str | Path], database: str) -> tuple[list[
 
 def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = None, *,
                      on_row: OnRow | None = None, database: str | None = None,
-                     since_checkpoint: bool = False, archives: Sequence[str | Path] = ()) -> list[AuditProblem]:
+                     since_checkpoint: bool = False, archives: Sequence[str | Path] = ()) -> AuditFindings:
     """Recompute every audit chain from its raw rows, here; an empty list means intact.
 
     One pass over the log, in one transaction, calling no function of pymem's (see
@@ -168,6 +183,10 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
             whole (and ``on_row`` sees them). Without them, a chain whose old rows were retired
             is walked from its signed anchor, and checkpointed rows before it are not looked for.
 
+    Returns:
+        The problems; their ``partial`` names the chains verified only from a later row than
+        their first (retired, and in no archive given), with that row's position.
+
     Raises:
         ValueError: the checkpoint is not one, or its signature does not verify under
             ``PYMEM_AUDIT_VERIFY_KEY`` (a forged or edited checkpoint); ``since_checkpoint``
@@ -179,18 +198,20 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
         raise ValueError("archives are walked by a full verification, not an incremental one")
     body = read_checkpoint(checkpoint) if checkpoint is not None else {"heads": []}
     heads = body["heads"]
+    archived = read_archives(archives)
     with as_auditor(conn):
         expected = database or conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
         # A checkpoint without the field (written before it existed) is compared as it is.
         if checkpoint is not None and body.get("database", expected) != expected:
-            return [AuditProblem(NO_TENANT, 0, f"the checkpoint is of database {body.get('database')!r}, not"
-                                               f" {expected!r}: use that database's checkpoints")]
+            return AuditFindings([AuditProblem(NO_TENANT, 0, f"the checkpoint is of database"
+                                               f" {body.get('database')!r}, not {expected!r}: use that database's"
+                                               " checkpoints")])
         if since_checkpoint:
-            return walk_log(conn, expected, on_row=on_row,
-                            after={u: (p, bytes.fromhex(h)) for u, p, h in heads})[0]
+            return AuditFindings(walk_log(conn, expected, on_row=on_row,
+                                          after={u: (p, bytes.fromhex(h)) for u, p, h in heads})[0])
         problems, walk = walk_log(conn, expected, frozenset((h[0], h[1]) for h in heads), on_row=on_row,
-                                  archives=archives)
-    return problems + checkpoint_problems(heads, walk)
+                                  archives=archived)
+    return AuditFindings(problems + checkpoint_problems(heads, walk), walk.partial)
 
 
 def checkpoint_problems(heads: list, walk: ChainWalk) -> list[AuditProblem]:

@@ -8,7 +8,7 @@ checkpoints:
   (:data:`pymem.audit_chain._V2_COLUMNS`): ``[user_hash, chain_pos, epoch_us, db_role,
   operation, phase, ticket, params_digest_hex, [chunk_id, ...], row_count, txid,
   prev_hash_hex, row_hash_hex]``;
-* ``<name>.manifest.json``: the rows file's name and sha256, one segment per chain
+* ``<name>.manifest.json``: the rows file's name, size and sha256, one segment per chain
   (``[user_hash, first_pos, last_pos, last_row_hash_hex, anchor_signature_b64,
   first_log_tail]``, the last: ``[position, hash_hex]`` of the chain's last row in the
   first-generation log, or null), the database's name, and an Ed25519 signature of all
@@ -26,6 +26,8 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from .audit_chain import row_hash_v2
 ARCHIVE_FORMAT = "pymem-audit-archive/1"
 ANCHOR_FORMAT = "pymem-audit-anchor/1"
 MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_LIMIT = 1 << 30  # bytes: about four million segments
 
 
 def canonical(body: dict) -> bytes:
@@ -111,31 +114,40 @@ def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
     """
     path = Path(manifest)
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(_regular_file(path, MANIFEST_LIMIT).decode("utf-8"))
         signature = base64.b64decode(body.pop("signature"), validate=True)
         if body.get("format") != ARCHIVE_FORMAT:
             raise ValueError
         verify_key.verify(signature, canonical(body))
     except InvalidSignature:
         return Archive(path, None, [], {}, ["the manifest's signature does not verify (forged or edited)"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, MemoryError, binascii.Error):
         return Archive(path, None, [], {}, ["not a readable pymem audit archive manifest"])
     database = body["database"]
     rows_path = path.parent / Path(body["rows"]).name
-    if not rows_path.is_file():  # a pipe or a device would never end
-        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing (or not a file)"])
     try:
-        raw = rows_path.read_bytes()
-    except OSError:
-        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} cannot be read"])
+        raw = _regular_file(rows_path, body["rows_bytes"])
+    except (OSError, ValueError, MemoryError):
+        return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing, not a file or not"
+                                                " the size the manifest says"])
     if hashlib.sha256(raw).hexdigest() != body["rows_sha256"]:
         return Archive(path, database, [], {}, [f"its rows file {rows_path.name} was changed (sha256 differs)"])
-    rows = [row_from_json(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line]
+    try:
+        rows = [row_from_json(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line]
+        return _checked(path, database, rows, body["segments"], verify_key)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, binascii.Error):
+        # Signed as it is: only the key's holder could have written it so.
+        return Archive(path, database, [], {}, ["its rows or segments are malformed"])
+
+
+def _checked(path: Path, database: str, rows: list[tuple], segments: list, verify_key: Ed25519PublicKey
+             ) -> Archive:
+    """The archive, with each segment checked against its rows and its anchor's signature."""
     by_chain: dict[str, list[tuple]] = {}
     for row in rows:
         by_chain.setdefault(row[0], []).append(row)
     problems, anchors = [], {}
-    for user_hash, first_pos, last_pos, last_hash, anchor_signature, first_log_tail in body["segments"]:
+    for user_hash, first_pos, last_pos, last_hash, anchor_signature, first_log_tail in segments:
         segment = by_chain.pop(user_hash, [])
         problem = segment_problem(segment, last_pos, bytes.fromhex(last_hash))
         if problem is None and segment[0][1] != first_pos:
@@ -154,12 +166,30 @@ def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
     return Archive(path, database, [] if problems else rows, anchors, problems)
 
 
-def write_rows(path: Path, rows: Iterable[tuple]) -> str:
-    """Write the rows file; return its sha256 (hex)."""
-    digest = hashlib.sha256()
+def _regular_file(path: Path, size: int) -> bytes:
+    """The bytes of a regular file of at most ``size`` bytes (the manifest's limit), or of
+    exactly ``size`` (a rows file, whose size the signed manifest states). Opened without
+    blocking and checked on the descriptor read from: a pipe or a device put in its place
+    would never end, and a huge or sparse file would fill the memory.
+
+    Raises:
+        OSError: missing or unreadable. ValueError: not a regular file, or not that size.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        exact = size != MANIFEST_LIMIT
+        if not stat.S_ISREG(info.st_mode) or info.st_size > size or (exact and info.st_size != size):
+            raise ValueError("not a regular file of the expected size")
+        return handle.read(size + 1)[:size]
+
+
+def write_rows(path: Path, rows: Iterable[tuple]) -> tuple[str, int]:
+    """Write the rows file; return its sha256 (hex) and size in bytes."""
+    digest, size = hashlib.sha256(), 0
     with path.open("wb") as out:
         for row in rows:
             line = (json.dumps(row_to_json(row), separators=(",", ":")) + "\n").encode("utf-8")
             digest.update(line)
-            out.write(line)
-    return digest.hexdigest()
+            size += out.write(line)
+    return digest.hexdigest(), size

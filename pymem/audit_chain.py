@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import re
 import time
 from decimal import Decimal
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import psycopg
 
 NO_TENANT = "0" * 64
+_TENANT = re.compile("[0-9a-f]{64}")
 #: A row dated later than this after the verification's start is reported: the chain's
 #: time order rests on the head row's time, which no hash covers.
 FUTURE_SLACK_US = 300 * 1_000_000
@@ -125,8 +127,9 @@ def _comparable(value):
 
 
 def v1_tails(conn: psycopg.Connection) -> dict[str, tuple[int, bytes]]:
-    """Each chain's last row in the first-generation log: (position, hash)."""
-    return {chain: (pos, bytes(row_hash)) for chain, pos, row_hash in conn.execute(_V1_TAILS)}
+    """Each chain's last row in the first-generation log: (position, hash). (A NULL hash,
+    possible only with the table's constraints dropped, reads as empty: no anchor's matches.)"""
+    return {chain: (pos, bytes(row_hash or b"")) for chain, pos, row_hash in conn.execute(_V1_TAILS)}
 
 
 @dataclass
@@ -153,8 +156,12 @@ def _v1_chains(conn: psycopg.Connection, problems: list[ChainProblem], wanted: f
     seqs: dict[str, int] = {}
     for user_hash, seq, at, db_role, operation, chunk_ids, row_count, txid, chain_pos, prev, row in read_rows(
             conn, _V1_ROWS):
-        chain = user_hash or NO_TENANT
+        chain = NO_TENANT if user_hash is None else user_hash  # as v1_tails keys it
         if chain in broken:
+            continue
+        if user_hash is not None and not _TENANT.fullmatch(user_hash):
+            problems.append(ChainProblem(chain, chain_pos, "v1: a row that names no well-formed tenant (forged)"))
+            broken.add(chain)
             continue
         end = ends.get(chain, ChainEnd(0, b""))
         problem = None
@@ -337,7 +344,7 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
                                                         " (the anchors table was written directly)")
                  for chain in sorted(set(anchors) - retirements)
                  if not (after and chain in after and after[chain][0] > anchors[chain][0])]
-    headless = set(starts) | set(anchors)
+    headless = set(starts) | set(anchors) | set(ends)  # every chain the walk read has a head row
     for user_hash, chain_pos, row_hash in read_rows(conn, _HEADS):
         headless.discard(user_hash)
         end = ends.get(user_hash) or v1_ends.get(user_hash) or ChainEnd(0, b"")
@@ -359,6 +366,9 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
     problems += [ChainProblem(chain, anchors[chain][0], "anchored row is gone (chain cut or deleted)")
                  for chain in sorted(set(firsts) - anchor_rows_seen)]
     problems += [ChainProblem(chain, starts[chain][0], "the chain's head row is gone (the chain was deleted)")
+                 if chain in starts else
+                 ChainProblem(chain, ends[chain].chain_pos if chain in ends else anchors[chain][0],
+                              "the chain has no head row (its head deleted, or its rows forged)")
                  for chain in sorted(headless)]
     walked = {chain: (end.chain_pos, end.row_hash) for chain, end in {**v1_ends, **ends}.items()}
     return ChainWalk(problems, hashes, walked, {chain: pos for chain, (pos, _) in starts.items()})

@@ -99,6 +99,8 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
             problem = segment_problem(segment, chain_pos, bytes.fromhex(row_hash))
             if problem:
                 raise ValueError(f"chain {user_hash[:12]}…: {problem}; nothing was archived")
+            if segment[0][1] == chain_pos:
+                continue  # its head is its first row: nothing before it to retire
             tail = tails.get(user_hash)
             signature = key.sign(anchor_statement(database, user_hash, chain_pos, bytes.fromhex(row_hash), tail))
             segments.append([user_hash, segment[0][1], chain_pos, row_hash, base64.b64encode(signature).decode(),
@@ -106,8 +108,9 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
             rows += segment
     if not segments:
         return ArchiveReport(None, 0, 0)
+    rows_sha256, rows_bytes = write_rows(rows_path, rows)
     body = {"format": ARCHIVE_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(), "database": database,
-            "rows": rows_path.name, "rows_sha256": write_rows(rows_path, rows), "segments": segments}
+            "rows": rows_path.name, "rows_bytes": rows_bytes, "rows_sha256": rows_sha256, "segments": segments}
     body["signature"] = base64.b64encode(key.sign(canonical(body))).decode()
     manifest = out / f"pymem-audit-{stamp}{MANIFEST_SUFFIX}"
     write_json(manifest, body)
@@ -119,7 +122,8 @@ def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress:
 
     The archive is checked first (signatures, sha256, every segment): a damaged or
     forged one deletes nothing. One transaction per chain; a chain retired there
-    already is left as it is, so a run cut short can be run again.
+    already is left as it is, so a run cut short can be run again; a chain whose anchor
+    the database refuses is named at the end, and the others are retired.
 
     Args:
         conn: a connection of a login with ``pymem_maintainer``.
@@ -131,7 +135,7 @@ def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress:
 
     Raises:
         ValueError: the archive does not verify under ``PYMEM_AUDIT_VERIFY_KEY``, or is of
-            another database.
+            another database; or the database refused some chains' anchors.
     """
     archive = read_archive(manifest, verify_key())
     if archive.problems:
@@ -139,12 +143,18 @@ def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress:
     database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
     if archive.database != database:
         raise ValueError(f"{manifest} is an archive of database {archive.database!r}, not {database!r}")
-    deleted = 0
+    deleted, refused = 0, []
     for user_hash, (chain_pos, row_hash, signature) in progress_iter(
             sorted(archive.anchors.items()), enabled=progress, desc="retiring audit segments", unit="chain"):
-        with conn.transaction():
-            deleted += conn.execute("SELECT pymem.audit_retire(%s::pg_catalog.bpchar, %s, %s, %s)",
-                                    (user_hash, chain_pos, row_hash, signature)).fetchone()[0]
+        try:
+            with conn.transaction():
+                deleted += conn.execute("SELECT pymem.audit_retire(%s::pg_catalog.bpchar, %s, %s, %s)",
+                                        (user_hash, chain_pos, row_hash, signature)).fetchone()[0]
+        except psycopg.errors.InvalidParameterValue:
+            refused.append(user_hash[:12] + "…")  # retired further since, say; the others go on
+    if refused:
+        raise ValueError(f"retired {deleted} rows, but the database refused the anchors of {len(refused)} chains"
+                         f" ({', '.join(refused[:5])}): pymem audit-verify shows where they start now")
     return deleted
 
 

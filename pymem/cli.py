@@ -92,9 +92,16 @@ def _cmd_audit_verify(args) -> int:
                  " and matches the checkpoint" if args.checkpoint else ""))
     for problem in problems:
         print(f"audit log: chain {problem.chain_label}: position {problem.chain_pos}: {problem.problem}")
+    if problems.partial:
+        print(f"audit log: {len(problems.partial)} chains verified from their signed anchors on, their older rows"
+              " retired (and checkpointed rows among them not checked): "
+              + ("they are in no archive given" if args.archive else
+                 "pass every archive with --archive to verify them whole"))
     if not schema:
         print("schema: the functions, tables and policies are the ones shipped")
-    return 1 if _print_findings(schema) or problems else 0
+    if _print_findings(schema) or problems:
+        return 1
+    return 3 if args.archive and problems.partial else 0
 
 
 def _cmd_verify_rows(args) -> int:

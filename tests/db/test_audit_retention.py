@@ -93,7 +93,7 @@ def test_a_changed_archive_is_reported_and_retires_nothing(audited_db, archived,
     rows_file = report.manifest.with_name(report.manifest.name.replace(".manifest.json", ".jsonl"))
     lines = rows_file.read_text().splitlines()
     row = json.loads(lines[1])
-    row[9] = 99  # row_count
+    row[3] = row[3][:-1] + ("x" if row[3][-1] != "x" else "y")  # db_role, the file's size kept
     lines[1] = json.dumps(row, separators=(",", ":"))
     rows_file.write_text("\n".join(lines) + "\n")
     assert read_archive(report.manifest, _verify_key()).problems == [
@@ -365,7 +365,7 @@ def test_a_rows_file_that_is_not_a_file_is_reported_not_waited_on(archived):
     rows.unlink()
     os.mkfifo(rows)  # reading a pipe nobody writes to would never end
     assert read_archive(report.manifest, _verify_key()).problems == [
-        f"its rows file {rows.name} is missing (or not a file)"]
+        f"its rows file {rows.name} is missing, not a file or not the size the manifest says"]
 
 
 def test_anchors_written_into_the_table_directly_are_reported(audited_db, archived):
@@ -471,3 +471,70 @@ async def test_the_first_log_of_a_retired_chain_stays_bound_to_it(audited_db, au
             assert (v, "the chain's anchor is not signed by the audit key (rows were deleted without a signed"
                        " archive, or its first-log rows changed)") in {
                 (p.user_hash, p.problem) for p in verify_audit_log(conn, archives=archives)}
+
+
+def test_audit_verify_says_which_chains_it_verified_from_their_anchors_only(audited_db, archived, maintainer_url,
+                                                                           tmp_path):
+    """Without their archives, retired chains are verified from their signed anchors on, and
+    the command says so; asked to verify them whole (--archive) without every archive, it
+    exits 3, not 0."""
+    checkpoint, report, _ = archived
+    with connect(maintainer_url) as conn:
+        retire_segments(conn, report.manifest)
+    plain = _cli("audit-verify", "--checkpoint", str(checkpoint), PYMEM_DATABASE_URL=audited_db)
+    assert plain.returncode == 0 and "2 chains verified from their signed anchors on" in plain.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, other / "c.json")
+        later = archive_segments(conn, other / "c.json", other)  # from the anchors on: the older rows not in it
+    partial = _cli("audit-verify", "--archive", str(later.manifest), PYMEM_DATABASE_URL=audited_db)
+    assert partial.returncode == 3 and "they are in no archive given" in partial.stdout
+    whole = _cli("audit-verify", "--archive", str(report.manifest), PYMEM_DATABASE_URL=audited_db)
+    assert whole.returncode == 0 and "signed anchors" not in whole.stdout
+
+
+def test_a_pipe_or_a_huge_file_in_an_archive_is_reported_not_read(archived):
+    _, report, _ = archived
+    rows = report.manifest.with_name(report.manifest.name.replace(".manifest.json", ".jsonl"))
+    with rows.open("r+b") as handle:
+        handle.truncate(1 << 40)  # sparse: a terabyte the signed manifest did not state
+    assert read_archive(report.manifest, _verify_key()).problems == [
+        f"its rows file {rows.name} is missing, not a file or not the size the manifest says"]
+    report.manifest.unlink()
+    os.mkfifo(report.manifest)
+    assert read_archive(report.manifest, _verify_key()).problems == ["not a readable pymem audit archive manifest"]
+
+
+def test_a_chain_whose_head_is_its_first_row_does_not_stop_a_retirement(audited_db, audit_keys, maintainer_url,
+                                                                        tmp_path):
+    with connect(maintainer_url) as conn:  # the no-tenant chain gets one row
+        conn.execute("SELECT pymem.audit_rebaseline(%s)", (b"\x01" * 32,))
+    with connect(audited_db) as conn:
+        write_checkpoint(conn, tmp_path / "c.json")
+        report = archive_segments(conn, tmp_path / "c.json", tmp_path)
+    assert report.chains == 2  # audit-a and audit-b: nothing precedes the no-tenant chain's head
+    with connect(maintainer_url) as conn:
+        assert retire_segments(conn, report.manifest) > 0
+
+
+def test_first_log_rows_and_heads_a_superuser_forges_are_reported(audited_db, audit_keys):
+    """Rows put in the first log under a blank tenant (which the walk once took for the
+    no-tenant chain), a first-log row without its hash, and a chain whose head row is gone."""
+    tamper(audited_db, "ALTER TABLE pymem.audit_log_v1 ALTER COLUMN row_hash DROP NOT NULL;"
+                       " INSERT INTO pymem.audit_log_v1 (seq, at, db_role, user_hash, operation, chunk_ids, row_count,"
+                       " txid, chain_pos, prev_hash, row_hash) OVERRIDING SYSTEM VALUE VALUES"
+                       " (9001, now(), 'forger', '', 'insert', '{}', 0, '1', 1, '\\x', NULL)")
+    tamper(audited_db, f"DELETE FROM pymem.audit_chain_heads WHERE user_hash = '{hmac_user('audit-a')}'")
+    with connect(audited_db) as conn:
+        found = {p.problem for p in verify_audit_log(conn)}
+    assert "v1: a row that names no well-formed tenant (forged)" in found
+    assert "the chain has no head row (its head deleted, or its rows forged)" in found
+
+
+def test_an_anchor_without_a_tenant_is_reported_not_crashed_on(audited_db, audit_keys):
+    tamper(audited_db, "ALTER TABLE pymem.audit_anchors DROP CONSTRAINT audit_anchors_pkey,"
+                       " ALTER COLUMN user_hash DROP NOT NULL;"
+                       f" INSERT INTO pymem.audit_anchors VALUES (NULL, 3, '\\x{'00' * 32}', '\\x{'00' * 64}', now())")
+    run = _cli("audit-verify", PYMEM_DATABASE_URL=audited_db)
+    assert run.returncode == 1 and "Traceback" not in run.stderr and "anchor is not signed" in run.stdout
