@@ -96,100 +96,136 @@ def segment_problem(rows: list[tuple], last_pos: int, last_hash: bytes) -> str |
 
 @dataclass
 class Archive:
-    """An archive read back and checked: its rows (chain order), the chains' anchors, and
-    what does not verify (then ``rows`` is empty: none of it is used)."""
+    """An archive read back and checked: its rows (chain order; only when asked for, and
+    empty when anything does not verify: none of it is used then), how many it holds, the
+    chains' anchors, and what does not verify."""
 
     manifest: Path
     database: str | None
     rows: list[tuple]
     anchors: dict[str, tuple[int, bytes, bytes]]
     problems: list[str]
+    row_count: int = 0
 
 
-def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey) -> Archive:
-    """Read and check an archive: the manifest's signature, the rows file's sha256, and
-    each segment (:func:`segment_problem`) with its anchor's signature.
+def read_archive(manifest: str | Path, verify_key: Ed25519PublicKey, *, keep_rows: bool = True) -> Archive:
+    """Read and check an archive: the manifest's signature, the rows file's size and sha256,
+    and each segment (:func:`segment_problem`) with its anchor's signature.
+
+    The rows file is read line by line, one chain's segment at a time: only ``keep_rows``
+    holds every row in memory (to walk them with the log's, :mod:`pymem.audit`).
 
     Never raises for a bad archive: what is wrong is in ``problems``.
     """
     path = Path(manifest)
     try:
-        body = json.loads(_regular_file(path, MANIFEST_LIMIT).decode("utf-8"))
+        with _open_regular(path, MANIFEST_LIMIT, exact=False) as handle:
+            body = json.loads(handle.read(MANIFEST_LIMIT).decode("utf-8"))
         signature = base64.b64decode(body.pop("signature"), validate=True)
         if body.get("format") != ARCHIVE_FORMAT:
             raise ValueError
         verify_key.verify(signature, canonical(body))
+        segments = {segment[0]: segment for segment in body["segments"]}
     except InvalidSignature:
         return Archive(path, None, [], {}, ["the manifest's signature does not verify (forged or edited)"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, MemoryError, binascii.Error):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, MemoryError,
+            binascii.Error):
         return Archive(path, None, [], {}, ["not a readable pymem audit archive manifest"])
     database = body["database"]
     rows_path = path.parent / Path(body["rows"]).name
     try:
-        raw = _regular_file(rows_path, body["rows_bytes"])
-    except (OSError, ValueError, MemoryError):
+        handle = _open_regular(rows_path, body["rows_bytes"], exact=True)
+    except (OSError, ValueError, TypeError):
         return Archive(path, database, [], {}, [f"its rows file {rows_path.name} is missing, not a file or not"
                                                 " the size the manifest says"])
-    if hashlib.sha256(raw).hexdigest() != body["rows_sha256"]:
+    archive = Archive(path, database, [], {}, [])
+    digest, malformed = hashlib.sha256(), False
+    with handle:
+        try:
+            _check_segments(archive, handle, digest, segments, verify_key, keep_rows)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError, binascii.Error):
+            malformed = True  # signed as it is: only the key's holder could have written it so
+        for line in handle:  # the rest, for the digest
+            digest.update(line)
+    if digest.hexdigest() != body["rows_sha256"]:
         return Archive(path, database, [], {}, [f"its rows file {rows_path.name} was changed (sha256 differs)"])
-    try:
-        rows = [row_from_json(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line]
-        return _checked(path, database, rows, body["segments"], verify_key)
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError, binascii.Error):
-        # Signed as it is: only the key's holder could have written it so.
+    if malformed:
         return Archive(path, database, [], {}, ["its rows or segments are malformed"])
+    if archive.problems:
+        archive.rows = []
+    return archive
 
 
-def _checked(path: Path, database: str, rows: list[tuple], segments: list, verify_key: Ed25519PublicKey
-             ) -> Archive:
-    """The archive, with each segment checked against its rows and its anchor's signature."""
-    by_chain: dict[str, list[tuple]] = {}
-    for row in rows:
-        by_chain.setdefault(row[0], []).append(row)
-    problems, anchors = [], {}
-    for user_hash, first_pos, last_pos, last_hash, anchor_signature, first_log_tail in segments:
-        segment = by_chain.pop(user_hash, [])
+def _check_segments(archive: Archive, lines, digest, segments: dict, verify_key: Ed25519PublicKey,
+                    keep_rows: bool) -> None:
+    """Read the rows file's lines into ``archive``, checking each chain's segment as it ends."""
+    done: set[str] = set()
+
+    def check(chain: str, segment: list[tuple]) -> None:
+        done.add(chain)
+        if chain not in segments:
+            archive.problems.append(f"chain {chain[:12]}…: rows that no segment names")
+            return
+        _, first_pos, last_pos, last_hash, anchor_signature, first_log_tail = segments[chain]
         problem = segment_problem(segment, last_pos, bytes.fromhex(last_hash))
         if problem is None and segment[0][1] != first_pos:
             problem = "the segment does not start where the manifest says"
         signature = base64.b64decode(anchor_signature)
         tail = None if first_log_tail is None else (first_log_tail[0], bytes.fromhex(first_log_tail[1]))
         try:
-            verify_key.verify(signature, anchor_statement(database, user_hash, last_pos, bytes.fromhex(last_hash),
-                                                          tail))
+            verify_key.verify(signature, anchor_statement(archive.database, chain, last_pos,
+                                                          bytes.fromhex(last_hash), tail))
         except InvalidSignature:
             problem = problem or "its anchor's signature does not verify"
         if problem:
-            problems.append(f"chain {user_hash[:12]}…: {problem}")
-        anchors[user_hash] = (last_pos, bytes.fromhex(last_hash), signature)
-    problems += [f"chain {chain[:12]}…: rows that no segment names" for chain in by_chain]
-    return Archive(path, database, [] if problems else rows, anchors, problems)
+            archive.problems.append(f"chain {chain[:12]}…: {problem}")
+        archive.anchors[chain] = (last_pos, bytes.fromhex(last_hash), signature)
+
+    chain, segment = None, []
+    for line in lines:
+        digest.update(line)
+        row = row_from_json(json.loads(line))
+        archive.row_count += 1
+        if keep_rows:
+            archive.rows.append(row)
+        if row[0] != chain:
+            if chain is not None:
+                check(chain, segment)
+            if row[0] in done:
+                archive.problems.append(f"chain {row[0][:12]}…: its rows are not together (reordered)")
+            chain, segment = row[0], []
+        segment.append(row)
+    if chain is not None:
+        check(chain, segment)
+    archive.problems += [f"chain {chain[:12]}…: the segment has no rows" for chain in segments if chain not in done]
 
 
-def _regular_file(path: Path, size: int) -> bytes:
-    """The bytes of a regular file of at most ``size`` bytes (the manifest's limit), or of
-    exactly ``size`` (a rows file, whose size the signed manifest states). Opened without
+def _open_regular(path: Path, size: int, *, exact: bool):
+    """A regular file of at most ``size`` bytes (a manifest), or of exactly ``size`` (a rows
+    file, whose size the signed manifest states), opened for reading. Opened without
     blocking and checked on the descriptor read from: a pipe or a device put in its place
-    would never end, and a huge or sparse file would fill the memory.
+    would never end, and a huge or sparse file would take the memory or the time.
 
     Raises:
         OSError: missing or unreadable. ValueError: not a regular file, or not that size.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        exact = size != MANIFEST_LIMIT
-        if not stat.S_ISREG(info.st_mode) or info.st_size > size or (exact and info.st_size != size):
-            raise ValueError("not a regular file of the expected size")
-        return handle.read(size + 1)[:size]
+    handle = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > size or (exact and info.st_size != size):
+        handle.close()
+        raise ValueError("not a regular file of the expected size")
+    return handle
 
 
-def write_rows(path: Path, rows: Iterable[tuple]) -> tuple[str, int]:
-    """Write the rows file; return its sha256 (hex) and size in bytes."""
-    digest, size = hashlib.sha256(), 0
+def write_rows(path: Path, rows: Iterable[tuple]) -> tuple[str, int, int]:
+    """Write the rows file as ``rows`` come; return its sha256 (hex), its size in bytes and
+    how many rows it holds."""
+    digest, size, count = hashlib.sha256(), 0, 0
     with path.open("wb") as out:
         for row in rows:
             line = (json.dumps(row_to_json(row), separators=(",", ":")) + "\n").encode("utf-8")
             digest.update(line)
             size += out.write(line)
-    return digest.hexdigest(), size
+            count += 1
+    return digest.hexdigest(), size, count

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,10 +78,10 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     out = Path(out_dir)
     rows_path = out / f"pymem-audit-{stamp}.jsonl"
-    segments, rows = [], []
+    segments: list[list] = []
     # One snapshot: the walk that verifies the log against the checkpoint, and the segments
     # read after it, see the same rows (a change committed in between would otherwise be
-    # archived and signed).
+    # archived and signed). The rows go to the file a chain at a time, as they are read.
     with as_auditor(conn):
         database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
         if body.get("database", database) != database:
@@ -90,31 +91,43 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
         if problems:
             raise ValueError(f"the audit log does not verify against {checkpoint} ({len(problems)} problems):"
                              " pymem audit-verify names them; nothing was archived")
-        tails = v1_tails(conn)
-        for user_hash, chain_pos, row_hash in heads:
-            start = walk.partial.get(user_hash, 0)  # its anchor; else its first row (walked whole)
-            if chain_pos <= start:
-                continue  # retired up to there, or further, already
-            segment = list(read_rows(conn, _SEGMENT, (user_hash, start, chain_pos)))
-            problem = segment_problem(segment, chain_pos, bytes.fromhex(row_hash))
-            if problem:
-                raise ValueError(f"chain {user_hash[:12]}…: {problem}; nothing was archived")
-            if segment[0][1] == chain_pos:
-                continue  # its head is its first row: nothing before it to retire
-            tail = tails.get(user_hash)
-            signature = key.sign(anchor_statement(database, user_hash, chain_pos, bytes.fromhex(row_hash), tail))
-            segments.append([user_hash, segment[0][1], chain_pos, row_hash, base64.b64encode(signature).decode(),
-                             None if tail is None else [tail[0], tail[1].hex()]])
-            rows += segment
+        try:
+            rows_sha256, rows_bytes, row_count = write_rows(
+                rows_path, _segments(conn, database, heads, walk, key, segments))
+        except BaseException:
+            rows_path.unlink(missing_ok=True)
+            raise
     if not segments:
+        rows_path.unlink()
         return ArchiveReport(None, 0, 0)
-    rows_sha256, rows_bytes = write_rows(rows_path, rows)
     body = {"format": ARCHIVE_FORMAT, "created_at": datetime.now(timezone.utc).isoformat(), "database": database,
             "rows": rows_path.name, "rows_bytes": rows_bytes, "rows_sha256": rows_sha256, "segments": segments}
     body["signature"] = base64.b64encode(key.sign(canonical(body))).decode()
     manifest = out / f"pymem-audit-{stamp}{MANIFEST_SUFFIX}"
     write_json(manifest, body)
-    return ArchiveReport(manifest, len(segments), len(rows))
+    return ArchiveReport(manifest, len(segments), row_count)
+
+
+def _segments(conn: psycopg.Connection, database: str, heads: list, walk, key, segments: list[list]
+              ) -> Iterator[tuple]:
+    """Each chain's rows from where it starts up to the head the checkpoint signed, checked;
+    each chain's segment, with its signed anchor, appended to ``segments``."""
+    tails = v1_tails(conn)
+    for user_hash, chain_pos, row_hash in heads:
+        start = walk.partial.get(user_hash, 0)  # its anchor; else its first row (walked whole)
+        if chain_pos <= start:
+            continue  # retired up to there, or further, already
+        segment = list(read_rows(conn, _SEGMENT, (user_hash, start, chain_pos)))
+        problem = segment_problem(segment, chain_pos, bytes.fromhex(row_hash))
+        if problem:
+            raise ValueError(f"chain {user_hash[:12]}…: {problem}; nothing was archived")
+        if segment[0][1] == chain_pos:
+            continue  # its head is its first row: nothing before it to retire
+        tail = tails.get(user_hash)
+        signature = key.sign(anchor_statement(database, user_hash, chain_pos, bytes.fromhex(row_hash), tail))
+        segments.append([user_hash, segment[0][1], chain_pos, row_hash, base64.b64encode(signature).decode(),
+                         None if tail is None else [tail[0], tail[1].hex()]])
+        yield from segment
 
 
 def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress: bool = False) -> int:
@@ -137,7 +150,7 @@ def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress:
         ValueError: the archive does not verify under ``PYMEM_AUDIT_VERIFY_KEY``, or is of
             another database; or the database refused some chains' anchors.
     """
-    archive = read_archive(manifest, verify_key())
+    archive = read_archive(manifest, verify_key(), keep_rows=False)
     if archive.problems:
         raise ValueError(f"{manifest}: {'; '.join(archive.problems)}; nothing was deleted")
     database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]

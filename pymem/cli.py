@@ -153,11 +153,11 @@ def _cmd_audit_verify_archive(args) -> int:
 
     failed = False
     for manifest in args.manifest:
-        archive = read_archive(manifest, verify_key())
+        archive = read_archive(manifest, verify_key(), keep_rows=False)
         for problem in archive.problems:
             print(f"{manifest}: {problem}")
         if not archive.problems:
-            print(f"{manifest}: {len(archive.rows)} rows of {len(archive.anchors)} chains verify")
+            print(f"{manifest}: {archive.row_count} rows of {len(archive.anchors)} chains verify")
         failed = failed or bool(archive.problems)
     return 1 if failed else 0
 

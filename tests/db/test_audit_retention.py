@@ -63,6 +63,8 @@ def test_retired_rows_leave_the_log_and_every_verification_still_holds(audited_d
     # audit-c's chain began after the checkpoint: nothing of it is archived.
     assert report.chains == 2 and report.rows == heads[a] + heads[b]
     assert read_archive(report.manifest, _verify_key()).problems == []
+    checked = _cli("audit-verify-archive", str(report.manifest))
+    assert checked.returncode == 0 and f"{report.rows} rows of 2 chains verify" in checked.stdout
 
     with connect(maintainer_url) as conn:
         assert retire_segments(conn, report.manifest) == heads[a] - 1 + heads[b] - 1
