@@ -70,6 +70,12 @@ class AuditFindings(list):
         self.partial = partial or {}
 
 
+def current_database(conn: psycopg.Connection) -> str:
+    """The name checkpoints, archives and anchors are bound to (the server's, which a pooler's
+    alias in the connection string may differ from)."""
+    return conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+
+
 @contextmanager
 def as_auditor(conn: psycopg.Connection) -> Iterator[None]:
     """One READ ONLY, REPEATABLE READ transaction as pymem_auditor, with the output
@@ -149,10 +155,10 @@ def _archived_rows(archives: Sequence[Archive], database: str) -> tuple[list[tup
     each archive that does not."""
     rows, problems = [], []
     for archive in archives:
-        if archive.database not in (None, database):
-            archive.problems.append(f"it is of database {archive.database!r}, not {database!r}")
-        problems += [AuditProblem(NO_TENANT, 0, f"archive {archive.manifest.name}: {p}") for p in archive.problems]
-        rows += [] if archive.problems else archive.rows
+        found = archive.problems + ([f"it is of database {archive.database!r}, not {database!r}"]
+                                    if archive.database not in (None, database) else [])
+        problems += [AuditProblem(NO_TENANT, 0, f"archive {archive.manifest.name}: {p}") for p in found]
+        rows += [] if found else archive.rows
     return sorted(rows, key=lambda row: (row[0], row[1])), problems
 
 
@@ -200,7 +206,7 @@ def verify_audit_log(conn: psycopg.Connection, checkpoint: str | Path | None = N
     heads = body["heads"]
     archived = read_archives(archives)
     with as_auditor(conn):
-        expected = database or conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        expected = database or current_database(conn)
         # A checkpoint without the field (written before it existed) is compared as it is.
         if checkpoint is not None and body.get("database", expected) != expected:
             return AuditFindings([AuditProblem(NO_TENANT, 0, f"the checkpoint is of database"
@@ -288,7 +294,7 @@ def write_checkpoint(conn: psycopg.Connection, path: str | Path, *, rebaseline: 
     """
     key = signing_key()
     with as_auditor(conn):
-        database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        database = current_database(conn)
         problems, walk = walk_log(conn, database, frozenset((h[0], h[1]) for h in against or ()))
         problems += checkpoint_problems(against or [], walk)
     if problems:

@@ -115,15 +115,11 @@ def _without_repeats(rows: Iterator[tuple], problems: list[ChainProblem]) -> Ite
     last = None
     for row in rows:
         if last is not None and row[:2] == last[:2]:
-            if tuple(map(_comparable, row)) != tuple(map(_comparable, last)):
+            if row != last:
                 problems.append(ChainProblem(row[0], row[1], "the archived row differs from the log's"))
             continue
         last = row
         yield row
-
-
-def _comparable(value):
-    return bytes(value) if isinstance(value, memoryview) else value
 
 
 def v1_tails(conn: psycopg.Connection) -> dict[str, tuple[int, bytes]]:
@@ -242,7 +238,8 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
     problems: list[ChainProblem] = []
     hashes: dict[tuple[str, int], bytes] = {}
     broken: set[str] = set()
-    starts = dict(anchors or {})
+    anchors = anchors or {}
+    starts = dict(anchors)
     # A chain starts at the later of its anchor and its checkpointed row.
     starts.update((chain, start) for chain, start in (after or {}).items()
                   if chain not in starts or start[0] > starts[chain][0])
@@ -250,7 +247,6 @@ def verify_chains(conn: psycopg.Connection, wanted: frozenset[tuple[str, int]] =
     # (The first-generation log was frozen at revision 0005, before any checkpoint.)
     db_rows = read_rows(conn, _V2_ROWS_AFTER, (json.dumps({chain: pos for chain, (pos, _) in starts.items()}),)
                     ) if starts else read_rows(conn, _V2_ROWS)
-    anchors = anchors or {}
     # Archived rows fill only what a signed anchor retired (a chain's positions up to its anchor):
     # never rows the log must still hold, so a row deleted from the log is not hidden by its copy.
     archived = [row for row in archived if row[0] in anchors and row[1] <= anchors[row[0]][0]]

@@ -33,12 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .audit import (as_auditor, checkpoint_problems, read_checkpoint, signing_key, verify_audit_log, verify_key,
-                    walk_log, write_checkpoint, write_json)
+from .audit import (as_auditor, checkpoint_problems, current_database, read_checkpoint, signing_key,
+                    verify_audit_log, verify_key, walk_log, write_checkpoint, write_json)
 from .audit_archive import (ARCHIVE_FORMAT, MANIFEST_SUFFIX, anchor_statement, canonical, read_archive,
                             segment_problem, write_rows)
-from .audit_chain import V2_COLUMNS, read_rows, v1_tails
+from .audit_chain import V2_COLUMNS, ChainWalk, read_rows, v1_tails
 from .extras import progress_iter
 
 REBASELINE_FORMAT = "pymem-audit-rebaseline/1"
@@ -83,7 +84,7 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
     # read after it, see the same rows (a change committed in between would otherwise be
     # archived and signed). The rows go to the file a chain at a time, as they are read.
     with as_auditor(conn):
-        database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        database = current_database(conn)
         if body.get("database", database) != database:
             raise ValueError(f"{checkpoint} is a checkpoint of database {body.get('database')!r}, not {database!r}")
         problems, walk = walk_log(conn, database, frozenset((h[0], h[1]) for h in heads))
@@ -108,8 +109,8 @@ def archive_segments(conn: psycopg.Connection, checkpoint: str | Path, out_dir: 
     return ArchiveReport(manifest, len(segments), row_count)
 
 
-def _segments(conn: psycopg.Connection, database: str, heads: list, walk, key, segments: list[list]
-              ) -> Iterator[tuple]:
+def _segments(conn: psycopg.Connection, database: str, heads: list, walk: ChainWalk, key: Ed25519PrivateKey,
+              segments: list[list]) -> Iterator[tuple]:
     """Each chain's rows from where it starts up to the head the checkpoint signed, checked;
     each chain's segment, with its signed anchor, appended to ``segments``."""
     tails = v1_tails(conn)
@@ -153,7 +154,7 @@ def retire_segments(conn: psycopg.Connection, manifest: str | Path, *, progress:
     archive = read_archive(manifest, verify_key(), keep_rows=False)
     if archive.problems:
         raise ValueError(f"{manifest}: {'; '.join(archive.problems)}; nothing was deleted")
-    database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+    database = current_database(conn)
     if archive.database != database:
         raise ValueError(f"{manifest} is an archive of database {archive.database!r}, not {database!r}")
     deleted, refused = 0, []

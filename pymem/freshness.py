@@ -59,7 +59,7 @@ from pathlib import Path
 import psycopg
 
 from . import sync
-from .audit import as_auditor, read_archives, walk_log
+from .audit import as_auditor, current_database, read_archives, walk_log
 from .audit_chain import NO_TENANT
 from .blind_index import TenantIndex
 from .connections import SyncConnectionAsAsync
@@ -265,7 +265,7 @@ def verify_rows(conn: psycopg.Connection, user_hashes: Iterable[str] | None = No
     ledger = _Ledger()
     archived = read_archives(archives)
     with as_auditor(conn):
-        database = conn.execute("SELECT pg_catalog.current_database()").fetchone()[0]
+        database = current_database(conn)
         walked, walk = walk_log(conn, database, on_row=ledger.add, archives=archived)
     # A chain walked from a later row than its first (retired, and the archives given do not
     # reach back to its start) lacks its rows' earlier writes: its tenant is not checked.

@@ -16,7 +16,7 @@ import sys
 import psycopg
 import pytest
 
-from pymem.audit import verify_audit_log, write_checkpoint
+from pymem.audit import verify_audit_log, verify_key, write_checkpoint
 from pymem.audit_archive import read_archive
 from pymem.audit_retention import archive_segments, retire_segments
 from pymem.db import connect
@@ -62,7 +62,7 @@ def test_retired_rows_leave_the_log_and_every_verification_still_holds(audited_d
     a, b = hmac_user("audit-a"), hmac_user("audit-b")
     # audit-c's chain began after the checkpoint: nothing of it is archived.
     assert report.chains == 2 and report.rows == heads[a] + heads[b]
-    assert read_archive(report.manifest, _verify_key()).problems == []
+    assert read_archive(report.manifest, verify_key()).problems == []
     checked = _cli("audit-verify-archive", str(report.manifest))
     assert checked.returncode == 0 and f"{report.rows} rows of 2 chains verify" in checked.stdout
 
@@ -98,13 +98,13 @@ def test_a_changed_archive_is_reported_and_retires_nothing(audited_db, archived,
     row[3] = row[3][:-1] + ("x" if row[3][-1] != "x" else "y")  # db_role, the file's size kept
     lines[1] = json.dumps(row, separators=(",", ":"))
     rows_file.write_text("\n".join(lines) + "\n")
-    assert read_archive(report.manifest, _verify_key()).problems == [
+    assert read_archive(report.manifest, verify_key()).problems == [
         f"its rows file {rows_file.name} was changed (sha256 differs)"]
     # Its sha256 in the manifest changed to match: the manifest's signature no longer verifies.
     manifest = json.loads(report.manifest.read_text())
     manifest["rows_sha256"] = hashlib.sha256(rows_file.read_bytes()).hexdigest()
     report.manifest.write_text(json.dumps(manifest))
-    assert read_archive(report.manifest, _verify_key()).problems == [
+    assert read_archive(report.manifest, verify_key()).problems == [
         "the manifest's signature does not verify (forged or edited)"]
     with connect(maintainer_url) as conn, pytest.raises(ValueError, match="nothing was deleted"):
         retire_segments(conn, report.manifest)
@@ -123,7 +123,7 @@ def test_a_retired_segment_rewritten_in_the_archive_and_resigned_by_another_key_
     from pymem.audit import generate_signing_key
 
     _, report, _ = archived
-    real_verify_key = _verify_key()
+    real_verify_key = verify_key()
     monkeypatch.setenv("PYMEM_AUDIT_SIGNING_KEY", generate_signing_key()[0])
     with connect(audited_db) as conn:
         forged = archive_segments(conn, _resigned_checkpoint(conn, report), report.manifest.parent / "forged")
@@ -187,7 +187,7 @@ async def test_a_retirement_that_changes_nothing_does_not_hold_the_tenants_chain
     a = hmac_user("audit-a")
     with connect(maintainer_url) as conn:
         retire_segments(conn, report.manifest)
-        anchor, row_hash, signature = read_archive(report.manifest, _verify_key()).anchors[a]
+        anchor, row_hash, signature = read_archive(report.manifest, verify_key()).anchors[a]
         with conn.transaction():
             assert conn.execute("SELECT pymem.audit_retire(%s, %s, %s, %s)",
                                 (a, anchor, row_hash, b"\x00" * 64)).fetchone()[0] == 0
@@ -253,15 +253,11 @@ def test_verify_rows_checks_a_retired_tenant_only_with_its_archive(audited_db, a
         [], 0, 3, 8)
 
 
-def _verify_key():
-    from pymem.audit import verify_key
-
-    return verify_key()
-
-
-async def test_two_retirements_verify_with_both_archives_either_the_latest_or_none(audited_db, archived,
-                                                                                   maintainer_url, cluster,
-                                                                                   tmp_path):
+@pytest.fixture
+async def retired_twice(audited_db, archived, maintainer_url, cluster, tmp_path):
+    """The archive of ``archived`` retired, more activity, a second checkpoint, its archive
+    (audit-c's chain whole; audit-a's and audit-b's from their anchors on), retired too:
+    (first checkpoint, first archive, second archive)."""
     checkpoint, first, _ = archived
     with connect(maintainer_url) as conn:
         retire_segments(conn, first.manifest)
@@ -270,10 +266,14 @@ async def test_two_retirements_verify_with_both_archives_either_the_latest_or_no
     with connect(audited_db) as conn:
         write_checkpoint(conn, tmp_path / "second.checkpoint")
         second = archive_segments(conn, tmp_path / "second.checkpoint", tmp_path / "second")
-    # audit-c's chain is archived whole this time; audit-a's and audit-b's from their anchors on.
-    assert second.chains == 3
     with connect(maintainer_url) as conn:
         retire_segments(conn, second.manifest)
+    return checkpoint, first, second
+
+
+def test_two_retirements_verify_with_both_archives_either_the_latest_or_none(audited_db, retired_twice):
+    checkpoint, first, second = retired_twice
+    assert second.chains == 3
     with connect(audited_db) as conn:
         assert verify_audit_log(conn) == []
         assert verify_audit_log(conn, checkpoint) == []
@@ -288,21 +288,12 @@ async def test_two_retirements_verify_with_both_archives_either_the_latest_or_no
         assert verify_rows(conn, archives=[first.manifest, second.manifest]).problems == []
 
 
-async def test_verify_rows_checks_a_tenant_only_with_archives_that_reach_back_to_its_first_row(
-        audited_db, archived, maintainer_url, cluster, tmp_path):
+def test_verify_rows_checks_a_tenant_only_with_archives_that_reach_back_to_its_first_row(
+        audited_db, retired_twice, tmp_path):
     """Two retirements; only the later archive given: the walk starts where it begins, the
     earlier writes are not at hand, and both tenants retired twice are counted as not
     checked, audit-b, which wrote nothing since the first, too."""
-    _, first, _ = archived
-    with connect(maintainer_url) as conn:
-        retire_segments(conn, first.manifest)
-    await more_activity(audited_db, cluster)
-    (tmp_path / "second").mkdir()
-    with connect(audited_db) as conn:
-        write_checkpoint(conn, tmp_path / "second.checkpoint")
-        second = archive_segments(conn, tmp_path / "second.checkpoint", tmp_path / "second")
-    with connect(maintainer_url) as conn:
-        retire_segments(conn, second.manifest)
+    _, first, second = retired_twice
     with connect(audited_db) as conn:
         partial = verify_rows(conn, archives=[second.manifest])
         whole = verify_rows(conn, archives=[first.manifest, second.manifest])
@@ -366,7 +357,7 @@ def test_a_rows_file_that_is_not_a_file_is_reported_not_waited_on(archived):
     rows = report.manifest.with_name(report.manifest.name.replace(".manifest.json", ".jsonl"))
     rows.unlink()
     os.mkfifo(rows)  # reading a pipe nobody writes to would never end
-    assert read_archive(report.manifest, _verify_key()).problems == [
+    assert read_archive(report.manifest, verify_key()).problems == [
         f"its rows file {rows.name} is missing, not a file or not the size the manifest says"]
 
 
@@ -501,11 +492,11 @@ def test_a_pipe_or_a_huge_file_in_an_archive_is_reported_not_read(archived):
     rows = report.manifest.with_name(report.manifest.name.replace(".manifest.json", ".jsonl"))
     with rows.open("r+b") as handle:
         handle.truncate(1 << 40)  # sparse: a terabyte the signed manifest did not state
-    assert read_archive(report.manifest, _verify_key()).problems == [
+    assert read_archive(report.manifest, verify_key()).problems == [
         f"its rows file {rows.name} is missing, not a file or not the size the manifest says"]
     report.manifest.unlink()
     os.mkfifo(report.manifest)
-    assert read_archive(report.manifest, _verify_key()).problems == ["not a readable pymem audit archive manifest"]
+    assert read_archive(report.manifest, verify_key()).problems == ["not a readable pymem audit archive manifest"]
 
 
 def test_a_chain_whose_head_is_its_first_row_does_not_stop_a_retirement(audited_db, audit_keys, maintainer_url,
